@@ -1,0 +1,504 @@
+"""The `sluice` command: thin commands over `sluice.service`.
+
+Every command that prints data takes `--json` and then prints exactly one JSON
+document. User mistakes end in one line on stderr and exit status 1 (2 for usage).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from sluice.definitions.parse import DefinitionError, load_documents
+from sluice.records import FlowStatus
+from sluice.service import Sluice, VisitorNotFound
+from sluice.settings import Settings
+from sluice.store.flows import UnknownFlow
+from sluice.store.ingest import IncomingEvent
+from sluice.store.sessions import InvalidSessionState, SessionNotFound
+
+console = Console()
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+
+EXAMPLES = """
+\b
+Examples:
+  sluice flows apply flows/            # validate and save every definition there
+  sluice flows on onboarding
+  sluice send '$signup' --email ada@example.com --details '{"plan": "pro"}'
+  sluice sessions --email ada@example.com
+  sluice serve --port 8000
+"""
+
+
+class UserError(click.ClickException):
+    """A mistake of the user's: one line on stderr, exit status 1."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _errors_as_user_errors(command):
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (UnknownFlow, VisitorNotFound, SessionNotFound, InvalidSessionState) as error:
+            raise UserError(str(error.args[0] if error.args else error)) from error
+
+    return wrapper
+
+
+def emit(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+@click.group(help="Sluice: customer-automation flows you own." + EXAMPLES)
+@click.option(
+    "--database-url",
+    envvar="SLUICE_DATABASE_URL",
+    default="sqlite:///sluice.db",
+    show_default=True,
+    help="SQLite path or postgresql://… (env SLUICE_DATABASE_URL).",
+)
+@click.pass_context
+def main(ctx: click.Context, database_url: str) -> None:
+    ctx.obj = Settings.from_env(database_url=database_url)
+
+
+def open_app(ctx: click.Context) -> Sluice:
+    app = Sluice(ctx.find_root().obj)
+    app.upgrade()
+    ctx.call_on_close(app.close)
+    return app
+
+
+# -- database ---------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx) -> None:
+    """Apply schema migrations."""
+    open_app(ctx)
+    click.echo("database is up to date")
+
+
+# -- flows ------------------------------------------------------------------------
+
+
+@main.group()
+def flows() -> None:
+    """Apply, validate, list and switch flows."""
+
+
+def read_documents(paths: tuple[str, ...]) -> list[tuple[str, dict]]:
+    documents, problems = [], []
+    for path in _definition_files(paths):
+        try:
+            documents += [(path.name, d) for d in load_documents(path.read_text(), path.name)]
+        except DefinitionError as error:
+            problems += error.problems
+    if problems:
+        raise DefinitionError(problems)
+    return documents
+
+
+def _definition_files(paths: tuple[str, ...]) -> list[Path]:
+    files = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UserError(f"no such file or directory: {raw}")
+    if not files:
+        raise UserError("no definitions found (looked for .yaml, .yml and .json files)")
+    return files
+
+
+def _report_problems(error: DefinitionError, as_json: bool) -> None:
+    if as_json:
+        emit([p.as_dict() for p in error.problems])
+    else:
+        for problem in error.problems:
+            click.echo(f"error: {problem}", err=True)
+        click.echo(f"{len(error.problems)} problem(s); nothing was saved", err=True)
+    sys.exit(1)
+
+
+@flows.command("validate")
+@click.argument("paths", nargs=-1, required=True)
+@json_option
+@click.pass_context
+def flows_validate(ctx, paths, as_json) -> None:
+    """Validate definitions without saving them."""
+    app = open_app(ctx)
+    try:
+        found_flows, found_templates = app.validate(read_documents(paths))
+    except DefinitionError as error:
+        _report_problems(error, as_json)
+    if as_json:
+        emit([])
+    else:
+        click.echo(f"valid: {len(found_flows)} flow(s), {len(found_templates)} template(s)")
+
+
+@flows.command("apply")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--dry-run", is_flag=True, help="Show what would change; save nothing.")
+@json_option
+@click.pass_context
+def flows_apply(ctx, paths, dry_run, as_json) -> None:
+    """Validate and save definitions (a new version only where something changed)."""
+    app = open_app(ctx)
+    try:
+        report = app.apply(read_documents(paths), dry_run=dry_run)
+    except DefinitionError as error:
+        _report_problems(error, as_json)
+    if as_json:
+        emit({"dry_run": dry_run, **report.as_dict()})
+        return
+    verb = "would save" if dry_run else "saved"
+    for kind, changes in (("template", report.templates), ("flow", report.flows)):
+        for key, version in changes.items():
+            state = f"{verb} v{version}" if version else "unchanged"
+            click.echo(f"{kind} {key}: {state}")
+    for key, places in report.blast_radius.items():
+        for place in places:
+            target = place["continues_at"] or "(completes)"
+            click.echo(f"  {key}: {place['sessions']} session(s) at {place['step']} → {target}")
+
+
+@flows.command("list")
+@json_option
+@click.pass_context
+def flows_list(ctx, as_json) -> None:
+    """Every flow with its status and session counts."""
+    rows = open_app(ctx).list_flows()
+    if as_json:
+        emit(rows)
+        return
+    if not rows:
+        click.echo("no flows yet: sluice flows apply FILE")
+        return
+    table = Table("key", "name", "status", "version", "sessions")
+    for row in rows:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(row["counts"].items())) or "-"
+        table.add_row(row["key"], row["name"], row["status"], str(row["version"]), counts)
+    console.print(table)
+
+
+@flows.command("show")
+@click.argument("key")
+@json_option
+@click.pass_context
+@_errors_as_user_errors
+def flows_show(ctx, key, as_json) -> None:
+    """One flow: definition, status, versions."""
+    flow = open_app(ctx).show_flow(key)
+    if as_json:
+        emit(flow)
+        return
+    from sluice.store.flows import as_yaml
+
+    click.echo(f"{flow['key']} ({flow['name']}): {flow['status']}, version {flow['version']}")
+    click.echo(as_yaml(flow["definition"]))
+
+
+def _switch(ctx, key: str, status: FlowStatus, as_json: bool) -> None:
+    flow = open_app(ctx).set_flow_status(key, status)
+    if as_json:
+        emit(flow)
+    else:
+        click.echo(f"{key} is {flow['status']}")
+
+
+@flows.command("on")
+@click.argument("key")
+@json_option
+@click.pass_context
+@_errors_as_user_errors
+def flows_on(ctx, key, as_json) -> None:
+    """Turn a flow on: new sessions start; paused and stopped sessions resume."""
+    _switch(ctx, key, FlowStatus.ON, as_json)
+
+
+@flows.command("off")
+@click.argument("key")
+@json_option
+@click.pass_context
+@_errors_as_user_errors
+def flows_off(ctx, key, as_json) -> None:
+    """Turn a flow off: its sessions pause where they are."""
+    _switch(ctx, key, FlowStatus.OFF, as_json)
+
+
+@flows.command("stats")
+@click.argument("key")
+@json_option
+@click.pass_context
+@_errors_as_user_errors
+def flows_stats(ctx, key, as_json) -> None:
+    """Per-step counts: sessions there now, entered, and what deliveries did."""
+    stats = open_app(ctx).flow_stats(key)
+    if as_json:
+        emit(stats)
+        return
+    click.echo(
+        f"{key} v{stats['version']}: {stats['sessions']} session(s), "
+        f"{stats['goals']} goal(s), conversion {stats['conversion']:.1%}"
+    )
+    table = Table("step", "kind", "here", "entered", "details")
+    for row in stats["steps"]:
+        extra = {k: v for k, v in row.items() if k not in ("step", "kind", "here", "entered")}
+        details = ", ".join(f"{k} {v}" for k, v in extra.items())
+        table.add_row(row["step"], row["kind"], str(row["here"]), str(row["entered"]), details)
+    console.print(table)
+
+
+@flows.command("changes")
+@click.argument("key")
+@json_option
+@click.pass_context
+@_errors_as_user_errors
+def flows_changes(ctx, key, as_json) -> None:
+    """The audit log of a flow: versions and on/off, with diffs."""
+    changes = open_app(ctx).flow_changes(key)
+    if as_json:
+        emit(changes)
+        return
+    for change in changes:
+        click.echo(f"{change['at']}  {change['actor']}  {change['action']}  v{change['version']}")
+        if change["diff"]:
+            click.echo(change["diff"])
+
+
+# -- events -----------------------------------------------------------------------
+
+
+def _json_object(value: str | None, name: str) -> dict | None:
+    if value is None:
+        return None
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError as error:
+        raise UserError(f"--{name} is not valid JSON: {error}") from error
+    if not isinstance(parsed, dict):
+        raise UserError(f"--{name} must be a JSON object")
+    return parsed
+
+
+@main.command()
+@click.argument("event_type")
+@click.option("--email", required=True, help="The visitor's email.")
+@click.option("--details", help="JSON object of details.")
+@click.option("--fields", help="JSON object of fields to set on the visitor first.")
+@json_option
+@click.pass_context
+def send(ctx, event_type, email, details, fields, as_json) -> None:
+    """Send an event for a visitor."""
+    from sluice.edge import EventInput, InvalidInput
+
+    try:
+        event = EventInput.checked(
+            {
+                "type": event_type,
+                "email": email,
+                "details": _json_object(details, "details") or {},
+                "fields": _json_object(fields, "fields"),
+            },
+            source="cli",
+        )
+    except InvalidInput as error:
+        raise UserError(str(error)) from error
+    result = open_app(ctx).send([event])
+    data = {"accepted": result.accepted, "sessions_started": result.sessions_started}
+    if as_json:
+        emit(data)
+    elif result.duplicates:
+        click.echo("duplicate event (same idempotency key): ignored")
+    else:
+        started = ", ".join(map(str, result.sessions_started)) or "none"
+        click.echo(f"accepted; sessions started: {started}")
+
+
+# -- sessions ---------------------------------------------------------------------
+
+
+@main.group(invoke_without_command=True)
+@click.option("--email")
+@click.option("--flow")
+@click.option(
+    "--status",
+    type=click.Choice(["active", "waiting", "stopped", "completed", "exited", "failed"]),
+)
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
+@json_option
+@click.pass_context
+def sessions(ctx, email, flow, status, limit, as_json) -> None:
+    """List sessions, newest first; or act on one (show, stop, resume, retry)."""
+    if ctx.invoked_subcommand:
+        return
+    rows = open_app(ctx).sessions(email=email, flow=flow, status=status, limit=limit)
+    if as_json:
+        emit(rows)
+        return
+    if not rows:
+        click.echo("no sessions")
+        return
+    table = Table("id", "flow", "email", "status", "step", "started")
+    for row in rows:
+        status_text = row["status"] + (" (paused)" if row["paused"] else "")
+        table.add_row(
+            str(row["id"]), row["flow"], row["email"] or "-", status_text,
+            row["step"] or "-", row["started_at"],
+        )
+    console.print(table)
+
+
+def print_session(session: dict) -> None:
+    paused = " (paused: flow is off)" if session["paused"] else ""
+    click.echo(
+        f"session {session['id']}: {session['flow']} v{session['flow_version']} "
+        f"for {session['email']}: {session['status']}{paused} at {session['step'] or '-'}"
+    )
+    for entry in session["timeline"]:
+        data = orjson.dumps(entry["data"]).decode() if entry["data"] else ""
+        click.echo(f"  {entry['at']}  {entry['step'] or '-':<20} {entry['kind']:<16} {data}")
+
+
+def _session_command(name: str, action: str, help_text: str):
+    @sessions.command(name, help=help_text)
+    @click.argument("session_id", type=int)
+    @json_option
+    @click.pass_context
+    @_errors_as_user_errors
+    def command(ctx, session_id, as_json) -> None:
+        app = open_app(ctx)
+        session = getattr(app, action)(session_id)
+        emit(session) if as_json else print_session(session)
+
+    return command
+
+
+_session_command("show", "session", "One session with its timeline.")
+_session_command("stop", "stop_session", "Stop a session for this visitor.")
+_session_command("resume", "resume_session", "Resume a stopped session.")
+_session_command("retry", "retry_session", "Re-run the step at which a failed session failed.")
+
+
+# -- visitors ---------------------------------------------------------------------
+
+
+@main.group()
+def visitors() -> None:
+    """Visitor profiles, GDPR export and erasure."""
+
+
+@visitors.command("show")
+@click.argument("email")
+@json_option
+@click.pass_context
+@_errors_as_user_errors
+def visitors_show(ctx, email, as_json) -> None:
+    """A visitor's profile: fields, tags, subscription, sessions, recent events."""
+    profile = open_app(ctx).visitor(email)
+    if as_json:
+        emit(profile)
+        return
+    subscribed = "subscribed" if profile["subscribed"] else "unsubscribed"
+    click.echo(f"{profile['email']} ({profile['uuid']}), {subscribed}")
+    click.echo(f"  tags: {', '.join(profile['tags']) or '-'}")
+    click.echo(f"  fields: {orjson.dumps(profile['fields']).decode()}")
+    for s in profile["sessions"]:
+        paused = " (paused)" if s["paused"] else ""
+        click.echo(f"  session {s['id']}: {s['flow']} {s['status']}{paused} at {s['step'] or '-'}")
+    for e in profile["events"][:10]:
+        click.echo(f"  event {e['date']} {e['type']}")
+
+
+@visitors.command("export")
+@click.argument("email")
+@click.pass_context
+@_errors_as_user_errors
+def visitors_export(ctx, email) -> None:
+    """Everything stored about a visitor, as JSON."""
+    emit(open_app(ctx).export_visitor(email))
+
+
+@visitors.command("erase")
+@click.argument("email")
+@json_option
+@click.pass_context
+@_errors_as_user_errors
+def visitors_erase(ctx, email, as_json) -> None:
+    """Erase a visitor; only a hash of the address stays, so it is never emailed again."""
+    result = open_app(ctx).erase_visitor(email)
+    if as_json:
+        emit(result)
+    else:
+        click.echo(f"erased {email}; {result['sessions_exited']} unfinished session(s) exited")
+
+
+# -- simulation, workers, server ------------------------------------------------------
+
+
+@main.command()
+@click.argument("path")
+@click.option("--events", "script_path", required=True, help="YAML or JSON event script.")
+@json_option
+@click.pass_context
+def simulate(ctx, path, script_path, as_json) -> None:
+    """Run a flow against a scripted visitor on a virtual clock; nothing is stored or sent."""
+    from sluice.simulate import ScriptError, simulate_flow
+
+    try:
+        documents = read_documents((path,))
+        script = load_documents(Path(script_path).read_text(), script_path)[0]
+        result = simulate_flow(documents, script, stored=open_app(ctx))
+    except DefinitionError as error:
+        _report_problems(error, as_json)
+    except (ScriptError, FileNotFoundError) as error:
+        raise UserError(str(error)) from error
+    if as_json:
+        emit(result)
+        return
+    for session in result["sessions"]:
+        print_session(session)
+
+
+@main.command()
+@click.option("--concurrency", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.pass_context
+def worker(ctx, concurrency) -> None:
+    """Run a worker only (scale-out: many of them against one PostgreSQL)."""
+    from sluice.processes import run_worker
+
+    run_worker(open_app(ctx), concurrency=concurrency)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--no-worker", is_flag=True, help="Serve HTTP only; workers run elsewhere.")
+@click.pass_context
+def serve(ctx, host, port, no_worker) -> None:
+    """Run the HTTP server with an embedded worker."""
+    from sluice.processes import run_server
+
+    run_server(open_app(ctx), host=host, port=port, with_worker=not no_worker)

@@ -1,0 +1,127 @@
+"""Durations, times of day, absolute times and time zones in definitions (SPEC §2.3).
+
+Durations are an integer and a unit (`30s`, `15m`, `2h`, `3d`, `1w`), or ISO 8601
+(`P2D`, `PT90M`, `P1DT2H`, `P1W`); a leading `-` makes them negative (`offset: -3d`).
+Compact units may also be chained, largest first (`1h30m`, `2d12h`): that is the form
+`format_duration` writes, so everything it writes parses back.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+"""Weekday names as written in `wait: {on: [...]}`; the index is `datetime.weekday()`."""
+
+_UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+_MAX_SECONDS = timedelta.max.total_seconds()
+
+_COMPACT = re.compile(r"(-?)" + "".join(rf"(?:(\d+){unit})?" for unit in _UNIT_SECONDS))
+_ISO = re.compile(r"(-?)P(?:(\d+)W)?(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
+_ISO_CALENDAR = re.compile(r"-?P[^T]*?\d+[YM].*")
+"""ISO 8601 durations with years or months, which have no fixed length."""
+
+# Spellings people try, mapped to the unit they meant: "2 days" -> "2d".
+_UNIT_WORDS = {
+    "s": ("s", "sec", "secs", "second", "seconds"),
+    "m": ("m", "min", "mins", "minute", "minutes"),
+    "h": ("h", "hr", "hrs", "hour", "hours"),
+    "d": ("d", "day", "days"),
+    "w": ("w", "wk", "wks", "week", "weeks"),
+}
+_UNIT_BY_WORD = {word: unit for unit, words in _UNIT_WORDS.items() for word in words}
+_LOOSE = re.compile(r"\s*(-?)\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
+_TIME_OF_DAY = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a duration; `ValueError` says how to write it when it is not one."""
+    for pattern in (_COMPACT, _ISO):
+        match = pattern.fullmatch(text)
+        if match and any(match.groups()[1:]):
+            try:
+                return _from_parts(match.group(1), match.groups()[1:])
+            except OverflowError:
+                raise ValueError(f"invalid duration {text!r} (too long)") from None
+    raise ValueError(f"invalid duration {text!r} ({_hint(text)})")
+
+
+def _from_parts(sign: str, parts: tuple[str | None, ...]) -> timedelta:
+    seconds = sum(int(n) * s for n, s in zip(parts, _UNIT_SECONDS.values(), strict=True) if n)
+    return timedelta(seconds=-seconds if sign else seconds)
+
+
+def _hint(text: str) -> str:
+    """What to write instead of `text`, as specific as we can guess."""
+    loose = _LOOSE.fullmatch(text)
+    if loose and loose.group(3).lower() in _UNIT_BY_WORD:
+        sign, number, word = loose.groups()
+        seconds = float(number) * _UNIT_SECONDS[_UNIT_BY_WORD[word.lower()]]
+        if seconds.is_integer() and seconds < _MAX_SECONDS:
+            return f"use {format_duration(timedelta(seconds=-seconds if sign else seconds))}"
+    if loose and not loose.group(3):
+        number = loose.group(1) + loose.group(2)
+        return f"add a unit: {number}s, {number}m, {number}h, {number}d or {number}w"
+    if _ISO_CALENDAR.fullmatch(text):
+        return "months and years vary in length; use days or weeks"
+    return "use e.g. 30s, 15m, 2h, 3d, 1w or ISO 8601 such as P2D"
+
+
+def format_duration(delta: timedelta) -> str:
+    """The compact form of a duration, largest unit first: `2d`, `1h30m`, `-3d`, `0s`.
+
+    Weeks are written as days (`14d`), which reads more naturally in timelines.
+    Fractions of a second are dropped.
+    """
+    seconds = int(delta.total_seconds())
+    sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
+    parts = []
+    for unit in "dhms":
+        count, seconds = divmod(seconds, _UNIT_SECONDS[unit])
+        if count:
+            parts.append(f"{count}{unit}")
+    return sign + ("".join(parts) or "0s")
+
+
+def parse_time_of_day(text: str) -> time:
+    """Parse `HH:MM` (24-hour clock)."""
+    match = _TIME_OF_DAY.fullmatch(text) if isinstance(text, str) else None
+    if not match:
+        raise ValueError(f"invalid time of day {text!r} (use HH:MM, e.g. 09:30)")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+def parse_instant(value: str | datetime | date) -> datetime:
+    """Parse an absolute time: ISO 8601 with an offset, returned in UTC.
+
+    YAML turns unquoted timestamps into `datetime` (or `date`) objects already; those
+    are accepted too, on the same terms: without an offset a time is ambiguous.
+    """
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(
+                f"invalid time {value!r} (use ISO 8601 with an offset, e.g. 2026-12-24T09:00:00Z)"
+            ) from None
+    elif isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, date):
+        raise ValueError(
+            f"a date alone is ambiguous: give a time with an offset, e.g. {value}T09:00:00Z"
+        )
+    else:
+        raise ValueError(f"invalid time {value!r} (use ISO 8601, e.g. 2026-12-24T09:00:00Z)")
+    if parsed.utcoffset() is None:
+        raise ValueError(f"time {str(value)!r} has no offset: add one, e.g. Z for UTC or +02:00")
+    return parsed.astimezone(UTC)
+
+
+def parse_timezone(name: str) -> ZoneInfo:
+    """The IANA time zone `name` (`Europe/Berlin`); `ValueError` when there is none."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory, "Europe"
+        raise ValueError(f"unknown time zone {name!r}") from None

@@ -1,0 +1,237 @@
+"""Validated flow and template definitions.
+
+Everything here is immutable and fully checked: templates and conditions are already
+compiled, durations are timedeltas, every step has its id. A definition object is what
+the engine walks; the raw document it came from is kept in `source` so that it can be
+stored as a version and shown back exactly as written.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from sluice.definitions.liquid import Condition, Template, TemplatedValue
+
+
+class EntryRule(enum.StrEnum):
+    ONCE = "once"
+    ONE_AT_A_TIME = "one_at_a_time"
+    EVERY_TIME = "every_time"
+
+
+class OnResume(enum.StrEnum):
+    CATCH_UP = "catch_up"
+    EXTEND = "extend"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmailAction:
+    subject: Template | None = None
+    html: Template | None = None
+    text: Template | None = None
+    template: str | None = None
+    from_: Template | None = None
+    reply_to: Template | None = None
+    to: Template | None = None
+    transactional: bool = False
+    track: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    attempts: int = 8
+    """How many attempts in all, the first included."""
+    backoff: timedelta = timedelta(minutes=2)
+    """Delay before the second attempt; each next delay doubles (±20 % jitter)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookAction:
+    url: Template
+    method: str = "POST"
+    headers: dict[str, Template] = field(default_factory=dict)
+    body: TemplatedValue | None = None
+    """None: the standard payload of SPEC §4.2."""
+    timeout: timedelta = timedelta(seconds=10)
+    retries: RetryPolicy = field(default_factory=RetryPolicy)
+    on_failure: tuple[Step, ...] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TagAction:
+    add: tuple[Template, ...] = ()
+    remove: tuple[Template, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class FieldAction:
+    set: dict[str, TemplatedValue] = field(default_factory=dict)
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubscriptionAction:
+    subscribe: bool
+    """True for a `subscribe` step, False for an `unsubscribe` step."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class WaitAction:
+    """Exactly one of `for_`, `until`, `at` or `until_field` is set."""
+
+    for_: timedelta | None = None
+    until: datetime | None = None
+    at: time | None = None
+    on: frozenset[int] | None = None
+    """Weekdays allowed for `at` (Monday is 0), None for any day."""
+    until_field: str | None = None
+    offset: timedelta = timedelta(0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WaitForAction:
+    event: str
+    condition: Condition | None = None
+    timeout: timedelta
+    then: tuple[Step, ...] | None = None
+    on_timeout: tuple[Step, ...] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class IfAction:
+    condition: Condition
+    then: tuple[Step, ...] = ()
+    else_: tuple[Step, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class SplitBranch:
+    weight: int
+    steps: tuple[Step, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class SplitAction:
+    branches: tuple[SplitBranch, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartFlowAction:
+    flow: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackAction:
+    type: Template
+    details: TemplatedValue | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExitAction:
+    reason: str | None = None
+
+
+Action = (
+    EmailAction
+    | WebhookAction
+    | TagAction
+    | FieldAction
+    | SubscriptionAction
+    | WaitAction
+    | WaitForAction
+    | IfAction
+    | SplitAction
+    | StartFlowAction
+    | TrackAction
+    | ExitAction
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    id: str
+    """Explicit id, or one derived from the position: `steps.2.then.0`."""
+    kind: str
+    """The action key as written: `email`, `wait_for`, `unsubscribe`, …"""
+    action: Action
+    loc: str
+    """Where the step stands in the document, for messages: `steps[2].then[0]`."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trigger:
+    events: tuple[str, ...]
+    condition: Condition | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExitRule:
+    event: str
+    condition: Condition | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowDefinition:
+    key: str
+    name: str
+    description: str | None
+    trigger: Trigger
+    entry: EntryRule
+    cooldown: timedelta | None
+    exit_rules: tuple[ExitRule, ...]
+    timezone: str | None
+    on_resume: OnResume
+    steps: tuple[Step, ...]
+    source: dict[str, Any]
+    """The document as written (JSON-compatible), stored as the version's definition."""
+
+    @property
+    def referenced_flows(self) -> set[str]:
+        return {s.action.flow for s in iter_steps(self.steps) if s.kind == "start_flow"}
+
+    @property
+    def referenced_templates(self) -> set[str]:
+        return {
+            s.action.template
+            for s in iter_steps(self.steps)
+            if s.kind == "email" and s.action.template
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class TemplateDefinition:
+    key: str
+    subject: Template | None
+    html: Template | None
+    text: Template | None
+    source: dict[str, Any]
+
+
+def child_lists(step: Step) -> list[tuple[str, tuple[Step, ...]]]:
+    """The nested step lists of a step, named as in the document, in document order."""
+    action = step.action
+    match action:
+        case IfAction():
+            return [("then", action.then), ("else", action.else_)]
+        case WaitForAction():
+            return [
+                (name, steps)
+                for name, steps in (("then", action.then), ("on_timeout", action.on_timeout))
+                if steps is not None
+            ]
+        case SplitAction():
+            return [(f"split.{i}.steps", b.steps) for i, b in enumerate(action.branches)]
+        case WebhookAction() if action.on_failure is not None:
+            return [("webhook.on_failure", action.on_failure)]
+    return []
+
+
+def iter_steps(steps: tuple[Step, ...]):
+    """Every step of a tree, depth first, in document order."""
+    for step in steps:
+        yield step
+        for _, children in child_lists(step):
+            yield from iter_steps(children)

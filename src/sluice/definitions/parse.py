@@ -1,0 +1,276 @@
+"""Loading and validating flow and template documents (SPEC §2).
+
+A document is validated whole: `DefinitionError.problems` lists every problem, each at
+the path of the faulty value, e.g. `steps[2].wait: invalid duration '2 days' (use 2d)`.
+When several documents are validated together (`validate_documents`), each problem's
+`loc` starts with the document's name and `": "`: `onboarding.yaml: steps[2].wait`
+(just the name for a problem with the document as a whole).
+
+YAML is read with YAML 1.2 scalars where YAML 1.1 surprises people: only `true` and
+`false` are booleans (so `on: [mon]` is the key `on`, not `True`), and `10:30` is a
+string (not the base-60 integer 630). Unquoted timestamps still become datetimes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Collection
+from contextlib import suppress
+from enum import StrEnum
+from functools import partial
+from typing import Any
+
+import yaml
+
+from sluice.definitions.durations import parse_timezone
+from sluice.definitions.model import (
+    EntryRule,
+    ExitRule,
+    FlowDefinition,
+    OnResume,
+    TemplateDefinition,
+    Trigger,
+)
+from sluice.definitions.problems import Checker, DefinitionError, Problem, read_keys
+from sluice.definitions.steps import StepReader
+from sluice.definitions.values import item_loc, to_jsonable
+
+__all__ = [
+    "DefinitionError",
+    "Problem",
+    "load_documents",
+    "validate_documents",
+    "validate_flow",
+    "validate_template",
+]
+
+_FLOW_OPTIONAL = ("kind", "name", "description", "entry", "cooldown", "exit", "timezone")
+_FLOW_OPTIONAL += ("on_resume",)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans and integers (see the module docstring)."""
+
+
+_BOOL, _INT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL, _INT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader.add_implicit_resolver(
+    _INT,
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0x[0-9a-fA-F_]+|[-+]?[0-9][0-9_]*)$"),
+    list("-+0123456789"),
+)
+
+
+def load_documents(text: str, name: str = "<input>") -> list[dict]:
+    """The documents in `text`: YAML (several allowed, separated by `---`) or JSON.
+
+    Empty documents are skipped. A syntax error, or a document that is not a mapping,
+    raises `DefinitionError`; the problem's loc is `name` (`name#N` for the Nth
+    document of several).
+    """
+    docs = _parse(text, name)
+    problems = [
+        Problem(f"{name}#{i + 1}" if len(docs) > 1 else name, "expected a mapping")
+        for i, doc in enumerate(docs)
+        if not isinstance(doc, dict)
+    ]
+    if problems:
+        raise DefinitionError(problems)
+    return docs
+
+
+def _parse(text: str, name: str) -> list[Any]:
+    if text.lstrip().startswith("{"):
+        with suppress(json.JSONDecodeError):
+            return [json.loads(text)]
+    try:
+        return [doc for doc in yaml.load_all(text, Loader=_Loader) if doc is not None]
+    except yaml.YAMLError as err:
+        raise DefinitionError([Problem(name, _yaml_message(err))]) from err
+
+
+def _yaml_message(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    where = f" at {mark.line + 1}:{mark.column + 1}" if mark else ""
+    return f"YAML syntax error{where}: {getattr(err, 'problem', None) or err}"
+
+
+def validate_flow(
+    doc: Any, *, known_flows: Collection[str] = (), known_templates: Collection[str] = ()
+) -> FlowDefinition:
+    """Validate a flow document. `start_flow` may name the flow itself or one of
+    `known_flows`; `email.template` one of `known_templates`."""
+    check = Checker()
+    raw = check.mapping(doc, "", required=("key", "trigger", "steps"), optional=_FLOW_OPTIONAL)
+    if raw is None:
+        raise DefinitionError(check.problems)
+    flow = _read_flow(check, raw, known_flows, known_templates)
+    check.raise_if_any()
+    return flow
+
+
+def _read_flow(
+    check: Checker, raw: dict, known_flows: Collection[str], known_templates: Collection[str]
+) -> FlowDefinition:
+    if "kind" in raw and raw["kind"] != "flow":
+        check.add(
+            "kind", f"unknown kind {raw['kind']!r} (use template, or leave it out for a flow)"
+        )
+    key = _optional(raw, "key", partial(check.slug, what="key"))
+    reader = StepReader(
+        check, flow_key=key, known_flows=known_flows, known_templates=known_templates
+    )
+    return FlowDefinition(
+        key=key,
+        name=_optional(raw, "name", check.string) or key,
+        description=_optional(raw, "description", check.string),
+        trigger=_optional(raw, "trigger", partial(_trigger, check)),
+        entry=_optional(raw, "entry", partial(_enum, check, EntryRule), EntryRule.ONE_AT_A_TIME),
+        cooldown=_optional(raw, "cooldown", check.duration),
+        exit_rules=_optional(raw, "exit", partial(_exit_rules, check), ()),
+        timezone=_optional(raw, "timezone", partial(_timezone, check)),
+        on_resume=_optional(raw, "on_resume", partial(_enum, check, OnResume), OnResume.CATCH_UP),
+        steps=_optional(raw, "steps", partial(reader.steps, path="steps", non_empty=True), ()),
+        source=to_jsonable(raw),
+    )
+
+
+def _optional(raw: dict, key: str, read: Callable[[Any, str], Any], default: Any = None) -> Any:
+    """Read a top-level key (its loc is the key itself), or `default` when absent."""
+    return read(raw[key], key) if key in raw else default
+
+
+def _enum(check: Checker, enum_class: type[StrEnum], value: Any, loc: str) -> Any:
+    choice = check.choice(value, loc, [member.value for member in enum_class])
+    return enum_class(choice) if choice else None
+
+
+def _trigger(check: Checker, value: Any, loc: str) -> Trigger:
+    raw = check.mapping(value, loc, required=("event",), optional=("if",)) or {}
+    fields = read_keys(raw, loc, {"event": partial(_event_types, check), "if": check.condition})
+    return Trigger(events=fields.get("event", ()), condition=fields.get("condition"))
+
+
+def _event_types(check: Checker, value: Any, loc: str) -> tuple[str, ...]:
+    """One event type, or a non-empty list of them."""
+    if isinstance(value, list):
+        if not value:
+            check.add(loc, "expected an event type or a non-empty list of event types")
+        return check.strings(value, loc)
+    event_type = check.string(value, loc)
+    return (event_type,) if event_type else ()
+
+
+def _exit_rules(check: Checker, value: Any, loc: str) -> tuple[ExitRule, ...]:
+    rules = []
+    readers = {"event": check.string, "if": check.condition}
+    for i, item in enumerate(check.sequence(value, loc) or []):
+        rule_loc = item_loc(loc, i)
+        raw = check.mapping(item, rule_loc, required=("event",), optional=("if",)) or {}
+        rules.append(ExitRule(**read_keys(raw, rule_loc, readers, required=("event",))))
+    return tuple(rules)
+
+
+def _timezone(check: Checker, value: Any, loc: str) -> str | None:
+    name = check.string(value, loc)
+    if name is None:
+        return None
+    try:
+        parse_timezone(name)
+    except ValueError as err:
+        check.add(loc, str(err))
+        return None
+    return name
+
+
+def validate_template(doc: Any) -> TemplateDefinition:
+    """Validate an email template document (SPEC §2.8): `key`, `subject`, and `html`
+    or `text` (or both); `kind: template` may be given."""
+    check = Checker()
+    raw = check.mapping(doc, "", required=("key", "subject"), optional=("kind", "html", "text"))
+    if raw is None:
+        check.raise_if_any()
+    if "kind" in raw and raw["kind"] != "template":
+        check.add("kind", f"expected 'template', found {raw['kind']!r}")
+    if "html" not in raw and "text" not in raw:
+        check.add("", "expected 'html' or 'text'")
+    template = TemplateDefinition(
+        key=check.slug(raw["key"], "key", "key") if "key" in raw else None,
+        subject=_optional(raw, "subject", check.template),
+        html=_optional(raw, "html", check.template),
+        text=_optional(raw, "text", check.template),
+        source=to_jsonable(doc),
+    )
+    check.raise_if_any()
+    return template
+
+
+def validate_documents(
+    docs: list[tuple[str, Any]],
+    *,
+    known_flows: Collection[str] = (),
+    known_templates: Collection[str] = (),
+) -> tuple[list[FlowDefinition], list[TemplateDefinition]]:
+    """Validate `(name, document)` pairs together: documents with `kind: template` are
+    templates, the others flows. References resolve against the documents given plus
+    the known keys (what is stored); a key given twice for the same kind is a problem.
+
+    Raises `DefinitionError` with the problems of every document, each loc prefixed
+    with the document's name when there are several (see the module docstring).
+    """
+    is_template = [isinstance(doc, dict) and doc.get("kind") == "template" for _, doc in docs]
+    template_keys = {*known_templates, *_keys(docs, is_template, True)}
+    flow_keys = {*known_flows, *_keys(docs, is_template, False)}
+    duplicates = _duplicates(docs, is_template)
+    flows, templates, problems = [], [], []
+    for (name, doc), template in zip(docs, is_template, strict=True):
+        found = duplicates.get(name, [])
+        try:
+            if template:
+                templates.append(validate_template(doc))
+            else:
+                flows.append(
+                    validate_flow(doc, known_flows=flow_keys, known_templates=template_keys)
+                )
+        except DefinitionError as err:
+            found += err.problems
+        problems += [_prefixed(name, p) for p in found] if len(docs) > 1 else found
+    if problems:
+        raise DefinitionError(problems)
+    return flows, templates
+
+
+def _keys(docs: list[tuple[str, Any]], is_template: list[bool], templates: bool) -> list[str]:
+    return [
+        doc["key"]
+        for (_, doc), template in zip(docs, is_template, strict=True)
+        if template is templates and isinstance(doc, dict) and isinstance(doc.get("key"), str)
+    ]
+
+
+def _duplicates(docs: list[tuple[str, Any]], is_template: list[bool]) -> dict[str, list[Problem]]:
+    """Problems for documents whose key an earlier document of the same kind has."""
+    seen: dict[tuple[bool, str], str] = {}
+    problems: dict[str, list[Problem]] = {}
+    for (name, doc), template in zip(docs, is_template, strict=True):
+        key = doc.get("key") if isinstance(doc, dict) else None
+        if not isinstance(key, str):
+            continue
+        if (template, key) in seen:
+            kind = "template" if template else "flow"
+            msg = f"duplicate {kind} key '{key}' (also in {seen[template, key]})"
+            problems.setdefault(name, []).append(Problem("key", msg))
+        else:
+            seen[template, key] = name
+    return problems
+
+
+def _prefixed(name: str, problem: Problem) -> Problem:
+    return Problem(f"{name}: {problem.loc}" if problem.loc else name, problem.msg)

@@ -1,0 +1,116 @@
+"""Rendering the `email` and `webhook` steps into deliveries.
+
+The idempotency id (Message-ID, webhook-id) is decided here, before anything is sent,
+from the session and the step, so every attempt carries the same one. A retried
+session gets a new one: the receiver must not discard the retry as a repeat.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import html2text
+
+from sluice import links
+from sluice.definitions.model import EmailAction, Step, WebhookAction
+from sluice.engine.work import NewDelivery, StepFailed
+
+if TYPE_CHECKING:
+    from sluice.engine.runner import _Run
+
+MAX_RENDERED_EMAIL = 1024 * 1024
+
+
+def _identity(run: _Run, step: Step) -> str:
+    retries = run.state.get("retries", 0)
+    suffix = f".r{retries}" if retries else ""
+    return f"{run.work.session.id}.{step.id}{suffix}"
+
+
+def email(run: _Run, step: Step) -> tuple[NewDelivery | None, str | None]:
+    """The delivery of an email step, or why it is skipped."""
+    action: EmailAction = step.action
+    if run.work.suppressed:
+        return None, "address erased"
+    if not action.transactional and not run.subscribed:
+        return None, "unsubscribed"
+    config = run.config
+    unsubscribe = links.unsubscribe_url(
+        config.public_url, config.signing_key, run.work.visitor.uuid
+    )
+    context = run.context(unsubscribe_url=unsubscribe)
+    stored = run.work.templates.get(action.template) if action.template else None
+
+    def part(name: str):
+        template = getattr(action, name) or (getattr(stored, name) if stored else None)
+        return template.render(context) if template else None
+
+    html, text = part("html"), part("text")
+    if text is None and html is not None:
+        text = html2text.html2text(html).strip()
+    message = {
+        "to": action.to.render(context).strip() if action.to else run.work.visitor.email,
+        "from": action.from_.render(context).strip() if action.from_ else config.mail_from,
+        "reply_to": action.reply_to.render(context).strip() if action.reply_to else None,
+        "subject": (part("subject") or "").strip(),
+        "html": html,
+        "text": text,
+        "transactional": action.transactional,
+        "track": action.track,
+        "unsubscribe_url": None if action.transactional else unsubscribe,
+    }
+    size = sum(len(v) for v in (message["html"] or "", message["text"] or "", message["subject"]))
+    if size > MAX_RENDERED_EMAIL:
+        raise StepFailed(f"{step.loc}: rendered email is larger than 1 MiB")
+    domain = config.mail_from.rsplit("@", 1)[-1].rstrip(">").strip() or "localhost"
+    message["message_id"] = f"<{_identity(run, step)}@{domain}>"
+    state = "outbox" if config.mail_transport == "outbox" else "pending"
+    return NewDelivery(
+        kind="email",
+        step=step.id,
+        idempotency_id=message["message_id"],
+        state=state,
+        payload=message,
+        max_attempts=8,
+    ), None
+
+
+def webhook(run: _Run, step: Step) -> NewDelivery:
+    action: WebhookAction = step.action
+    context = run.context()
+    body = action.body.render(context) if action.body else standard_payload(run, step)
+    webhook_id = f"msg_{_identity(run, step)}"
+    request: dict[str, Any] = {
+        "url": action.url.render(context).strip(),
+        "method": action.method,
+        "headers": {name: value.render(context) for name, value in action.headers.items()},
+        "body": body,
+        "timeout": action.timeout.total_seconds(),
+        "backoff": action.retries.backoff.total_seconds(),
+    }
+    return NewDelivery(
+        kind="webhook",
+        step=step.id,
+        idempotency_id=webhook_id,
+        state="pending",
+        payload=request,
+        max_attempts=action.retries.attempts,
+    )
+
+
+def standard_payload(run: _Run, step: Step) -> dict[str, Any]:
+    """SPEC §4.2."""
+    work, origin = run.work, run.work.origin
+    return {
+        "type": "flow.webhook",
+        "flow": {"key": run.flow.key, "version": run.flow.version},
+        "session": {"id": work.session.id},
+        "step": step.id,
+        "visitor": {
+            "email": work.visitor.email,
+            "uuid": work.visitor.uuid,
+            "fields": run.fields,
+            "tags": run.tags,
+        },
+        "event": {"type": origin.type, "details": origin.details, "date": origin.date.isoformat()},
+    }

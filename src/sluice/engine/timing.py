@@ -1,0 +1,93 @@
+"""When a `wait` step ends: durations, absolute times, times of day in the visitor's
+zone (DST-aware), and dates read from a visitor's field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sluice.definitions.durations import parse_instant
+from sluice.definitions.model import WaitAction
+
+
+@dataclass(frozen=True)
+class WakeUp:
+    at: datetime
+    note: str | None = None
+    """Why the wait ends at once, when it does (a missing or past date)."""
+
+
+def zone_named(name: Any) -> ZoneInfo | None:
+    if not isinstance(name, str) or not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def visitor_zone(fields: dict[str, Any], flow_zone: str | None, default_zone: str) -> ZoneInfo:
+    """SPEC §2.6: the visitor's valid `timezone` field, else the flow's, else the server's."""
+    return (
+        zone_named(fields.get("timezone"))
+        or zone_named(flow_zone)
+        or zone_named(default_zone)
+        or ZoneInfo("UTC")
+    )
+
+
+def wake_time(wait: WaitAction, *, began_at: datetime, fields: dict[str, Any], zone: ZoneInfo):
+    if wait.for_ is not None:
+        return WakeUp(began_at + wait.for_)
+    if wait.until is not None:
+        return WakeUp(wait.until)
+    if wait.at is not None:
+        return WakeUp(next_time_of_day(began_at, wait, zone))
+    return _until_field(wait, began_at, fields)
+
+
+def next_time_of_day(after: datetime, wait: WaitAction, zone: ZoneInfo) -> datetime:
+    """The first moment after `after` when the wall clock in `zone` reads `wait.at`, on an
+    allowed weekday. A time skipped by a DST change resolves to the same instant a
+    wall clock jumping forward would show; a repeated time takes the first one."""
+    local = after.astimezone(zone)
+    for days in range(8):
+        day = local.date() + timedelta(days=days)
+        if wait.on is not None and day.weekday() not in wait.on:
+            continue
+        candidate = datetime.combine(day, wait.at, tzinfo=zone).astimezone(UTC)
+        if candidate > after:
+            return candidate
+    raise AssertionError("a weekday always comes within eight days")
+
+
+def _until_field(wait: WaitAction, began_at: datetime, fields: dict[str, Any]) -> WakeUp:
+    raw = fields.get(wait.until_field)
+    if raw in (None, ""):
+        return WakeUp(began_at, f"field '{wait.until_field}' is empty")
+    try:
+        when = _as_instant(raw)
+    except ValueError:
+        return WakeUp(began_at, f"field '{wait.until_field}' is not a date: {raw!r}")
+    target = when + wait.offset
+    if target <= began_at:
+        return WakeUp(began_at, f"{target.isoformat()} ({wait.until_field} + offset) has passed")
+    return WakeUp(target)
+
+
+def _as_instant(raw: Any) -> datetime:
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return datetime.fromtimestamp(raw, UTC)
+    if not isinstance(raw, str):
+        raise ValueError(raw)
+    if len(raw) == 10:  # a plain date means its midnight, UTC
+        return datetime.fromisoformat(raw).replace(tzinfo=UTC)
+    try:
+        return parse_instant(raw)
+    except ValueError:
+        naive = datetime.fromisoformat(raw)
+        if naive.tzinfo is not None:
+            raise
+        return naive.replace(tzinfo=UTC)

@@ -1,0 +1,131 @@
+"""Records read from the store: frozen dataclasses, statuses as enums of stored strings."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, Self
+
+
+class SessionStatus(enum.StrEnum):
+    """Where a session stands. Stored as these strings; never rename them.
+
+    active     has a step to run now; a worker claims it (moved on by a worker)
+    waiting    waits for a time, an event or a delivery (moved on by its due time,
+               an event, or the delivery's outcome)
+    stopped    stopped by a person; stays at its step (moved on by resume, or by
+               turning its flow back on)
+    completed  ran off the end of the flow (final)
+    exited     left early: exit step, goal, or the visitor was erased (final)
+    failed     a step failed for good (moved on by retry)
+    """
+
+    ACTIVE = "active"
+    WAITING = "waiting"
+    STOPPED = "stopped"
+    COMPLETED = "completed"
+    EXITED = "exited"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED
+
+
+FINISHED = frozenset({SessionStatus.COMPLETED, SessionStatus.EXITED, SessionStatus.FAILED})
+UNFINISHED = frozenset({SessionStatus.ACTIVE, SessionStatus.WAITING, SessionStatus.STOPPED})
+RUNNABLE = frozenset({SessionStatus.ACTIVE, SessionStatus.WAITING})
+
+
+class FlowStatus(enum.StrEnum):
+    ON = "on"
+    OFF = "off"
+
+
+class DeliveryState(enum.StrEnum):
+    """pending → sent | failed; `outbox` is kept, not sent (no SMTP configured)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    OUTBOX = "outbox"
+
+
+class _FromRow:
+    @classmethod
+    def from_row(cls, row: Any) -> Self:
+        mapping = row._mapping
+        return cls(**{f.name: mapping[f.name] for f in fields(cls) if f.name in mapping})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Visitor(_FromRow):
+    id: int
+    uuid: str
+    email: str
+    fields: dict[str, Any]
+    tags: list[str]
+    unsubscribed_at: datetime | None
+    created_at: datetime
+
+    @property
+    def subscribed(self) -> bool:
+        return self.unsubscribed_at is None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event(_FromRow):
+    id: int
+    visitor_id: int
+    type: str
+    details: dict[str, Any]
+    date: datetime
+    depth: int = 0
+
+    def view(self) -> dict[str, Any]:
+        """The event as templates, timelines and the API show it."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "details": self.details,
+            "date": self.date.isoformat(),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Session(_FromRow):
+    id: int
+    visitor_id: int
+    flow_key: str
+    flow_version: int
+    status: SessionStatus
+    step: str | None
+    step_begun: bool
+    state: dict[str, Any]
+    origin_event_id: int
+    depth: int
+    event_cursor: int
+    waiting_for: str | None
+    wake_at: datetime | None
+    due_at: datetime | None
+    paused_since: datetime | None
+    resume_status: str | None
+    revision: int
+    started_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    def __post_init__(self):
+        object.__setattr__(self, "status", SessionStatus(self.status))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimelineEntry:
+    at: datetime
+    step: str | None
+    kind: str
+    data: dict[str, Any]
+
+    def view(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "step": self.step, "kind": self.kind, "data": self.data}

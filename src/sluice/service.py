@@ -1,0 +1,290 @@
+"""Sluice as a library: the operations the CLI and the HTTP API offer, each one
+transaction over the store. Interfaces stay thin by calling these."""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from sluice import views
+from sluice.clock import Clock, SystemClock
+from sluice.definitions.model import FlowDefinition
+from sluice.definitions.parse import validate_documents
+from sluice.engine.tree import FlowTree
+from sluice.engine.work import EngineConfig
+from sluice.links import email_hash
+from sluice.records import UNFINISHED, FlowStatus, SessionStatus
+from sluice.settings import Settings
+from sluice.store import flows as flow_store
+from sluice.store import sessions as session_store
+from sluice.store import visitors as visitor_store
+from sluice.store.db import Database
+from sluice.store.flows import Catalog
+from sluice.store.ingest import IncomingEvent, IngestResult, ingest
+from sluice.store.schema import (
+    deliveries,
+    events,
+    sessions,
+    settings_store,
+    suppressions,
+    timeline,
+    visitors,
+)
+from sluice.worker.loop import Worker
+
+_UNFINISHED = [s.value for s in UNFINISHED]
+
+
+class _DryRun(Exception):
+    """Rolls back a dry run's transaction."""
+
+
+class VisitorNotFound(LookupError):
+    """No visitor has that email."""
+
+
+@dataclass
+class ApplyReport:
+    """What `flows apply` did or, with --dry-run, would do."""
+
+    templates: dict[str, int | None] = field(default_factory=dict)
+    flows: dict[str, int | None] = field(default_factory=dict)
+    """Key → new version, or None when unchanged."""
+    blast_radius: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "templates": self.templates,
+            "flows": self.flows,
+            "blast_radius": self.blast_radius,
+        }
+
+
+class Sluice:
+    def __init__(self, settings: Settings, clock: Clock | None = None):
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.db = Database(settings.database_url)
+        self.catalog = Catalog()
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def upgrade(self) -> None:
+        self.db.upgrade()
+
+    def secret(self, name: str) -> str:
+        """A secret from the settings, else the one generated and stored on first use."""
+        configured = getattr(self.settings, name, None)
+        if configured:
+            return configured
+        with self.db.write() as conn:
+            stored = conn.execute(
+                sa.select(settings_store.c.value).where(settings_store.c.key == name)
+            ).scalar()
+            if stored is None:
+                stored = secrets.token_urlsafe(32)
+                conn.execute(settings_store.insert().values(key=name, value=stored))
+            return stored
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            mail_transport="smtp" if self.settings.smtp_url else "outbox",
+            mail_from=self.settings.mail_from,
+            default_timezone=self.settings.timezone,
+            public_url=self.settings.public_url,
+            signing_key=self.secret("signing_key").encode(),
+        )
+
+    def worker(self, **options) -> Worker:
+        return Worker(self.db, self.catalog, self.clock, self.engine_config(), **options)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    # -- definitions ------------------------------------------------------------
+
+    def validate(self, documents: list[tuple[str, dict]]):
+        """Validate documents against each other and what is stored; raises DefinitionError."""
+        with self.db.read() as conn:
+            known_flows = {f.key for f in flow_store.list_flows(conn)}
+            known_templates = set(flow_store.current_templates(conn))
+        return validate_documents(
+            documents, known_flows=known_flows, known_templates=known_templates
+        )
+
+    def apply(
+        self, documents: list[tuple[str, dict]], *, dry_run: bool = False, actor: str = "cli"
+    ) -> ApplyReport:
+        flows, templates = self.validate(documents)
+        report = ApplyReport()
+        now = self.clock.now()
+        try:
+            with self.db.write() as conn:
+                for template in templates:
+                    version = flow_store.save_template(conn, template, now=now)
+                    report.templates[template.key] = version
+                for flow in flows:
+                    report.blast_radius[flow.key] = self._blast_radius(conn, flow)
+                    version = flow_store.save_flow(conn, flow, now=now, actor=actor)
+                    report.flows[flow.key] = version
+                if dry_run:
+                    raise _DryRun  # the report says what saving would do; nothing is kept
+        except _DryRun:
+            pass
+        return report
+
+    def preview(self, document: dict) -> dict[str, Any]:
+        flows, _ = self.validate([("definition", document)])
+        with self.db.read() as conn:
+            return {"problems": [], "blast_radius": self._blast_radius(conn, flows[0])}
+
+    def _blast_radius(self, conn, flow: FlowDefinition) -> list[dict[str, Any]]:
+        """For every step where unfinished sessions are now: how many, and where they
+        would continue under `flow` (SPEC §2.7)."""
+        rows = conn.execute(
+            sa.select(sessions.c.flow_version, sessions.c.step, sa.func.count())
+            .where(sessions.c.flow_key == flow.key, sessions.c.status.in_(_UNFINISHED))
+            .group_by(sessions.c.flow_version, sessions.c.step)
+        ).all()
+        new_tree = FlowTree(flow)
+        places: dict[tuple, int] = defaultdict(int)
+        for version, step, count in rows:
+            old_tree = self.catalog.flow(conn, flow.key, version).tree
+            places[(step, new_tree.continue_at(old_tree, step))] += count
+        return [
+            {"step": step, "sessions": count, "continues_at": target}
+            for (step, target), count in sorted(places.items(), key=lambda p: str(p[0]))
+        ]
+
+    # -- flows ------------------------------------------------------------------
+
+    def list_flows(self) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            return [views.flow_view(conn, f.key, full=False) for f in flow_store.list_flows(conn)]
+
+    def show_flow(self, key: str) -> dict[str, Any]:
+        with self.db.read() as conn:
+            return views.flow_view(conn, key)
+
+    def set_flow_status(self, key: str, status: FlowStatus, actor: str = "cli") -> dict:
+        with self.db.write() as conn:
+            flow_store.set_status(conn, key, status, now=self.clock.now(), actor=actor)
+            return views.flow_view(conn, key, full=False)
+
+    def flow_changes(self, key: str) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            return flow_store.list_changes(conn, key)
+
+    def flow_stats(self, key: str) -> dict[str, Any]:
+        from sluice.stats import flow_stats
+
+        with self.db.read() as conn:
+            return flow_stats(conn, self.catalog, key)
+
+    # -- events -----------------------------------------------------------------
+
+    def send(self, incoming: list[IncomingEvent]) -> IngestResult:
+        with self.db.write() as conn:
+            return ingest(conn, self.catalog, incoming, self.clock.now())
+
+    # -- sessions ---------------------------------------------------------------
+
+    def sessions(self, **filters) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            return views.session_views(conn, views.list_sessions(conn, **filters))
+
+    def session(self, session_id: int) -> dict[str, Any]:
+        with self.db.read() as conn:
+            return views.session_views(
+                conn, [session_store.get(conn, session_id)], with_timeline=True
+            )[0]
+
+    def stop_session(self, session_id: int, actor: str = "cli") -> dict[str, Any]:
+        return self._act(session_store.stop, session_id, actor)
+
+    def resume_session(self, session_id: int, actor: str = "cli") -> dict[str, Any]:
+        return self._act(session_store.resume, session_id, actor)
+
+    def retry_session(self, session_id: int, actor: str = "cli") -> dict[str, Any]:
+        return self._act(session_store.retry, session_id, actor)
+
+    def _act(self, operation, session_id: int, actor: str) -> dict[str, Any]:
+        with self.db.write() as conn:
+            session = operation(conn, session_id, now=self.clock.now(), actor=actor)
+            return views.session_views(conn, [session], with_timeline=True)[0]
+
+    # -- visitors ---------------------------------------------------------------
+
+    def _visitor_row(self, conn, email: str):
+        row = visitor_store.find(conn, email)
+        if row is None:
+            raise VisitorNotFound(f"no visitor with email '{email}'")
+        return row
+
+    def visitor(self, email: str) -> dict[str, Any]:
+        with self.db.read() as conn:
+            return views.visitor_view(conn, self._visitor_row(conn, email))
+
+    def export_visitor(self, email: str) -> dict[str, Any]:
+        """Everything stored about the visitor (GDPR access)."""
+        with self.db.read() as conn:
+            row = self._visitor_row(conn, email)
+            profile = views.visitor_view(conn, row, event_limit=1_000_000)
+            profile["sessions"] = [
+                self.session(s["id"]) for s in profile["sessions"]
+            ]
+            profile["messages"] = views.message_views(conn, row.id)
+            return profile
+
+    def erase_visitor(self, email: str, actor: str = "cli") -> dict[str, Any]:
+        """GDPR erasure: unfinished sessions exit (`erased`); events, fields, tags,
+        timelines and message contents are deleted; only a hash of the address stays,
+        so it is never emailed again by accident."""
+        now = self.clock.now()
+        with self.db.write() as conn:
+            row = self._visitor_row(conn, email)
+            unfinished = sessions.c.visitor_id == row.id, sessions.c.status.in_(_UNFINISHED)
+            exited = conn.execute(
+                sessions.update()
+                .where(*unfinished)
+                .values(
+                    status=SessionStatus.EXITED,
+                    finished_at=now,
+                    due_at=None,
+                    wake_at=None,
+                    waiting_for=None,
+                    revision=sessions.c.revision + 1,
+                    updated_at=now,
+                )
+                .returning(sessions.c.id)
+            ).scalars().all()
+            conn.execute(timeline.delete().where(timeline.c.visitor_id == row.id))
+            if exited:
+                conn.execute(
+                    timeline.insert(),
+                    [
+                        {
+                            "session_id": session_id,
+                            "visitor_id": row.id,
+                            "at": now,
+                            "step": None,
+                            "kind": "exited",
+                            "data": {"reason": "erased"},
+                        }
+                        for session_id in exited
+                    ],
+                )
+            conn.execute(events.delete().where(events.c.visitor_id == row.id))
+            conn.execute(deliveries.delete().where(deliveries.c.visitor_id == row.id))
+            conn.execute(visitors.delete().where(visitors.c.id == row.id))
+            hashed = email_hash(row.email)
+            exists = conn.execute(
+                sa.select(suppressions.c.email_hash).where(suppressions.c.email_hash == hashed)
+            ).first()
+            if not exists:
+                conn.execute(suppressions.insert().values(email_hash=hashed, created_at=now))
+        return {"erased": True, "sessions_exited": len(exited)}

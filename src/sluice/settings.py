@@ -1,0 +1,44 @@
+"""Every setting, declared once (SPEC §3.2). Each is read from its environment
+variable; CLI flags, where they exist, override it. `docs/configuration.md` lists
+them all, and a test keeps the two in step."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    database_url: str = "sqlite:///sluice.db"
+    public_url: str = "http://127.0.0.1:8000"
+    smtp_url: str | None = None
+    mail_from: str = "Sluice <noreply@localhost>"
+    signing_key: str | None = None
+    webhook_allow_private: bool = False
+    timezone: str = "UTC"
+    site_uuid: str | None = None
+    publishable_key: str | None = None
+    secret_key: str | None = None
+    admin_password: str | None = None
+    webhook_secret: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            raw = environ.get(env_name(f.name))
+            if raw is None or raw == "":
+                continue
+            values[f.name] = raw.lower() in ("1", "true", "yes", "on") if f.type == "bool" else raw
+        settings = cls(**values)
+        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def env_name(field_name: str) -> str:
+    return f"SLUICE_{field_name.upper()}"
+
+
+def all_env_names() -> list[str]:
+    return [env_name(f.name) for f in fields(Settings)]

@@ -1,0 +1,153 @@
+"""Simulations: a flow run against a scripted visitor on a virtual clock.
+
+The real engine and store do the work, on a scratch SQLite file that is thrown away
+afterwards, so what a simulation shows is what would happen; nothing reaches the
+real database and nothing is sent (emails stay in the scratch outbox, webhooks are
+never dispatched).
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from sluice.clock import FakeClock, SystemClock
+from sluice.definitions.durations import parse_duration, parse_instant
+from sluice.edge import EventInput, InvalidInput
+from sluice.records import FlowStatus, SessionStatus
+from sluice.service import Sluice
+from sluice.settings import Settings
+from sluice.store import flows as flow_store
+from sluice.store import visitors as visitor_store
+from sluice.store.schema import flows, sessions
+
+HORIZON = timedelta(days=400)
+"""How far past the last scripted event the virtual clock may run."""
+_OFFSET = re.compile(r"^\+(.+)$")
+
+
+class ScriptError(ValueError):
+    """The event script is not usable."""
+
+
+def simulate_flow(
+    documents: list[tuple[str, dict]], script: Any, *, stored: Sluice | None = None
+) -> dict[str, Any]:
+    start = (stored.clock if stored else SystemClock()).now().replace(microsecond=0)
+    visitor, events = _read_script(script, start)
+    with tempfile.TemporaryDirectory() as scratch:
+        clock = FakeClock(min([start, *(at for at, _ in events)]))
+        settings = Settings(
+            database_url=f"sqlite:///{Path(scratch) / 'simulation.db'}",
+            signing_key="simulation",
+            timezone=stored.settings.timezone if stored else "UTC",
+        )
+        sim = Sluice(settings, clock)
+        try:
+            sim.upgrade()
+            _prepare(sim, documents, stored, visitor)
+            worker = sim.worker()
+            for at, event in events:
+                _run_until(sim, worker, clock, at)
+                clock.set(max(clock.now(), at))
+                sim.send([event])
+                worker.run_until_idle()
+            _run_until(sim, worker, clock, (events[-1][0] if events else start) + HORIZON)
+            ids = [s["id"] for s in sim.sessions(email=visitor["email"], limit=1000)]
+            return {
+                "visitor": sim.visitor(visitor["email"]),
+                "sessions": [sim.session(i) for i in sorted(ids)],
+            }
+        finally:
+            sim.close()
+
+
+def _read_script(script: Any, start: datetime):
+    if not isinstance(script, dict):
+        raise ScriptError("the event script must be a mapping with 'visitor' and 'events'")
+    visitor = script.get("visitor")
+    if not isinstance(visitor, dict) or not isinstance(visitor.get("email"), str):
+        raise ScriptError("visitor: needs an 'email'")
+    if not isinstance(visitor.get("fields", {}), dict):
+        raise ScriptError("visitor.fields: must be a mapping")
+    if not isinstance(visitor.get("tags", []), list):
+        raise ScriptError("visitor.tags: must be a list")
+    raw_events = script.get("events", [])
+    if not isinstance(raw_events, list):
+        raise ScriptError("events: must be a list")
+    events = []
+    for index, raw in enumerate(raw_events):
+        if not isinstance(raw, dict):
+            raise ScriptError(f"events[{index}]: must be a mapping")
+        at = _when(raw.get("at", "+0s"), start, index)
+        data = {k: v for k, v in raw.items() if k != "at"}
+        data.setdefault("email", visitor["email"])
+        data["date"] = at
+        try:
+            events.append((at, EventInput.checked(data, source="simulation")))
+        except InvalidInput as error:
+            raise ScriptError(f"events[{index}]: {error}") from None
+    events.sort(key=lambda pair: pair[0])
+    return visitor, events
+
+
+def _when(value: Any, start: datetime, index: int) -> datetime:
+    try:
+        if isinstance(value, str) and (offset := _OFFSET.match(value)):
+            return start + parse_duration(offset.group(1))
+        return parse_instant(value)
+    except ValueError as error:
+        raise ScriptError(f"events[{index}].at: {error}") from None
+
+
+def _prepare(sim: Sluice, documents, stored: Sluice | None, visitor: dict) -> None:
+    """The scratch database gets the stored templates and flows the documents may
+    refer to, then the documents themselves, switched on, and the scripted visitor."""
+    keys = {doc.get("key") for _, doc in documents}
+    inherited, switched_on = [], []
+    if stored is not None:
+        with stored.db.read() as conn:
+            for key, doc in flow_store.current_templates(conn).items():
+                if key not in keys:
+                    inherited.append((f"template {key}", doc))
+            for row in flow_store.list_flows(conn):
+                if row.key not in keys:
+                    inherited.append((f"flow {row.key}", _current(conn, row.key)))
+                    if row.status == FlowStatus.ON:
+                        switched_on.append(row.key)
+    report = sim.apply(inherited + documents, actor="simulation")
+    for key in switched_on + [k for _, d in documents if (k := d.get("key")) in report.flows]:
+        sim.set_flow_status(key, FlowStatus.ON, actor="simulation")
+    now = sim.clock.now()
+    with sim.db.write() as conn:
+        person = visitor_store.upsert(conn, [visitor["email"]], now)
+        working = next(iter(person.values()))
+        working.merge_fields(visitor.get("fields", {}))
+        for tag in visitor.get("tags", []):
+            working.add_tag(str(tag))
+        visitor_store.write_back(conn, [working], now)
+
+
+def _current(conn, key: str) -> dict:
+    return flow_store.stored_definition(conn, key, flow_store.get_flow(conn, key).version)
+
+
+def _run_until(sim: Sluice, worker, clock: FakeClock, until: datetime) -> None:
+    """Jump the virtual clock from one due session to the next, up to `until`."""
+    on = sa.select(flows.c.key).where(flows.c.status == FlowStatus.ON)
+    due = sa.select(sa.func.min(sessions.c.due_at)).where(
+        sessions.c.status.in_([SessionStatus.ACTIVE, SessionStatus.WAITING]),
+        sessions.c.flow_key.in_(on),
+    )
+    while True:
+        with sim.db.read() as conn:
+            next_due = conn.execute(due).scalar()
+        if next_due is None or next_due > until:
+            return
+        clock.set(max(clock.now(), next_due.astimezone(UTC)))
+        worker.run_until_idle()

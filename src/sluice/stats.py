@@ -1,0 +1,75 @@
+"""Per-flow statistics: where sessions are, how many entered each step, what the
+email and webhook steps did, and how many reached the goal."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sluice.records import UNFINISHED
+from sluice.store import flows as flow_store
+from sluice.store.flows import Catalog
+from sluice.store.schema import sessions, timeline
+
+_COUNTED_KINDS = {
+    "step": "entered",
+    "email_sent": "sent",
+    "email_skipped": "skipped",
+    "email_failed": "failed",
+    "webhook_delivered": "delivered",
+    "webhook_failed": "failed",
+    "email_opened": "opened",
+    "email_clicked": "clicked",
+}
+
+
+def flow_stats(conn: Connection, catalog: Catalog, key: str) -> dict[str, Any]:
+    flow = flow_store.get_flow(conn, key)
+    tree = catalog.flow(conn, key, flow.version).tree
+    here = dict(
+        conn.execute(
+            sa.select(sessions.c.step, sa.func.count())
+            .where(
+                sessions.c.flow_key == key,
+                sessions.c.status.in_([s.value for s in UNFINISHED]),
+            )
+            .group_by(sessions.c.step)
+        ).all()
+    )
+    in_flow = sa.select(sessions.c.id).where(sessions.c.flow_key == key)
+    counted = conn.execute(
+        sa.select(timeline.c.step, timeline.c.kind, sa.func.count())
+        .where(
+            timeline.c.session_id.in_(in_flow),
+            timeline.c.kind.in_([*_COUNTED_KINDS, "completed", "goal"]),
+        )
+        .group_by(timeline.c.step, timeline.c.kind)
+    ).all()
+    per_step: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    goals = 0
+    for step, kind, count in counted:
+        if kind == "goal":
+            goals += count
+        elif kind in _COUNTED_KINDS:
+            per_step[step][_COUNTED_KINDS[kind]] += count
+    started = conn.execute(
+        sa.select(sa.func.count()).select_from(sessions).where(sessions.c.flow_key == key)
+    ).scalar_one()
+    steps = []
+    for step_id in tree.ids_in_order():
+        step = tree.step(step_id)
+        row = {"step": step_id, "kind": step.kind, "here": here.get(step_id, 0)}
+        row.update(per_step.get(step_id, {}))
+        row.setdefault("entered", 0)
+        steps.append(row)
+    return {
+        "flow": key,
+        "version": flow.version,
+        "sessions": started,
+        "goals": goals,
+        "conversion": round(goals / started, 4) if started else 0.0,
+        "steps": steps,
+    }

@@ -1,0 +1,127 @@
+"""Connections and transactions, for SQLite and PostgreSQL alike.
+
+SQLite allows one writer at a time. Write transactions start with `BEGIN IMMEDIATE`
+so that two writers queue on the busy timeout instead of deadlocking halfway through
+(a deferred transaction that reads and then writes can fail to upgrade its lock).
+Read transactions stay deferred, so readers never wait for writers under WAL.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection, Engine
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
+
+
+def _json_dumps(value) -> str:
+    return orjson.dumps(value).decode()
+
+
+def normalise_url(url: str) -> str:
+    """`postgresql://` means psycopg 3 here; SQLite URLs are taken as they are."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 5):
+        self.url = normalise_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        self.engine = self._create_engine(pool_size)
+
+    def _create_engine(self, pool_size: int) -> Engine:
+        if not self.is_sqlite:
+            return sa.create_engine(
+                self.url,
+                json_serializer=_json_dumps,
+                json_deserializer=orjson.loads,
+                pool_size=pool_size,
+                pool_pre_ping=True,
+            )
+        engine = sa.create_engine(
+            self.url,
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
+            connect_args={"timeout": 30, "check_same_thread": False},
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection, _record):
+            # Let SQLAlchemy's "begin" event decide how transactions start.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn):
+            immediate = conn.get_execution_options().get("sqlite_immediate", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction: committed when the block ends, rolled back on error."""
+        with self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn = conn.execution_options(sqlite_immediate=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def upgrade(self) -> None:
+        """Apply every schema migration not applied yet."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn = conn.execution_options(sqlite_immediate=True)
+            with conn.begin():
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+
+    def ping(self) -> bool:
+        try:
+            with self.read() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.OperationalError:
+            return False
+        return True
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def retrying(operation, *, attempts: int = len(_RETRY_DELAYS) + 1):
+    """Run `operation()` again when the database is briefly unavailable or locked."""
+    for delay in (*_RETRY_DELAYS[: attempts - 1], None):
+        try:
+            return operation()
+        except sa.exc.OperationalError as error:
+            if delay is None:
+                raise
+            log.warning("database unavailable, retrying in %.2fs: %s", delay, error.orig)
+            time.sleep(delay)
+    raise AssertionError("unreachable")

@@ -1,0 +1,309 @@
+"""Flows and email templates: versions, on/off, the audit log, and the catalog of
+validated versions the engine runs."""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+import yaml
+from sqlalchemy.engine import Connection
+
+from sluice.definitions.model import FlowDefinition, TemplateDefinition
+from sluice.definitions.parse import validate_flow, validate_template
+from sluice.engine.work import FlowVersion
+from sluice.records import UNFINISHED, FlowStatus, SessionStatus
+from sluice.store.schema import (
+    flow_changes,
+    flow_versions,
+    flows,
+    sessions,
+    template_versions,
+    templates,
+    timeline,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowRow:
+    key: str
+    name: str
+    status: FlowStatus
+    version: int
+    off_since: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row) -> FlowRow:
+        m = row._mapping
+        return cls(
+            key=m["key"],
+            name=m["name"],
+            status=FlowStatus(m["status"]),
+            version=m["version"],
+            off_since=m["off_since"],
+            created_at=m["created_at"],
+            updated_at=m["updated_at"],
+        )
+
+
+class UnknownFlow(LookupError):
+    """No flow has that key."""
+
+
+def as_yaml(document: dict) -> str:
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+def diff(old: dict | None, new: dict) -> str:
+    before = as_yaml(old).splitlines(keepends=True) if old else []
+    return "".join(difflib.unified_diff(before, as_yaml(new).splitlines(keepends=True)))
+
+
+def list_flows(conn: Connection) -> list[FlowRow]:
+    rows = conn.execute(sa.select(flows).order_by(flows.c.key))
+    return [FlowRow.from_row(r) for r in rows]
+
+
+def get_flow(conn: Connection, key: str) -> FlowRow:
+    row = conn.execute(sa.select(flows).where(flows.c.key == key)).first()
+    if row is None:
+        raise UnknownFlow(f"unknown flow '{key}'")
+    return FlowRow.from_row(row)
+
+
+def stored_definition(conn: Connection, key: str, version: int) -> dict:
+    return conn.execute(
+        sa.select(flow_versions.c.definition).where(
+            flow_versions.c.flow_key == key, flow_versions.c.version == version
+        )
+    ).scalar_one()
+
+
+def list_versions(conn: Connection, key: str) -> list[dict]:
+    rows = conn.execute(
+        sa.select(flow_versions.c.version, flow_versions.c.created_at)
+        .where(flow_versions.c.flow_key == key)
+        .order_by(flow_versions.c.version)
+    )
+    return [{"version": r.version, "created_at": r.created_at.isoformat()} for r in rows]
+
+
+def save_flow(conn: Connection, flow: FlowDefinition, *, now: datetime, actor: str) -> int | None:
+    """Store a new version if the definition changed; returns it, or None if unchanged.
+
+    Sessions of the flow become due so that workers move them to the new version
+    promptly (a session waiting two days must not keep a changed wait until then)."""
+    current = conn.execute(sa.select(flows).where(flows.c.key == flow.key)).first()
+    old = stored_definition(conn, flow.key, current.version) if current else None
+    if old == flow.source:
+        return None
+    version = current.version + 1 if current else 1
+    conn.execute(
+        flow_versions.insert().values(
+            flow_key=flow.key, version=version, definition=flow.source, created_at=now
+        )
+    )
+    if current:
+        conn.execute(
+            flows.update()
+            .where(flows.c.key == flow.key)
+            .values(name=flow.name, version=version, updated_at=now)
+        )
+        conn.execute(
+            sessions.update()
+            .where(sessions.c.flow_key == flow.key, sessions.c.status.in_(_RUNNABLE))
+            .values(due_at=now, revision=sessions.c.revision + 1)
+        )
+    else:
+        conn.execute(
+            flows.insert().values(
+                key=flow.key,
+                name=flow.name,
+                status=FlowStatus.OFF,
+                version=version,
+                off_since=now,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    _audit(conn, flow.key, now, actor, "version", version, diff(old, flow.source))
+    return version
+
+
+_RUNNABLE = [SessionStatus.ACTIVE, SessionStatus.WAITING]
+_UNFINISHED = [s.value for s in UNFINISHED]
+
+
+def set_status(conn: Connection, key: str, status: FlowStatus, *, now: datetime, actor: str):
+    """Turn a flow on or off. Returns False when it already was.
+
+    Off: every unfinished session is marked paused (`paused` in its timeline).
+    On: every unfinished session resumes where it is, stopped ones too (SPEC §1); a
+    worker then catches up on passed waits, awaited events and goals."""
+    flow = get_flow(conn, key)
+    if flow.status == status:
+        return False
+    unfinished = sessions.c.flow_key == key, sessions.c.status.in_(_UNFINISHED)
+    if status == FlowStatus.OFF:
+        _log_all(conn, key, now, "paused", _UNFINISHED)
+        conn.execute(
+            sessions.update()
+            .where(*unfinished)
+            .values(
+                paused_since=sa.func.coalesce(sessions.c.paused_since, now),
+                revision=sessions.c.revision + 1,
+            )
+        )
+    else:
+        _log_all(conn, key, now, "resumed", _UNFINISHED)
+        conn.execute(
+            sessions.update()
+            .where(*unfinished)
+            .values(
+                status=sa.case(
+                    (sessions.c.status == SessionStatus.STOPPED, sessions.c.resume_status),
+                    else_=sessions.c.status,
+                ),
+                resume_status=None,
+                due_at=now,
+                revision=sessions.c.revision + 1,
+            )
+        )
+    conn.execute(
+        flows.update()
+        .where(flows.c.key == key)
+        .values(status=status, off_since=now if status == FlowStatus.OFF else None)
+    )
+    _audit(conn, key, now, actor, status.value, flow.version, None)
+    return True
+
+
+def _log_all(conn: Connection, key: str, now: datetime, kind: str, statuses) -> None:
+    """One timeline entry for every unfinished session of the flow, in one statement."""
+    conn.execute(
+        timeline.insert().from_select(
+            ["session_id", "visitor_id", "at", "step", "kind", "data"],
+            sa.select(
+                sessions.c.id,
+                sessions.c.visitor_id,
+                sa.literal(now, type_=timeline.c.at.type),
+                sessions.c.step,
+                sa.literal(kind),
+                sa.literal({"by": "flow"}, type_=timeline.c.data.type),
+            ).where(sessions.c.flow_key == key, sessions.c.status.in_(statuses)),
+        )
+    )
+
+
+def _audit(conn, key, now, actor, action, version, text) -> None:
+    conn.execute(
+        flow_changes.insert().values(
+            flow_key=key, at=now, actor=actor, action=action, version=version, diff=text
+        )
+    )
+
+
+def list_changes(conn: Connection, key: str) -> list[dict]:
+    get_flow(conn, key)
+    rows = conn.execute(
+        sa.select(flow_changes).where(flow_changes.c.flow_key == key).order_by(flow_changes.c.id)
+    )
+    return [
+        {
+            "at": r.at.isoformat(),
+            "actor": r.actor,
+            "action": r.action,
+            "version": r.version,
+            "diff": r.diff,
+        }
+        for r in rows
+    ]
+
+
+def save_template(conn: Connection, template: TemplateDefinition, *, now: datetime) -> int | None:
+    current = conn.execute(sa.select(templates).where(templates.c.key == template.key)).first()
+    if current:
+        old = conn.execute(
+            sa.select(template_versions.c.definition).where(
+                template_versions.c.template_key == template.key,
+                template_versions.c.version == current.version,
+            )
+        ).scalar_one()
+        if old == template.source:
+            return None
+    version = current.version + 1 if current else 1
+    conn.execute(
+        template_versions.insert().values(
+            template_key=template.key, version=version, definition=template.source, created_at=now
+        )
+    )
+    if current:
+        conn.execute(
+            templates.update()
+            .where(templates.c.key == template.key)
+            .values(version=version, updated_at=now)
+        )
+    else:
+        conn.execute(
+            templates.insert().values(
+                key=template.key, version=version, created_at=now, updated_at=now
+            )
+        )
+    return version
+
+
+def current_templates(conn: Connection) -> dict[str, dict]:
+    rows = conn.execute(
+        sa.select(templates.c.key, template_versions.c.definition).join(
+            template_versions,
+            sa.and_(
+                template_versions.c.template_key == templates.c.key,
+                template_versions.c.version == templates.c.version,
+            ),
+        )
+    )
+    return {r.key: r.definition for r in rows}
+
+
+class Catalog:
+    """Validated flow versions and templates, parsed once per process.
+
+    Versions never change once stored, so a parsed version can be cached for good;
+    templates are looked up by their current version on each load."""
+
+    def __init__(self):
+        self._flows: dict[tuple[str, int], FlowVersion] = {}
+        self._templates: dict[tuple[str, str], TemplateDefinition] = {}
+        self._lock = threading.Lock()
+
+    def flow(self, conn: Connection, key: str, version: int) -> FlowVersion:
+        cached = self._flows.get((key, version))
+        if cached is not None:
+            return cached
+        document = stored_definition(conn, key, version)
+        known_flows = set(conn.execute(sa.select(flows.c.key)).scalars())
+        known_templates = set(conn.execute(sa.select(templates.c.key)).scalars())
+        definition = validate_flow(
+            document, known_flows=known_flows, known_templates=known_templates
+        )
+        loaded = FlowVersion(definition, version)
+        with self._lock:
+            self._flows[(key, version)] = loaded
+        return loaded
+
+    def templates(self, conn: Connection, keys: set[str]) -> dict[str, TemplateDefinition]:
+        if not keys:
+            return {}
+        documents = current_templates(conn)
+        found = {}
+        for key in keys & documents.keys():
+            cache_key = (key, repr(documents[key]))
+            if cache_key not in self._templates:
+                self._templates[cache_key] = validate_template(documents[key])
+            found[key] = self._templates[cache_key]
+        return found

@@ -1,0 +1,291 @@
+"""The path of accepted events: one transaction stores them, applies their effects on
+visitors, starts the sessions whose triggers they match, and wakes the sessions that
+wait for them or have them as a goal.
+
+Everything is set-based: a batch of a thousand events is a handful of statements,
+with trigger matching done in memory.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sluice.definitions.model import EntryRule
+from sluice.engine.context import template_context
+from sluice.engine.work import FlowVersion
+from sluice.records import UNFINISHED, FlowStatus, SessionStatus
+from sluice.store import visitors as visitor_store
+from sluice.store.flows import Catalog, FlowRow, list_flows
+from sluice.store.schema import events, sessions, timeline
+
+
+@dataclass(frozen=True, kw_only=True)
+class IncomingEvent:
+    """An event checked at the edge, ready to store."""
+
+    type: str
+    email: str
+    details: dict[str, Any] = field(default_factory=dict)
+    fields: dict[str, Any] | None = None
+    date: datetime | None = None
+    idempotency_key: str | None = None
+    source: str = "api"
+    depth: int = 0
+
+    @property
+    def key(self) -> str | None:
+        unique = self.details.get("unique") if isinstance(self.details, dict) else None
+        nested = unique.get("key") if isinstance(unique, dict) else None
+        key = self.idempotency_key or nested
+        return None if key is None else str(key)
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    event_ids: list[int] = field(default_factory=list)
+    sessions_started: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A session that may start: the flow, the visitor and the origin event."""
+
+    flow: FlowVersion
+    visitor_id: int
+    origin_event_id: int
+    depth: int
+
+
+def ingest(
+    conn: Connection, catalog: Catalog, incoming: list[IncomingEvent], now: datetime
+) -> IngestResult:
+    result = IngestResult()
+    if not incoming:
+        return result
+    people = visitor_store.upsert(conn, (e.email for e in incoming), now)
+    seen = _known_keys(conn, incoming, people)
+    rows, snapshots = [], []
+    for event in incoming:
+        visitor = people[visitor_store.email_key(event.email)]
+        if event.key is not None:
+            identity = (visitor.id, event.type, event.key)
+            if identity in seen:
+                result.duplicates += 1
+                continue
+            seen.add(identity)
+        _apply_effects(visitor, event, now)
+        rows.append(_event_row(visitor.id, event, now))
+        snapshots.append(visitor.view())
+    visitor_store.write_back(conn, people.values(), now)
+    if not rows:
+        return result
+    ids = conn.execute(
+        events.insert().returning(events.c.id, sort_by_parameter_order=True), rows
+    ).scalars()
+    result.event_ids = list(ids)
+    result.accepted = len(rows)
+    on_flows = _on_flows(conn, catalog)
+    _wake_interested(conn, on_flows, rows, now)
+    candidates = _match_triggers(on_flows, rows, result.event_ids, snapshots, now)
+    result.sessions_started = start_sessions(conn, candidates, now)
+    return result
+
+
+def _known_keys(conn, incoming, people) -> set[tuple[int, str, str]]:
+    keyed = [(people[visitor_store.email_key(e.email)].id, e.type, e.key) for e in incoming if e.key]
+    if not keyed:
+        return set()
+    rows = conn.execute(
+        sa.select(events.c.visitor_id, events.c.type, events.c.idempotency_key).where(
+            events.c.visitor_id.in_({k[0] for k in keyed}),
+            events.c.idempotency_key.in_({k[2] for k in keyed}),
+        )
+    )
+    return {tuple(r) for r in rows}
+
+
+def _apply_effects(visitor: visitor_store.WorkingVisitor, event: IncomingEvent, now) -> None:
+    """SPEC §1: what `$`-events do to the visitor, before flows are matched."""
+    tag = event.details.get("tag") if isinstance(event.details, dict) else None
+    match event.type:
+        case "$subscribe":
+            visitor.set_subscribed(True, now)
+        case "$unsubscribe":
+            visitor.set_subscribed(False, now)
+        case "$tag" if isinstance(tag, str):
+            visitor.add_tag(tag)
+        case "$remove_tag" if isinstance(tag, str):
+            visitor.remove_tag(tag)
+    if event.fields:
+        visitor.merge_fields(event.fields)
+
+
+def _event_row(visitor_id: int, event: IncomingEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "visitor_id": visitor_id,
+        "type": event.type,
+        "details": event.details,
+        "fields": event.fields,
+        "date": event.date or now,
+        "accepted_at": now,
+        "idempotency_key": event.key,
+        "depth": event.depth,
+        "source": event.source,
+    }
+
+
+def _on_flows(conn: Connection, catalog: Catalog) -> list[tuple[FlowRow, FlowVersion]]:
+    return [
+        (row, catalog.flow(conn, row.key, row.version))
+        for row in list_flows(conn)
+        if row.status == FlowStatus.ON
+    ]
+
+
+def _wake_interested(conn, on_flows, rows, now) -> None:
+    """Sessions that wait for one of these event types, or have it as a goal, are due
+    now; the worker decides what the event means for them."""
+    types = {r["type"] for r in rows}
+    keys = [flow.key for _, flow in on_flows if flow.interesting_events & types]
+    if not keys:
+        return
+    conn.execute(
+        sessions.update()
+        .where(
+            sessions.c.visitor_id.in_({r["visitor_id"] for r in rows}),
+            sessions.c.flow_key.in_(keys),
+            sessions.c.status.in_([SessionStatus.ACTIVE, SessionStatus.WAITING]),
+        )
+        .values(due_at=now, revision=sessions.c.revision + 1)
+    )
+
+
+def _match_triggers(on_flows, rows, ids, snapshots, now) -> list[Candidate]:
+    by_type: dict[str, list[tuple[FlowRow, FlowVersion]]] = defaultdict(list)
+    for row, flow in on_flows:
+        for event_type in flow.definition.trigger.events:
+            by_type[event_type].append((row, flow))
+    candidates = []
+    for row, event_id, visitor in zip(rows, ids, snapshots, strict=True):
+        for flow_row, flow in by_type.get(row["type"], ()):
+            condition = flow.definition.trigger.condition
+            if condition is not None:
+                origin = {
+                    "id": event_id,
+                    "type": row["type"],
+                    "details": row["details"],
+                    "date": row["date"].isoformat(),
+                }
+                flow_view = {"key": flow.key, "name": flow_row.name, "version": flow.version}
+                context = template_context(visitor=visitor, origin=origin, flow=flow_view, now=now)
+                if not condition.evaluate(context).value:
+                    continue
+            candidates.append(Candidate(flow, row["visitor_id"], event_id, row["depth"]))
+    return candidates
+
+
+def start_sessions(conn: Connection, candidates: list[Candidate], now: datetime) -> list[int]:
+    """Start the candidates that the entry rules and cooldowns allow, in order."""
+    if not candidates:
+        return []
+    history = _entry_history(conn, candidates)
+    allowed = []
+    for c in candidates:
+        past = history.setdefault((c.visitor_id, c.flow.key), _History())
+        if past.allows(c.flow, now):
+            past.record(now)
+            allowed.append(c)
+    if not allowed:
+        return []
+    rows = [
+        {
+            "visitor_id": c.visitor_id,
+            "flow_key": c.flow.key,
+            "flow_version": c.flow.version,
+            "status": SessionStatus.ACTIVE,
+            "step": c.flow.tree.first,
+            "step_begun": False,
+            "state": {},
+            "origin_event_id": c.origin_event_id,
+            "depth": c.depth,
+            "event_cursor": c.origin_event_id,
+            "due_at": now,
+            "revision": 0,
+            "started_at": now,
+            "updated_at": now,
+        }
+        for c in allowed
+    ]
+    ids = list(
+        conn.execute(
+            sessions.insert().returning(sessions.c.id, sort_by_parameter_order=True), rows
+        ).scalars()
+    )
+    conn.execute(
+        timeline.insert(),
+        [
+            {
+                "session_id": session_id,
+                "visitor_id": c.visitor_id,
+                "at": now,
+                "step": None,
+                "kind": "entered",
+                "data": {"origin_event": c.origin_event_id, "version": c.flow.version},
+            }
+            for session_id, c in zip(ids, allowed, strict=True)
+        ],
+    )
+    return ids
+
+
+@dataclass
+class _History:
+    """What entry rules need to know of a visitor's past sessions in one flow."""
+
+    total: int = 0
+    unfinished: int = 0
+    last_started: datetime | None = None
+
+    def allows(self, flow: FlowVersion, now: datetime) -> bool:
+        definition = flow.definition
+        if definition.entry == EntryRule.ONCE and self.total:
+            return False
+        if definition.entry == EntryRule.ONE_AT_A_TIME and self.unfinished:
+            return False
+        cooldown: timedelta | None = definition.cooldown
+        return not (cooldown and self.last_started and now - self.last_started < cooldown)
+
+    def record(self, now: datetime) -> None:
+        self.total += 1
+        self.unfinished += 1
+        self.last_started = now
+
+
+def _entry_history(conn, candidates: list[Candidate]) -> dict[tuple[int, str], _History]:
+    unfinished = sa.case((sessions.c.status.in_([s.value for s in UNFINISHED]), 1), else_=0)
+    query = (
+        sa.select(
+            sessions.c.visitor_id,
+            sessions.c.flow_key,
+            sa.func.count(),
+            sa.func.sum(unfinished),
+            sa.func.max(sessions.c.started_at),
+        )
+        .where(
+            sessions.c.visitor_id.in_({c.visitor_id for c in candidates}),
+            sessions.c.flow_key.in_({c.flow.key for c in candidates}),
+        )
+        .group_by(sessions.c.visitor_id, sessions.c.flow_key)
+    )
+    history = {}
+    for visitor_id, flow_key, total, open_count, last in conn.execute(query):
+        history[(visitor_id, flow_key)] = _History(total, int(open_count or 0), last)
+    return history

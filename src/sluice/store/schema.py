@@ -1,0 +1,232 @@
+"""The database schema, the same on SQLite and PostgreSQL.
+
+Every table that holds per-visitor data carries `visitor_id`, and every hot query is
+either per visitor or a claim of due rows, so the schema can later be distributed by
+visitor id without a rewrite (SPEC §5).
+
+Instants are stored as naive UTC (`UTCDateTime`), which keeps SQLite's text
+timestamps ordered and comparable in SQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out; naive UTC in the database."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect):
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def _id() -> sa.Column:
+    return sa.Column("id", Id, primary_key=True, autoincrement=True)
+
+
+settings_store = sa.Table(
+    "settings_store",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+visitors = sa.Table(
+    "visitors",
+    metadata,
+    _id(),
+    sa.Column("uuid", sa.String(36), nullable=False, unique=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("email_key", sa.String(320), nullable=False, unique=True),
+    sa.Column("fields", Json, nullable=False),
+    sa.Column("tags", Json, nullable=False),
+    sa.Column("unsubscribed_at", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    _id(),
+    sa.Column("visitor_id", Id, nullable=False),
+    sa.Column("type", sa.String(200), nullable=False),
+    sa.Column("details", Json, nullable=False),
+    sa.Column("fields", Json),
+    sa.Column("date", UTCDateTime, nullable=False),
+    sa.Column("accepted_at", UTCDateTime, nullable=False),
+    sa.Column("idempotency_key", sa.String(200)),
+    sa.Column("depth", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Index(None, "visitor_id", "id"),
+    sa.UniqueConstraint("visitor_id", "type", "idempotency_key"),
+)
+
+flows = sa.Table(
+    "flows",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(8), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("off_since", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+flow_versions = sa.Table(
+    "flow_versions",
+    metadata,
+    sa.Column("flow_key", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("definition", Json, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+flow_changes = sa.Table(
+    "flow_changes",
+    metadata,
+    _id(),
+    sa.Column("flow_key", sa.String(64), nullable=False, index=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("diff", sa.Text),
+)
+
+templates = sa.Table(
+    "templates",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+template_versions = sa.Table(
+    "template_versions",
+    metadata,
+    sa.Column("template_key", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("definition", Json, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    _id(),
+    sa.Column("visitor_id", Id, nullable=False),
+    sa.Column("flow_key", sa.String(64), nullable=False),
+    sa.Column("flow_version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("step", sa.String(200)),
+    # True once the step at `step` has begun (it is being waited on); False when
+    # `step` is the next step to begin.
+    sa.Column("step_begun", sa.Boolean, nullable=False),
+    sa.Column("state", Json, nullable=False),
+    sa.Column("origin_event_id", Id, nullable=False),
+    sa.Column("depth", sa.Integer, nullable=False),
+    # The last event of the visitor this session has looked at (goals, wait_for).
+    sa.Column("event_cursor", Id, nullable=False),
+    sa.Column("waiting_for", sa.String(200)),
+    sa.Column("wake_at", UTCDateTime),
+    # When a worker should look at the session next: its wake-up time, or "now" when
+    # something happened to it (an event, a delivery outcome, a resume, an edit).
+    sa.Column("due_at", UTCDateTime),
+    sa.Column("paused_since", UTCDateTime),
+    sa.Column("resume_status", sa.String(16)),
+    # Bumped by every change; a worker applies its result only if nothing else
+    # changed the session since it was read.
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("claimed_by", sa.String(64)),
+    sa.Column("claim_expires_at", UTCDateTime),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Index(None, "visitor_id", "flow_key"),
+    sa.Index(None, "flow_key", "status", "step"),
+    sa.Index(None, "flow_key", "started_at"),
+    sa.Index(
+        "ix_sessions_due",
+        "due_at",
+        postgresql_where=sa.text("due_at IS NOT NULL"),
+        sqlite_where=sa.text("due_at IS NOT NULL"),
+    ),
+)
+
+timeline = sa.Table(
+    "timeline",
+    metadata,
+    _id(),
+    sa.Column("session_id", Id, nullable=False),
+    sa.Column("visitor_id", Id, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("step", sa.String(200)),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("data", Json, nullable=False),
+    sa.Index(None, "session_id", "id"),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    _id(),
+    sa.Column("session_id", Id, nullable=False),
+    sa.Column("visitor_id", Id, nullable=False),
+    sa.Column("flow_key", sa.String(64), nullable=False),
+    sa.Column("step", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    # Message-ID or webhook-id: decided before the first attempt, the same on all.
+    sa.Column("idempotency_id", sa.String(200), nullable=False, unique=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("payload", Json, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("claim_expires_at", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index(None, "visitor_id", "id"),
+    sa.Index(None, "session_id"),
+    sa.Index(
+        "ix_deliveries_pending",
+        "next_attempt_at",
+        postgresql_where=sa.text("state = 'pending'"),
+        sqlite_where=sa.text("state = 'pending'"),
+    ),
+)
+
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("email_hash", sa.String(64), primary_key=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)

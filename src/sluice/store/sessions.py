@@ -1,0 +1,390 @@
+"""Sessions: claiming due ones, loading what the engine needs, applying transitions,
+and the person-driven stop, resume and retry.
+
+Concurrency: a worker claims due sessions with a lease (`claim_expires_at`), and
+`FOR UPDATE SKIP LOCKED` on PostgreSQL lets many workers claim side by side. The
+lease only saves duplicate effort; correctness comes from `revision`: a transition is
+applied only if the session's revision is still the one the worker read, so a session
+changed meanwhile (an event arrived, a person stopped it, a lease expired and another
+worker took over) is never advanced twice from the same state.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sluice.engine.work import MAX_CHAIN_DEPTH, FlowVersion, Transition, Work
+from sluice.links import email_hash
+from sluice.records import RUNNABLE, Event, FlowStatus, Session, SessionStatus, Visitor
+from sluice.store import visitors as visitor_store
+from sluice.store.flows import Catalog
+from sluice.store.ingest import Candidate, IncomingEvent, ingest, start_sessions
+from sluice.store.schema import deliveries, events, flows, sessions, suppressions, timeline
+
+_RUNNABLE = [s.value for s in RUNNABLE]
+
+
+class SessionNotFound(LookupError):
+    """No session has that id."""
+
+
+class InvalidSessionState(ValueError):
+    """The session is not in a state that allows this."""
+
+
+def claim_due(
+    conn: Connection, *, worker: str, now: datetime, limit: int, lease: timedelta
+) -> list[Session]:
+    on_flows = sa.select(flows.c.key).where(flows.c.status == FlowStatus.ON)
+    due = (
+        sa.select(sessions.c.id)
+        .where(
+            sessions.c.due_at <= now,
+            sessions.c.status.in_(_RUNNABLE),
+            sessions.c.flow_key.in_(on_flows),
+            sa.or_(sessions.c.claim_expires_at.is_(None), sessions.c.claim_expires_at < now),
+        )
+        .order_by(sessions.c.due_at)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True, of=sessions)
+    rows = conn.execute(
+        sessions.update()
+        .where(sessions.c.id.in_(due.scalar_subquery()))
+        .values(claimed_by=worker, claim_expires_at=now + lease)
+        .returning(*sessions.c)
+    )
+    return sorted((Session.from_row(r) for r in rows), key=lambda s: s.id)
+
+
+def load_work(
+    conn: Connection, catalog: Catalog, claimed: list[Session], now: datetime
+) -> list[Work]:
+    """Everything the engine needs for a batch of sessions, in a few set-based reads."""
+    if not claimed:
+        return []
+    flow_rows = {r.key: r for r in conn.execute(sa.select(flows))}
+    visitor_ids = {s.visitor_id for s in claimed}
+    people = visitor_store.load_by_ids(conn, visitor_ids, lock=False)
+    origins = _events_by_id(conn, {s.origin_event_id for s in claimed})
+    latest = dict(
+        conn.execute(
+            sa.select(events.c.visitor_id, sa.func.max(events.c.id))
+            .where(events.c.visitor_id.in_(visitor_ids))
+            .group_by(events.c.visitor_id)
+        ).all()
+    )
+    suppressed = _suppressed(conn, people.values())
+    current = {
+        s.id: catalog.flow(conn, s.flow_key, flow_rows[s.flow_key].version) for s in claimed
+    }
+    new_events = _new_events(conn, claimed, current)
+    template_keys = set().union(*(f.definition.referenced_templates for f in current.values()))
+    templates = catalog.templates(conn, template_keys)
+    return [
+        Work(
+            session=s,
+            flow=current[s.id],
+            session_flow=catalog.flow(conn, s.flow_key, s.flow_version),
+            flow_name=flow_rows[s.flow_key].name,
+            visitor=_frozen(people[s.visitor_id]),
+            origin=origins[s.origin_event_id],
+            new_events=new_events.get(s.id, []),
+            latest_event_id=latest.get(s.visitor_id, 0),
+            suppressed=people[s.visitor_id].id in suppressed,
+            templates=templates,
+            now=now,
+        )
+        for s in claimed
+    ]
+
+
+def _frozen(visitor: visitor_store.WorkingVisitor) -> Visitor:
+    return Visitor(
+        id=visitor.id,
+        uuid=visitor.uuid,
+        email=visitor.email,
+        fields=visitor.fields,
+        tags=visitor.tags,
+        unsubscribed_at=visitor.unsubscribed_at,
+        created_at=visitor.created_at,
+    )
+
+
+def _events_by_id(conn: Connection, ids: set[int]) -> dict[int, Event]:
+    rows = conn.execute(sa.select(events).where(events.c.id.in_(ids)))
+    return {r.id: Event.from_row(r) for r in rows}
+
+
+def _suppressed(conn, people) -> set[int]:
+    hashes = {email_hash(v.email): v.id for v in people}
+    found = conn.execute(
+        sa.select(suppressions.c.email_hash).where(suppressions.c.email_hash.in_(list(hashes)))
+    ).scalars()
+    return {hashes[h] for h in found}
+
+
+def _new_events(
+    conn: Connection, claimed: list[Session], current: dict[int, FlowVersion]
+) -> dict[int, list[Event]]:
+    """Per session: the visitor's events after its cursor of the types its flow (either
+    version) cares about, in the order they were accepted."""
+    wanted = {s.id: current[s.id].interesting_events | {s.waiting_for} - {None} for s in claimed}
+    types = set().union(*wanted.values())
+    if not types:
+        return {}
+    rows = conn.execute(
+        sa.select(events)
+        .where(
+            events.c.visitor_id.in_({s.visitor_id for s in claimed}),
+            events.c.id > min(s.event_cursor for s in claimed),
+            events.c.type.in_(types),
+        )
+        .order_by(events.c.id)
+    )
+    by_visitor = defaultdict(list)
+    for row in rows:
+        by_visitor[row.visitor_id].append(Event.from_row(row))
+    return {
+        s.id: [
+            e
+            for e in by_visitor[s.visitor_id]
+            if e.id > s.event_cursor and e.type in wanted[s.id]
+        ]
+        for s in claimed
+    }
+
+
+def apply_transitions(
+    conn: Connection, catalog: Catalog, transitions: list[Transition], now: datetime
+) -> list[Transition]:
+    """Persist the transitions whose sessions did not change since they were read; the
+    others are released and will be claimed again. Returns the ones applied."""
+    if not transitions:
+        return []
+    ids = [t.session_id for t in transitions]
+    query = sa.select(sessions.c.id, sessions.c.revision).where(sessions.c.id.in_(ids))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    revisions = dict(conn.execute(query).all())
+    fresh = [t for t in transitions if revisions.get(t.session_id) == t.revision]
+    stale = [t.session_id for t in transitions if revisions.get(t.session_id) != t.revision]
+    if stale:
+        conn.execute(
+            sessions.update().where(sessions.c.id.in_(stale)).values(claim_expires_at=None)
+        )
+    if not fresh:
+        return []
+    _apply_visitor_changes(conn, fresh, now)
+    _update_sessions(conn, fresh, now)
+    _insert_timeline(conn, fresh)
+    _insert_deliveries(conn, fresh, now)
+    _follow_ups(conn, catalog, fresh, now)
+    return fresh
+
+
+def _apply_visitor_changes(conn, transitions, now) -> None:
+    changing = [t for t in transitions if t.visitor_changes]
+    if not changing:
+        return
+    people = visitor_store.load_by_ids(conn, {t.visitor_id for t in changing})
+    for t in changing:
+        for change in t.visitor_changes:
+            people[t.visitor_id].apply(change, now)
+    visitor_store.write_back(conn, people.values(), now)
+
+
+_SESSION_COLUMNS = (
+    "status",
+    "step",
+    "step_begun",
+    "state",
+    "flow_version",
+    "event_cursor",
+    "waiting_for",
+    "wake_at",
+    "due_at",
+    "finished_at",
+)
+
+
+def _update_sessions(conn, transitions, now) -> None:
+    values = {name: sa.bindparam(f"v_{name}") for name in _SESSION_COLUMNS}
+    conn.execute(
+        sessions.update()
+        .where(sessions.c.id == sa.bindparam("b_id"))
+        .values(
+            **values,
+            paused_since=None,
+            claimed_by=None,
+            claim_expires_at=None,
+            revision=sessions.c.revision + 1,
+            updated_at=now,
+        ),
+        [
+            {"b_id": t.session_id, **{f"v_{n}": getattr(t, n) for n in _SESSION_COLUMNS}}
+            for t in transitions
+        ],
+    )
+
+
+def _insert_timeline(conn, transitions) -> None:
+    rows = [
+        {
+            "session_id": t.session_id,
+            "visitor_id": t.visitor_id,
+            "at": entry.at,
+            "step": entry.step,
+            "kind": entry.kind,
+            "data": entry.data,
+        }
+        for t in transitions
+        for entry in t.timeline
+    ]
+    if rows:
+        conn.execute(timeline.insert(), rows)
+
+
+def _insert_deliveries(conn, transitions, now) -> None:
+    rows = [
+        {
+            "session_id": t.session_id,
+            "visitor_id": t.visitor_id,
+            "flow_key": t.flow_key,
+            "step": d.step,
+            "kind": d.kind,
+            "idempotency_id": d.idempotency_id,
+            "state": d.state,
+            "payload": d.payload,
+            "attempts": 0,
+            "max_attempts": d.max_attempts,
+            "next_attempt_at": now if d.state == "pending" else None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for t in transitions
+        for d in t.deliveries
+    ]
+    if rows:
+        conn.execute(deliveries.insert(), rows)
+
+
+def _follow_ups(conn, catalog: Catalog, transitions, now) -> None:
+    """Events recorded by `track` steps and sessions started by `start_flow` steps."""
+    tracked = [t for t in transitions if t.events]
+    if tracked:
+        emails = _emails(conn, {t.visitor_id for t in tracked})
+        ingest(
+            conn,
+            catalog,
+            [
+                IncomingEvent(
+                    type=e.type,
+                    email=emails[t.visitor_id],
+                    details=e.details,
+                    source="flow",
+                    depth=e.depth,
+                )
+                for t in tracked
+                for e in t.events
+            ],
+            now,
+        )
+    starting = [(t, key) for t in transitions for key in t.start_flows]
+    if not starting:
+        return
+    status = dict(conn.execute(sa.select(flows.c.key, flows.c.status)).all())
+    versions = dict(conn.execute(sa.select(flows.c.key, flows.c.version)).all())
+    candidates = [
+        Candidate(catalog.flow(conn, key, versions[key]), t.visitor_id, t.origin_event_id, t.depth + 1)
+        for t, key in starting
+        if status.get(key) == FlowStatus.ON and t.depth + 1 <= MAX_CHAIN_DEPTH
+    ]
+    start_sessions(conn, candidates, now)
+
+
+def _emails(conn, visitor_ids) -> dict[int, str]:
+    people = visitor_store.load_by_ids(conn, visitor_ids, lock=False)
+    return {v.id: v.email for v in people.values()}
+
+
+# -- a person acting on one session -------------------------------------------------
+
+
+def get(conn: Connection, session_id: int) -> Session:
+    row = conn.execute(sa.select(sessions).where(sessions.c.id == session_id)).first()
+    if row is None:
+        raise SessionNotFound(f"no session {session_id}")
+    return Session.from_row(row)
+
+
+def _log(conn, session: Session, now, kind, data: dict[str, Any]) -> None:
+    conn.execute(
+        timeline.insert().values(
+            session_id=session.id,
+            visitor_id=session.visitor_id,
+            at=now,
+            step=session.step,
+            kind=kind,
+            data=data,
+        )
+    )
+
+
+def _change(conn, session: Session, now, **values) -> None:
+    conn.execute(
+        sessions.update()
+        .where(sessions.c.id == session.id)
+        .values(**values, revision=sessions.c.revision + 1, updated_at=now, claim_expires_at=None)
+    )
+
+
+def stop(conn: Connection, session_id: int, *, now: datetime, actor: str) -> Session:
+    session = get(conn, session_id)
+    if session.status not in RUNNABLE:
+        raise InvalidSessionState(f"session {session_id} is {session.status}; only active or waiting sessions can be stopped")
+    _change(
+        conn,
+        session,
+        now,
+        status=SessionStatus.STOPPED,
+        resume_status=session.status,
+        paused_since=session.paused_since or now,
+    )
+    _log(conn, session, now, "stopped", {"by": actor})
+    return get(conn, session_id)
+
+
+def resume(conn: Connection, session_id: int, *, now: datetime, actor: str) -> Session:
+    session = get(conn, session_id)
+    if session.status != SessionStatus.STOPPED:
+        raise InvalidSessionState(f"session {session_id} is {session.status}; only stopped sessions can be resumed")
+    _change(conn, session, now, status=session.resume_status, resume_status=None, due_at=now)
+    _log(conn, session, now, "resumed", {"by": actor})
+    return get(conn, session_id)
+
+
+def retry(conn: Connection, session_id: int, *, now: datetime, actor: str) -> Session:
+    session = get(conn, session_id)
+    if session.status != SessionStatus.FAILED:
+        raise InvalidSessionState(f"session {session_id} is {session.status}; only failed sessions can be retried")
+    state = dict(session.state)
+    state["retries"] = state.get("retries", 0) + 1
+    _change(
+        conn,
+        session,
+        now,
+        status=SessionStatus.ACTIVE,
+        step_begun=False,
+        state=state,
+        finished_at=None,
+        due_at=now,
+    )
+    _log(conn, session, now, "retried", {"by": actor})
+    return get(conn, session_id)

@@ -1,0 +1,179 @@
+"""Visitors: found or created by email, changed in batches, exported and erased."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from sluice.engine.context import visitor_view
+from sluice.engine.work import VisitorChange
+from sluice.store.schema import visitors
+
+
+def email_key(email: str) -> str:
+    return email.strip().lower()
+
+
+@dataclass(kw_only=True)
+class WorkingVisitor:
+    """A visitor row being changed inside a transaction; `dirty` once it needs writing."""
+
+    id: int
+    uuid: str
+    email: str
+    fields: dict[str, Any]
+    tags: list[str]
+    unsubscribed_at: datetime | None
+    created_at: datetime
+    dirty: bool = field(default=False)
+
+    @classmethod
+    def from_row(cls, row) -> WorkingVisitor:
+        m = row._mapping
+        return cls(
+            id=m["id"],
+            uuid=m["uuid"],
+            email=m["email"],
+            fields=dict(m["fields"]),
+            tags=list(m["tags"]),
+            unsubscribed_at=m["unsubscribed_at"],
+            created_at=m["created_at"],
+        )
+
+    def view(self) -> dict[str, Any]:
+        return visitor_view(
+            email=self.email,
+            uuid=self.uuid,
+            fields=self.fields,
+            tags=self.tags,
+            subscribed=self.unsubscribed_at is None,
+            created_at=self.created_at,
+        )
+
+    def add_tag(self, tag: str) -> None:
+        if tag and tag not in self.tags:
+            self.tags.append(tag)
+            self.dirty = True
+
+    def remove_tag(self, tag: str) -> None:
+        if tag in self.tags:
+            self.tags.remove(tag)
+            self.dirty = True
+
+    def merge_fields(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            if self.fields.get(name, _MISSING) != value:
+                self.fields[name] = value
+                self.dirty = True
+
+    def remove_field(self, name: str) -> None:
+        if name in self.fields:
+            del self.fields[name]
+            self.dirty = True
+
+    def set_subscribed(self, subscribed: bool, now: datetime) -> None:
+        if subscribed and self.unsubscribed_at is not None:
+            self.unsubscribed_at, self.dirty = None, True
+        elif not subscribed and self.unsubscribed_at is None:
+            self.unsubscribed_at, self.dirty = now, True
+
+    def apply(self, change: VisitorChange, now: datetime) -> None:
+        match change.op:
+            case "tag_add":
+                self.add_tag(change.name)
+            case "tag_remove":
+                self.remove_tag(change.name)
+            case "field_set":
+                self.merge_fields({change.name: change.value})
+            case "field_remove":
+                self.remove_field(change.name)
+            case "subscribe" | "unsubscribe":
+                self.set_subscribed(change.op == "subscribe", now)
+
+
+_MISSING = object()
+
+
+def _insert(conn: Connection):
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    return dialect.insert(visitors)
+
+
+def upsert(conn: Connection, emails: Iterable[str], now: datetime) -> dict[str, WorkingVisitor]:
+    """The visitors with these addresses, created where new; keyed by `email_key`.
+
+    Rows are locked (PostgreSQL) so that concurrent writers change them one at a time."""
+    wanted: dict[str, str] = {}
+    for email in emails:
+        wanted.setdefault(email_key(email), email.strip())
+    if not wanted:
+        return {}
+    found = _load(conn, visitors.c.email_key.in_(list(wanted)))
+    missing = [key for key in wanted if key not in found]
+    if missing:
+        rows = [
+            {
+                "uuid": str(uuidlib.uuid4()),
+                "email": wanted[key],
+                "email_key": key,
+                "fields": {},
+                "tags": [],
+                "created_at": now,
+                "updated_at": now,
+            }
+            for key in missing
+        ]
+        conn.execute(_insert(conn).on_conflict_do_nothing(index_elements=["email_key"]), rows)
+        found.update(_load(conn, visitors.c.email_key.in_(missing)))
+    return found
+
+
+def load_by_ids(
+    conn: Connection, ids: Iterable[int], *, lock: bool = True
+) -> dict[int, WorkingVisitor]:
+    rows = _load(conn, visitors.c.id.in_(list(set(ids))), lock=lock)
+    return {v.id: v for v in rows.values()}
+
+
+def _load(conn: Connection, condition, *, lock: bool = True) -> dict[str, WorkingVisitor]:
+    query = sa.select(visitors).where(condition).order_by(visitors.c.id)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return {row.email_key: WorkingVisitor.from_row(row) for row in conn.execute(query)}
+
+
+def write_back(conn: Connection, changed: Iterable[WorkingVisitor], now: datetime) -> None:
+    rows = [
+        {
+            "b_id": v.id,
+            "fields": v.fields,
+            "tags": v.tags,
+            "unsubscribed_at": v.unsubscribed_at,
+            "updated_at": now,
+        }
+        for v in changed
+        if v.dirty
+    ]
+    if rows:
+        conn.execute(
+            visitors.update()
+            .where(visitors.c.id == sa.bindparam("b_id"))
+            .values(
+                fields=sa.bindparam("fields"),
+                tags=sa.bindparam("tags"),
+                unsubscribed_at=sa.bindparam("unsubscribed_at"),
+                updated_at=sa.bindparam("updated_at"),
+            ),
+            rows,
+        )
+
+
+def find(conn: Connection, email: str):
+    return conn.execute(sa.select(visitors).where(visitors.c.email_key == email_key(email))).first()

@@ -1,0 +1,179 @@
+"""The JSON shapes of SPEC §3.4 — session, visitor, flow — read from the store.
+
+The CLI's `--json` and the HTTP API print exactly these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sluice.records import FlowStatus, Session
+from sluice.store import flows as flow_store
+from sluice.store.schema import deliveries, events, flows, sessions, timeline, visitors
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def session_views(
+    conn: Connection, rows: list[Session], *, with_timeline: bool = False
+) -> list[dict[str, Any]]:
+    if not rows:
+        return []
+    flow_status = dict(conn.execute(sa.select(flows.c.key, flows.c.status)).all())
+    emails = dict(
+        conn.execute(
+            sa.select(visitors.c.id, visitors.c.email).where(
+                visitors.c.id.in_({s.visitor_id for s in rows})
+            )
+        ).all()
+    )
+    origins = {
+        r.id: {"id": r.id, "type": r.type, "details": r.details, "date": r.date.isoformat()}
+        for r in conn.execute(
+            sa.select(events).where(events.c.id.in_({s.origin_event_id for s in rows}))
+        )
+    }
+    views = []
+    for s in rows:
+        view = {
+            "id": s.id,
+            "flow": s.flow_key,
+            "flow_version": s.flow_version,
+            "email": emails.get(s.visitor_id),
+            "status": s.status.value,
+            "step": s.step,
+            "paused": flow_status.get(s.flow_key) == FlowStatus.OFF and not s.status.finished,
+            "origin_event": origins.get(s.origin_event_id),
+            "started_at": _iso(s.started_at),
+            "updated_at": _iso(s.updated_at),
+            "wake_at": _iso(s.wake_at),
+            "waiting_for": s.waiting_for,
+        }
+        if with_timeline:
+            view["timeline"] = timeline_of(conn, s.id)
+        views.append(view)
+    return views
+
+
+def timeline_of(conn: Connection, session_id: int, after_id: int = 0) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        sa.select(timeline)
+        .where(timeline.c.session_id == session_id, timeline.c.id > after_id)
+        .order_by(timeline.c.id)
+    )
+    return [
+        {"at": r.at.isoformat(), "step": r.step, "kind": r.kind, "data": r.data} for r in rows
+    ]
+
+
+def list_sessions(
+    conn: Connection,
+    *,
+    email: str | None = None,
+    flow: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    before_id: int | None = None,
+) -> list[Session]:
+    query = sa.select(sessions).order_by(sessions.c.id.desc()).limit(limit)
+    if email is not None:
+        visitor_id = sa.select(visitors.c.id).where(visitors.c.email_key == email.strip().lower())
+        query = query.where(sessions.c.visitor_id.in_(visitor_id))
+    if flow is not None:
+        query = query.where(sessions.c.flow_key == flow)
+    if status is not None:
+        query = query.where(sessions.c.status == status)
+    if before_id is not None:
+        query = query.where(sessions.c.id < before_id)
+    return [Session.from_row(r) for r in conn.execute(query)]
+
+
+def flow_view(conn: Connection, key: str, *, full: bool = True) -> dict[str, Any]:
+    row = flow_store.get_flow(conn, key)
+    counts = dict(
+        conn.execute(
+            sa.select(sessions.c.status, sa.func.count())
+            .where(sessions.c.flow_key == key)
+            .group_by(sessions.c.status)
+        ).all()
+    )
+    view = {
+        "key": row.key,
+        "name": row.name,
+        "status": row.status.value,
+        "version": row.version,
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+        "counts": counts,
+    }
+    if full:
+        view["definition"] = flow_store.stored_definition(conn, key, row.version)
+        view["versions"] = flow_store.list_versions(conn, key)
+    return view
+
+
+def visitor_view(conn: Connection, row, *, event_limit: int = 50) -> dict[str, Any]:
+    session_rows = [
+        Session.from_row(r)
+        for r in conn.execute(
+            sa.select(sessions)
+            .where(sessions.c.visitor_id == row.id)
+            .order_by(sessions.c.id.desc())
+        )
+    ]
+    recent = conn.execute(
+        sa.select(events)
+        .where(events.c.visitor_id == row.id)
+        .order_by(events.c.id.desc())
+        .limit(event_limit)
+    )
+    return {
+        "email": row.email,
+        "uuid": row.uuid,
+        "fields": row.fields,
+        "tags": row.tags,
+        "subscribed": row.unsubscribed_at is None,
+        "unsubscribed_at": _iso(row.unsubscribed_at),
+        "created_at": _iso(row.created_at),
+        "sessions": session_views(conn, session_rows),
+        "events": [event_view(e) for e in recent],
+    }
+
+
+def event_view(row) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "type": row.type,
+        "details": row.details,
+        "fields": row.fields,
+        "date": _iso(row.date),
+        "accepted_at": _iso(row.accepted_at),
+    }
+
+
+def message_views(conn: Connection, visitor_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        sa.select(deliveries)
+        .where(deliveries.c.visitor_id == visitor_id)
+        .order_by(deliveries.c.id.desc())
+    )
+    return [
+        {
+            "id": r.id,
+            "session_id": r.session_id,
+            "flow": r.flow_key,
+            "step": r.step,
+            "kind": r.kind,
+            "idempotency_id": r.idempotency_id,
+            "state": r.state,
+            "attempts": r.attempts,
+            "payload": r.payload,
+            "created_at": _iso(r.created_at),
+        }
+        for r in rows
+    ]

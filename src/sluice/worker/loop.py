@@ -1,0 +1,100 @@
+"""The worker: claim due sessions in batches, let the engine decide, apply the result.
+
+A timer is just a due time on the session row, found by the same claim query as any
+other work, so there is no scheduler. The loop sleeps until it is woken or its poll
+interval passes; `stop()` (from a signal handler) lets the current batch finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import traceback
+from datetime import timedelta
+
+from sluice.clock import Clock
+from sluice.engine.runner import advance, failure
+from sluice.engine.work import EngineConfig, Transition, Work
+from sluice.store import sessions as session_store
+from sluice.store.db import Database, retrying
+from sluice.store.flows import Catalog
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(
+        self,
+        db: Database,
+        catalog: Catalog,
+        clock: Clock,
+        config: EngineConfig,
+        *,
+        batch_size: int = 200,
+        lease: timedelta = timedelta(seconds=60),
+        poll_interval: float = 0.5,
+        rng: random.Random | None = None,
+    ):
+        self.db, self.catalog, self.clock, self.config = db, catalog, clock, config
+        self.batch_size, self.lease, self.poll_interval = batch_size, lease, poll_interval
+        self.rng = rng or random.Random()
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+
+    def run_once(self) -> int:
+        """Claim one batch and advance it; returns how many sessions were advanced."""
+        now = self.clock.now()
+        with self.db.write() as conn:
+            claimed = session_store.claim_due(
+                conn, worker=self.name, now=now, limit=self.batch_size, lease=self.lease
+            )
+        if not claimed:
+            return 0
+        with self.db.read() as conn:
+            work = session_store.load_work(conn, self.catalog, claimed, now)
+        transitions = [self._advance(w) for w in work]
+        with self.db.write() as conn:
+            applied = session_store.apply_transitions(conn, self.catalog, transitions, now)
+        return len(applied)
+
+    def _advance(self, work: Work) -> Transition:
+        try:
+            return advance(work, self.config, self.rng)
+        except Exception as error:  # a failing step fails its session, never the worker
+            log.error("session %s failed: %s", work.session.id, traceback.format_exc())
+            return failure(work, f"{type(error).__name__}: {error}")
+
+    def run_until_idle(self, max_batches: int = 10_000) -> int:
+        """Advance every session that is due now; for tests, the CLI and simulations."""
+        total = 0
+        for _ in range(max_batches):
+            done = self.run_once()
+            if not done:
+                break
+            total += done
+        return total
+
+    def run_forever(self) -> None:
+        log.info("worker %s started", self.name)
+        while not self._stop.is_set():
+            try:
+                busy = retrying(self.run_once)
+            except Exception:
+                log.exception("worker batch failed; backing off")
+                busy = 0
+                self._stop.wait(2.0)
+            if not busy:
+                self._wake.wait(self.poll_interval)
+                self._wake.clear()
+        log.info("worker %s stopped", self.name)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
