@@ -121,7 +121,7 @@ class _Run:
         if same_step and old.tree.step(old_step).kind == new.tree.step(target).kind:
             self._rewait(new.tree.step(target))
         else:
-            self._goto(target)
+            self._leave_wait(target)
 
     def _rewait(self, step: Step) -> None:
         """A wait that kept its id re-computes its end from when it began."""

@@ -1,0 +1,520 @@
+"""Flow and template definitions: what validates, what is rejected and how (SPEC §2)."""
+
+import json
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+
+import pytest
+
+from sluice.definitions.model import (
+    EntryRule,
+    OnResume,
+    RetryPolicy,
+    child_lists,
+    iter_steps,
+)
+from sluice.definitions.parse import (
+    DefinitionError,
+    Problem,
+    load_documents,
+    validate_documents,
+    validate_flow,
+    validate_template,
+)
+
+EXAMPLES = Path(__file__).parents[1].parent / "shared" / "examples"
+
+
+def flow(*steps, **top):
+    """A minimal valid flow document with the given steps and top-level keys."""
+    return {"key": "test", "trigger": {"event": "$signup"}, "steps": list(steps)} | top
+
+
+def problems(doc, **known):
+    with pytest.raises(DefinitionError) as excinfo:
+        validate_flow(doc, **known)
+    return [str(problem) for problem in excinfo.value.problems]
+
+
+def step(doc):
+    """The one step of a flow made of `doc`."""
+    return validate_flow(flow(doc)).steps[0]
+
+
+def example_documents():
+    paths = sorted(EXAMPLES.glob("*.yaml"))
+    assert paths, f"no examples in {EXAMPLES}"
+    return [(path.name, doc) for path in paths for doc in load_documents(path.read_text())]
+
+
+# The examples
+
+
+def test_every_example_validates_together():
+    flows, templates = validate_documents(example_documents())
+    assert {f.key for f in flows} == {"onboarding", "abandoned-cart", "trial-ending"}
+    assert [t.key for t in templates] == ["nudge"]
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_each_example_validates_on_its_own(path):
+    for doc in load_documents(path.read_text(), path.name):
+        if doc.get("kind") == "template":
+            validate_template(doc)
+        else:
+            validate_flow(doc, known_templates={"nudge"})
+
+
+def test_onboarding_example_reads_as_written():
+    docs = dict(example_documents())
+    onboarding = validate_flow(docs["onboarding.yaml"], known_templates={"nudge"})
+    assert onboarding.trigger.events == ("$signup",)
+    assert onboarding.trigger.condition.source == 'event.details.plan != "enterprise"'
+    assert onboarding.entry is EntryRule.ONE_AT_A_TIME
+    assert onboarding.on_resume is OnResume.CATCH_UP
+    assert onboarding.timezone == "Europe/Berlin"
+    assert [rule.event for rule in onboarding.exit_rules] == ["$purchase"]
+    assert [s.id for s in iter_steps(onboarding.steps)] == [
+        "welcome",
+        "settle",
+        "activated",
+        "mark_engaged",
+        "nudge",
+        "wait_setup",
+        "tell_crm",
+        "done",
+    ]
+    assert onboarding.referenced_templates == {"nudge"}
+    assert onboarding.source == docs["onboarding.yaml"]
+
+
+# Messages the SPEC promises
+
+
+def test_the_spec_example_messages_are_produced_exactly():
+    doc = flow(
+        {"id": "welcome", "email": {"subject": "Welcome, {{ } }}!", "html": "<p>Hi</p>"}},
+        {"id": "welcome", "wait": "1d"},
+        {"wait": "2 days"},
+        {"start_flow": "onbaording"},
+    )
+    assert problems(doc, known_flows={"onboarding"}) == [
+        "steps[0].email.subject: Liquid syntax error at 1:13: unexpected '}'",
+        "steps[1].id: duplicate id 'welcome'",
+        "steps[2].wait: invalid duration '2 days' (use 2d)",
+        "steps[3].start_flow: unknown flow 'onbaording'",
+    ]
+
+
+def test_a_definition_with_many_faults_lists_every_one():
+    doc = {
+        "key": "Not A Slug",
+        "tigger": {"event": "$signup"},
+        "entry": "sometimes",
+        "cooldown": "a while",
+        "timezone": "Mars/Olympus",
+        "on_resume": "later",
+        "exit": [{"if": "x =="}],
+        "steps": [
+            {"email": {"subject": "Hi"}},
+            {"wait": {"at": "25:00", "on": ["mon", "someday"]}},
+            {
+                "if": "visitor.vip",
+                "then": [{"tag": {"add": ["ok", "{{ x | nope }}"]}}],
+                "on_timeout": [],
+            },
+            {"webhook": {"url": "ftp://example.com", "method": "FETCH", "retries": 0}},
+            {"split": [{"weight": 0, "steps": []}]},
+            {"email": {"template": "missing"}},
+            {"exit": False},
+            {"subscribe": "yes"},
+            {"id": "x", "email": {"subject": "a", "html": "b"}, "wait": "1d"},
+            {},
+            "not a step",
+        ],
+    }
+    assert problems(doc) == [
+        "trigger: missing required key 'trigger'",
+        "tigger: unknown key 'tigger' (did you mean 'trigger'?)",
+        "key: invalid key 'Not A Slug' (use a-z, 0-9, _ and -, starting with a letter or "
+        "digit, at most 64 characters)",
+        "entry: invalid value 'sometimes' (use once, one_at_a_time or every_time)",
+        "cooldown: invalid duration 'a while' (use e.g. 30s, 15m, 2h, 3d, 1w or ISO 8601 "
+        "such as P2D)",
+        "exit[0].event: missing required key 'event'",
+        "exit[0].if: Liquid syntax error at 1:5: expected a primitive expression, "
+        "found end of expression",
+        "timezone: unknown time zone 'Mars/Olympus'",
+        "on_resume: invalid value 'later' (use catch_up or extend)",
+        "steps[0].email: expected 'html' or 'text' (or a 'template')",
+        "steps[1].wait.at: invalid time of day '25:00' (use HH:MM, e.g. 09:30)",
+        "steps[1].wait.on[1]: invalid weekday 'someday' (use mon, tue, wed, thu, fri, sat, sun)",
+        "steps[2].on_timeout: 'on_timeout' only goes with 'wait_for'",
+        "steps[2].then[0].tag.add[1]: Liquid syntax error at 1:8: unknown filter 'nope'",
+        "steps[3].webhook.url: expected an http:// or https:// URL",
+        "steps[3].webhook.method: invalid value 'FETCH' (use GET, POST, PUT, PATCH or DELETE)",
+        "steps[3].webhook.retries: must be at least 1",
+        "steps[4].split[0].weight: must be at least 1",
+        "steps[5].email.template: unknown template 'missing'",
+        "steps[6].exit: expected true or a mapping with a 'reason'",
+        "steps[7].subscribe: expected true",
+        "steps[8]: a step has one action, found email, wait",
+        "steps[9]: missing action: one of email, webhook, tag, field, subscribe, unsubscribe, "
+        "wait, wait_for, if, split, start_flow, track, exit",
+        "steps[10]: expected a step: a mapping with one action",
+    ]
+
+
+def test_problems_serialise_as_loc_and_msg():
+    problem = Problem("steps[2].wait", "invalid duration '2 days' (use 2d)")
+    assert problem.as_dict() == {"loc": "steps[2].wait", "msg": "invalid duration '2 days' (use 2d)"}
+    assert str(problem) == "steps[2].wait: invalid duration '2 days' (use 2d)"
+
+
+# Top level
+
+
+def test_defaults_for_optional_top_level_keys():
+    definition = validate_flow(flow({"exit": True}))
+    assert definition.name == "test"
+    assert definition.description is None
+    assert definition.entry is EntryRule.ONE_AT_A_TIME
+    assert definition.cooldown is None
+    assert definition.exit_rules == ()
+    assert definition.timezone is None
+    assert definition.on_resume is OnResume.CATCH_UP
+
+
+def test_trigger_takes_one_event_type_or_a_list():
+    assert validate_flow(flow({"exit": True})).trigger.events == ("$signup",)
+    many = flow({"exit": True}, trigger={"event": ["a", "b"], "if": "event.details.x"})
+    assert validate_flow(many).trigger.events == ("a", "b")
+    assert problems(flow({"exit": True}, trigger={"event": []})) == [
+        "trigger.event: expected an event type or a non-empty list of event types"
+    ]
+
+
+def test_steps_must_not_be_empty():
+    assert problems(flow()) == ["steps: expected at least one item"]
+
+
+def test_source_is_the_document_as_json():
+    doc = load_documents("key: a\ntrigger: {event: x}\nsteps:\n  - wait: {until: 2026-12-24T09:00:00Z}\n")
+    definition = validate_flow(doc[0])
+    assert definition.source["steps"][0]["wait"]["until"] == "2026-12-24T09:00:00+00:00"
+    assert json.loads(json.dumps(definition.source)) == definition.source
+
+
+def test_a_template_document_is_not_a_flow():
+    assert problems(flow({"exit": True}, kind="tempalte")) == [
+        "kind: unknown kind 'tempalte' (use template, or leave it out for a flow)"
+    ]
+
+
+# Steps and their ids
+
+
+def test_derived_ids_follow_the_position():
+    doc = flow(
+        {"tag": {"add": ["a"]}},
+        {"wait_for": {"event": "x", "timeout": "1d"}, "on_timeout": [{"exit": True}]},
+        {"if": "visitor.vip", "then": [{"exit": True}], "else": [{"tag": {"add": ["b"]}}]},
+        {
+            "webhook": {
+                "url": "https://example.com/hook",
+                "on_failure": [{"tag": {"add": ["failed"]}}],
+            }
+        },
+        {"split": [{"weight": 1, "steps": []}, {"weight": 1, "steps": [{"exit": True}]}]},
+    )
+    steps = list(iter_steps(validate_flow(doc).steps))
+    assert [(s.id, s.loc) for s in steps] == [
+        ("steps.0", "steps[0]"),
+        ("steps.1", "steps[1]"),
+        ("steps.1.on_timeout.0", "steps[1].on_timeout[0]"),
+        ("steps.2", "steps[2]"),
+        ("steps.2.then.0", "steps[2].then[0]"),
+        ("steps.2.else.0", "steps[2].else[0]"),
+        ("steps.3", "steps[3]"),
+        ("steps.3.webhook.on_failure.0", "steps[3].webhook.on_failure[0]"),
+        ("steps.4", "steps[4]"),
+        ("steps.4.split.1.steps.0", "steps[4].split[1].steps[0]"),
+    ]
+
+
+def test_derived_ids_match_the_model_child_list_names():
+    def walk(steps, prefix):
+        for i, s in enumerate(steps):
+            path = f"{prefix}.{i}"
+            assert s.id == path
+            for name, children in child_lists(s):
+                walk(children, f"{path}.{name}")
+
+    docs = dict(example_documents())
+    cart = validate_flow({**docs["abandoned-cart.yaml"], "steps": _without_ids(docs)})
+    walk(cart.steps, "steps")
+
+
+def _without_ids(docs):
+    """The abandoned-cart steps with every explicit id removed."""
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "id"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip(docs["abandoned-cart.yaml"]["steps"])
+
+
+def test_explicit_ids_must_be_slugs_and_unique_across_branches():
+    doc = flow(
+        {"id": "a", "if": "x", "then": [{"id": "b", "exit": True}]},
+        {"id": "b", "exit": True},
+        {"id": "Bad Id", "exit": True},
+    )
+    assert problems(doc) == [
+        "steps[1].id: duplicate id 'b'",
+        "steps[2].id: invalid id 'Bad Id' (use a-z, 0-9, _ and -, starting with a letter or "
+        "digit, at most 64 characters)",
+    ]
+
+
+def test_branch_keys_only_beside_their_action():
+    assert problems(flow({"tag": {"add": ["a"]}, "then": []})) == [
+        "steps[0].then: 'then' only goes with 'if' or 'wait_for'"
+    ]
+    assert problems(flow({"tag": {"add": ["a"]}, "colour": "red"})) == [
+        "steps[0].colour: unknown key 'colour'"
+    ]
+
+
+# Actions
+
+
+def test_email_needs_content_unless_it_names_a_template():
+    assert problems(flow({"email": {"html": "x"}})) == [
+        "steps[0].email.subject: missing required key 'subject'"
+    ]
+    templated = validate_flow(
+        flow({"email": {"template": "nudge", "subject": "Override"}}), known_templates={"nudge"}
+    )
+    action = templated.steps[0].action
+    assert action.template == "nudge"
+    assert action.subject.source == "Override"
+
+
+def test_email_keys_map_onto_the_model():
+    action = step(
+        {
+            "email": {
+                "subject": "S",
+                "text": "T",
+                "from": "Team <team@example.com>",
+                "reply_to": "help@example.com",
+                "to": "{{ visitor.fields.work_email }}",
+                "transactional": True,
+                "track": False,
+            }
+        }
+    ).action
+    assert action.from_.source == "Team <team@example.com>"
+    assert action.to.source == "{{ visitor.fields.work_email }}"
+    assert (action.transactional, action.track, action.html) == (True, False, None)
+
+
+def test_webhook_defaults_and_retry_forms():
+    plain = step({"webhook": {"url": "https://example.com/h"}}).action
+    assert plain.method == "POST"
+    assert plain.timeout == timedelta(seconds=10)
+    assert plain.retries == RetryPolicy()
+    assert plain.body is None
+    assert plain.on_failure is None
+
+    full = step(
+        {
+            "webhook": {
+                "url": "https://example.com/{{ flow.key }}",
+                "method": "put",
+                "headers": {"X-Flow": "{{ flow.key }}"},
+                "body": {"n": 1, "who": "{{ visitor.email }}"},
+                "timeout": "30s",
+                "retries": {"attempts": 3, "backoff": "1m"},
+                "on_failure": [],
+            }
+        }
+    ).action
+    assert full.method == "PUT"
+    assert full.headers["X-Flow"].source == "{{ flow.key }}"
+    assert full.body.render({"visitor": {"email": "a@b.c"}}) == {"n": 1, "who": "a@b.c"}
+    assert full.timeout == timedelta(seconds=30)
+    assert full.retries == RetryPolicy(attempts=3, backoff=timedelta(minutes=1))
+    assert full.on_failure == ()
+    assert step({"webhook": {"url": "https://x.io", "retries": 5}}).action.retries.attempts == 5
+
+
+def test_wait_forms():
+    assert step({"wait": "2d"}).action.for_ == timedelta(days=2)
+    assert step({"wait": {"for": "PT90M"}}).action.for_ == timedelta(minutes=90)
+    until = step({"wait": {"until": "2026-12-24T09:00:00+01:00"}}).action.until
+    assert until == datetime(2026, 12, 24, 8, tzinfo=UTC)
+    at = step({"wait": {"at": "09:30", "on": ["mon", "fri"]}}).action
+    assert (at.at, at.on) == (time(9, 30), frozenset({0, 4}))
+    field = step({"wait": {"until_field": "trial_ends_at", "offset": "-3d"}}).action
+    assert (field.until_field, field.offset) == ("trial_ends_at", timedelta(days=-3))
+
+
+def test_wait_needs_exactly_one_mode_and_matching_options():
+    assert problems(flow({"wait": {"for": "1d", "at": "09:00"}})) == [
+        "steps[0].wait: expected exactly one of for, until, at, until_field, found for, at"
+    ]
+    assert problems(flow({"wait": {"for": "1d", "on": ["mon"], "offset": "1d"}})) == [
+        "steps[0].wait.on: 'on' only goes with 'at'",
+        "steps[0].wait.offset: 'offset' only goes with 'until_field'",
+    ]
+    assert problems(flow({"wait": {"until": "2026-12-24T09:00:00"}})) == [
+        "steps[0].wait.until: time '2026-12-24T09:00:00' has no offset: add one, "
+        "e.g. Z for UTC or +02:00"
+    ]
+    assert problems(flow({"wait": 5})) == [
+        "steps[0].wait: invalid duration '5' (add a unit: 5s, 5m, 5h, 5d or 5w)"
+    ]
+
+
+def test_yaml_one_point_one_surprises_are_avoided():
+    text = "key: a\ntrigger: {event: x}\nsteps:\n  - wait: {at: 10:30, on: [mon]}\n"
+    action = validate_flow(load_documents(text)[0]).steps[0].action
+    assert (action.at, action.on) == (time(10, 30), frozenset({0}))
+
+
+def test_wait_for_requires_a_timeout_and_sees_its_branches():
+    assert problems(flow({"wait_for": {"event": "x"}})) == [
+        "steps[0].wait_for.timeout: missing required key 'timeout'"
+    ]
+    action = step(
+        {
+            "wait_for": {"event": "paid", "if": "event.details.ok", "timeout": "3d"},
+            "then": [{"exit": True}],
+        }
+    ).action
+    assert (action.event, action.timeout) == ("paid", timedelta(days=3))
+    assert action.condition.source == "event.details.ok"
+    assert len(action.then) == 1
+    assert action.on_timeout is None
+
+
+def test_if_split_and_start_flow():
+    branch = step({"if": "visitor.vip", "else": [{"exit": True}]}).action
+    assert (branch.then, len(branch.else_)) == ((), 1)
+    split = step({"split": [{"weight": 3, "steps": []}, {"weight": 1, "steps": []}]}).action
+    assert [b.weight for b in split.branches] == [3, 1]
+    assert problems(flow({"split": []})) == ["steps[0].split: expected at least one item"]
+    assert step({"start_flow": "test"}).action.flow == "test"  # a flow may restart itself
+    known = validate_flow(flow({"start_flow": "other"}), known_flows={"other"})
+    assert known.referenced_flows == {"other"}
+
+
+def test_data_steps():
+    tag = step({"tag": {"add": ["a", "{{ event.type }}"], "remove": ["b"]}}).action
+    assert [t.source for t in tag.add] == ["a", "{{ event.type }}"]
+    fields = step({"field": {"set": {"n": 1, "when": "{{ now }}"}, "remove": ["old"]}}).action
+    assert fields.set["n"].render({}) == 1
+    assert fields.set["when"].render({"now": "2026"}) == "2026"
+    assert fields.remove == ("old",)
+    assert problems(flow({"field": {}})) == ["steps[0].field: expected 'set' or 'remove'"]
+    assert step({"unsubscribe": True}).action.subscribe is False
+    assert step({"subscribe": True}).action.subscribe is True
+
+
+def test_track_and_exit():
+    track = step({"track": {"type": "nudged", "details": {"via": "{{ flow.key }}"}}}).action
+    assert track.type.source == "nudged"
+    assert track.details.render({"flow": {"key": "f"}}) == {"via": "f"}
+    assert step({"exit": True}).action.reason is None
+    assert step({"exit": {"reason": "converted"}}).action.reason == "converted"
+
+
+def test_templated_values_report_each_bad_string_by_path():
+    doc = flow(
+        {"webhook": {"url": "https://x.io", "body": {"a": ["{{ }}"], "b": {"c": "{% if %}"}}}}
+    )
+    assert [p.split(": ")[0] for p in problems(doc)] == [
+        "steps[0].webhook.body.a[0]",
+        "steps[0].webhook.body.b.c",
+    ]
+
+
+# Loading documents
+
+
+def test_load_yaml_with_several_documents_and_json():
+    docs = load_documents("key: a\n---\nkey: b\n---\n")
+    assert [d["key"] for d in docs] == ["a", "b"]
+    assert load_documents('{"key": "a", "on": true}') == [{"key": "a", "on": True}]
+
+
+def test_yaml_syntax_error_is_one_problem_with_a_position():
+    with pytest.raises(DefinitionError) as excinfo:
+        load_documents("key: a\nsteps: [\n", "flow.yaml")
+    [problem] = excinfo.value.problems
+    assert problem.loc == "flow.yaml"
+    assert problem.msg.startswith("YAML syntax error at 3:1: ")
+
+
+def test_every_document_must_be_a_mapping():
+    with pytest.raises(DefinitionError) as excinfo:
+        load_documents("key: a\n---\n- 1\n", "flows.yaml")
+    assert [str(p) for p in excinfo.value.problems] == ["flows.yaml#2: expected a mapping"]
+
+
+# Sets of documents
+
+
+def test_documents_reference_each_other_and_problems_name_their_document():
+    docs = [
+        ("a.yaml", flow({"start_flow": "b"}, key="a")),
+        ("b.yaml", flow({"email": {"template": "welcome"}}, {"start_flow": "c"}, key="b")),
+        ("t.yaml", {"kind": "template", "key": "welcome", "subject": "Hi", "html": "<p>Hi</p>"}),
+        ("bad.yaml", {"kind": "template", "key": "broken", "subject": "{{"}),
+    ]
+    with pytest.raises(DefinitionError) as excinfo:
+        validate_documents(docs)
+    assert [str(p) for p in excinfo.value.problems] == [
+        "b.yaml: steps[1].start_flow: unknown flow 'c'",
+        "bad.yaml: expected 'html' or 'text'",
+        "bad.yaml: subject: Liquid syntax error at 1:1: expected '}}', found end of file",
+    ]
+    flows, templates = validate_documents(docs[:3], known_flows={"c"})
+    assert [f.key for f in flows] == ["a", "b"]
+    assert [t.key for t in templates] == ["welcome"]
+
+
+def test_a_single_document_keeps_plain_locs():
+    with pytest.raises(DefinitionError) as excinfo:
+        validate_documents([("a.yaml", flow({"wait": "2 days"}))])
+    assert [p.loc for p in excinfo.value.problems] == ["steps[0].wait"]
+
+
+def test_duplicate_keys_across_documents():
+    docs = [
+        ("a.yaml", flow({"exit": True}, key="same")),
+        ("b.yaml", flow({"exit": True}, key="same")),
+        ("t.yaml", {"kind": "template", "key": "same", "subject": "s", "text": "t"}),
+    ]
+    with pytest.raises(DefinitionError) as excinfo:
+        validate_documents(docs)
+    assert [str(p) for p in excinfo.value.problems] == [
+        "b.yaml: key: duplicate flow key 'same' (also in a.yaml)"
+    ]
+
+
+def test_template_documents():
+    template = validate_template(
+        {"kind": "template", "key": "nudge", "subject": "Hi {{ visitor.first_name }}", "text": "t"}
+    )
+    assert template.subject.render({"visitor": {"first_name": "Ada"}}) == "Hi Ada"
+    assert template.html is None
+    with pytest.raises(DefinitionError) as excinfo:
+        validate_template({"kind": "template", "key": "x", "subject": "s", "html": "h", "foo": 1})
+    assert [str(p) for p in excinfo.value.problems] == ["foo: unknown key 'foo'"]

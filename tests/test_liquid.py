@@ -1,0 +1,252 @@
+"""Templates and conditions as flow authors write them (SPEC §2.4, §2.5)."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from sluice.definitions.liquid import (
+    Condition,
+    Template,
+    TemplatedValue,
+    TemplatedValueError,
+    TemplateError,
+)
+
+
+def context(**overrides):
+    """A render context shaped like the engine's (SPEC §2.5)."""
+    base = {
+        "visitor": {
+            "email": "ada@example.com",
+            "tags": ["vip", "activated"],
+            "fields": {"first_name": "Ada", "plan": "free"},
+            "first_name": "Ada",
+            "plan": "free",
+        },
+        "event": {"type": "$purchase", "details": {"amount": 150, "currency": "EUR"}},
+        "flow": {"key": "onboarding", "name": "Onboarding", "version": 3},
+        "now": "2026-01-05T08:00:00+00:00",
+    }
+    return base | overrides
+
+
+def compile_error(source, kind=Template):
+    with pytest.raises(TemplateError) as excinfo:
+        kind.compile(source)
+    return str(excinfo.value)
+
+
+# Templates
+
+
+def test_template_renders_context_and_standard_filters():
+    template = Template.compile('Welcome, {{ visitor.first_name | default: "friend" }}!')
+    assert template.render(context()) == "Welcome, Ada!"
+    assert Template.compile("{{ visitor.tags | join: ', ' | upcase }}").render(context()) == (
+        "VIP, ACTIVATED"
+    )
+
+
+def test_missing_variables_render_as_empty():
+    template = Template.compile("Hi {{ visitor.nickname }}{{ nothing.at.all }}!")
+    assert template.render(context()) == "Hi !"
+    assert Template.compile('{{ visitor.nickname | default: "friend" }}').render({}) == "friend"
+
+
+def test_plain_text_renders_as_itself():
+    template = Template.compile("You left something behind")
+    assert template.is_literal
+    assert template.render({}) == "You left something behind"
+    assert template.source == "You left something behind"
+
+
+def test_syntax_error_names_line_and_column_in_the_template():
+    assert compile_error("Welcome, {{ } }}!") == "Liquid syntax error at 1:13: unexpected '}'"
+    assert compile_error("<p>\n  {{ visitor.name | }}\n</p>").startswith(
+        "Liquid syntax error at 2:"
+    )
+
+
+def test_unclosed_block_is_reported_at_the_end():
+    message = compile_error("{% for item in items %}{{ item }}")
+    assert message == "Liquid syntax error at 1:34: expected tag endfor, found end of expression"
+
+
+def test_unknown_filter_is_a_compile_error():
+    message = compile_error("{{ visitor.first_name | shout }}")
+    assert message == "Liquid syntax error at 1:25: unknown filter 'shout'"
+
+
+def test_partials_are_not_available():
+    assert "unexpected tag 'include'" in compile_error("{% include 'footer' %}")
+    assert "unexpected tag 'render'" in compile_error("{% render 'footer' %}")
+
+
+def test_loop_limit_trips_with_a_template_error():
+    template = Template.compile("{% for i in (1..100000) %}x{% endfor %}")
+    with pytest.raises(TemplateError, match="loop iteration limit reached"):
+        template.render({})
+
+
+def test_output_limit_trips_with_a_template_error():
+    template = Template.compile(
+        "{% for i in (1..5000) %}{{ big }}{% endfor %}",
+    )
+    with pytest.raises(TemplateError, match="output stream limit reached"):
+        template.render({"big": "x" * 1000})
+
+
+def test_filter_failure_at_render_is_a_template_error():
+    template = Template.compile('{{ visitor.first_name | truncate: "ten" }}')
+    with pytest.raises(TemplateError, match=r"^Liquid error at 1:\d+: truncate expected an integer"):
+        template.render(context())
+
+
+def test_templates_compare_by_source():
+    assert Template.compile("{{ a }}") == Template.compile("{{ a }}")
+    assert Template.compile("{{ a }}") != Template.compile("{{ b }}")
+
+
+# Conditions
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ('visitor.tags contains "vip"', True),
+        ('visitor.tags contains "churned"', False),
+        ('visitor.email contains "@example"', True),
+        ("event.details.amount > 100", True),
+        ("event.details.amount >= 150", True),
+        ("event.details.amount < 150", False),
+        ("event.details.amount <= 150", True),
+        ('visitor.plan == "free"', True),
+        ('visitor.plan != "free"', False),
+        ("visitor.nickname == nil", True),
+        ("visitor.nickname", False),
+        ("visitor.nickname > 3", False),
+        ("visitor.tags == empty", False),
+        ("event.details.missing == empty", False),
+        ('not visitor.plan == "free"', False),
+        ('not (visitor.plan == "free")', False),
+        ("not false and false", False),
+        ("false and false or true", False),
+        ("(false and false) or true", True),
+        (
+            'visitor.tags contains "vip" and '
+            '(event.details.amount > 100 or not (visitor.plan == "free"))',
+            True,
+        ),
+    ],
+)
+def test_conditions_evaluate_like_liquid(source, expected):
+    result = Condition.compile(source).evaluate(context())
+    assert result.error is None
+    assert result.value is expected
+
+
+def test_blank_and_empty():
+    ctx = {"s": "", "spaces": "  ", "items": [], "obj": {}, "word": "x"}
+    assert Condition.compile("s == empty and items == empty and obj == empty").evaluate(ctx).value
+    assert Condition.compile("spaces == blank and s == blank").evaluate(ctx).value
+    assert not Condition.compile("word == blank").evaluate(ctx).value
+
+
+def test_not_binds_tighter_than_and():
+    # (not false) and false: python-liquid's own parser would read not (false and false).
+    assert Condition.compile("not false and false").evaluate({}).value is False
+    assert Condition.compile("not false and true").evaluate({}).value is True
+
+
+def test_reads_record_every_path_with_its_value():
+    condition = Condition.compile(
+        'visitor.tags contains "vip" and (event.details.amount > 100 or visitor.nickname)'
+    )
+    result = condition.evaluate(context())
+    assert result.reads == {
+        "visitor.tags": ["vip", "activated"],
+        "event.details.amount": 150,
+        "visitor.nickname": None,
+    }
+
+
+def test_reads_are_json_serialisable():
+    when = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    result = Condition.compile("visitor.created_at and visitor.fields").evaluate(
+        context(visitor={"created_at": when, "fields": {"score": 3}})
+    )
+    assert json.loads(json.dumps(result.reads)) == {
+        "visitor.created_at": "2026-01-05T08:00:00+00:00",
+        "visitor.fields": {"score": 3},
+    }
+
+
+def test_reads_include_paths_inside_brackets():
+    result = Condition.compile('visitor.fields[event.details.key] == "x"').evaluate(
+        {"visitor": {"fields": {"plan": "x"}}, "event": {"details": {"key": "plan"}}}
+    )
+    assert result.value is True
+    assert result.reads == {"visitor.fields[event.details.key]": "x", "event.details.key": "plan"}
+
+
+def test_runtime_error_makes_the_condition_false_with_the_error():
+    result = Condition.compile("event.details.currency > 100").evaluate(context())
+    assert result.value is False
+    assert result.error is not None
+    assert result.error.startswith("Liquid error at 1:")
+    assert "not supported" in result.error
+    assert result.reads == {"event.details.currency": "EUR"}
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("visitor.plan ==", "Liquid syntax error at 1:16: expected a primitive expression"),
+        ("(visitor.vip", "Liquid syntax error at 1:13: expected ')'"),
+        ("visitor.vip )", "Liquid syntax error at 1:13: unexpected rparen ')'"),
+        ("visitor.plan | upcase", "Liquid syntax error at 1:14: unexpected pipe '|'"),
+        ("a = 1", "Liquid syntax error at 1:3: unexpected "),
+        ("", "Liquid syntax error at 1:1: expected a primitive expression"),
+    ],
+)
+def test_condition_syntax_errors(source, message):
+    assert compile_error(source, Condition).startswith(message)
+
+
+# Templated values
+
+
+def test_templated_value_keeps_json_types_and_renders_strings():
+    value = TemplatedValue.compile(
+        {
+            "email": "{{ visitor.email }}",
+            "amount": 150,
+            "ratio": 0.5,
+            "vip": True,
+            "nothing": None,
+            "list": ["{{ flow.key }}", 2, {"nested": "v{{ flow.version }}"}],
+        },
+        "steps[0].webhook.body",
+    )
+    assert value.render(context()) == {
+        "email": "ada@example.com",
+        "amount": 150,
+        "ratio": 0.5,
+        "vip": True,
+        "nothing": None,
+        "list": ["onboarding", 2, {"nested": "v3"}],
+    }
+
+
+def test_templated_value_reports_every_bad_leaf_by_path():
+    with pytest.raises(TemplatedValueError) as excinfo:
+        TemplatedValue.compile({"a": "{{ }}", "b": ["ok", "{{ x | nope }}"]}, "body")
+    assert [loc for loc, _ in excinfo.value.problems] == ["body.a", "body.b[1]"]
+    assert "unknown filter 'nope'" in excinfo.value.problems[1][1]
+
+
+def test_templated_value_source_is_json_compatible():
+    value = TemplatedValue.compile({"at": datetime(2026, 1, 5, tzinfo=UTC), "n": 1})
+    assert value.source == {"at": "2026-01-05T00:00:00+00:00", "n": 1}
+    assert value.render({}) == value.source
