@@ -167,7 +167,10 @@ def test_a_definition_with_many_faults_lists_every_one():
 
 def test_problems_serialise_as_loc_and_msg():
     problem = Problem("steps[2].wait", "invalid duration '2 days' (use 2d)")
-    assert problem.as_dict() == {"loc": "steps[2].wait", "msg": "invalid duration '2 days' (use 2d)"}
+    assert problem.as_dict() == {
+        "loc": "steps[2].wait",
+        "msg": "invalid duration '2 days' (use 2d)",
+    }
     assert str(problem) == "steps[2].wait: invalid duration '2 days' (use 2d)"
 
 
@@ -199,7 +202,9 @@ def test_steps_must_not_be_empty():
 
 
 def test_source_is_the_document_as_json():
-    doc = load_documents("key: a\ntrigger: {event: x}\nsteps:\n  - wait: {until: 2026-12-24T09:00:00Z}\n")
+    doc = load_documents(
+        "key: a\ntrigger: {event: x}\nsteps:\n  - wait: {until: 2026-12-24T09:00:00Z}\n"
+    )
     definition = validate_flow(doc[0])
     assert definition.source["steps"][0]["wait"]["until"] == "2026-12-24T09:00:00+00:00"
     assert json.loads(json.dumps(definition.source)) == definition.source

@@ -46,7 +46,9 @@ def test_a_removed_step_continues_at_the_next_one_that_still_exists(driver, app)
     [sid] = driver.send("go", "b@example.com").sessions_started
     edited = V1.replace("  - {id: one, wait: 2d}\n", "").replace("id: two", "id: two_b")
     report = apply(app, edited, dry_run=True)
-    assert report.blast_radius == {"edit": [{"step": "one", "sessions": 1, "continues_at": "three"}]}
+    assert report.blast_radius == {
+        "edit": [{"step": "one", "sessions": 1, "continues_at": "three"}]
+    }
     assert app.show_flow("edit")["version"] == 1  # the dry run saved nothing
     apply(app, edited)
     driver.run()
@@ -78,15 +80,24 @@ def test_stop_change_and_turn_back_on(driver, app):
     driver.advance(timedelta(days=1))
     assert driver.session(sid)["status"] == "completed"
     assert driver.visitor("d@example.com")["tags"] == ["fixed"]
-    assert [c["action"] for c in app.flow_changes("edit")] == ["version", "on", "off", "version", "on"]
-    assert "+  - {id: three" in app.flow_changes("edit")[3]["diff"] or "fixed" in app.flow_changes(
-        "edit"
-    )[3]["diff"]
+    assert [c["action"] for c in app.flow_changes("edit")] == [
+        "version",
+        "on",
+        "off",
+        "version",
+        "on",
+    ]
+    assert (
+        "+  - {id: three" in app.flow_changes("edit")[3]["diff"]
+        or "fixed" in app.flow_changes("edit")[3]["diff"]
+    )
 
 
 def test_export_contains_everything_and_erase_leaves_only_a_hash(driver, app):
     driver.apply_example("onboarding.yaml", "nudge.yaml")
-    [sid] = driver.send("$signup", "e@example.com", details={"plan": "pro"}, fields={"first_name": "Eve"}).sessions_started
+    [sid] = driver.send(
+        "$signup", "e@example.com", details={"plan": "pro"}, fields={"first_name": "Eve"}
+    ).sessions_started
     export = app.export_visitor("e@example.com")
     assert export["fields"] == {"first_name": "Eve"}
     assert export["sessions"][0]["timeline"][0]["kind"] == "entered"

@@ -99,7 +99,9 @@ def test_output_limit_trips_with_a_template_error():
 
 def test_filter_failure_at_render_is_a_template_error():
     template = Template.compile('{{ visitor.first_name | truncate: "ten" }}')
-    with pytest.raises(TemplateError, match=r"^Liquid error at 1:\d+: truncate expected an integer"):
+    with pytest.raises(
+        TemplateError, match=r"^Liquid error at 1:\d+: truncate expected an integer"
+    ):
         template.render(context())
 
 

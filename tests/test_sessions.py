@@ -23,13 +23,22 @@ steps:
 
 def test_a_signup_walks_the_visitor_through_every_step(driver):
     driver.apply(SIMPLE)
-    result = driver.send("$signup", "Ada@Example.com", details={"plan": "pro"}, fields={"first_name": "Ada"})
+    result = driver.send(
+        "$signup", "Ada@Example.com", details={"plan": "pro"}, fields={"first_name": "Ada"}
+    )
     [session_id] = result.sessions_started
     session = driver.session(session_id)
     assert session["status"] == "completed"
     assert session["email"] == "Ada@Example.com"
     assert [e["kind"] for e in session["timeline"]] == [
-        "entered", "step", "email_sent", "step", "tags_changed", "step", "fields_changed", "completed",
+        "entered",
+        "step",
+        "email_sent",
+        "step",
+        "tags_changed",
+        "step",
+        "fields_changed",
+        "completed",
     ]
     sent = session["timeline"][2]["data"]
     assert sent["transport"] == "outbox" and sent["subject"] == "Hi Ada"
@@ -73,12 +82,20 @@ steps: [{tag: {add: [x]}}]
 
 def test_trigger_condition_reads_the_event_and_the_visitor(driver):
     driver.apply_example("onboarding.yaml", "nudge.yaml")
-    assert driver.send("$signup", "big@example.com", details={"plan": "enterprise"}).sessions_started == []
-    assert len(driver.send("$signup", "small@example.com", details={"plan": "pro"}).sessions_started) == 1
+    assert (
+        driver.send("$signup", "big@example.com", details={"plan": "enterprise"}).sessions_started
+        == []
+    )
+    assert (
+        len(driver.send("$signup", "small@example.com", details={"plan": "pro"}).sessions_started)
+        == 1
+    )
 
 
 def test_wait_ends_when_its_time_comes(driver, clock):
-    driver.apply("key: w\ntrigger: {event: go}\nsteps:\n  - {id: pause, wait: 2d}\n  - {id: after, tag: {add: [done]}}\n")
+    driver.apply(
+        "key: w\ntrigger: {event: go}\nsteps:\n  - {id: pause, wait: 2d}\n  - {id: after, tag: {add: [done]}}\n"
+    )
     [sid] = driver.send("go", "w@example.com").sessions_started
     session = driver.session(sid)
     assert session["status"] == "waiting" and session["step"] == "pause"
@@ -97,7 +114,9 @@ def test_time_of_day_waits_use_the_visitors_zone_across_dst(driver, clock):
     )
     clock.set(datetime(2026, 3, 27, 12, 0, tzinfo=UTC))  # Friday; DST starts Sunday 29th
     [berlin] = driver.send("go", "b@example.com").sessions_started
-    [ny] = driver.send("go", "n@example.com", fields={"timezone": "America/New_York"}).sessions_started
+    [ny] = driver.send(
+        "go", "n@example.com", fields={"timezone": "America/New_York"}
+    ).sessions_started
     assert driver.session(berlin)["wake_at"] == "2026-03-30T07:00:00+00:00"  # 09:00 CEST
     assert driver.session(ny)["wake_at"] == "2026-03-30T13:00:00+00:00"  # 09:00 EDT
 
@@ -125,7 +144,9 @@ def test_until_field_waits_until_the_date_plus_offset(driver, clock):
 
 def test_wait_for_takes_the_then_branch_when_the_event_arrives(driver):
     driver.apply_example("abandoned-cart.yaml")
-    [sid] = driver.send("checkout_started", "c@example.com", details={"cart_id": "A"}).sessions_started
+    [sid] = driver.send(
+        "checkout_started", "c@example.com", details={"cart_id": "A"}
+    ).sessions_started
     assert driver.session(sid)["waiting_for"] == "$purchase"
     driver.send("$purchase", "c@example.com", details={"cart_id": "B"})  # another cart
     assert driver.session(sid)["status"] == "waiting"
@@ -140,7 +161,11 @@ def test_wait_for_takes_the_then_branch_when_the_event_arrives(driver):
 
 def test_wait_for_times_out_and_the_flow_goes_on(driver):
     driver.apply_example("abandoned-cart.yaml")
-    [sid] = driver.send("checkout_started", "c@example.com", details={"cart_id": "A", "items": [{"name": "Mug", "quantity": 2}]}).sessions_started
+    [sid] = driver.send(
+        "checkout_started",
+        "c@example.com",
+        details={"cart_id": "A", "items": [{"name": "Mug", "quantity": 2}]},
+    ).sessions_started
     driver.advance(timedelta(hours=4))
     session = driver.session(sid)
     assert "wait_timed_out" in [e["kind"] for e in session["timeline"]]
@@ -188,7 +213,9 @@ def test_unsubscribed_visitors_get_no_marketing_email(driver):
 
 
 def test_dollar_events_change_the_visitor_before_flows_match(driver):
-    driver.apply("key: vip\ntrigger: {event: $tag, if: 'visitor.tags contains \"vip\"'}\nsteps: [{exit: true}]\n")
+    driver.apply(
+        "key: vip\ntrigger: {event: $tag, if: 'visitor.tags contains \"vip\"'}\nsteps: [{exit: true}]\n"
+    )
     result = driver.send("$tag", "v@example.com", details={"tag": "vip"})
     assert len(result.sessions_started) == 1
     driver.send("$remove_tag", "v@example.com", details={"tag": "vip"})
@@ -203,7 +230,9 @@ def test_dollar_events_change_the_visitor_before_flows_match(driver):
 
 
 def test_a_repeated_purchase_is_stored_once_and_triggers_nothing(driver):
-    driver.apply("key: buy\ntrigger: {event: $purchase}\nentry: every_time\nsteps: [{exit: true}]\n")
+    driver.apply(
+        "key: buy\ntrigger: {event: $purchase}\nentry: every_time\nsteps: [{exit: true}]\n"
+    )
     first = driver.send("$purchase", "p@example.com", details={"unique": {"key": "o-1"}})
     second = driver.send("$purchase", "p@example.com", details={"unique": {"key": "o-1"}})
     assert (first.accepted, len(first.sessions_started)) == (1, 1)

@@ -35,7 +35,11 @@ def test_a_stopped_session_stays_at_its_step_until_resumed(driver, app):
     # the wait's time passed while stopped: it ends at once (catch-up)
     assert session["step"] == "listen" and session["status"] == "waiting"
     assert [e["kind"] for e in session["timeline"]][-5:] == [
-        "stopped", "resumed", "wait_ended", "step", "waiting",
+        "stopped",
+        "resumed",
+        "wait_ended",
+        "step",
+        "waiting",
     ]
 
 

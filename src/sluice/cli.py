@@ -21,7 +21,6 @@ from sluice.records import FlowStatus
 from sluice.service import Sluice, VisitorNotFound
 from sluice.settings import Settings
 from sluice.store.flows import UnknownFlow
-from sluice.store.ingest import IncomingEvent
 from sluice.store.sessions import InvalidSessionState, SessionNotFound
 
 console = Console()
@@ -365,8 +364,12 @@ def sessions(ctx, email, flow, status, limit, as_json) -> None:
     for row in rows:
         status_text = row["status"] + (" (paused)" if row["paused"] else "")
         table.add_row(
-            str(row["id"]), row["flow"], row["email"] or "-", status_text,
-            row["step"] or "-", row["started_at"],
+            str(row["id"]),
+            row["flow"],
+            row["email"] or "-",
+            status_text,
+            row["step"] or "-",
+            row["started_at"],
         )
     console.print(table)
 

@@ -16,7 +16,9 @@ log = logging.getLogger("sluice")
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def run_worker(app: Sluice, *, concurrency: int) -> None:

@@ -234,9 +234,7 @@ class Sluice:
         with self.db.read() as conn:
             row = self._visitor_row(conn, email)
             profile = views.visitor_view(conn, row, event_limit=1_000_000)
-            profile["sessions"] = [
-                self.session(s["id"]) for s in profile["sessions"]
-            ]
+            profile["sessions"] = [self.session(s["id"]) for s in profile["sessions"]]
             profile["messages"] = views.message_views(conn, row.id)
             return profile
 
@@ -248,20 +246,24 @@ class Sluice:
         with self.db.write() as conn:
             row = self._visitor_row(conn, email)
             unfinished = sessions.c.visitor_id == row.id, sessions.c.status.in_(_UNFINISHED)
-            exited = conn.execute(
-                sessions.update()
-                .where(*unfinished)
-                .values(
-                    status=SessionStatus.EXITED,
-                    finished_at=now,
-                    due_at=None,
-                    wake_at=None,
-                    waiting_for=None,
-                    revision=sessions.c.revision + 1,
-                    updated_at=now,
+            exited = (
+                conn.execute(
+                    sessions.update()
+                    .where(*unfinished)
+                    .values(
+                        status=SessionStatus.EXITED,
+                        finished_at=now,
+                        due_at=None,
+                        wake_at=None,
+                        waiting_for=None,
+                        revision=sessions.c.revision + 1,
+                        updated_at=now,
+                    )
+                    .returning(sessions.c.id)
                 )
-                .returning(sessions.c.id)
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             conn.execute(timeline.delete().where(timeline.c.visitor_id == row.id))
             if exited:
                 conn.execute(

@@ -66,9 +66,7 @@ def timeline_of(conn: Connection, session_id: int, after_id: int = 0) -> list[di
         .where(timeline.c.session_id == session_id, timeline.c.id > after_id)
         .order_by(timeline.c.id)
     )
-    return [
-        {"at": r.at.isoformat(), "step": r.step, "kind": r.kind, "data": r.data} for r in rows
-    ]
+    return [{"at": r.at.isoformat(), "step": r.step, "kind": r.kind, "data": r.data} for r in rows]
 
 
 def list_sessions(

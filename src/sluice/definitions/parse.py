@@ -45,8 +45,16 @@ __all__ = [
     "validate_template",
 ]
 
-_FLOW_OPTIONAL = ("kind", "name", "description", "entry", "cooldown", "exit", "timezone")
-_FLOW_OPTIONAL += ("on_resume",)
+_FLOW_OPTIONAL = (
+    "kind",
+    "name",
+    "description",
+    "entry",
+    "cooldown",
+    "exit",
+    "timezone",
+    "on_resume",
+)
 
 
 class _Loader(yaml.SafeLoader):
@@ -196,17 +204,17 @@ def validate_template(doc: Any) -> TemplateDefinition:
     check = Checker()
     raw = check.mapping(doc, "", required=("key", "subject"), optional=("kind", "html", "text"))
     if raw is None:
-        check.raise_if_any()
+        raise DefinitionError(check.problems)
     if "kind" in raw and raw["kind"] != "template":
         check.add("kind", f"expected 'template', found {raw['kind']!r}")
     if "html" not in raw and "text" not in raw:
         check.add("", "expected 'html' or 'text'")
     template = TemplateDefinition(
-        key=check.slug(raw["key"], "key", "key") if "key" in raw else None,
+        key=_optional(raw, "key", partial(check.slug, what="key")),
         subject=_optional(raw, "subject", check.template),
         html=_optional(raw, "html", check.template),
         text=_optional(raw, "text", check.template),
-        source=to_jsonable(doc),
+        source=to_jsonable(raw),
     )
     check.raise_if_any()
     return template
@@ -230,8 +238,8 @@ def validate_documents(
     flow_keys = {*known_flows, *_keys(docs, is_template, False)}
     duplicates = _duplicates(docs, is_template)
     flows, templates, problems = [], [], []
-    for (name, doc), template in zip(docs, is_template, strict=True):
-        found = duplicates.get(name, [])
+    for i, ((name, doc), template) in enumerate(zip(docs, is_template, strict=True)):
+        found = list(duplicates.get(i, []))
         try:
             if template:
                 templates.append(validate_template(doc))
@@ -255,18 +263,19 @@ def _keys(docs: list[tuple[str, Any]], is_template: list[bool], templates: bool)
     ]
 
 
-def _duplicates(docs: list[tuple[str, Any]], is_template: list[bool]) -> dict[str, list[Problem]]:
-    """Problems for documents whose key an earlier document of the same kind has."""
+def _duplicates(docs: list[tuple[str, Any]], is_template: list[bool]) -> dict[int, list[Problem]]:
+    """Problems, by document index, of documents whose key an earlier document of the
+    same kind has."""
     seen: dict[tuple[bool, str], str] = {}
-    problems: dict[str, list[Problem]] = {}
-    for (name, doc), template in zip(docs, is_template, strict=True):
+    problems: dict[int, list[Problem]] = {}
+    for i, ((name, doc), template) in enumerate(zip(docs, is_template, strict=True)):
         key = doc.get("key") if isinstance(doc, dict) else None
         if not isinstance(key, str):
             continue
         if (template, key) in seen:
             kind = "template" if template else "flow"
             msg = f"duplicate {kind} key '{key}' (also in {seen[template, key]})"
-            problems.setdefault(name, []).append(Problem("key", msg))
+            problems[i] = [Problem("key", msg)]
         else:
             seen[template, key] = name
     return problems

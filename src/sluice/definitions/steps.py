@@ -158,11 +158,8 @@ class StepReader:
         return read_keys(
             raw,
             loc,
-            {name: partial(self._branch, path=f"{path}.{name}") for name in BRANCHES[kind]},
+            {name: partial(self.steps, path=f"{path}.{name}") for name in BRANCHES[kind]},
         )
-
-    def _branch(self, value: Any, loc: str, *, path: str) -> tuple[Step, ...]:
-        return self.steps(value, loc, path)
 
     def _email(self, value: Any, loc: str) -> EmailAction:
         raw = self.check.mapping(value, loc, optional=(*_EMAIL_KEYS, "transactional", "track"))
@@ -197,7 +194,7 @@ class StepReader:
             "body": self.check.templated,
             "timeout": self.check.duration,
             "retries": self._retries,
-            "on_failure": partial(self._branch, path=failure_path),
+            "on_failure": partial(self.steps, path=failure_path),
         }
         return WebhookAction(**read_keys(raw, loc, readers, required=("url",)))
 
@@ -337,7 +334,7 @@ class StepReader:
         raw = self.check.mapping(value, loc, required=("weight", "steps")) or {}
         readers = {
             "weight": partial(self.check.integer, minimum=1),
-            "steps": partial(self._branch, path=steps_path),
+            "steps": partial(self.steps, path=steps_path),
         }
         return SplitBranch(**read_keys(raw, loc, readers, required=("weight",)))
 

@@ -16,7 +16,6 @@ from sluice.definitions.model import FlowDefinition, TemplateDefinition, WaitFor
 from sluice.engine.tree import FlowTree
 from sluice.records import Event, Session, SessionStatus, TimelineEntry, Visitor
 
-
 MAX_CHAIN_DEPTH = 8
 """How deep chains of events caused by flows (and flows started by flows) may go."""
 

@@ -100,7 +100,9 @@ def ingest(
 
 
 def _known_keys(conn, incoming, people) -> set[tuple[int, str, str]]:
-    keyed = [(people[visitor_store.email_key(e.email)].id, e.type, e.key) for e in incoming if e.key]
+    keyed = [
+        (people[visitor_store.email_key(e.email)].id, e.type, e.key) for e in incoming if e.key
+    ]
     if not keyed:
         return set()
     rows = conn.execute(

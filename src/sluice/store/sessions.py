@@ -81,9 +81,7 @@ def load_work(
         ).all()
     )
     suppressed = _suppressed(conn, people.values())
-    current = {
-        s.id: catalog.flow(conn, s.flow_key, flow_rows[s.flow_key].version) for s in claimed
-    }
+    current = {s.id: catalog.flow(conn, s.flow_key, flow_rows[s.flow_key].version) for s in claimed}
     new_events = _new_events(conn, claimed, current)
     template_keys = set().union(*(f.definition.referenced_templates for f in current.values()))
     templates = catalog.templates(conn, template_keys)
@@ -153,9 +151,7 @@ def _new_events(
         by_visitor[row.visitor_id].append(Event.from_row(row))
     return {
         s.id: [
-            e
-            for e in by_visitor[s.visitor_id]
-            if e.id > s.event_cursor and e.type in wanted[s.id]
+            e for e in by_visitor[s.visitor_id] if e.id > s.event_cursor and e.type in wanted[s.id]
         ]
         for s in claimed
     }
@@ -302,7 +298,9 @@ def _follow_ups(conn, catalog: Catalog, transitions, now) -> None:
     status = dict(conn.execute(sa.select(flows.c.key, flows.c.status)).all())
     versions = dict(conn.execute(sa.select(flows.c.key, flows.c.version)).all())
     candidates = [
-        Candidate(catalog.flow(conn, key, versions[key]), t.visitor_id, t.origin_event_id, t.depth + 1)
+        Candidate(
+            catalog.flow(conn, key, versions[key]), t.visitor_id, t.origin_event_id, t.depth + 1
+        )
         for t, key in starting
         if status.get(key) == FlowStatus.ON and t.depth + 1 <= MAX_CHAIN_DEPTH
     ]
@@ -345,10 +343,17 @@ def _change(conn, session: Session, now, **values) -> None:
     )
 
 
+def _require(session: Session, allowed, verb: str) -> None:
+    if session.status not in allowed:
+        names = " or ".join(sorted(s.value for s in allowed))
+        raise InvalidSessionState(
+            f"session {session.id} is {session.status}; only {names} sessions can be {verb}"
+        )
+
+
 def stop(conn: Connection, session_id: int, *, now: datetime, actor: str) -> Session:
     session = get(conn, session_id)
-    if session.status not in RUNNABLE:
-        raise InvalidSessionState(f"session {session_id} is {session.status}; only active or waiting sessions can be stopped")
+    _require(session, RUNNABLE, "stopped")
     _change(
         conn,
         session,
@@ -363,8 +368,7 @@ def stop(conn: Connection, session_id: int, *, now: datetime, actor: str) -> Ses
 
 def resume(conn: Connection, session_id: int, *, now: datetime, actor: str) -> Session:
     session = get(conn, session_id)
-    if session.status != SessionStatus.STOPPED:
-        raise InvalidSessionState(f"session {session_id} is {session.status}; only stopped sessions can be resumed")
+    _require(session, {SessionStatus.STOPPED}, "resumed")
     _change(conn, session, now, status=session.resume_status, resume_status=None, due_at=now)
     _log(conn, session, now, "resumed", {"by": actor})
     return get(conn, session_id)
@@ -372,8 +376,7 @@ def resume(conn: Connection, session_id: int, *, now: datetime, actor: str) -> S
 
 def retry(conn: Connection, session_id: int, *, now: datetime, actor: str) -> Session:
     session = get(conn, session_id)
-    if session.status != SessionStatus.FAILED:
-        raise InvalidSessionState(f"session {session_id} is {session.status}; only failed sessions can be retried")
+    _require(session, {SessionStatus.FAILED}, "retried")
     state = dict(session.state)
     state["retries"] = state.get("retries", 0) + 1
     _change(

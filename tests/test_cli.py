@@ -1,0 +1,205 @@
+"""The `sluice` command as a user runs it: real processes, a real database file."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import EXAMPLES
+
+SLUICE = str(Path(sys.executable).parent / "sluice")
+
+
+@pytest.fixture
+def cli(tmp_path, database_url):
+    env = {**os.environ, "SLUICE_DATABASE_URL": database_url, "SLUICE_SIGNING_KEY": "k"}
+
+    def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            [SLUICE, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == expect, done.stderr + done.stdout
+        return done
+
+    run.env = env
+    return run
+
+
+def as_json(done: subprocess.CompletedProcess):
+    return json.loads(done.stdout)
+
+
+def test_a_new_user_applies_the_examples_and_watches_a_session(cli, tmp_path):
+    flows_dir = tmp_path / "flows"
+    shutil.copytree(EXAMPLES, flows_dir)
+    assert as_json(cli("flows", "validate", str(flows_dir), "--json")) == []
+    applied = cli("flows", "apply", str(flows_dir))
+    assert "flow onboarding: saved v1" in applied.stdout
+    assert "template nudge: saved v1" in applied.stdout
+    flows = as_json(cli("flows", "list", "--json"))
+    assert {f["key"]: f["status"] for f in flows} == {
+        "abandoned-cart": "off",
+        "onboarding": "off",
+        "trial-ending": "off",
+    }
+    cli("flows", "on", "onboarding")
+    sent = as_json(
+        cli(
+            "send",
+            "$signup",
+            "--email",
+            "ada@example.com",
+            "--details",
+            '{"plan": "pro"}',
+            "--fields",
+            '{"first_name": "Ada"}',
+            "--json",
+        )
+    )
+    assert sent["accepted"] == 1 and len(sent["sessions_started"]) == 1
+    sid = str(sent["sessions_started"][0])
+    session = as_json(cli("sessions", "show", sid, "--json"))
+    assert session["flow"] == "onboarding" and session["status"] == "active"
+    listed = as_json(cli("sessions", "--email", "ada@example.com", "--json"))
+    assert [s["id"] for s in listed] == [int(sid)]
+    visitor = as_json(cli("visitors", "show", "ada@example.com", "--json"))
+    assert visitor["fields"] == {"first_name": "Ada"} and visitor["sessions"][0]["id"] == int(sid)
+    assert "onboarding" in cli("flows", "stats", "onboarding").stdout
+    stopped = as_json(cli("sessions", "stop", sid, "--json"))
+    assert stopped["status"] == "stopped"
+    assert as_json(cli("sessions", "resume", sid, "--json"))["status"] == "active"
+    off = as_json(cli("flows", "off", "onboarding", "--json"))
+    assert off["status"] == "off"
+    assert as_json(cli("sessions", "show", sid, "--json"))["paused"] is True
+    changes = as_json(cli("flows", "changes", "onboarding", "--json"))
+    assert [c["action"] for c in changes] == ["version", "on", "off"]
+
+
+def test_an_invalid_definition_lists_every_problem_and_saves_nothing(cli, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "key: bad\ntrigger: {event: go}\nsteps:\n"
+        "  - {id: welcome, email: {subject: 'Hi {{ visitor.name }', html: x}}\n"
+        "  - {id: welcome, wait: 2 days}\n"
+        "  - start_flow: onbaording\n"
+    )
+    done = cli("flows", "apply", str(bad), expect=1)
+    assert "steps[1].wait: invalid duration '2 days' (use 2d)" in done.stderr
+    assert "steps[1].id: duplicate id 'welcome'" in done.stderr
+    assert "steps[2].start_flow: unknown flow 'onbaording'" in done.stderr
+    assert "steps[0].email.subject: Liquid syntax error" in done.stderr
+    problems = as_json(cli("flows", "validate", str(bad), "--json", expect=1))
+    assert len(problems) == 4 and all(set(p) == {"loc", "msg"} for p in problems)
+    assert as_json(cli("flows", "list", "--json")) == []
+
+
+def test_user_mistakes_are_one_line_errors(cli):
+    for args, message in [
+        (("flows", "on", "nope"), "unknown flow 'nope'"),
+        (("sessions", "show", "999"), "no session 999"),
+        (("visitors", "show", "who@example.com"), "no visitor"),
+        (("send", "go", "--email", "not-an-email"), "not an email address"),
+        (("send", "go", "--email", "a@example.com", "--details", "{oops"), "not valid JSON"),
+    ]:
+        done = cli(*args, expect=1)
+        assert message in done.stderr
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_dry_run_shows_the_blast_radius_and_saves_nothing(cli, tmp_path):
+    flow = tmp_path / "f.yaml"
+    flow.write_text(
+        "key: f\ntrigger: {event: go}\nsteps:\n  - {id: a, wait: 1d}\n  - {id: b, wait: 1d}\n"
+    )
+    cli("flows", "apply", str(flow))
+    cli("flows", "on", "f")
+    cli("send", "go", "--email", "a@example.com")
+    cli("send", "go", "--email", "b@example.com")
+    subprocess_worker_pass(cli)
+    flow.write_text("key: f\ntrigger: {event: go}\nsteps:\n  - {id: b, wait: 1d}\n")
+    done = cli("flows", "apply", str(flow), "--dry-run")
+    assert "flow f: would save v2" in done.stdout
+    assert "f: 2 session(s) at a → b" in done.stdout
+    assert as_json(cli("flows", "show", "f", "--json"))["version"] == 1
+
+
+def subprocess_worker_pass(cli) -> None:
+    """Run the worker briefly as its own process so sessions reach their waits."""
+    process = subprocess.Popen([SLUICE, "worker"], env=cli.env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            sessions = as_json(cli("sessions", "--json"))
+            if sessions and all(s["status"] == "waiting" for s in sessions):
+                break
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+
+
+def test_simulate_prints_the_timeline_and_stores_nothing(cli, tmp_path):
+    script = tmp_path / "script.yaml"
+    script.write_text(
+        "visitor: {email: sim@example.com, fields: {first_name: Sim}}\n"
+        "events:\n"
+        "  - {at: '+0s', type: checkout_started, details: {cart_id: c1, items: []}}\n"
+        "  - {at: '+1h', type: $purchase, details: {cart_id: c1}}\n"
+    )
+    result = as_json(
+        cli("simulate", str(EXAMPLES / "abandoned-cart.yaml"), "--events", str(script), "--json")
+    )
+    [session] = result["sessions"]
+    kinds = [e["kind"] for e in session["timeline"]]
+    assert kinds[:4] == ["entered", "step", "waiting", "event_received"]
+    assert session["status"] == "exited"
+    assert result["visitor"]["tags"] == ["customer"]
+    assert as_json(cli("flows", "list", "--json")) == []
+    text = cli("simulate", str(EXAMPLES / "abandoned-cart.yaml"), "--events", str(script)).stdout
+    assert "event_received" in text
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_answers_health_checks_and_runs_the_embedded_worker(cli, tmp_path):
+    flow = tmp_path / "f.yaml"
+    flow.write_text("key: f\ntrigger: {event: go}\nsteps: [{tag: {add: [served]}}]\n")
+    cli("flows", "apply", str(flow))
+    cli("flows", "on", "f")
+    port = free_port()
+    server = subprocess.Popen(
+        [SLUICE, "serve", "--port", str(port)], env=cli.env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert "Sluice is running at" in server.stdout.readline()
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert httpx.get(f"{base}/readyz").json() == {"status": "ok"}
+        cli("send", "go", "--email", "s@example.com")
+        for _ in range(100):
+            if as_json(cli("visitors", "show", "s@example.com", "--json"))["tags"] == ["served"]:
+                break
+            time.sleep(0.1)
+        assert as_json(cli("visitors", "show", "s@example.com", "--json"))["tags"] == ["served"]
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
