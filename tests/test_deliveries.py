@@ -1,0 +1,66 @@
+"""The hand-off between steps and the dispatcher: an email or webhook step writes its
+delivery in the step's transaction; the outcome moves the session on."""
+
+from __future__ import annotations
+
+from sluice.records import DeliveryState
+from sluice.store import deliveries as delivery_store
+
+FLOW = """
+key: hook
+trigger: {event: go}
+steps:
+  - id: call
+    webhook:
+      url: 'https://crm.example.com/{{ visitor.uuid }}'
+      headers: {X-Plan: '{{ event.details.plan }}'}
+      retries: {attempts: 3, backoff: 30s}
+      on_failure: [{id: mark, tag: {add: [crm-failed]}}]
+  - {id: after, tag: {add: [after]}}
+"""
+
+
+def pending(app, clock):
+    with app.db.read() as conn:
+        return delivery_store.pending(conn, now=clock.now(), limit=10)
+
+
+def finish(app, clock, delivery, state, kind):
+    with app.db.write() as conn:
+        return delivery_store.finish(
+            conn, delivery.idempotency_id, state=state, now=clock.now(), entry=(kind, {})
+        )
+
+
+def test_a_webhook_step_records_its_request_and_waits_for_the_outcome(driver, app, clock):
+    driver.apply(FLOW)
+    [sid] = driver.send("go", "w@example.com", details={"plan": "pro"}).sessions_started
+    [delivery] = pending(app, clock)
+    visitor = driver.visitor("w@example.com")
+    assert delivery.payload["url"] == f"https://crm.example.com/{visitor['uuid']}"
+    assert delivery.payload["headers"] == {"X-Plan": "pro"}
+    assert delivery.payload["body"]["type"] == "flow.webhook"
+    assert delivery.payload["body"]["session"] == {"id": sid}
+    assert delivery.max_attempts == 3 and delivery.idempotency_id == f"msg_{sid}.call"
+    assert driver.session(sid)["status"] == "waiting"
+    assert finish(app, clock, delivery, DeliveryState.SENT, "webhook_delivered") is True
+    assert finish(app, clock, delivery, DeliveryState.SENT, "webhook_delivered") is False
+    driver.run()
+    assert driver.session(sid)["status"] == "completed"
+    assert driver.visitor("w@example.com")["tags"] == ["after"]
+
+
+def test_a_failed_webhook_runs_on_failure_or_fails_the_session(driver, app, clock):
+    driver.apply(FLOW)
+    driver.apply(FLOW.replace("key: hook", "key: strict").replace(
+        "      on_failure: [{id: mark, tag: {add: [crm-failed]}}]\n", ""
+    ))
+    started = driver.send("go", "f@example.com").sessions_started
+    for delivery in pending(app, clock):
+        finish(app, clock, delivery, DeliveryState.FAILED, "webhook_failed")
+    driver.run()
+    by_flow = {driver.session(s)["flow"]: driver.session(s) for s in started}
+    assert by_flow["hook"]["status"] == "completed"
+    assert driver.visitor("f@example.com")["tags"] == ["crm-failed", "after"]
+    assert by_flow["strict"]["status"] == "failed"
+    assert by_flow["strict"]["timeline"][-1]["kind"] == "failed"
