@@ -17,13 +17,15 @@ from rich.console import Console
 from rich.table import Table
 
 from sluice.definitions.parse import DefinitionError, load_documents
+from sluice.edge import EventInput, InvalidInput
 from sluice.records import FlowStatus
 from sluice.service import Sluice, VisitorNotFound
 from sluice.settings import Settings
-from sluice.store.flows import UnknownFlow
+from sluice.store.flows import UnknownFlow, as_yaml
 from sluice.store.sessions import InvalidSessionState, SessionNotFound
 
 console = Console()
+progress_console = Console(stderr=True)  # progress never mixes with --json on stdout
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 
 EXAMPLES = """
@@ -166,7 +168,8 @@ def flows_apply(ctx, paths, dry_run, as_json) -> None:
     """Validate and save definitions (a new version only where something changed)."""
     app = open_app(ctx)
     try:
-        report = app.apply(read_documents(paths), dry_run=dry_run)
+        with progress_console.status("validating and saving definitions…"):
+            report = app.apply(read_documents(paths), dry_run=dry_run)
     except DefinitionError as error:
         _report_problems(error, as_json)
     if as_json:
@@ -213,8 +216,6 @@ def flows_show(ctx, key, as_json) -> None:
     if as_json:
         emit(flow)
         return
-    from sluice.store.flows import as_yaml
-
     click.echo(f"{flow['key']} ({flow['name']}): {flow['status']}, version {flow['version']}")
     click.echo(as_yaml(flow["definition"]))
 
@@ -311,8 +312,6 @@ def _json_object(value: str | None, name: str) -> dict | None:
 @click.pass_context
 def send(ctx, event_type, email, details, fields, as_json) -> None:
     """Send an event for a visitor."""
-    from sluice.edge import EventInput, InvalidInput
-
     try:
         event = EventInput.checked(
             {
@@ -394,7 +393,10 @@ def _session_command(name: str, action: str, help_text: str):
     def command(ctx, session_id, as_json) -> None:
         app = open_app(ctx)
         session = getattr(app, action)(session_id)
-        emit(session) if as_json else print_session(session)
+        if as_json:
+            emit(session)
+        else:
+            print_session(session)
 
     return command
 
@@ -441,7 +443,9 @@ def visitors_show(ctx, email, as_json) -> None:
 @_errors_as_user_errors
 def visitors_export(ctx, email) -> None:
     """Everything stored about a visitor, as JSON."""
-    emit(open_app(ctx).export_visitor(email))
+    with progress_console.status(f"exporting {email}…"):
+        export = open_app(ctx).export_visitor(email)
+    emit(export)
 
 
 @visitors.command("erase")
@@ -473,7 +477,8 @@ def simulate(ctx, path, script_path, as_json) -> None:
     try:
         documents = read_documents((path,))
         script = load_documents(Path(script_path).read_text(), script_path)[0]
-        result = simulate_flow(documents, script, stored=open_app(ctx))
+        with progress_console.status("simulating on a virtual clock…"):
+            result = simulate_flow(documents, script, stored=open_app(ctx))
     except DefinitionError as error:
         _report_problems(error, as_json)
     except (ScriptError, FileNotFoundError) as error:

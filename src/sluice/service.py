@@ -19,6 +19,7 @@ from sluice.engine.work import EngineConfig
 from sluice.links import email_hash
 from sluice.records import UNFINISHED, FlowStatus, SessionStatus
 from sluice.settings import Settings
+from sluice.stats import flow_stats
 from sluice.store import flows as flow_store
 from sluice.store import sessions as session_store
 from sluice.store import visitors as visitor_store
@@ -180,8 +181,6 @@ class Sluice:
             return flow_store.list_changes(conn, key)
 
     def flow_stats(self, key: str) -> dict[str, Any]:
-        from sluice.stats import flow_stats
-
         with self.db.read() as conn:
             return flow_stats(conn, self.catalog, key)
 
