@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from sluice.records import FlowStatus
+
 SIMPLE = """
 key: welcome
 trigger: {event: $signup}
@@ -278,6 +280,12 @@ def test_start_flow_starts_another_flow_with_the_same_origin_event(driver):
     second = next(s for s in sessions if s["flow"] == "second")
     assert second["origin_event"] == driver.session(sid)["origin_event"]
     assert driver.visitor("f@example.com")["tags"] == ["first"]
+    started = next(e for e in driver.session(sid)["timeline"] if e["kind"] == "flow_started")
+    assert started["data"] == {"flow": "second", "session_id": second["id"]}
+    driver.app.set_flow_status("second", FlowStatus.OFF)
+    [again] = driver.send("go", "g@example.com").sessions_started
+    refused = next(e for e in driver.session(again)["timeline"] if e["kind"] == "flow_not_started")
+    assert refused["data"] == {"flow": "second", "reason": "flow is off"}
 
 
 def test_a_template_error_fails_the_session_visibly_and_retry_runs_the_step_again(driver, app):

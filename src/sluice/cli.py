@@ -29,6 +29,7 @@ progress_console = Console(stderr=True)  # progress never mixes with --json on s
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 
 EXAMPLES = """
+
 \b
 Examples:
   sluice flows apply flows/            # validate and save every definition there
@@ -109,7 +110,13 @@ def read_documents(paths: tuple[str, ...]) -> list[tuple[str, dict]]:
     documents, problems = [], []
     for path in _definition_files(paths):
         try:
-            documents += [(path.name, d) for d in load_documents(path.read_text(), path.name)]
+            found = load_documents(path.read_text(), path.name)
+            names = (
+                [path.name]
+                if len(found) == 1
+                else [f"{path.name}#{n}" for n in range(1, len(found) + 1)]
+            )
+            documents += list(zip(names, found, strict=True))
         except DefinitionError as error:
             problems += error.problems
     if problems:
@@ -181,6 +188,8 @@ def flows_apply(ctx, paths, dry_run, as_json) -> None:
             state = f"{verb} v{version}" if version else "unchanged"
             click.echo(f"{kind} {key}: {state}")
     for key, places in report.blast_radius.items():
+        if report.flows.get(key) is None:
+            continue  # unchanged: nobody moves
         for place in places:
             target = place["continues_at"] or "(completes)"
             click.echo(f"  {key}: {place['sessions']} session(s) at {place['step']} → {target}")

@@ -44,8 +44,9 @@ class EmailAction:
 class RetryPolicy:
     attempts: int = 8
     """How many attempts in all, the first included."""
-    backoff: timedelta = timedelta(minutes=2)
-    """Delay before the second attempt; each next delay doubles (±20 % jitter)."""
+    backoff: timedelta = timedelta(minutes=11)
+    """Delay before the second attempt; each next delay doubles (±20 % jitter). With the
+    defaults, the eighth attempt comes about a day after the first (127 × 11 min)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -160,8 +160,12 @@ class _Run:
         for rule in self.flow.definition.exit_rules:
             if rule.event != event.type:
                 continue
-            if rule.condition and not self._condition(rule.condition, event=event.view()).value:
-                continue
+            if rule.condition:
+                result = self._condition(rule.condition, event=event.view())
+                if result.error:
+                    self.log(self.step_id, "condition_error", {"error": result.error})
+                if not result.value:
+                    continue
             self.log(self.step_id, "goal", {"event": event.view()})
             self._exit("goal")
             return True
@@ -253,7 +257,7 @@ class _Run:
                 self._split(step, action)
                 return
             case StartFlowAction(flow=flow):
-                self.out.start_flows.append(flow)
+                self.out.start_flows.append((flow, step.id))
             case TrackAction() as action:
                 self._track(step, action)
             case ExitAction(reason=reason):

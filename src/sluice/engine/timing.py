@@ -69,7 +69,7 @@ def _until_field(wait: WaitAction, began_at: datetime, fields: dict[str, Any]) -
         return WakeUp(began_at, f"field '{wait.until_field}' is empty")
     try:
         when = _as_instant(raw)
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         return WakeUp(began_at, f"field '{wait.until_field}' is not a date: {raw!r}")
     target = when + wait.offset
     if target <= began_at:

@@ -128,6 +128,7 @@ class Transition:
     visitor_changes: list[VisitorChange] = field(default_factory=list)
     deliveries: list[NewDelivery] = field(default_factory=list)
     events: list[NewEvent] = field(default_factory=list)
-    start_flows: list[str] = field(default_factory=list)
+    start_flows: list[tuple[str, str]] = field(default_factory=list)
+    """(flow key, step id) of each `start_flow` step run."""
     origin_event_id: int = 0
     depth: int = 0

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sluice.records import DeliveryState, SessionStatus
+from sluice.store.notify import TIMELINE_CHANNEL, WORK_CHANNEL, notify
 from sluice.store.schema import deliveries, sessions, timeline
 
 
@@ -59,6 +60,7 @@ def finish(
             .where(sessions.c.id == session.id)
             .values(state=state_now, due_at=now, revision=sessions.c.revision + 1)
         )
+    notify(conn, WORK_CHANNEL, TIMELINE_CHANNEL)
     return True
 
 

@@ -16,6 +16,7 @@ from sluice.definitions.model import FlowDefinition, TemplateDefinition
 from sluice.definitions.parse import validate_flow, validate_template
 from sluice.engine.work import FlowVersion
 from sluice.records import UNFINISHED, FlowStatus, SessionStatus
+from sluice.store.notify import TIMELINE_CHANNEL, WORK_CHANNEL, notify
 from sluice.store.schema import (
     flow_changes,
     flow_versions,
@@ -96,8 +97,9 @@ def list_versions(conn: Connection, key: str) -> list[dict]:
 def save_flow(conn: Connection, flow: FlowDefinition, *, now: datetime, actor: str) -> int | None:
     """Store a new version if the definition changed; returns it, or None if unchanged.
 
-    Sessions of the flow become due so that workers move them to the new version
-    promptly (a session waiting two days must not keep a changed wait until then)."""
+    Sessions of a flow that is on become due so that workers move them to the new
+    version promptly (a session waiting two days must not keep a changed wait until
+    then); those of a flow that is off move when it is turned on."""
     current = conn.execute(sa.select(flows).where(flows.c.key == flow.key)).first()
     old = stored_definition(conn, flow.key, current.version) if current else None
     if old == flow.source:
@@ -108,18 +110,7 @@ def save_flow(conn: Connection, flow: FlowDefinition, *, now: datetime, actor: s
             flow_key=flow.key, version=version, definition=flow.source, created_at=now
         )
     )
-    if current:
-        conn.execute(
-            flows.update()
-            .where(flows.c.key == flow.key)
-            .values(name=flow.name, version=version, updated_at=now)
-        )
-        conn.execute(
-            sessions.update()
-            .where(sessions.c.flow_key == flow.key, sessions.c.status.in_(_RUNNABLE))
-            .values(due_at=now, revision=sessions.c.revision + 1)
-        )
-    else:
+    if current is None:
         conn.execute(
             flows.insert().values(
                 key=flow.key,
@@ -130,6 +121,18 @@ def save_flow(conn: Connection, flow: FlowDefinition, *, now: datetime, actor: s
                 created_at=now,
                 updated_at=now,
             )
+        )
+    else:
+        conn.execute(
+            flows.update()
+            .where(flows.c.key == flow.key)
+            .values(name=flow.name, version=version, updated_at=now)
+        )
+    if current is not None and current.status == FlowStatus.ON:
+        conn.execute(
+            sessions.update()
+            .where(sessions.c.flow_key == flow.key, sessions.c.status.in_(_RUNNABLE))
+            .values(due_at=now, revision=sessions.c.revision + 1)
         )
     _audit(conn, flow.key, now, actor, "version", version, diff(old, flow.source))
     return version
@@ -156,6 +159,7 @@ def set_status(conn: Connection, key: str, status: FlowStatus, *, now: datetime,
             .where(*unfinished)
             .values(
                 paused_since=sa.func.coalesce(sessions.c.paused_since, now),
+                due_at=None,  # turning on makes them all due again
                 revision=sessions.c.revision + 1,
             )
         )
@@ -180,6 +184,7 @@ def set_status(conn: Connection, key: str, status: FlowStatus, *, now: datetime,
         .values(status=status, off_since=now if status == FlowStatus.OFF else None)
     )
     _audit(conn, key, now, actor, status.value, flow.version, None)
+    notify(conn, WORK_CHANNEL, TIMELINE_CHANNEL)
     return True
 
 

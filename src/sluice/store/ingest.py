@@ -22,6 +22,7 @@ from sluice.engine.work import FlowVersion
 from sluice.records import UNFINISHED, FlowStatus, SessionStatus
 from sluice.store import visitors as visitor_store
 from sluice.store.flows import Catalog, FlowRow, list_flows
+from sluice.store.notify import TIMELINE_CHANNEL, WORK_CHANNEL, notify
 from sluice.store.schema import events, sessions, timeline
 
 
@@ -95,7 +96,8 @@ def ingest(
     on_flows = _on_flows(conn, catalog)
     _wake_interested(conn, on_flows, rows, now)
     candidates = _match_triggers(on_flows, rows, result.event_ids, snapshots, now)
-    result.sessions_started = start_sessions(conn, candidates, now)
+    result.sessions_started = [s for s in start_sessions(conn, candidates, now) if s]
+    notify(conn, WORK_CHANNEL, TIMELINE_CHANNEL)
     return result
 
 
@@ -194,8 +196,11 @@ def _match_triggers(on_flows, rows, ids, snapshots, now) -> list[Candidate]:
     return candidates
 
 
-def start_sessions(conn: Connection, candidates: list[Candidate], now: datetime) -> list[int]:
-    """Start the candidates that the entry rules and cooldowns allow, in order."""
+def start_sessions(
+    conn: Connection, candidates: list[Candidate], now: datetime
+) -> list[int | None]:
+    """Start the candidates that the entry rules and cooldowns allow, in order.
+    Returns, for each candidate, its new session's id, or None where it was refused."""
     if not candidates:
         return []
     history = _entry_history(conn, candidates)
@@ -206,7 +211,7 @@ def start_sessions(conn: Connection, candidates: list[Candidate], now: datetime)
             past.record(now)
             allowed.append(c)
     if not allowed:
-        return []
+        return [None] * len(candidates)
     rows = [
         {
             "visitor_id": c.visitor_id,
@@ -245,7 +250,8 @@ def start_sessions(conn: Connection, candidates: list[Candidate], now: datetime)
             for session_id, c in zip(ids, allowed, strict=True)
         ],
     )
-    return ids
+    started = dict(zip(map(id, allowed), ids, strict=True))
+    return [started.get(id(c)) for c in candidates]
 
 
 @dataclass

@@ -24,6 +24,7 @@ from sluice.records import RUNNABLE, Event, FlowStatus, Session, SessionStatus, 
 from sluice.store import visitors as visitor_store
 from sluice.store.flows import Catalog
 from sluice.store.ingest import Candidate, IncomingEvent, ingest, start_sessions
+from sluice.store.notify import TIMELINE_CHANNEL, WORK_CHANNEL, notify
 from sluice.store.schema import deliveries, events, flows, sessions, suppressions, timeline
 
 _RUNNABLE = [s.value for s in RUNNABLE]
@@ -182,6 +183,11 @@ def apply_transitions(
     _insert_timeline(conn, fresh)
     _insert_deliveries(conn, fresh, now)
     _follow_ups(conn, catalog, fresh, now)
+    notify(conn, TIMELINE_CHANNEL)
+    if any(t.due_at is not None and t.due_at <= now for t in fresh) or any(
+        t.deliveries for t in fresh
+    ):
+        notify(conn, WORK_CHANNEL)
     return fresh
 
 
@@ -292,19 +298,45 @@ def _follow_ups(conn, catalog: Catalog, transitions, now) -> None:
             ],
             now,
         )
-    starting = [(t, key) for t in transitions for key in t.start_flows]
-    if not starting:
-        return
-    status = dict(conn.execute(sa.select(flows.c.key, flows.c.status)).all())
-    versions = dict(conn.execute(sa.select(flows.c.key, flows.c.version)).all())
-    candidates = [
-        Candidate(
-            catalog.flow(conn, key, versions[key]), t.visitor_id, t.origin_event_id, t.depth + 1
+    starting = [(t, flow, step) for t in transitions for flow, step in t.start_flows]
+    if starting:
+        _start_flows(conn, catalog, starting, now)
+
+
+def _start_flows(conn, catalog: Catalog, starting, now) -> None:
+    """Sessions started by `start_flow` steps; the starting session's timeline says
+    whether one started, and if not, why."""
+    flow_rows = {r.key: r for r in conn.execute(sa.select(flows))}
+    candidates, outcomes = [], []
+    for t, key, _ in starting:
+        row = flow_rows.get(key)
+        if row is None or row.status != FlowStatus.ON:
+            outcomes.append("flow is off")
+        elif t.depth + 1 > MAX_CHAIN_DEPTH:
+            outcomes.append(f"flow chain depth limit ({MAX_CHAIN_DEPTH}) reached")
+        else:
+            flow = catalog.flow(conn, key, row.version)
+            candidates.append(Candidate(flow, t.visitor_id, t.origin_event_id, t.depth + 1))
+            outcomes.append(None)
+    started = iter(start_sessions(conn, candidates, now))
+    entries = []
+    for (t, key, step), refusal in zip(starting, outcomes, strict=True):
+        session_id = None if refusal else next(started)
+        if session_id:
+            kind, data = "flow_started", {"flow": key, "session_id": session_id}
+        else:
+            kind, data = "flow_not_started", {"flow": key, "reason": refusal or "entry rules"}
+        entries.append(
+            {
+                "session_id": t.session_id,
+                "visitor_id": t.visitor_id,
+                "at": now,
+                "step": step,
+                "kind": kind,
+                "data": data,
+            }
         )
-        for t, key in starting
-        if status.get(key) == FlowStatus.ON and t.depth + 1 <= MAX_CHAIN_DEPTH
-    ]
-    start_sessions(conn, candidates, now)
+    conn.execute(timeline.insert(), entries)
 
 
 def _emails(conn, visitor_ids) -> dict[int, str]:
@@ -333,6 +365,7 @@ def _log(conn, session: Session, now, kind, data: dict[str, Any]) -> None:
             data=data,
         )
     )
+    notify(conn, WORK_CHANNEL, TIMELINE_CHANNEL)
 
 
 def _change(conn, session: Session, now, **values) -> None:
@@ -360,6 +393,7 @@ def stop(conn: Connection, session_id: int, *, now: datetime, actor: str) -> Ses
         now,
         status=SessionStatus.STOPPED,
         resume_status=session.status,
+        due_at=None,
         paused_since=session.paused_since or now,
     )
     _log(conn, session, now, "stopped", {"by": actor})
