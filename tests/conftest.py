@@ -71,11 +71,11 @@ def database_url(request, tmp_path) -> str:
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
     url = request.getfixturevalue("postgres_url")
-    _truncate(url)
+    truncate(url)
     return url
 
 
-def _truncate(url: str) -> None:
+def truncate(url: str) -> None:
     db = Database(url)
     names = ", ".join(t.name for t in metadata.sorted_tables)
     with db.write() as conn:

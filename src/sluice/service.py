@@ -71,6 +71,7 @@ class Sluice:
         self.clock = clock or SystemClock()
         self.db = Database(settings.database_url)
         self.catalog = Catalog()
+        self._workers: list[Worker] = []
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -101,7 +102,14 @@ class Sluice:
         )
 
     def worker(self, **options) -> Worker:
-        return Worker(self.db, self.catalog, self.clock, self.engine_config(), **options)
+        """A worker over this database; it is woken when this process makes work due."""
+        worker = Worker(self.db, self.catalog, self.clock, self.engine_config(), **options)
+        self._workers.append(worker)
+        return worker
+
+    def _new_work(self) -> None:
+        for worker in self._workers:
+            worker.wake()
 
     def close(self) -> None:
         self.db.dispose()
@@ -174,7 +182,9 @@ class Sluice:
     def set_flow_status(self, key: str, status: FlowStatus, actor: str = "cli") -> dict:
         with self.db.write() as conn:
             flow_store.set_status(conn, key, status, now=self.clock.now(), actor=actor)
-            return views.flow_view(conn, key, full=False)
+            view = views.flow_view(conn, key, full=False)
+        self._new_work()
+        return view
 
     def flow_changes(self, key: str) -> list[dict[str, Any]]:
         with self.db.read() as conn:
@@ -188,7 +198,9 @@ class Sluice:
 
     def send(self, incoming: list[IncomingEvent]) -> IngestResult:
         with self.db.write() as conn:
-            return ingest(conn, self.catalog, incoming, self.clock.now())
+            result = ingest(conn, self.catalog, incoming, self.clock.now())
+        self._new_work()
+        return result
 
     # -- sessions ---------------------------------------------------------------
 
@@ -214,7 +226,9 @@ class Sluice:
     def _act(self, operation, session_id: int, actor: str) -> dict[str, Any]:
         with self.db.write() as conn:
             session = operation(conn, session_id, now=self.clock.now(), actor=actor)
-            return views.session_views(conn, [session], with_timeline=True)[0]
+            view = views.session_views(conn, [session], with_timeline=True)[0]
+        self._new_work()
+        return view
 
     # -- visitors ---------------------------------------------------------------
 

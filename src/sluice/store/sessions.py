@@ -64,6 +64,14 @@ def claim_due(
     return sorted((Session.from_row(r) for r in rows), key=lambda s: s.id)
 
 
+def renew_claims(conn: Connection, ids: list[int], *, worker: str, until: datetime) -> None:
+    conn.execute(
+        sessions.update()
+        .where(sessions.c.id.in_(ids), sessions.c.claimed_by == worker)
+        .values(claim_expires_at=until)
+    )
+
+
 def load_work(
     conn: Connection, catalog: Catalog, claimed: list[Session], now: datetime
 ) -> list[Work]:

@@ -13,7 +13,10 @@ import random
 import socket
 import threading
 import traceback
+from contextlib import contextmanager
 from datetime import timedelta
+
+import sqlalchemy as sa
 
 from sluice.clock import Clock
 from sluice.engine.runner import advance, failure
@@ -21,6 +24,7 @@ from sluice.engine.work import EngineConfig, Transition, Work
 from sluice.store import sessions as session_store
 from sluice.store.db import Database, retrying
 from sluice.store.flows import Catalog
+from sluice.worker.listener import Listener
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +58,38 @@ class Worker:
             )
         if not claimed:
             return 0
-        with self.db.read() as conn:
-            work = session_store.load_work(conn, self.catalog, claimed, now)
-        transitions = [self._advance(w) for w in work]
-        with self.db.write() as conn:
-            applied = session_store.apply_transitions(conn, self.catalog, transitions, now)
+        with self._heartbeat([s.id for s in claimed]):
+            with self.db.read() as conn:
+                work = session_store.load_work(conn, self.catalog, claimed, now)
+            transitions = [self._advance(w) for w in work]
+            with self.db.write() as conn:
+                applied = session_store.apply_transitions(conn, self.catalog, transitions, now)
         return len(applied)
+
+    @contextmanager
+    def _heartbeat(self, session_ids: list[int]):
+        """Renew the batch's lease while it is being worked on, so that a slow batch is
+        not taken over by another worker (which would only waste its effort: the
+        revision check keeps a stale result from being applied)."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(self.lease.total_seconds() / 3):
+                try:
+                    with self.db.write() as conn:
+                        session_store.renew_claims(
+                            conn, session_ids, worker=self.name, until=self.clock.now() + self.lease
+                        )
+                except sa.exc.OperationalError:
+                    log.warning("could not renew the lease of a batch", exc_info=True)
+
+        beat = threading.Thread(target=renew, name="sluice-heartbeat", daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            done.set()
+            beat.join()
 
     def _advance(self, work: Work) -> Transition:
         try:
@@ -80,16 +110,22 @@ class Worker:
 
     def run_forever(self) -> None:
         log.info("worker %s started", self.name)
-        while not self._stop.is_set():
-            try:
-                busy = retrying(self.run_once)
-            except Exception:
-                log.exception("worker batch failed; backing off")
-                busy = 0
-                self._stop.wait(2.0)
-            if not busy:
-                self._wake.wait(self.poll_interval)
-                self._wake.clear()
+        listener = None if self.db.is_sqlite else Listener(self.db.url, self.wake).start()
+        try:
+            while not self._stop.is_set():
+                try:
+                    busy = retrying(self.run_once)
+                except Exception:
+                    log.exception("worker batch failed; backing off")
+                    busy = 0
+                    self._stop.wait(2.0)
+                if not busy:
+                    # Jitter keeps many idle workers from polling in step.
+                    self._wake.wait(self.poll_interval * random.uniform(0.8, 1.2))
+                    self._wake.clear()
+        finally:
+            if listener:
+                listener.stop()
         log.info("worker %s stopped", self.name)
 
     def wake(self) -> None:
