@@ -42,14 +42,16 @@ def postgres_url():
             pytest.fail(f"PostgreSQL is required and unreachable at {POSTGRES_URL}: {error}")
         pytest.skip(f"PostgreSQL unreachable at {POSTGRES_URL}")
     name = f"sluice_test_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
     url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
     db = Database(url)
     db.upgrade()
     db.dispose()
     yield url
-    admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    admin.close()
+    # A fresh connection: a test may have restarted the server meanwhile.
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -501,11 +502,19 @@ def simulate(ctx, path, script_path, as_json) -> None:
 
 @main.command()
 @click.option("--concurrency", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--lease",
+    type=click.FloatRange(1, 3600),
+    envvar="SLUICE_LEASE_SECONDS",
+    help="Seconds a claim lasts before another worker may take it over (default 60).",
+)
 @click.pass_context
-def worker(ctx, concurrency) -> None:
+def worker(ctx, concurrency, lease) -> None:
     """Run a worker only (scale-out: many of them against one PostgreSQL)."""
     from sluice.processes import run_worker
 
+    if lease is not None:
+        ctx.find_root().obj = replace(ctx.find_root().obj, lease_seconds=lease)
     run_worker(open_app(ctx), concurrency=concurrency)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -103,6 +104,7 @@ class Sluice:
 
     def worker(self, **options) -> Worker:
         """A worker over this database; it is woken when this process makes work due."""
+        options.setdefault("lease", timedelta(seconds=self.settings.lease_seconds))
         worker = Worker(self.db, self.catalog, self.clock, self.engine_config(), **options)
         self._workers.append(worker)
         return worker

@@ -22,6 +22,7 @@ class Settings:
     secret_key: str | None = None
     admin_password: str | None = None
     webhook_secret: str | None = None
+    lease_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
@@ -31,9 +32,17 @@ class Settings:
             raw = environ.get(env_name(f.name))
             if raw is None or raw == "":
                 continue
-            values[f.name] = raw.lower() in ("1", "true", "yes", "on") if f.type == "bool" else raw
+            values[f.name] = _convert(raw, f.type)
         settings = cls(**values)
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _convert(raw: str, annotation: str):
+    if annotation == "bool":
+        return raw.lower() in ("1", "true", "yes", "on")
+    if annotation == "float":
+        return float(raw)
+    return raw
 
 
 def env_name(field_name: str) -> str:
