@@ -26,3 +26,4 @@ clean:
 
 bench: $(STAMP)
 	$(PY) bench/engine.py
+	$(PY) bench/workers.py
