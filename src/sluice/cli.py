@@ -472,6 +472,16 @@ def visitors_erase(ctx, email, as_json) -> None:
         click.echo(f"erased {email}; {result['sessions_exited']} unfinished session(s) exited")
 
 
+# -- delivery ---------------------------------------------------------------------
+
+
+@main.command("webhook-secret")
+@click.pass_context
+def webhook_secret(ctx) -> None:
+    """Print the secret that signs webhooks (give it to the receivers to verify them)."""
+    click.echo(open_app(ctx).webhook_secret())
+
+
 # -- simulation, workers, server ------------------------------------------------------
 
 
@@ -508,14 +518,20 @@ def simulate(ctx, path, script_path, as_json) -> None:
     envvar="SLUICE_LEASE_SECONDS",
     help="Seconds a claim lasts before another worker may take it over (default 60).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    envvar="SLUICE_METRICS_PORT",
+    help="Serve Prometheus metrics on this port (env SLUICE_METRICS_PORT).",
+)
 @click.pass_context
-def worker(ctx, concurrency, lease) -> None:
+def worker(ctx, concurrency, lease, metrics_port) -> None:
     """Run a worker only (scale-out: many of them against one PostgreSQL)."""
     from sluice.processes import run_worker
 
     if lease is not None:
         ctx.find_root().obj = replace(ctx.find_root().obj, lease_seconds=lease)
-    run_worker(open_app(ctx), concurrency=concurrency)
+    run_worker(open_app(ctx), concurrency=concurrency, metrics_port=metrics_port)
 
 
 @main.command()

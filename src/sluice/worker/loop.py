@@ -18,6 +18,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from sluice import metrics
 from sluice.clock import Clock
 from sluice.engine.runner import advance, failure
 from sluice.engine.work import EngineConfig, Transition, Work
@@ -58,12 +59,15 @@ class Worker:
             )
         if not claimed:
             return 0
-        with self._heartbeat([s.id for s in claimed]):
+        with metrics.BATCH_SECONDS.time(), self._heartbeat([s.id for s in claimed]):
             with self.db.read() as conn:
                 work = session_store.load_work(conn, self.catalog, claimed, now)
             transitions = [self._advance(w) for w in work]
             with self.db.write() as conn:
                 applied = session_store.apply_transitions(conn, self.catalog, transitions, now)
+        metrics.SESSIONS_ADVANCED.inc(len(applied))
+        metrics.STALE_RESULTS.inc(len(transitions) - len(applied))
+        metrics.STEPS_RUN.inc(sum(e.kind == "step" for t in applied for e in t.timeline))
         return len(applied)
 
     @contextmanager
