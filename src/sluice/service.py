@@ -3,7 +3,6 @@ transaction over the store. Interfaces stay thin by calling these."""
 
 from __future__ import annotations
 
-import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -12,16 +11,24 @@ from typing import Any
 import sqlalchemy as sa
 
 from sluice import views
+from sluice.audience import Audience
 from sluice.clock import Clock, SystemClock
+from sluice.credentials import Credentials
 from sluice.definitions.model import FlowDefinition
 from sluice.definitions.parse import validate_documents
+from sluice.delivery.dispatcher import Dispatcher
+from sluice.delivery.smtp import SmtpSender, SmtpServer
+from sluice.delivery.tracking import Tracker
+from sluice.delivery.webhooks import WebhookSender, standard_secret
 from sluice.engine.tree import FlowTree
 from sluice.engine.work import EngineConfig
 from sluice.links import email_hash
 from sluice.records import UNFINISHED, FlowStatus, SessionStatus
 from sluice.settings import Settings
 from sluice.stats import flow_stats
+from sluice.store import deliveries as delivery_store
 from sluice.store import flows as flow_store
+from sluice.store import registry
 from sluice.store import sessions as session_store
 from sluice.store import visitors as visitor_store
 from sluice.store.db import Database
@@ -31,7 +38,6 @@ from sluice.store.schema import (
     deliveries,
     events,
     sessions,
-    settings_store,
     suppressions,
     timeline,
     visitors,
@@ -47,6 +53,10 @@ class _DryRun(Exception):
 
 class VisitorNotFound(LookupError):
     """No visitor has that email."""
+
+
+class UnknownTemplate(LookupError):
+    """No template has that key."""
 
 
 @dataclass
@@ -70,8 +80,10 @@ class Sluice:
     def __init__(self, settings: Settings, clock: Clock | None = None):
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.db = Database(settings.database_url)
+        self.db = Database(settings.database_url, pool_size=settings.db_pool_size)
         self.catalog = Catalog()
+        self.credentials = Credentials(self.db, settings)
+        self.audience = Audience(self)
         self._workers: list[Worker] = []
 
     # -- lifecycle --------------------------------------------------------------
@@ -80,18 +92,9 @@ class Sluice:
         self.db.upgrade()
 
     def secret(self, name: str) -> str:
-        """A secret from the settings, else the one generated and stored on first use."""
-        configured = getattr(self.settings, name, None)
-        if configured:
-            return configured
-        with self.db.write() as conn:
-            stored = conn.execute(
-                sa.select(settings_store.c.value).where(settings_store.c.key == name)
-            ).scalar()
-            if stored is None:
-                stored = secrets.token_urlsafe(32)
-                conn.execute(settings_store.insert().values(key=name, value=stored))
-            return stored
+        """A secret kept in clear (`signing_key`, `webhook_secret`, `site_uuid`,
+        `publishable_key`): from the settings, else stored, else generated and stored."""
+        return self.credentials.secret(name)
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -112,6 +115,31 @@ class Sluice:
     def _new_work(self) -> None:
         for worker in self._workers:
             worker.wake()
+
+    def dispatcher(self, *, senders=None, in_flight: int = 200, **options) -> Dispatcher:
+        """The dispatcher of pending deliveries, with the senders the settings call
+        for: webhooks always, email when `SLUICE_SMTP_URL` is set."""
+        if senders is None:
+            senders = [
+                WebhookSender(
+                    self.secret("webhook_secret"),
+                    allow_private=self.settings.webhook_allow_private,
+                    connections=in_flight,
+                )
+            ]
+            if self.settings.smtp_url:
+                server = SmtpServer.from_url(self.settings.smtp_url)
+                senders.append(SmtpSender(server, tracker=self.tracker()))
+        options.setdefault("lease", timedelta(seconds=self.settings.lease_seconds))
+        return Dispatcher(self.db, self.clock, senders, in_flight=in_flight, **options)
+
+    def tracker(self) -> Tracker:
+        """Signs and reads the open and click links of emails."""
+        return Tracker(self.settings.public_url, self.secret("signing_key").encode())
+
+    def webhook_secret(self) -> str:
+        """The webhook signing secret as receivers need it (`whsec_…`)."""
+        return standard_secret(self.secret("webhook_secret"))
 
     def close(self) -> None:
         self.db.dispose()
@@ -196,11 +224,26 @@ class Sluice:
         with self.db.read() as conn:
             return flow_stats(conn, self.catalog, key)
 
+    # -- templates --------------------------------------------------------------
+
+    def templates(self) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            return views.template_views(conn)
+
+    def template(self, key: str) -> dict[str, Any]:
+        with self.db.read() as conn:
+            found = views.template_views(conn, key)
+        if not found:
+            raise UnknownTemplate(f"unknown template '{key}'")
+        return found[0]
+
     # -- events -----------------------------------------------------------------
 
     def send(self, incoming: list[IncomingEvent]) -> IngestResult:
+        now = self.clock.now()
         with self.db.write() as conn:
-            result = ingest(conn, self.catalog, incoming, self.clock.now())
+            result = ingest(conn, self.catalog, incoming, now)
+            registry.register_from_events(conn, incoming, now)
         self._new_work()
         return result
 
@@ -209,6 +252,14 @@ class Sluice:
     def sessions(self, **filters) -> list[dict[str, Any]]:
         with self.db.read() as conn:
             return views.session_views(conn, views.list_sessions(conn, **filters))
+
+    def timeline_since(self, session_id: int, after_id: int) -> list[tuple[int, dict[str, Any]]]:
+        with self.db.read() as conn:
+            return views.timeline_since(conn, session_id, after_id)
+
+    def messages(self, **filters) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            return views.list_messages(conn, **filters)
 
     def session(self, session_id: int) -> dict[str, Any]:
         with self.db.read() as conn:
@@ -231,6 +282,29 @@ class Sluice:
             view = views.session_views(conn, [session], with_timeline=True)[0]
         self._new_work()
         return view
+
+    # -- links in emails --------------------------------------------------------
+
+    def unsubscribe_by_link(self, visitor_uuid: str) -> bool:
+        """The one-click unsubscribe link: a `$unsubscribe` event for the visitor, through
+        the normal ingest path (it can trigger flows). Nothing is recorded for a visitor
+        already unsubscribed; False when no visitor has that uuid (erased)."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                sa.select(visitors.c.email, visitors.c.unsubscribed_at).where(
+                    visitors.c.uuid == visitor_uuid
+                )
+            ).first()
+        if row is None:
+            return False
+        if row.unsubscribed_at is None:
+            self.send([IncomingEvent(type="$unsubscribe", email=row.email, source="link")])
+        return True
+
+    def record_engagement(self, message_id: str, kind: str, data: dict[str, Any]) -> bool:
+        """An open or click of an email, on the timeline of the session that sent it."""
+        with self.db.write() as conn:
+            return delivery_store.engagement(conn, message_id, kind, data, now=self.clock.now())
 
     # -- visitors ---------------------------------------------------------------
 

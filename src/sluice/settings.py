@@ -23,6 +23,7 @@ class Settings:
     admin_password: str | None = None
     webhook_secret: str | None = None
     lease_seconds: float = 60.0
+    db_pool_size: int = 5
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
@@ -42,6 +43,8 @@ def _convert(raw: str, annotation: str):
         return raw.lower() in ("1", "true", "yes", "on")
     if annotation == "float":
         return float(raw)
+    if annotation == "int":
+        return int(raw)
     return raw
 
 
