@@ -24,6 +24,7 @@ class Settings:
     webhook_secret: str | None = None
     lease_seconds: float = 60.0
     db_pool_size: int = 5
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
@@ -39,6 +40,7 @@ class Settings:
 
 
 def _convert(raw: str, annotation: str):
+    annotation = annotation.removesuffix(" | None")
     if annotation == "bool":
         return raw.lower() in ("1", "true", "yes", "on")
     if annotation == "float":
