@@ -261,6 +261,15 @@ class Sluice:
         with self.db.read() as conn:
             return views.list_messages(conn, **filters)
 
+    def latest_activity(self) -> tuple[int, int]:
+        with self.db.read() as conn:
+            return views.latest_activity(conn)
+
+    def activity_since(self, after_event: int, after_entry: int):
+        """Events and timeline entries written after these ids (the activity feed)."""
+        with self.db.read() as conn:
+            return views.activity_since(conn, after_event, after_entry)
+
     def session(self, session_id: int) -> dict[str, Any]:
         with self.db.read() as conn:
             return views.session_views(

@@ -12,7 +12,16 @@ from sqlalchemy.engine import Connection
 
 from sluice.records import FlowStatus, Session
 from sluice.store import flows as flow_store
-from sluice.store.schema import deliveries, events, flows, sessions, timeline, visitors
+from sluice.store.schema import (
+    deliveries,
+    events,
+    flows,
+    sessions,
+    template_versions,
+    templates,
+    timeline,
+    visitors,
+)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -160,18 +169,140 @@ def message_views(conn: Connection, visitor_id: int) -> list[dict[str, Any]]:
         .where(deliveries.c.visitor_id == visitor_id)
         .order_by(deliveries.c.id.desc())
     )
+    return [_message_view(r) for r in rows]
+
+
+def _message_view(r) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "session_id": r.session_id,
+        "flow": r.flow_key,
+        "step": r.step,
+        "kind": r.kind,
+        "idempotency_id": r.idempotency_id,
+        "state": r.state,
+        "attempts": r.attempts,
+        "payload": r.payload,
+        "created_at": _iso(r.created_at),
+    }
+
+
+def list_messages(
+    conn: Connection,
+    *,
+    email: str | None = None,
+    kind: str = "email",
+    limit: int = 100,
+    before_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """Deliveries of one kind, newest first, of one visitor or of everyone."""
+    query = (
+        sa.select(deliveries)
+        .where(deliveries.c.kind == kind)
+        .order_by(deliveries.c.id.desc())
+        .limit(limit)
+    )
+    if email is not None:
+        visitor_id = sa.select(visitors.c.id).where(visitors.c.email_key == email.strip().lower())
+        query = query.where(deliveries.c.visitor_id.in_(visitor_id))
+    if before_id is not None:
+        query = query.where(deliveries.c.id < before_id)
+    return [_message_view(r) for r in conn.execute(query)]
+
+
+def timeline_since(
+    conn: Connection, session_id: int, after_id: int, *, limit: int = 500
+) -> list[tuple[int, dict[str, Any]]]:
+    """`(id, entry)` of the session's timeline entries written after entry `after_id`."""
+    rows = conn.execute(
+        sa.select(timeline)
+        .where(timeline.c.session_id == session_id, timeline.c.id > after_id)
+        .order_by(timeline.c.id)
+        .limit(limit)
+    )
     return [
-        {
-            "id": r.id,
-            "session_id": r.session_id,
-            "flow": r.flow_key,
-            "step": r.step,
-            "kind": r.kind,
-            "idempotency_id": r.idempotency_id,
-            "state": r.state,
-            "attempts": r.attempts,
-            "payload": r.payload,
-            "created_at": _iso(r.created_at),
-        }
+        (r.id, {"at": r.at.isoformat(), "step": r.step, "kind": r.kind, "data": r.data})
         for r in rows
     ]
+
+
+def latest_activity(conn: Connection) -> tuple[int, int]:
+    """The ids of the newest event and the newest timeline entry (0 when none)."""
+    return (
+        conn.execute(sa.select(sa.func.max(events.c.id))).scalar() or 0,
+        conn.execute(sa.select(sa.func.max(timeline.c.id))).scalar() or 0,
+    )
+
+
+def activity_since(
+    conn: Connection, after_event: int, after_entry: int, *, limit: int = 200
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Events and timeline entries (of every session) written after the given ids,
+    oldest first, each with the visitor's email; the activity feed."""
+    new_events = conn.execute(
+        sa.select(events).where(events.c.id > after_event).order_by(events.c.id).limit(limit)
+    ).all()
+    entries = conn.execute(
+        sa.select(timeline, sessions.c.flow_key)
+        .join(sessions, sessions.c.id == timeline.c.session_id, isouter=True)
+        .where(timeline.c.id > after_entry)
+        .order_by(timeline.c.id)
+        .limit(limit)
+    ).all()
+    ids = {r.visitor_id for r in new_events} | {r.visitor_id for r in entries}
+    emails = (
+        dict(
+            conn.execute(
+                sa.select(visitors.c.id, visitors.c.email).where(visitors.c.id.in_(ids))
+            ).all()
+        )
+        if ids
+        else {}
+    )
+    return (
+        [{**event_view(r), "email": emails.get(r.visitor_id)} for r in new_events],
+        [
+            {
+                "id": r.id,
+                "session_id": r.session_id,
+                "flow": r.flow_key,
+                "email": emails.get(r.visitor_id),
+                "at": r.at.isoformat(),
+                "step": r.step,
+                "kind": r.kind,
+                "data": r.data,
+            }
+            for r in entries
+        ],
+    )
+
+
+def template_views(conn: Connection, key: str | None = None) -> list[dict[str, Any]]:
+    """Email templates with their current definition and versions."""
+    query = sa.select(templates).order_by(templates.c.key)
+    if key is not None:
+        query = query.where(templates.c.key == key)
+    views = []
+    for row in conn.execute(query).all():
+        versions = conn.execute(
+            sa.select(
+                template_versions.c.version,
+                template_versions.c.created_at,
+                template_versions.c.definition,
+            )
+            .where(template_versions.c.template_key == row.key)
+            .order_by(template_versions.c.version)
+        ).all()
+        views.append(
+            {
+                "key": row.key,
+                "version": row.version,
+                "created_at": _iso(row.created_at),
+                "updated_at": _iso(row.updated_at),
+                "definition": next(v.definition for v in versions if v.version == row.version),
+                "versions": [
+                    {"version": v.version, "created_at": _iso(v.created_at)} for v in versions
+                ],
+            }
+        )
+    return views

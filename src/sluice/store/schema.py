@@ -198,10 +198,12 @@ deliveries = sa.Table(
     "deliveries",
     metadata,
     _id(),
-    sa.Column("session_id", Id, nullable=False),
+    # Null for a transactional email sent through the API (`batch/emails`), which
+    # belongs to no session, flow or step.
+    sa.Column("session_id", Id),
     sa.Column("visitor_id", Id, nullable=False),
-    sa.Column("flow_key", sa.String(64), nullable=False),
-    sa.Column("step", sa.String(200), nullable=False),
+    sa.Column("flow_key", sa.String(64)),
+    sa.Column("step", sa.String(200)),
     sa.Column("kind", sa.String(16), nullable=False),
     # Message-ID or webhook-id: decided before the first attempt, the same on all.
     sa.Column("idempotency_id", sa.String(200), nullable=False, unique=True),
@@ -228,5 +230,25 @@ suppressions = sa.Table(
     "suppressions",
     metadata,
     sa.Column("email_hash", sa.String(64), primary_key=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Registries of tag names and field keys, as Bento's `fetch/tags` and `fetch/fields`
+# list them. A visitor's tags and fields are stored on the visitor; these only give
+# names an id and a creation time.
+tags = sa.Table(
+    "tags",
+    metadata,
+    _id(),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+custom_fields = sa.Table(
+    "custom_fields",
+    metadata,
+    _id(),
+    sa.Column("key", sa.String(200), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
 )

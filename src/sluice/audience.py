@@ -1,0 +1,233 @@
+"""The audience operations behind Bento's data endpoints: subscriber imports, plain
+commands, look-ups, the tag and field registries, and transactional emails.
+
+Each operation is one transaction. Imports and plain commands change visitors without
+recording events, so they never start or wake sessions; only `add_tag_via_event`
+records an event (a `$tag`), through the same ingestion as every other event.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import html2text
+
+from sluice.definitions.liquid import Template, TemplateError
+from sluice.definitions.model import iter_steps
+from sluice.engine.work import FlowVersion
+from sluice.records import DeliveryState
+from sluice.store import flows as flow_store
+from sluice.store import imports, outbox, registry
+from sluice.store import visitors as visitor_store
+from sluice.store.imports import Change, SubscriberImport
+from sluice.store.ingest import IncomingEvent, ingest
+
+if TYPE_CHECKING:
+    from sluice.service import Sluice
+
+__all__ = ["Audience", "Change", "EmailChange", "SubscriberImport", "TransactionalEmail"]
+
+MAX_RENDERED_EMAIL = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class EmailChange:
+    """`change_email`: the visitor at `old` gets the address `new`."""
+
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransactionalEmail:
+    """One email of `batch/emails`; subject and body are Liquid templates rendered
+    with `personalizations` (and `visitor`)."""
+
+    to: str
+    from_: str | None
+    subject: str
+    html: str
+    transactional: bool = True
+    personalizations: dict[str, Any] | None = None
+
+
+Command = Change | IncomingEvent | EmailChange
+
+
+class Audience:
+    def __init__(self, app: Sluice):
+        self.app = app
+
+    # -- imports and commands -----------------------------------------------------
+
+    def import_subscribers(self, rows: Sequence[SubscriberImport]) -> int:
+        with self.app.db.write() as conn:
+            imports.import_subscribers(conn, rows, self.app.clock.now())
+        return len(rows)
+
+    def run_commands(self, commands: Sequence[tuple[int, Command]]) -> dict[int, str]:
+        """Apply the commands in order, in one transaction. Returns why each command
+        that could not be applied was not, by its index."""
+        now = self.app.clock.now()
+        errors: dict[int, str] = {}
+        with self.app.db.write() as conn:
+            for run in _runs(commands):
+                first = run[0][1]
+                if isinstance(first, EmailChange):
+                    for index, change in run:
+                        why = imports.change_email(conn, change.old, change.new, now)
+                        if why:
+                            errors[index] = why
+                elif isinstance(first, IncomingEvent):
+                    events = [c for _, c in run]
+                    ingest(conn, self.app.catalog, events, now)
+                    registry.register_tags(conn, (e.details["tag"] for e in events), now)
+                else:
+                    imports.apply_changes(conn, [c for _, c in run], now)
+        return errors
+
+    # -- visitors -----------------------------------------------------------------
+
+    def subscriber(self, *, email: str | None = None, uuid: str | None = None):
+        """The visitor with this email or uuid, with the registry ids of its tags;
+        None when there is none. Tags never registered (added by a flow step) are
+        registered now, so that every tag has an id."""
+        with self.app.db.read() as conn:
+            row = visitor_store.find(conn, email) if email else imports.find_by_uuid(conn, uuid)
+            if row is None:
+                return None
+            ids = {r.name: r.id for r in registry.list_tags(conn, row.tags)}
+        if any(tag not in ids for tag in row.tags):
+            with self.app.db.write() as conn:
+                registry.register_tags(conn, row.tags, self.app.clock.now())
+                ids = {r.name: r.id for r in registry.list_tags(conn, row.tags)}
+        return row, [str(ids[t]) for t in row.tags if t in ids]
+
+    def create_subscriber(self, email: str) -> bool:
+        """Create the visitor unless it exists (no event, no flows); True if created."""
+        with self.app.db.write() as conn:
+            return imports.create_visitor(conn, email, self.app.clock.now())
+
+    # -- registries ---------------------------------------------------------------
+
+    def tags(self) -> list[Any]:
+        with self.app.db.read() as conn:
+            return registry.list_tags(conn)
+
+    def create_tag(self, name: str) -> tuple[Any, bool]:
+        return self._register(registry.register_tags, registry.list_tags, name)
+
+    def fields(self) -> list[Any]:
+        with self.app.db.read() as conn:
+            return registry.list_fields(conn)
+
+    def create_field(self, key: str) -> tuple[Any, bool]:
+        return self._register(registry.register_fields, registry.list_fields, key)
+
+    def _register(self, register, listing, name: str) -> tuple[Any, bool]:
+        with self.app.db.write() as conn:
+            existed = bool(listing(conn, [name]))
+            register(conn, [name], self.app.clock.now())
+            return listing(conn, [name])[0], not existed
+
+    def workflows(self) -> list[dict[str, Any]]:
+        """Every flow with the subjects of its email steps."""
+        with self.app.db.read() as conn:
+            templates = flow_store.current_templates(conn)
+            return [
+                {
+                    "flow": row,
+                    "emails": _email_steps(
+                        self.app.catalog.flow(conn, row.key, row.version), templates
+                    ),
+                }
+                for row in flow_store.list_flows(conn)
+            ]
+
+    # -- transactional email ------------------------------------------------------
+
+    def send_emails(self, emails: Sequence[tuple[int, TransactionalEmail]]) -> dict[int, str]:
+        """Render and store the emails as deliveries; returns why each one that was
+        not stored was not, by its index."""
+        now = self.app.clock.now()
+        settings = self.app.settings
+        state = DeliveryState.PENDING if settings.smtp_url else DeliveryState.OUTBOX
+        domain = settings.mail_from.rsplit("@", 1)[-1].rstrip(">").strip() or "localhost"
+        errors: dict[int, str] = {}
+        with self.app.db.write() as conn:
+            erased = outbox.erased_addresses(conn, (e.to for _, e in emails))
+            people = visitor_store.upsert(
+                conn, (e.to for _, e in emails if e.to not in erased), now
+            )
+            ready = []
+            for index, email in emails:
+                if email.to in erased:
+                    errors[index] = "to: the address was erased; it is never emailed again"
+                    continue
+                visitor = people[visitor_store.email_key(email.to)]
+                if not email.transactional and visitor.unsubscribed_at is not None:
+                    errors[index] = "to: the visitor unsubscribed (send it as transactional?)"
+                    continue
+                try:
+                    payload = _render(email, visitor, settings.mail_from)
+                except TemplateError as error:
+                    errors[index] = str(error)
+                    continue
+                payload["message_id"] = f"<api.{uuidlib.uuid4().hex}@{domain}>"
+                ready.append((visitor.id, payload))
+            outbox.add_emails(conn, ready, state=state, now=now)
+        return errors
+
+
+def _runs(commands: Sequence[tuple[int, Command]]) -> list[list[tuple[int, Command]]]:
+    """Consecutive commands of the same sort, in order."""
+    runs: list[list[tuple[int, Command]]] = []
+    for item in commands:
+        if runs and type(runs[-1][0][1]) is type(item[1]):
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
+
+
+def _render(email: TransactionalEmail, visitor, mail_from: str) -> dict[str, Any]:
+    context = dict(email.personalizations or {})
+    context["visitor"] = visitor.view()
+    subject = _part("subject", email.subject, context).strip()
+    html = _part("html_body", email.html, context)
+    if len(subject) + 2 * len(html) > MAX_RENDERED_EMAIL:
+        raise TemplateError("html_body: the rendered email is larger than 1 MiB")
+    return {
+        "to": visitor.email,
+        "from": email.from_ or mail_from,
+        "reply_to": None,
+        "subject": subject,
+        "html": html,
+        "text": html2text.html2text(html).strip(),
+        "transactional": email.transactional,
+        "track": False,
+        "unsubscribe_url": None,
+    }
+
+
+def _part(name: str, source: str, context: dict[str, Any]) -> str:
+    try:
+        return Template.compile(source).render(context)
+    except TemplateError as error:
+        raise TemplateError(f"{name}: {error}") from None
+
+
+def _email_steps(flow: FlowVersion, templates: dict[str, dict]) -> list[dict[str, Any]]:
+    """The email steps of a flow version, in order, with their subjects as written."""
+    found = []
+    for step in iter_steps(flow.definition.steps):
+        if step.kind != "email":
+            continue
+        action = step.action
+        stored = templates.get(action.template, {}) if action.template else {}
+        subject = action.subject.source if action.subject else stored.get("subject", "")
+        found.append({"step": step.id, "subject": subject})
+    return found

@@ -1,0 +1,78 @@
+"""The registries of tag names and field keys behind Bento's `fetch/tags` and
+`fetch/fields`: each name gets an id and a creation time the first time it is seen.
+
+Registering is an insert that ignores names already there, so concurrent writers
+never conflict and a name keeps its first id.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from sluice.store.schema import custom_fields, tags
+
+MAX_NAME = 200
+
+
+def field_name(key: str) -> str:
+    """The display name Bento derives from a field key: `thisIsAKey`, `this_is_a_key`,
+    `this-is-a-key` and `this is a key` all read `This Is A Key`."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", key)
+    words = re.split(r"[\s_\-]+", spaced)
+    return " ".join(w[:1].upper() + w[1:] for w in words if w)[:MAX_NAME] or key[:MAX_NAME]
+
+
+def _insert(conn: Connection, table: sa.Table):
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    return dialect.insert(table)
+
+
+def register_tags(conn: Connection, names: Iterable[str], now: datetime) -> None:
+    wanted = sorted({n for n in names if n and len(n) <= MAX_NAME})
+    if wanted:
+        conn.execute(
+            _insert(conn, tags).on_conflict_do_nothing(index_elements=["name"]),
+            [{"name": name, "created_at": now} for name in wanted],
+        )
+
+
+def register_fields(conn: Connection, keys: Iterable[str], now: datetime) -> None:
+    wanted = sorted({k for k in keys if k and len(k) <= MAX_NAME})
+    if wanted:
+        conn.execute(
+            _insert(conn, custom_fields).on_conflict_do_nothing(index_elements=["key"]),
+            [{"key": key, "name": field_name(key), "created_at": now} for key in wanted],
+        )
+
+
+def list_tags(conn: Connection, names: Iterable[str] | None = None) -> list[Any]:
+    query = sa.select(tags).order_by(tags.c.id)
+    if names is not None:
+        query = query.where(tags.c.name.in_(list(names)))
+    return conn.execute(query).all()
+
+
+def list_fields(conn: Connection, keys: Iterable[str] | None = None) -> list[Any]:
+    query = sa.select(custom_fields).order_by(custom_fields.c.id)
+    if keys is not None:
+        query = query.where(custom_fields.c.key.in_(list(keys)))
+    return conn.execute(query).all()
+
+
+def register_from_events(conn: Connection, incoming: Iterable[Any], now: datetime) -> None:
+    """Register the tags of `$tag` events and the keys of the fields events set."""
+    tag_names, keys = set(), set()
+    for event in incoming:
+        if event.type == "$tag" and isinstance(tag := event.details.get("tag"), str):
+            tag_names.add(tag)
+        if event.fields:
+            keys.update(event.fields)
+    register_tags(conn, tag_names, now)
+    register_fields(conn, keys, now)
