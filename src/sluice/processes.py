@@ -10,9 +10,14 @@ import threading
 import uvicorn
 
 from sluice.api.app import create_app
+from sluice.delivery.dispatcher import Dispatcher
 from sluice.service import Sluice
 
 log = logging.getLogger("sluice")
+
+DISPATCHER_DRAIN_SECONDS = 15
+"""How long a stopping process waits for its dispatcher, which gives the attempts in
+flight 10 seconds to end; an attempt cut short is made again once its lease runs out."""
 
 
 def _logging() -> None:
@@ -21,25 +26,47 @@ def _logging() -> None:
     )
 
 
+def _start_dispatcher(app: Sluice, *, in_flight: int) -> tuple[Dispatcher, threading.Thread]:
+    """The delivery dispatcher, in a thread with its own event loop."""
+    try:
+        dispatcher = app.dispatcher(in_flight=in_flight)
+    except ValueError as error:  # e.g. a malformed SLUICE_SMTP_URL
+        raise SystemExit(f"error: {error}") from error
+    thread = threading.Thread(target=dispatcher.run_forever, name="sluice-dispatcher", daemon=True)
+    thread.start()
+    return dispatcher, thread
+
+
 def run_worker(app: Sluice, *, concurrency: int) -> None:
     _logging()
     worker = app.worker(batch_size=max(50, concurrency * 10))
+    dispatcher, dispatching = _start_dispatcher(app, in_flight=concurrency * 20)
+
+    def stop(*_) -> None:
+        worker.stop()
+        dispatcher.stop()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: worker.stop())
+        signal.signal(sig, stop)
     worker.run_forever()
+    dispatcher.stop()
+    dispatching.join(timeout=DISPATCHER_DRAIN_SECONDS)
 
 
 def run_server(app: Sluice, *, host: str, port: int, with_worker: bool) -> None:
     _logging()
     worker = app.worker() if with_worker else None
-    thread = None
+    thread = dispatcher = dispatching = None
     if worker:
         thread = threading.Thread(target=worker.run_forever, name="sluice-worker", daemon=True)
         thread.start()
+        dispatcher, dispatching = _start_dispatcher(app, in_flight=200)
     print(f"Sluice is running at http://{host}:{port}/", flush=True)
     try:
         uvicorn.run(create_app(app), host=host, port=port, log_level="warning")
     finally:
         if worker:
             worker.stop()
+            dispatcher.stop()
             thread.join(timeout=30)
+            dispatching.join(timeout=DISPATCHER_DRAIN_SECONDS)

@@ -44,11 +44,14 @@ class FlowStatus(enum.StrEnum):
 
 
 class DeliveryState(enum.StrEnum):
-    """pending → sent | failed; `outbox` is kept, not sent (no SMTP configured)."""
+    """pending → sent | failed | skipped; `outbox` is kept, not sent (no SMTP configured).
+    `skipped`: marketing mail not sent because the visitor unsubscribed after the step
+    rendered it."""
 
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
+    SKIPPED = "skipped"
     OUTBOX = "outbox"
 
 

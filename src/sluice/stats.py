@@ -24,6 +24,14 @@ _COUNTED_KINDS = {
     "email_opened": "opened",
     "email_clicked": "clicked",
 }
+_DELIVERY_COUNTS = {
+    "email": ("sent", "skipped", "failed", "opened", "clicked"),
+    "webhook": ("delivered", "failed"),
+}
+"""What every email and webhook step shows, zero included. `opened` and `clicked`
+count sessions (unique recipients): the timeline has one `email_opened` per email and
+one `email_clicked` per distinct link clicked, so a session that clicked two links is
+counted once."""
 
 
 def flow_stats(conn: Connection, catalog: Catalog, key: str) -> dict[str, Any]:
@@ -40,8 +48,13 @@ def flow_stats(conn: Connection, catalog: Catalog, key: str) -> dict[str, Any]:
         ).all()
     )
     in_flow = sa.select(sessions.c.id).where(sessions.c.flow_key == key)
+    clickers = sa.func.count(sa.distinct(timeline.c.session_id))
     counted = conn.execute(
-        sa.select(timeline.c.step, timeline.c.kind, sa.func.count())
+        sa.select(
+            timeline.c.step,
+            timeline.c.kind,
+            sa.case((timeline.c.kind == "email_clicked", clickers), else_=sa.func.count()),
+        )
         .where(
             timeline.c.session_id.in_(in_flow),
             timeline.c.kind.in_([*_COUNTED_KINDS, "completed", "goal"]),
@@ -63,7 +76,8 @@ def flow_stats(conn: Connection, catalog: Catalog, key: str) -> dict[str, Any]:
         step = tree.step(step_id)
         row = {"step": step_id, "kind": step.kind, "here": here.get(step_id, 0)}
         row.update(per_step.get(step_id, {}))
-        row.setdefault("entered", 0)
+        for name in ("entered", *_DELIVERY_COUNTS.get(step.kind, ())):
+            row.setdefault(name, 0)
         steps.append(row)
     return {
         "flow": key,

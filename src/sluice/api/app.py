@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Response
 
+from sluice.api import tracking
 from sluice.service import Sluice
 
 
 def create_app(sluice: Sluice) -> FastAPI:
     app = FastAPI(title="Sluice", openapi_url="/api/openapi.json", docs_url="/api/docs")
     app.state.sluice = sluice
+    app.include_router(tracking.router)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

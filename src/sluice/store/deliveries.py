@@ -1,10 +1,21 @@
 """The outbox of deliveries: emails and webhooks written in the same transaction as
-the step that made them, taken by the dispatcher, and their outcomes handed back to
-the session that waits for them."""
+the step that made them, claimed by dispatchers, and their outcomes handed back to
+the session that waits for them.
+
+Concurrency: a dispatcher claims due deliveries with a lease (`claim_expires_at`);
+`FOR UPDATE SKIP LOCKED` on PostgreSQL lets several claim side by side. A dispatcher
+that dies mid-send holds its claims until the lease runs out, and then another one
+attempts the delivery again with the same idempotency id. Recording takes row locks
+(PostgreSQL; SQLite has one writer at a time) and acts only on deliveries that are
+still `pending`, so a late result from a dispatcher whose lease ran out never
+reopens or repeats an outcome.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,7 +23,197 @@ from sqlalchemy.engine import Connection
 
 from sluice.records import DeliveryState, SessionStatus
 from sluice.store.notify import TIMELINE_CHANNEL, WORK_CHANNEL, notify
-from sluice.store.schema import deliveries, sessions, timeline
+from sluice.store.schema import deliveries, sessions, timeline, visitors
+
+_PENDING = sa.literal_column("'pending'")
+"""A literal, not a parameter, so the planner can use the partial index of pending rows."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Delivery:
+    """A pending delivery as a dispatcher claimed it."""
+
+    id: int
+    session_id: int | None
+    """None for an email sent through the API, which belongs to no session."""
+    visitor_id: int
+    flow_key: str | None
+    step: str | None
+    kind: str
+    idempotency_id: str
+    payload: dict[str, Any]
+    attempts: int
+    """Attempts made before this one."""
+    max_attempts: int
+    subscribed: bool
+    """Whether the visitor was subscribed when the delivery was claimed: marketing
+    mail is checked again at send time, since the visitor may have unsubscribed after
+    the step rendered it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    """What became of one attempt, as the store records it.
+
+    `state` PENDING means another attempt is due at `next_attempt_at`; any other state
+    is final. `entry` is the timeline entry telling what happened, if any."""
+
+    idempotency_id: str
+    state: DeliveryState
+    attempts: int
+    entry: tuple[str, dict[str, Any]] | None
+    error: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+def claim(
+    conn: Connection, *, kinds: Iterable[str], now: datetime, limit: int, lease: timedelta
+) -> list[Delivery]:
+    """Claim up to `limit` pending deliveries of these kinds that are due, oldest first,
+    for `lease`."""
+    due = (
+        sa.select(deliveries.c.id)
+        .where(
+            deliveries.c.state == _PENDING,
+            deliveries.c.next_attempt_at <= now,
+            deliveries.c.kind.in_(list(kinds)),
+            sa.or_(deliveries.c.claim_expires_at.is_(None), deliveries.c.claim_expires_at < now),
+        )
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True, of=deliveries)
+    rows = conn.execute(
+        deliveries.update()
+        .where(deliveries.c.id.in_(due.scalar_subquery()))
+        .values(claim_expires_at=now + lease)
+        .returning(*deliveries.c)
+    ).all()
+    if not rows:
+        return []
+    unsubscribed = set(
+        conn.execute(
+            sa.select(visitors.c.id).where(
+                visitors.c.id.in_({r.visitor_id for r in rows}),
+                visitors.c.unsubscribed_at.is_not(None),
+            )
+        ).scalars()
+    )
+    return [
+        Delivery(
+            id=r.id,
+            session_id=r.session_id,
+            visitor_id=r.visitor_id,
+            flow_key=r.flow_key,
+            step=r.step,
+            kind=r.kind,
+            idempotency_id=r.idempotency_id,
+            payload=r.payload,
+            attempts=r.attempts,
+            max_attempts=r.max_attempts,
+            subscribed=r.visitor_id not in unsubscribed,
+        )
+        for r in sorted(rows, key=lambda r: r.id)
+    ]
+
+
+def record(conn: Connection, results: list[Result], *, now: datetime) -> list[str]:
+    """Record attempts: a retry is scheduled, a final outcome is stored and handed to the
+    session waiting for it (its state gets the outcome and it becomes due now, so the
+    next pass of the engine moves it on). Every result may write a timeline entry.
+
+    Results for deliveries that are no longer pending (recorded already by another
+    dispatcher, or erased) are ignored. Returns the ids of the deliveries recorded."""
+    if not results:
+        return []
+    by_id = {r.idempotency_id: r for r in results}
+    locked = (
+        sa.select(
+            deliveries.c.id,
+            deliveries.c.idempotency_id,
+            deliveries.c.session_id,
+            deliveries.c.visitor_id,
+            deliveries.c.step,
+        )
+        .where(deliveries.c.idempotency_id.in_(list(by_id)), deliveries.c.state == _PENDING)
+        .order_by(deliveries.c.id)
+    )
+    if conn.dialect.name == "postgresql":
+        locked = locked.with_for_update()
+    rows = conn.execute(locked).all()
+    if not rows:
+        return []
+    conn.execute(
+        deliveries.update().where(deliveries.c.id == sa.bindparam("row_id")),
+        [_delivery_values(row.id, by_id[row.idempotency_id], now) for row in rows],
+    )
+    entries = [
+        {
+            "session_id": row.session_id,
+            "visitor_id": row.visitor_id,
+            "at": now,
+            "step": row.step,
+            "kind": by_id[row.idempotency_id].entry[0],
+            "data": by_id[row.idempotency_id].entry[1],
+        }
+        for row in rows
+        if by_id[row.idempotency_id].entry is not None and row.session_id is not None
+    ]
+    if entries:
+        conn.execute(timeline.insert(), entries)
+    final = [
+        (row.session_id, by_id[row.idempotency_id])
+        for row in rows
+        if by_id[row.idempotency_id].state != DeliveryState.PENDING and row.session_id is not None
+    ]
+    if final:
+        _wake_sessions(conn, final, now)
+        notify(conn, WORK_CHANNEL)
+    notify(conn, TIMELINE_CHANNEL)
+    return [row.idempotency_id for row in rows]
+
+
+def _delivery_values(row_id: int, result: Result, now: datetime) -> dict[str, Any]:
+    return {
+        "row_id": row_id,
+        "state": result.state,
+        "attempts": result.attempts,
+        "last_error": result.error,
+        "next_attempt_at": result.next_attempt_at,
+        "claim_expires_at": None,
+        "updated_at": now,
+    }
+
+
+def _wake_sessions(conn: Connection, final: list[tuple[int, Result]], now: datetime) -> None:
+    """Put each final outcome into the state of the session that waits for it.
+
+    A session waits for a delivery while `state.delivery.id` names it; one that moved
+    on meanwhile (it exited, or a person retried it) is left alone. A stopped session
+    keeps the outcome until it is resumed."""
+    outcomes = {result.idempotency_id: result for _, result in final}
+    query = sa.select(sessions.c.id, sessions.c.status, sessions.c.state).where(
+        sessions.c.id.in_({session_id for session_id, _ in final})
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.order_by(sessions.c.id).with_for_update()
+    changes = []
+    for session in conn.execute(query):
+        result = outcomes.get(session.state.get("delivery", {}).get("id"))
+        if result is None or session.status not in (SessionStatus.WAITING, SessionStatus.STOPPED):
+            continue
+        outcome = "failed" if result.state == DeliveryState.FAILED else "sent"
+        state = dict(session.state)
+        state["delivery"] = {"id": result.idempotency_id, "outcome": outcome, "error": result.error}
+        changes.append({"session": session.id, "new_state": state})
+    if changes:
+        conn.execute(
+            sessions.update()
+            .where(sessions.c.id == sa.bindparam("session"))
+            .values(state=sa.bindparam("new_state"), due_at=now, revision=sessions.c.revision + 1),
+            changes,
+        )
 
 
 def finish(
@@ -28,17 +229,55 @@ def finish(
 
     `entry` is the timeline entry that tells the outcome (`webhook_delivered`, …).
     Returns False when the delivery was already final (a repeat is harmless)."""
-    row = conn.execute(
-        sa.select(deliveries).where(deliveries.c.idempotency_id == idempotency_id)
-    ).first()
-    if row is None or row.state != DeliveryState.PENDING:
-        return False
-    conn.execute(
-        deliveries.update()
-        .where(deliveries.c.id == row.id)
-        .values(state=state, last_error=error, next_attempt_at=None, updated_at=now)
+    attempts = conn.execute(
+        sa.select(deliveries.c.attempts).where(deliveries.c.idempotency_id == idempotency_id)
+    ).scalar()
+    result = Result(
+        idempotency_id=idempotency_id,
+        state=state,
+        attempts=(attempts or 0) + 1,
+        entry=entry,
+        error=error,
     )
-    kind, data = entry
+    return bool(record(conn, [result], now=now))
+
+
+def pending(conn: Connection, *, now: datetime, limit: int) -> list[Any]:
+    """Deliveries due for an attempt, oldest first."""
+    return conn.execute(
+        sa.select(deliveries)
+        .where(deliveries.c.state == _PENDING, deliveries.c.next_attempt_at <= now)
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(limit)
+    ).all()
+
+
+def engagement(
+    conn: Connection, message_id: str, kind: str, data: dict[str, Any], *, now: datetime
+) -> bool:
+    """Record that the recipient of an email opened it or clicked a link in it, on the
+    timeline of the session that sent it: once per email for `email_opened`, once per
+    link for `email_clicked`. Returns whether an entry was written (False for a repeat,
+    or for an email that no longer exists because its visitor was erased)."""
+    row = conn.execute(
+        sa.select(deliveries.c.session_id, deliveries.c.visitor_id, deliveries.c.step).where(
+            deliveries.c.idempotency_id == message_id, deliveries.c.kind == "email"
+        )
+    ).first()
+    if row is None or row.session_id is None:
+        return False
+    earlier = conn.execute(
+        sa.select(timeline.c.data).where(
+            timeline.c.session_id == row.session_id,
+            timeline.c.step == row.step,
+            timeline.c.kind == kind,
+        )
+    ).scalars()
+    if any(
+        seen.get("message_id") == message_id and seen.get("url") == data.get("url")
+        for seen in earlier
+    ):
+        return False
     conn.execute(
         timeline.insert().values(
             session_id=row.session_id,
@@ -46,29 +285,17 @@ def finish(
             at=now,
             step=row.step,
             kind=kind,
-            data=data,
+            data={"message_id": message_id, **data},
         )
     )
-    session = conn.execute(sa.select(sessions).where(sessions.c.id == row.session_id)).first()
-    waiting = session.state.get("delivery", {}).get("id") == idempotency_id
-    if waiting and session.status in (SessionStatus.WAITING, SessionStatus.STOPPED):
-        outcome = "sent" if state == DeliveryState.SENT else "failed"
-        state_now = dict(session.state)
-        state_now["delivery"] = {"id": idempotency_id, "outcome": outcome, "error": error}
-        conn.execute(
-            sessions.update()
-            .where(sessions.c.id == session.id)
-            .values(state=state_now, due_at=now, revision=sessions.c.revision + 1)
-        )
-    notify(conn, WORK_CHANNEL, TIMELINE_CHANNEL)
+    notify(conn, TIMELINE_CHANNEL)
     return True
 
 
-def pending(conn: Connection, *, now: datetime, limit: int) -> list[Any]:
-    """Deliveries due for an attempt, oldest first."""
-    return conn.execute(
-        sa.select(deliveries)
-        .where(deliveries.c.state == DeliveryState.PENDING, deliveries.c.next_attempt_at <= now)
-        .order_by(deliveries.c.next_attempt_at)
-        .limit(limit)
-    ).all()
+def renew(conn: Connection, ids: list[int], *, until: datetime) -> None:
+    """Extend the lease of deliveries still being attempted."""
+    conn.execute(
+        deliveries.update()
+        .where(deliveries.c.id.in_(ids), deliveries.c.state == _PENDING)
+        .values(claim_expires_at=until)
+    )

@@ -1,0 +1,265 @@
+"""The dispatcher: claims due deliveries, attempts many at once, records outcomes.
+
+Deliveries wait on the network, not on the CPU, so they run as asyncio tasks, up to
+`in_flight` at a time; the database calls (claims, recording results) run in a
+thread so they never stall the attempts in flight. Results are recorded in batches:
+one transaction for all the attempts that ended since the last one.
+
+Time comes from the injected clock: when a delivery is due, when its lease runs out,
+when the next attempt is. `run_once()` is one round (claim, attempt, record) for tests
+and tools; `run()` keeps attempts flowing until `stop()` is called.
+
+Crash safety: a claim is a lease, renewed while the attempt runs. A dispatcher that
+dies holds its deliveries until the lease runs out; another dispatcher then attempts
+them again, with the same Message-ID or webhook-id, so receivers can discard the
+repeat. An attempt never outlives `attempt_limit`, so a hanging server cannot hold a
+slot for ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from datetime import timedelta
+
+from sluice.clock import Clock
+from sluice.delivery import retry
+from sluice.delivery.sender import Attempt, Sender, Verdict
+from sluice.records import DeliveryState
+from sluice.store import deliveries as delivery_store
+from sluice.store.db import Database, retrying
+from sluice.store.deliveries import Delivery, Result
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        senders: Iterable[Sender],
+        *,
+        in_flight: int = 200,
+        lease: timedelta = timedelta(seconds=60),
+        attempt_limit: timedelta = timedelta(seconds=90),
+        poll_interval: float = 0.2,
+        stop_grace: float = 10.0,
+        rng: random.Random | None = None,
+    ):
+        self.db, self.clock = db, clock
+        self.senders = {sender.kind: sender for sender in senders}
+        self.in_flight, self.lease, self.attempt_limit = in_flight, lease, attempt_limit
+        self.poll_interval, self.stop_grace = poll_interval, stop_grace
+        self.rng = rng or random.Random()
+        self.name = f"{socket.gethostname()}:{threading.get_native_id()}:{id(self):x}"
+        self._stop = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+
+    # -- one round ----------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Claim what is due now (up to `in_flight`), attempt it all, record the
+        outcomes; returns how many deliveries were attempted."""
+        claimed = await self._claim(self.in_flight)
+        ended = await asyncio.gather(*(self._attempt(d) for d in claimed))
+        await self._record(list(ended))
+        return len(claimed)
+
+    # -- running until stopped ------------------------------------------------------
+
+    def run_forever(self) -> None:
+        """Run in this thread until `stop()` is called (from any thread)."""
+        asyncio.run(self.run())
+
+    async def run(self) -> None:
+        log.info("dispatcher %s started (%d in flight)", self.name, self.in_flight)
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        running: dict[asyncio.Task, Delivery] = {}
+        ended: list[tuple[Delivery, Attempt]] = []
+        renewed = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                ended = await self._record_safely(ended)
+                free = self.in_flight - len(running)
+                claimed = await self._claim_safely(free) if free else []
+                for delivery in claimed:
+                    task = asyncio.create_task(self._attempt(delivery))
+                    running[task] = delivery
+                    task.add_done_callback(self._on_done(running, ended))
+                if time.monotonic() - renewed > self.lease.total_seconds() / 3:
+                    await self._renew(running.values())
+                    renewed = time.monotonic()
+                if not ended and (len(claimed) < free or not free):
+                    await self._sleep()
+            if running:  # give the attempts in flight a moment to end, then record them
+                await asyncio.wait(list(running), timeout=self.stop_grace)
+                for task in list(running):
+                    task.cancel()  # attempted again once its lease has run out
+            await self._record_safely(ended)
+        finally:
+            self._loop = None
+            await self.aclose()
+        log.info("dispatcher %s stopped", self.name)
+
+    def _on_done(self, running, ended):
+        def done(task: asyncio.Task) -> None:
+            running.pop(task)
+            if not task.cancelled():
+                ended.append(task.result())
+                self._wake.set()
+
+        return done
+
+    async def _sleep(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+        self._wake.clear()
+
+    def wake(self) -> None:
+        """New deliveries may be due (thread-safe)."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop ended meanwhile
+                loop.call_soon_threadsafe(self._wake.set)
+
+    def stop(self) -> None:
+        """Stop claiming; the attempts in flight end and are recorded (thread-safe)."""
+        self._stop.set()
+        self.wake()
+
+    async def aclose(self) -> None:
+        for sender in self.senders.values():
+            await sender.aclose()
+
+    async def __aenter__(self) -> Dispatcher:
+        return self
+
+    async def __aexit__(self, *_) -> None:
+        await self.aclose()
+
+    # -- attempts ---------------------------------------------------------------------
+
+    async def _attempt(self, delivery: Delivery) -> tuple[Delivery, Attempt]:
+        sender = self.senders[delivery.kind]
+        try:
+            async with asyncio.timeout(self.attempt_limit.total_seconds()):
+                outcome = await sender.attempt(delivery, self.clock.now())
+        except TimeoutError:
+            outcome = Attempt(Verdict.RETRY, error="the attempt took too long")
+        except Exception as error:  # a sender's bug fails the attempt, never the dispatcher
+            log.exception("delivery %s: attempt failed unexpectedly", delivery.idempotency_id)
+            outcome = Attempt(Verdict.RETRY, error=f"{type(error).__name__}: {error}")
+        return delivery, outcome
+
+    def _result(self, delivery: Delivery, attempt: Attempt) -> Result:
+        """The retry decision: what the store records for this attempt."""
+        kinds = self.senders[delivery.kind].timeline
+        attempts = delivery.attempts + 1
+        data = dict(attempt.data)
+        verdict = attempt.verdict
+        if verdict in (Verdict.RETRY, Verdict.FAILED):
+            data["attempt"] = attempts
+            if attempt.error:
+                data["error"] = attempt.error
+        if verdict == Verdict.RETRY and attempts >= delivery.max_attempts:
+            verdict = Verdict.FAILED
+        final = {
+            Verdict.SENT: (DeliveryState.SENT, kinds.sent),
+            Verdict.SKIPPED: (DeliveryState.SKIPPED, kinds.skipped),
+            Verdict.FAILED: (DeliveryState.FAILED, kinds.failed),
+        }
+        if verdict in final:
+            state, kind = final[verdict]
+            return Result(
+                idempotency_id=delivery.idempotency_id,
+                state=state,
+                attempts=attempts,
+                entry=(kind, data),
+                error=_failure(attempt, attempts) if verdict == Verdict.FAILED else None,
+            )
+        wait = retry.delay(self.senders[delivery.kind].first_delay(delivery), attempts, self.rng)
+        next_at = self.clock.now() + wait
+        data["next_attempt_at"] = next_at.isoformat()
+        return Result(
+            idempotency_id=delivery.idempotency_id,
+            state=DeliveryState.PENDING,
+            attempts=attempts,
+            entry=(kinds.attempt_failed, data),
+            error=attempt.error,
+            next_attempt_at=next_at,
+        )
+
+    # -- the database, from a thread ------------------------------------------------
+
+    async def _claim(self, limit: int) -> list[Delivery]:
+        def claim() -> list[Delivery]:
+            now, kinds = self.clock.now(), list(self.senders)
+            with self.db.write() as conn:
+                return delivery_store.claim(
+                    conn, kinds=kinds, now=now, limit=limit, lease=self.lease
+                )
+
+        return await asyncio.to_thread(retrying, claim)
+
+    async def _record(self, ended: list[tuple[Delivery, Attempt]]) -> None:
+        if not ended:
+            return
+        results = [self._result(delivery, attempt) for delivery, attempt in ended]
+
+        def record() -> None:
+            with self.db.write() as conn:
+                delivery_store.record(conn, results, now=self.clock.now())
+
+        await asyncio.to_thread(retrying, record)
+
+    async def _renew(self, claimed: Iterable[Delivery]) -> None:
+        ids = [d.id for d in claimed]
+        if not ids:
+            return
+
+        def renew() -> None:
+            with self.db.write() as conn:
+                delivery_store.renew(conn, ids, until=self.clock.now() + self.lease)
+
+        try:
+            await asyncio.to_thread(retrying, renew)
+        except Exception:
+            log.warning("could not renew the lease of deliveries in flight", exc_info=True)
+
+    async def _claim_safely(self, limit: int) -> list[Delivery]:
+        try:
+            return await self._claim(limit)
+        except Exception:
+            log.exception("claiming deliveries failed; backing off")
+            await asyncio.sleep(2.0)
+            return []
+
+    async def _record_safely(self, ended: list) -> list:
+        """Record and return what is left to record: everything again if the database
+        is down (the results are kept and recorded once it is back, unless the
+        lease runs out first; then the delivery is attempted again)."""
+        batch = ended[:]
+        del ended[:]
+        try:
+            await self._record(batch)
+        except Exception:
+            log.exception("recording %d delivery results failed; will retry", len(batch))
+            ended[:0] = batch
+            await asyncio.sleep(2.0)
+        return ended
+
+
+def _failure(attempt: Attempt, attempts: int) -> str:
+    """The error a failed delivery leaves to its session (and `on_failure` sees)."""
+    error = attempt.error or "failed"
+    if attempt.verdict == Verdict.RETRY:
+        return f"{error} (after {attempts} attempt{'s' if attempts > 1 else ''})"
+    return error

@@ -1,0 +1,173 @@
+"""Sending email over SMTP (`SLUICE_SMTP_URL`) with aiosmtplib.
+
+`smtp://user:pass@host:port` upgrades with STARTTLS when the server offers it;
+`smtps://…` speaks TLS from the start. Answers are classified as SMTP means them:
+4xx is temporary (retried), 5xx permanent (a final failure carrying the server's
+answer); a connection that cannot be made or is lost, and a timeout, are retried.
+
+Connections are kept open and reused for the next message (up to `connections` at
+once), since opening one (TCP, EHLO, STARTTLS, AUTH) costs far more than sending a
+message over it. A connection that failed in any way is closed, never reused; an idle
+one that the server closed meanwhile is replaced without counting as an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+
+from sluice.delivery import retry
+from sluice.delivery.email import InvalidMessage, build_message
+from sluice.delivery.sender import Attempt, TimelineKinds, Verdict
+from sluice.delivery.tracking import Tracker
+from sluice.store.deliveries import Delivery
+
+IDLE_SECONDS = 30.0
+"""A pooled connection idle for longer is closed rather than reused."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmtpServer:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    implicit_tls: bool = False
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpServer:
+        """`smtp://[user:pass@]host[:port]` (port 25) or `smtps://…` (port 465)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError(f"SLUICE_SMTP_URL must be smtp://host:port or smtps://…, not {url!r}")
+        implicit_tls = parts.scheme == "smtps"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (465 if implicit_tls else 25),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            implicit_tls=implicit_tls,
+        )
+
+
+class SmtpSender:
+    kind = "email"
+    timeline = TimelineKinds(
+        sent="email_sent",
+        attempt_failed="email_attempt_failed",
+        failed="email_failed",
+        skipped="email_skipped",
+    )
+
+    def __init__(
+        self,
+        server: SmtpServer,
+        *,
+        tracker: Tracker | None,
+        connections: int = 10,
+        timeout: float = 30.0,
+        tls_context: ssl.SSLContext | None = None,
+    ):
+        self.server, self.tracker = server, tracker
+        self.connections, self.timeout, self.tls_context = connections, timeout, tls_context
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
+        self._slots = asyncio.Semaphore(connections)
+
+    def first_delay(self, delivery: Delivery) -> timedelta:
+        return retry.EMAIL_FIRST_DELAY
+
+    async def attempt(self, delivery: Delivery, now: datetime) -> Attempt:
+        payload = delivery.payload
+        if not payload.get("transactional") and not delivery.subscribed:
+            return Attempt(Verdict.SKIPPED, {"reason": "unsubscribed"})
+        try:
+            message = build_message(payload, date=now, tracker=self.tracker)
+        except InvalidMessage as error:
+            return Attempt(Verdict.FAILED, error=str(error))
+        try:
+            await self._send(message)
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            return _answer(error.recipients[0])
+        except aiosmtplib.SMTPResponseException as error:
+            return _answer(error)
+        except aiosmtplib.SMTPNotSupported as error:
+            return Attempt(Verdict.FAILED, error=str(error))
+        except (aiosmtplib.SMTPException, OSError) as error:
+            return Attempt(Verdict.RETRY, error=_describe(error, self.server))
+        return Attempt(
+            Verdict.SENT,
+            {
+                "transport": "smtp",
+                "message_id": payload["message_id"],
+                "to": payload["to"],
+                "subject": payload["subject"],
+            },
+        )
+
+    async def _send(self, message: EmailMessage) -> None:
+        async with self._slots:
+            pooled = self._reusable()
+            if pooled is not None:
+                try:
+                    await pooled.send_message(message)
+                except aiosmtplib.SMTPServerDisconnected:
+                    pooled.close()  # closed while idle: try once on a new connection
+                except BaseException:
+                    pooled.close()
+                    raise
+                else:
+                    self._idle.append((pooled, time.monotonic()))
+                    return
+            smtp = aiosmtplib.SMTP(
+                hostname=self.server.host,
+                port=self.server.port,
+                username=self.server.username,
+                password=self.server.password,
+                use_tls=self.server.implicit_tls,
+                start_tls=False if self.server.implicit_tls else None,
+                tls_context=self.tls_context,
+                timeout=self.timeout,
+            )
+            try:
+                await smtp.connect()
+                await smtp.send_message(message)
+            except BaseException:
+                smtp.close()
+                raise
+            self._idle.append((smtp, time.monotonic()))
+
+    def _reusable(self) -> aiosmtplib.SMTP | None:
+        while self._idle:
+            smtp, since = self._idle.pop()
+            if smtp.is_connected and time.monotonic() - since < IDLE_SECONDS:
+                return smtp
+            smtp.close()
+        return None
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for smtp, _ in idle:
+            try:
+                await smtp.quit(timeout=2)
+            except (aiosmtplib.SMTPException, OSError):
+                smtp.close()
+        self._slots = asyncio.Semaphore(self.connections)
+
+
+def _answer(error: aiosmtplib.SMTPResponseException) -> Attempt:
+    """A refusal from the server: 5xx is permanent, anything else is retried."""
+    answer = f"{error.code} {error.message}".strip()
+    verdict = Verdict.FAILED if 500 <= error.code < 600 else Verdict.RETRY
+    return Attempt(verdict, {"status": error.code}, error=answer)
+
+
+def _describe(error: Exception, server: SmtpServer) -> str:
+    detail = str(error) or type(error).__name__
+    return f"SMTP server {server.host}:{server.port}: {detail}"

@@ -1,0 +1,321 @@
+"""Email over SMTP: the dispatcher sends what the engine rendered to a real SMTP server
+(aiosmtpd on loopback), and the outcome moves the session on."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import timedelta
+
+import pytest
+
+from conftest import Driver
+from delivery_servers import (
+    SmtpServer,
+    free_port,
+    password_check,
+    self_signed_certificate,
+    server_tls,
+)
+from sluice import links
+from sluice.delivery.dispatcher import Dispatcher
+from sluice.delivery.smtp import SmtpSender
+from sluice.delivery.smtp import SmtpServer as SmtpDestination
+from sluice.service import Sluice
+from sluice.settings import Settings
+from sluice.store.ingest import IncomingEvent
+
+SIGNING_KEY = "test-signing-key"
+
+WELCOME = """
+key: welcome
+trigger: {event: signed_up}
+steps:
+  - id: hello
+    email:
+      subject: 'Welcome, {{ visitor.first_name | default: "friend" }}!'
+      html: >-
+        <html><head><style>p.lead { color: #336699; }</style></head>
+        <body><p class="lead">Thanks for joining.</p>
+        <p><a href="https://example.com/start?a=1&amp;b=2">Get started</a>
+        <a href="mailto:help@example.com">Write to us</a></p></body></html>
+  - id: after
+    tag: {add: [welcomed]}
+"""
+
+
+def deliver(dispatcher: Dispatcher) -> int:
+    """One dispatch round: claim what is due, attempt it, record the outcomes."""
+
+    async def once() -> int:
+        async with dispatcher:
+            return await dispatcher.run_once()
+
+    return asyncio.run(once())
+
+
+@pytest.fixture
+def smtp(clock):
+    with SmtpServer(clock) as server:
+        yield server
+
+
+def mail_app(database_url, clock, smtp_url: str, **settings) -> Sluice:
+    return Sluice(
+        Settings(
+            database_url=database_url,
+            signing_key=SIGNING_KEY,
+            smtp_url=smtp_url,
+            mail_from="Acme <hello@acme.test>",
+            public_url="https://sluice.acme.test",
+            **settings,
+        ),
+        clock,
+    )
+
+
+@pytest.fixture
+def mailer(database_url, clock, smtp):
+    app = mail_app(database_url, clock, smtp.url)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def driver(mailer, clock) -> Driver:
+    return Driver(mailer, clock)
+
+
+def dispatcher_for(app: Sluice, sender: SmtpSender | None = None) -> Dispatcher:
+    senders = None if sender is None else [sender]
+    return app.dispatcher(senders=senders, rng=random.Random(7))
+
+
+def test_a_marketing_email_is_sent_with_its_parts_and_headers(driver, mailer, smtp):
+    driver.apply(WELCOME)
+    [sid] = driver.send(
+        "signed_up", "ada@example.com", fields={"first_name": "Ada"}
+    ).sessions_started
+    assert driver.session(sid)["status"] == "waiting"  # for the delivery
+
+    assert deliver(dispatcher_for(mailer)) == 1
+    [mail] = smtp.received
+    message = mail.message
+    assert mail.recipients == ["ada@example.com"] and mail.sender == "hello@acme.test"
+    assert message["Subject"] == "Welcome, Ada!"
+    assert message["From"] == "Acme <hello@acme.test>"
+    assert message["To"] == "ada@example.com"
+    assert message["Message-ID"] == f"<{sid}.hello@acme.test>"
+    visitor = driver.visitor("ada@example.com")
+    unsubscribe = links.unsubscribe_url(
+        "https://sluice.acme.test", SIGNING_KEY.encode(), visitor["uuid"]
+    )
+    assert message["List-Unsubscribe"] == f"<{unsubscribe}>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+    assert message.get_content_type() == "multipart/alternative"
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert "Thanks for joining." in text  # generated from the HTML
+    assert 'style="color: #336699' in html  # CSS inlined
+    assert "<style>" not in html
+    assert "https://sluice.acme.test/c/" in html  # links tracked …
+    assert 'href="mailto:help@example.com"' in html  # … but not mailto:
+    assert 'src="https://sluice.acme.test/o/' in html  # open pixel
+
+    driver.run()
+    session = driver.session(sid)
+    assert session["status"] == "completed"
+    sent = [e for e in session["timeline"] if e["kind"] == "email_sent"]
+    assert [e["data"] for e in sent] == [
+        {
+            "transport": "smtp",
+            "message_id": f"<{sid}.hello@acme.test>",
+            "to": "ada@example.com",
+            "subject": "Welcome, Ada!",
+        }
+    ]
+    assert driver.visitor("ada@example.com")["tags"] == ["welcomed"]
+
+
+def test_without_tracking_links_and_body_are_left_alone(driver, mailer, smtp):
+    driver.apply(WELCOME.replace("      subject:", "      track: false\n      subject:"))
+    driver.send("signed_up", "bo@example.com")
+    deliver(dispatcher_for(mailer))
+    html = smtp.received[0].message.get_body(("html",)).get_content()
+    assert 'href="https://example.com/start?a=1&amp;b=2"' in html
+    assert "/o/" not in html and "/c/" not in html
+
+
+def test_a_transactional_email_has_no_unsubscribe_headers_and_reaches_the_unsubscribed(
+    driver, mailer, smtp
+):
+    flow = """
+key: receipt
+trigger: {event: purchased}
+steps:
+  - email:
+      transactional: true
+      from: 'Billing <billing@acme.test>'
+      reply_to: 'support@acme.test'
+      subject: Your receipt
+      text: Thanks for your order.
+"""
+    driver.apply(flow)
+    driver.app.send([IncomingEvent(type="$unsubscribe", email="cy@example.com")])
+    driver.send("purchased", "cy@example.com")
+    deliver(dispatcher_for(mailer))
+    [mail] = smtp.received
+    assert mail.message["List-Unsubscribe"] is None
+    assert mail.message["From"] == "Billing <billing@acme.test>"
+    assert mail.message["Reply-To"] == "support@acme.test"
+    assert mail.message.get_content_type() == "text/plain"
+    assert mail.message.get_content().strip() == "Thanks for your order."
+
+
+def test_marketing_email_to_a_visitor_who_unsubscribed_since_rendering_is_skipped(
+    driver, mailer, smtp
+):
+    driver.apply(WELCOME)
+    [sid] = driver.send("signed_up", "di@example.com").sessions_started
+    driver.app.send([IncomingEvent(type="$unsubscribe", email="di@example.com")])
+    deliver(dispatcher_for(mailer))
+    assert smtp.received == []
+    driver.run()
+    session = driver.session(sid)
+    assert session["status"] == "completed"  # the session goes on
+    skipped = [e for e in session["timeline"] if e["kind"] == "email_skipped"]
+    assert [e["data"] for e in skipped] == [{"reason": "unsubscribed"}]
+    assert "email_sent" not in driver.kinds(sid)
+    [message] = driver.app.export_visitor("di@example.com")["messages"]
+    assert message["state"] == "skipped"
+
+
+def test_a_temporary_refusal_is_retried_with_the_same_message_id(driver, mailer, smtp, clock):
+    driver.apply(WELCOME)
+    [sid] = driver.send("signed_up", "ed@example.com").sessions_started
+    smtp.answers = ["451 4.3.0 Try again later", "421 4.7.0 Too busy"]
+    dispatcher = dispatcher_for(mailer)
+    assert deliver(dispatcher) == 1
+    assert deliver(dispatcher) == 0  # not due yet
+    for _ in range(2):
+        clock.advance(timedelta(hours=1))  # beyond the first delays (11 and 22 minutes ±20 %)
+        deliver(dispatcher)
+    [mail] = smtp.received
+    assert smtp.refused == 2
+    assert mail.message["Message-ID"] == f"<{sid}.hello@acme.test>"
+    driver.run()
+    timeline = driver.session(sid)["timeline"]
+    failures = [e["data"] for e in timeline if e["kind"] == "email_attempt_failed"]
+    assert [f["error"] for f in failures] == ["451 4.3.0 Try again later", "421 4.7.0 Too busy"]
+    assert [f["attempt"] for f in failures] == [1, 2]
+    assert driver.kinds(sid)[-4:] == ["email_sent", "step", "tags_changed", "completed"]
+
+
+def test_a_permanent_refusal_fails_the_email_but_not_the_session(driver, mailer, smtp):
+    driver.apply(WELCOME)
+    [sid] = driver.send("signed_up", "fi@example.com").sessions_started
+    smtp.answers = ["550 5.1.1 No such mailbox"]
+    deliver(dispatcher_for(mailer))
+    driver.run()
+    session = driver.session(sid)
+    failed = [e["data"] for e in session["timeline"] if e["kind"] == "email_failed"]
+    assert failed == [{"status": 550, "attempt": 1, "error": "550 5.1.1 No such mailbox"}]
+    assert session["status"] == "completed"
+    assert driver.visitor("fi@example.com")["tags"] == ["welcomed"]
+
+
+def test_a_server_that_is_down_is_retried_until_the_attempts_run_out(database_url, clock):
+    app = mail_app(database_url, clock, f"smtp://127.0.0.1:{free_port()}")  # nobody listens
+    driver = Driver(app, clock)
+    driver.apply(WELCOME)
+    [sid] = driver.send("signed_up", "gu@example.com").sessions_started
+    dispatcher = dispatcher_for(app)
+    for _ in range(8):
+        deliver(dispatcher)
+        clock.advance(timedelta(days=1))
+    driver.run()
+    timeline = driver.session(sid)["timeline"]
+    kinds = [e["kind"] for e in timeline]
+    assert kinds.count("email_attempt_failed") == 7 and kinds.count("email_failed") == 1
+    [failed] = [e["data"] for e in timeline if e["kind"] == "email_failed"]
+    assert (
+        failed["attempt"] == 8
+        and f"127.0.0.1:{app.settings.smtp_url.rsplit(':', 1)[1]}" in failed["error"]
+    )
+    assert driver.session(sid)["status"] == "completed"
+    app.close()
+
+
+@pytest.mark.parametrize("fault", ["drop", "sleep 2"])
+def test_a_connection_dropped_or_too_slow_is_retried(driver, mailer, smtp, clock, fault):
+    driver.apply(WELCOME)
+    [sid] = driver.send("signed_up", "ha@example.com").sessions_started
+    smtp.answers = [fault]
+    sender = SmtpSender(SmtpDestination.from_url(smtp.url), tracker=None, timeout=0.5)
+    dispatcher = dispatcher_for(mailer, sender)
+    deliver(dispatcher)
+    assert driver.kinds(sid)[-1] == "email_attempt_failed"
+    clock.advance(timedelta(hours=1))
+    deliver(dispatcher)
+    received = [m.message["Message-ID"] for m in smtp.received]
+    assert received[-1] == f"<{sid}.hello@acme.test>"
+    driver.run()
+    assert driver.session(sid)["status"] == "completed"
+
+
+def test_starttls_and_authentication(database_url, clock, tmp_path):
+    cert, key = self_signed_certificate(tmp_path)
+    options = {
+        "tls_context": server_tls(cert, key),
+        "require_starttls": True,
+        "auth_required": True,
+        "authenticator": password_check("mailer", "s3cret/pass"),
+    }
+    with SmtpServer(clock, **options) as server:
+        app = mail_app(database_url, clock, f"smtp://mailer:s3cret%2Fpass@127.0.0.1:{server.port}")
+        driver = Driver(app, clock)
+        driver.apply(WELCOME)
+        driver.send("signed_up", "io@example.com")
+        import ssl
+
+        trust = ssl.create_default_context(cafile=str(cert))
+        sender = SmtpSender(
+            SmtpDestination.from_url(app.settings.smtp_url), tracker=None, tls_context=trust
+        )
+        deliver(dispatcher_for(app, sender))
+        assert [m.recipients for m in server.received] == [["io@example.com"]]
+        app.close()
+
+
+def test_smtps_speaks_tls_from_the_start(database_url, clock, tmp_path):
+    cert, key = self_signed_certificate(tmp_path)
+    with SmtpServer(clock, ssl_context=server_tls(cert, key)) as server:
+        app = mail_app(database_url, clock, f"smtps://127.0.0.1:{server.port}")
+        driver = Driver(app, clock)
+        driver.apply(WELCOME)
+        driver.send("signed_up", "jo@example.com")
+        import ssl
+
+        trust = ssl.create_default_context(cafile=str(cert))
+        sender = SmtpSender(
+            SmtpDestination.from_url(app.settings.smtp_url), tracker=None, tls_context=trust
+        )
+        deliver(dispatcher_for(app, sender))
+        assert len(server.received) == 1
+        app.close()
+
+
+def test_smtp_urls():
+    server = SmtpDestination.from_url("smtp://us%40er:p%3Ass@mail.example.com:2525")
+    assert (server.host, server.port, server.username, server.password) == (
+        "mail.example.com",
+        2525,
+        "us@er",
+        "p:ss",
+    )
+    assert not server.implicit_tls
+    assert SmtpDestination.from_url("smtps://mail.example.com").port == 465
+    assert SmtpDestination.from_url("smtp://mail.example.com").port == 25
+    with pytest.raises(ValueError, match="SLUICE_SMTP_URL"):
+        SmtpDestination.from_url("http://mail.example.com")
