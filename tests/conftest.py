@@ -27,6 +27,9 @@ from sluice.store.ingest import IncomingEvent
 from sluice.store.schema import metadata
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "examples"
+RESTART_POSTGRES = bool(os.environ.get("SLUICE_TEST_RESTART_POSTGRES"))
+"""Fault tests restart the whole server (CI); otherwise they cut this run's database
+off for a while, which leaves other users of a shared server alone."""
 POSTGRES_URL = os.environ.get(
     "SLUICE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )

@@ -12,9 +12,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import psycopg
 import sqlalchemy as sa
 
-from conftest import truncate
+from conftest import POSTGRES_URL, RESTART_POSTGRES, truncate
 from sluice.clock import SystemClock
 from sluice.definitions.parse import load_documents
 from sluice.records import FlowStatus
@@ -112,6 +113,26 @@ def test_workers_killed_at_random_points_lose_and_repeat_nothing(postgres_url):
         app.close()
 
 
+def outage(url: str) -> None:
+    """Restart PostgreSQL, or cut every connection to this database for two seconds."""
+    if RESTART_POSTGRES:
+        version = next(Path("/etc/postgresql").iterdir()).name
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+            check=True,
+            capture_output=True,
+        )
+        return
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name]
+        )
+        time.sleep(2)
+        admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+
+
 def test_a_postgres_restart_mid_run_only_delays_the_work(postgres_url):
     truncate(postgres_url)
     app = Sluice(Settings(database_url=postgres_url, signing_key="k"), SystemClock())
@@ -127,12 +148,7 @@ def test_a_postgres_restart_mid_run_only_delays_the_work(postgres_url):
             ]
         )
         time.sleep(0.5)
-        version = next(Path("/etc/postgresql").iterdir()).name
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-            check=True,
-            capture_output=True,
-        )
+        outage(postgres_url)
         app.db.engine.dispose()  # the test's own pool held connections to the old server
         found = wait_until_done(app, total, 120)
         assert found == {"completed": total}
