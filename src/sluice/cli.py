@@ -472,6 +472,66 @@ def visitors_erase(ctx, email, as_json) -> None:
         click.echo(f"erased {email}; {result['sessions_exited']} unfinished session(s) exited")
 
 
+# -- credentials ------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """The API credentials (Bento-compatible and native API)."""
+
+
+@keys.command("show")
+@json_option
+@click.pass_context
+def keys_show(ctx, as_json) -> None:
+    """Print the site uuid and the publishable key (the secret key is stored hashed)."""
+    app = open_app(ctx)
+    data = {key: app.secret(key) for key in ("site_uuid", "publishable_key")}
+    if as_json:
+        emit(data)
+    else:
+        click.echo(f"site uuid:       {data['site_uuid']}")
+        click.echo(f"publishable key: {data['publishable_key']}")
+
+
+@keys.command("rotate")
+@click.pass_context
+def keys_rotate(ctx) -> None:
+    """Replace the secret key; the old one stops working. Prints the new one once."""
+    from sluice.credentials import ReadOnlySetting
+
+    try:
+        secret = open_app(ctx).credentials.rotate_secret_key()
+    except ReadOnlySetting as error:
+        raise UserError(str(error)) from error
+    click.echo(f"new secret key (shown only now): {secret}")
+
+
+@main.group()
+def admin() -> None:
+    """The web UI's admin user."""
+
+
+@admin.command("set-password")
+@click.password_option(
+    "--password",
+    envvar=None,
+    help="The new password (asked for, twice, when not given).",
+)
+@click.pass_context
+def admin_set_password(ctx, password) -> None:
+    """Set the password of the `admin` user of the web UI."""
+    from sluice.credentials import ReadOnlySetting
+
+    if len(password) < 8:
+        raise UserError("the password needs at least 8 characters")
+    try:
+        open_app(ctx).credentials.set_admin_password(password)
+    except ReadOnlySetting as error:
+        raise UserError(str(error)) from error
+    click.echo("admin password changed")
+
+
 # -- delivery ---------------------------------------------------------------------
 
 

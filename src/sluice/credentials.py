@@ -219,9 +219,10 @@ class Credentials:
 def _insert_new(conn, key: str, value: str) -> bool:
     """Insert unless the key is stored already; True when this insert took effect."""
     dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    result = conn.execute(
+    inserted = conn.execute(
         dialect.insert(settings_store)
         .values(key=key, value=value)
         .on_conflict_do_nothing(index_elements=["key"])
-    )
-    return result.rowcount == 1
+        .returning(settings_store.c.key)
+    ).first()
+    return inserted is not None

@@ -20,6 +20,33 @@ DISPATCHER_DRAIN_SECONDS = 15
 flight 10 seconds to end; an attempt cut short is made again once its lease runs out."""
 
 
+STREAMS_DRAIN_SECONDS = 3
+"""How long a stopping server lets open requests (live streams) finish."""
+
+_LABELS = {
+    "site_uuid": "site uuid",
+    "publishable_key": "publishable key",
+    "secret_key": "secret key",
+    "admin_password": "admin password",
+    "webhook_secret": "webhook secret",
+}
+
+
+def print_new_credentials(generated: dict[str, str]) -> None:
+    """Credentials generated on this first start: shown now, and never again (the
+    secret key and the admin password are kept only as hashes)."""
+    if not generated:
+        return
+    print("Generated on first start; the secret key and the admin password are shown", flush=True)
+    print("only this once (they are stored hashed):", flush=True)
+    for name, value in generated.items():
+        print(f"  {_LABELS[name] + ':':<17} {value}", flush=True)
+    if "admin_password" in generated:
+        print("  (web UI user: admin; change it with `sluice admin set-password`)", flush=True)
+    if "secret_key" in generated:
+        print("  (replace the secret key with `sluice keys rotate`)", flush=True)
+
+
 def _logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -61,9 +88,18 @@ def run_server(app: Sluice, *, host: str, port: int, with_worker: bool) -> None:
         thread = threading.Thread(target=worker.run_forever, name="sluice-worker", daemon=True)
         thread.start()
         dispatcher, dispatching = _start_dispatcher(app, in_flight=200)
+    generated = app.credentials.ensure()
     print(f"Sluice is running at http://{host}:{port}/", flush=True)
+    print_new_credentials(generated)
     try:
-        uvicorn.run(create_app(app), host=host, port=port, log_level="warning")
+        uvicorn.run(
+            create_app(app),
+            host=host,
+            port=port,
+            log_level="warning",
+            # Open live streams must not hold a stopping server for ever.
+            timeout_graceful_shutdown=STREAMS_DRAIN_SECONDS,
+        )
     finally:
         if worker:
             worker.stop()

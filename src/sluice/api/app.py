@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Response
 
-from sluice.api import tracking
+from sluice.api import routes, tracking
 from sluice.service import Sluice
 
 
 def create_app(sluice: Sluice) -> FastAPI:
     app = FastAPI(title="Sluice", openapi_url="/api/openapi.json", docs_url="/api/docs")
     app.state.sluice = sluice
+    routes.install(app)
     app.include_router(tracking.router)
 
     @app.get("/healthz")

@@ -24,7 +24,7 @@ MAX_NAME = 200
 def field_name(key: str) -> str:
     """The display name Bento derives from a field key: `thisIsAKey`, `this_is_a_key`,
     `this-is-a-key` and `this is a key` all read `This Is A Key`."""
-    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", key)
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", key)
     words = re.split(r"[\s_\-]+", spaced)
     return " ".join(w[:1].upper() + w[1:] for w in words if w)[:MAX_NAME] or key[:MAX_NAME]
 

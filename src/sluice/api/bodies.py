@@ -1,0 +1,81 @@
+"""Reading request bodies: JSON (parsed with orjson), or YAML where a route takes it.
+
+The body has been read and size-checked by `limits.RequestLimits` already; here it is
+parsed, and text that cannot be stored (a NUL character, which PostgreSQL refuses) is
+refused with the path of the value that holds it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import Request
+
+from sluice.api.errors import ApiError, invalid
+from sluice.definitions.parse import DefinitionError, load_documents
+
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+async def raw_body(request: Request) -> bytes:
+    """The request body, as a dependency (so that routes can be plain functions)."""
+    return await request.body()
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON document in `body`; 400 when there is none."""
+    if not body.strip():
+        raise ApiError(400, "the request body is empty; expected a JSON document")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise ApiError(400, f"the request body is not valid JSON: {error}") from None
+
+
+def parse_document(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """One definition document, JSON or (with a YAML content type) YAML; 400 when it is
+    neither, 422 when it is not one mapping."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media not in YAML_TYPES:
+        document = parse_json(body)
+    else:
+        try:
+            text = body.decode()
+        except UnicodeDecodeError:
+            raise ApiError(400, "the request body is not UTF-8 text") from None
+        try:
+            documents = load_documents(text, "")
+        except DefinitionError as error:
+            raise ApiError(400, str(error)) from None
+        if len(documents) != 1:
+            raise invalid([{"loc": "", "msg": f"expected one document, found {len(documents)}"}])
+        document = documents[0]
+    if not isinstance(document, dict):
+        raise invalid([{"loc": "", "msg": "expected a mapping"}])
+    refuse_nul(document)
+    return document
+
+
+def nul_paths(value: Any, loc: str = "", found: list[str] | None = None) -> list[str]:
+    """The paths of the strings (values or keys) in `value` that hold a NUL character."""
+    found = [] if found is None else found
+    if isinstance(value, str):
+        if "\x00" in value:
+            found.append(loc)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{loc}.{key}" if loc else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                found.append(path)
+            nul_paths(item, path, found)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            nul_paths(item, f"{loc}[{index}]", found)
+    return found
+
+
+def refuse_nul(value: Any, prefix: str = "") -> None:
+    paths = nul_paths(value, prefix)
+    if paths:
+        raise invalid([{"loc": p, "msg": "text may not contain a NUL character"} for p in paths])

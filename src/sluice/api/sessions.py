@@ -1,0 +1,149 @@
+"""Sessions, visitors and messages in the native API (SPEC §3.4)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+
+from sluice.api import schemas
+from sluice.api.auth import require_key, sluice_of
+from sluice.api.docs import errors_doc
+from sluice.api.paging import Cursor, Limit, link_next, read_cursor
+
+router = APIRouter(prefix="/api", dependencies=[Depends(require_key)])
+ACTOR = "api"
+MAX_ID = 2**63 - 1
+SessionId = Annotated[int, Path(ge=1, le=MAX_ID, description="The session's id.")]
+Email = Annotated[str, Path(max_length=320, description="The visitor's email.")]
+Status = Literal["active", "waiting", "stopped", "completed", "exited", "failed"]
+_LINK = {
+    "Link": {"description": 'The next page: `<URL>; rel="next"`', "schema": {"type": "string"}}
+}
+
+
+# -- sessions --------------------------------------------------------------------------
+
+
+@router.get(
+    "/sessions",
+    response_model=list[schemas.Session],
+    tags=["Sessions"],
+    responses=errors_doc(401, 422) | {200: {"headers": _LINK}},
+)
+def list_sessions(
+    request: Request,
+    response: Response,
+    email: Annotated[str | None, Query(max_length=320)] = None,
+    flow: Annotated[str | None, Query(max_length=64)] = None,
+    status: Status | None = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> list[dict[str, Any]]:
+    """Sessions, newest first, a page at a time."""
+    rows = sluice_of(request).sessions(
+        email=email, flow=flow, status=status, limit=limit, before_id=read_cursor(cursor)
+    )
+    link_next(request, response, rows, limit)
+    return rows
+
+
+@router.get(
+    "/sessions/{session_id}",
+    response_model=schemas.SessionWithTimeline,
+    tags=["Sessions"],
+    responses=errors_doc(401, 404),
+)
+def show_session(request: Request, session_id: SessionId) -> dict[str, Any]:
+    """A session with its whole timeline."""
+    return sluice_of(request).session(session_id)
+
+
+@router.post(
+    "/sessions/{session_id}/stop",
+    response_model=schemas.SessionWithTimeline,
+    tags=["Sessions"],
+    responses=errors_doc(401, 404, 409),
+)
+def stop(request: Request, session_id: SessionId) -> dict[str, Any]:
+    """Stop an active or waiting session for this visitor; it stays at its step."""
+    return sluice_of(request).stop_session(session_id, actor=ACTOR)
+
+
+@router.post(
+    "/sessions/{session_id}/resume",
+    response_model=schemas.SessionWithTimeline,
+    tags=["Sessions"],
+    responses=errors_doc(401, 404, 409),
+)
+def resume(request: Request, session_id: SessionId) -> dict[str, Any]:
+    """Resume a stopped session where it stopped."""
+    return sluice_of(request).resume_session(session_id, actor=ACTOR)
+
+
+@router.post(
+    "/sessions/{session_id}/retry",
+    response_model=schemas.SessionWithTimeline,
+    tags=["Sessions"],
+    responses=errors_doc(401, 404, 409),
+)
+def retry(request: Request, session_id: SessionId) -> dict[str, Any]:
+    """Re-run the step at which a failed session failed."""
+    return sluice_of(request).retry_session(session_id, actor=ACTOR)
+
+
+# -- visitors and messages -------------------------------------------------------------
+
+
+@router.get(
+    "/visitors/{email}",
+    response_model=schemas.Visitor,
+    tags=["Visitors"],
+    responses=errors_doc(401, 404),
+)
+def show_visitor(request: Request, email: Email) -> dict[str, Any]:
+    """A visitor's profile: fields, tags, subscription, sessions, recent events."""
+    return sluice_of(request).visitor(email)
+
+
+@router.get(
+    "/visitors/{email}/export",
+    response_model=schemas.VisitorExport,
+    tags=["Visitors"],
+    responses=errors_doc(401, 404),
+)
+def export_visitor(request: Request, email: Email) -> dict[str, Any]:
+    """Everything stored about the visitor, as one document (GDPR access)."""
+    return sluice_of(request).export_visitor(email)
+
+
+@router.delete(
+    "/visitors/{email}",
+    response_model=schemas.Erased,
+    tags=["Visitors"],
+    responses=errors_doc(401, 404),
+)
+def erase_visitor(request: Request, email: Email) -> dict[str, Any]:
+    """Erase the visitor (GDPR): unfinished sessions exit, their data is deleted, and
+    only a hash of the address stays so that it is never emailed again."""
+    return sluice_of(request).erase_visitor(email, actor=ACTOR)
+
+
+@router.get(
+    "/messages",
+    response_model=list[schemas.Message],
+    tags=["Visitors"],
+    responses=errors_doc(401, 422) | {200: {"headers": _LINK}},
+)
+def messages(
+    request: Request,
+    response: Response,
+    email: Annotated[str | None, Query(max_length=320)] = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> list[dict[str, Any]]:
+    """Emails (outbox, pending, sent, failed), newest first, with their rendered content
+    and delivery state; of one visitor with `email`."""
+    rows = sluice_of(request).messages(email=email, limit=limit, before_id=read_cursor(cursor))
+    link_next(request, response, rows, limit)
+    return rows

@@ -1,0 +1,361 @@
+"""The native API under /api: everything the CLI can do, over HTTP."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from api_support import api_in_process
+from sluice.store.schema import events, flow_versions, sessions, visitors
+
+ONBOARDING = """
+key: onboarding
+name: Onboarding
+trigger: {event: $signup}
+steps:
+  - id: welcome
+    email: {subject: 'Welcome, {{ visitor.first_name | default: "friend" }}!', html: '<p>Hi</p>'}
+  - id: settle
+    wait: 2d
+  - id: done
+    tag: {add: [onboarded]}
+"""
+
+
+@pytest.fixture
+def api(app):
+    with api_in_process(app) as api:
+        yield api
+
+
+def count(app, table) -> int:
+    with app.db.read() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+
+
+def start_session(api, driver, email: str = "ada@example.com") -> int:
+    sent = api.post(
+        "/events", json={"type": "$signup", "email": email, "fields": {"first_name": "Ada"}}
+    )
+    assert sent.status_code == 200, sent.text
+    driver.run()
+    return sent.json()["sessions_started"][0]
+
+
+# -- flows -----------------------------------------------------------------------------
+
+
+def test_a_flow_is_put_as_yaml_or_json_and_turned_on_and_off(api):
+    created = api.put(
+        "/flows/onboarding", content=ONBOARDING, headers={"Content-Type": "application/yaml"}
+    )
+    assert created.status_code == 201
+    flow = created.json()
+    assert (flow["key"], flow["name"], flow["status"], flow["version"]) == (
+        "onboarding",
+        "Onboarding",
+        "off",
+        1,
+    )
+    assert flow["definition"]["steps"][1] == {"id": "settle", "wait": "2d"}
+
+    as_json = {**flow["definition"], "name": "Onboarding, renamed"}
+    del as_json["key"]  # the URL's key is the flow's
+    changed = api.put("/flows/onboarding", json=as_json)
+    assert changed.status_code == 200
+    assert changed.json()["version"] == 2
+    assert [v["version"] for v in changed.json()["versions"]] == [1, 2]
+    assert api.put("/flows/onboarding", json=as_json).json()["version"] == 2  # unchanged
+
+    assert api.post("/flows/onboarding/on").json()["status"] == "on"
+    listed = api.get("/flows").json()
+    assert [(f["key"], f["status"], f["version"]) for f in listed] == [("onboarding", "on", 2)]
+    assert "definition" not in listed[0]
+    assert api.post("/flows/onboarding/off").json()["status"] == "off"
+    actions = [c["action"] for c in api.get("/flows/onboarding/changes").json()]
+    assert actions == ["version", "version", "on", "off"]
+    assert api.get("/flows/nope").status_code == 404
+    assert api.post("/flows/nope/on").json() == {"detail": "unknown flow 'nope'"}
+
+
+def test_an_invalid_definition_is_422_listing_every_problem_and_saves_nothing(api, app):
+    bad = """
+key: broken
+trigger: {event: $signup}
+steps:
+  - id: a
+    wait: 2 days
+  - id: a
+    email: {subject: 'Hi {{ visitor.name }'}
+  - start_flow: onbaording
+"""
+    answer = api.put("/flows/broken", content=bad, headers={"Content-Type": "application/yaml"})
+    assert answer.status_code == 422
+    problems = answer.json()["detail"]
+    locs = [p["loc"] for p in problems]
+    assert "steps[0].wait" in locs
+    assert "steps[1].id" in locs
+    assert "steps[1].email.subject" in locs
+    assert "steps[2].start_flow" in locs
+    assert all(set(p) == {"loc", "msg"} for p in problems)
+    assert count(app, flow_versions) == 0
+    mismatch = api.put(
+        "/flows/other", json={"key": "broken", "trigger": {"event": "x"}, "steps": []}
+    )
+    assert mismatch.status_code == 422
+    assert mismatch.json()["detail"][0]["loc"] == "key"
+    not_yaml = api.put(
+        "/flows/x", content="key: [unclosed", headers={"Content-Type": "application/yaml"}
+    )
+    assert not_yaml.status_code == 400
+    assert "YAML syntax error" in not_yaml.json()["detail"]
+
+
+def test_the_preview_shows_the_blast_radius_and_saves_nothing(api, driver):
+    api.put_flow(ONBOARDING)
+    start_session(api, driver)
+    edited = ONBOARDING.replace("  - id: settle\n    wait: 2d\n", "")
+    preview = api.post(
+        "/flows/onboarding/preview", content=edited, headers={"Content-Type": "application/yaml"}
+    ).json()
+    assert preview == {
+        "problems": [],
+        "blast_radius": [{"step": "settle", "sessions": 1, "continues_at": "done"}],
+    }
+    assert api.get("/flows/onboarding").json()["version"] == 1
+    invalid = api.post("/flows/onboarding/preview", json={"trigger": {}, "steps": []}).json()
+    assert invalid["blast_radius"] == []
+    assert {p["loc"] for p in invalid["problems"]} >= {"trigger.event"}
+
+
+def test_stats_count_sessions_per_step(api, driver):
+    api.put_flow(ONBOARDING)
+    start_session(api, driver)
+    stats = api.get("/flows/onboarding/stats").json()
+    assert stats["sessions"] == 1
+    rows = {row["step"]: row for row in stats["steps"]}
+    assert rows["welcome"]["sent"] == 1
+    assert rows["settle"]["here"] == 1
+
+
+def test_a_simulation_predicts_the_timeline_and_stores_nothing(api, app):
+    api.put_flow(ONBOARDING)
+    before = {table.name: count(app, table) for table in (events, sessions, visitors)}
+    script = {
+        "visitor": {"email": "sim@example.com", "fields": {"first_name": "Sim"}},
+        "events": [{"at": "+0s", "type": "$signup"}],
+    }
+    answer = api.post("/flows/onboarding/simulate", json=script)
+    assert answer.status_code == 200, answer.text
+    [session] = answer.json()["sessions"]
+    assert session["status"] == "completed"
+    kinds = [entry["kind"] for entry in session["timeline"]]
+    assert kinds[:3] == ["entered", "step", "email_sent"]
+    assert "wait_ended" in kinds
+    assert session["timeline"][2]["data"]["subject"] == "Welcome, Sim!"
+    assert {table.name: count(app, table) for table in (events, sessions, visitors)} == before
+    unsaved = {**script, "definition": {"trigger": {"event": "$signup"}, "steps": [{"exit": True}]}}
+    [other] = api.post("/flows/onboarding/simulate", json=unsaved).json()["sessions"]
+    assert other["status"] == "exited"
+    bad = api.post("/flows/onboarding/simulate", json={"visitor": {}, "events": []})
+    assert bad.status_code == 422
+    assert bad.json()["detail"] == [{"loc": "visitor.email", "msg": "Field required"}]
+    late = api.post(
+        "/flows/onboarding/simulate",
+        json={**script, "events": [{"at": "+999999999d", "type": "$signup"}]},
+    )
+    assert late.status_code == 422
+
+
+def test_templates_are_put_and_read(api):
+    template = "subject: Need a hand?\nhtml: <p>Reply to this email.</p>\n"
+    created = api.put(
+        "/templates/nudge", content=template, headers={"Content-Type": "application/yaml"}
+    )
+    assert created.status_code == 201
+    assert created.json()["definition"] == {
+        "subject": "Need a hand?",
+        "html": "<p>Reply to this email.</p>",
+        "key": "nudge",
+        "kind": "template",
+    }
+    changed = api.put("/templates/nudge", json={"subject": "Stuck?", "text": "Reply."})
+    assert (changed.status_code, changed.json()["version"]) == (200, 2)
+    assert [t["key"] for t in api.get("/templates").json()] == ["nudge"]
+    assert api.get("/templates/nudge").json()["definition"]["subject"] == "Stuck?"
+    assert api.get("/templates/other").status_code == 404
+    assert api.put("/templates/nudge", json={"html": "x"}).status_code == 422
+
+
+# -- events ----------------------------------------------------------------------------
+
+
+def test_events_are_accepted_one_or_many_with_idempotency_keys(api, app, driver):
+    api.put_flow(ONBOARDING)
+    single = api.post("/events", json={"type": "$signup", "email": "ada@example.com"}).json()
+    assert single["accepted"] == 1 and len(single["sessions_started"]) == 1
+    keyed = {"type": "paid", "email": "ada@example.com", "idempotency_key": "inv-1"}
+    batch = api.post("/events", json={"events": [keyed, keyed, {"type": "paid"}]})
+    assert batch.status_code == 200
+    assert batch.json() == {
+        "accepted": 1,
+        "duplicates": 1,
+        "failed": 1,
+        "errors": [{"index": 2, "loc": "email", "msg": "Field required"}],
+        "sessions_started": [],
+    }
+    none = api.post("/events", json={"type": "paid", "email": "x", "details": []})
+    assert none.status_code == 422
+    assert {e["loc"] for e in none.json()["errors"]} == {"email", "details"}
+    assert api.post("/events", json=[1, 2]).status_code == 400
+    assert count(app, events) == 2
+
+
+def test_text_the_database_cannot_store_is_refused_by_field(api, app):
+    nul = api.post(
+        "/events", json={"type": "x", "email": "a@example.com", "details": {"n": "a\x00b"}}
+    )
+    assert nul.status_code == 422
+    assert nul.json()["errors"] == [
+        {"index": 0, "loc": "details.n", "msg": "text may not contain a NUL character"}
+    ]
+    long_key = {
+        "type": "$purchase",
+        "email": "a@example.com",
+        "details": {"unique": {"key": "k" * 201}},
+    }
+    assert api.post("/events", json=long_key).json()["errors"][0]["loc"] == "details.unique.key"
+    far = {"type": "x", "email": "a@example.com", "date": "0001-01-01T00:00:00+05:00"}
+    assert api.post("/events", json=far).json()["errors"][0]["msg"] == "date is out of range"
+    assert api.get("/visitors/a%00b@example.com").status_code == 400
+    assert (
+        api.put(
+            "/flows/x",
+            json={
+                "key": "x",
+                "name": "a\x00",
+                "trigger": {"event": "x"},
+                "steps": [{"exit": True}],
+            },
+        ).status_code
+        == 422
+    )
+    assert count(app, events) == 0
+
+
+# -- sessions --------------------------------------------------------------------------
+
+
+def test_sessions_are_listed_newest_first_a_page_at_a_time(api, app):
+    api.put_flow(ONBOARDING)
+    api.post(
+        "/events",
+        json={"events": [{"type": "$signup", "email": f"u{n}@example.com"} for n in range(5)]},
+    )
+    first = api.get("/sessions", params={"limit": 2})
+    assert [s["id"] for s in first.json()] == [5, 4]
+    assert "timeline" not in first.json()[0]
+    link = first.headers["Link"]
+    assert link.endswith('>; rel="next"')
+    next_url = link[1 : link.index(">")]
+    second = api.client.get(next_url, headers=api.bearer)
+    assert [s["id"] for s in second.json()] == [3, 2]
+    third = api.client.get(
+        second.headers["Link"][1 : second.headers["Link"].index(">")], headers=api.bearer
+    )
+    assert [s["id"] for s in third.json()] == [1]
+    assert "Link" not in third.headers
+    assert [s["id"] for s in api.get("/sessions", params={"email": "U3@example.com"}).json()] == [4]
+    assert (
+        api.get("/sessions", params={"status": "active", "flow": "onboarding"}).status_code == 200
+    )
+    assert api.get("/sessions", params={"limit": 1001}).status_code == 422
+    assert api.get("/sessions", params={"cursor": "garbage"}).status_code == 422
+    assert api.get("/sessions", params={"status": "sleeping"}).status_code == 422
+
+
+def test_a_session_is_stopped_resumed_and_a_finished_one_refuses(api, driver, clock):
+    api.put_flow(ONBOARDING)
+    session_id = start_session(api, driver)
+    shown = api.get(f"/sessions/{session_id}").json()
+    assert (shown["status"], shown["step"]) == ("waiting", "settle")
+    assert shown["origin_event"]["type"] == "$signup"
+    stopped = api.post(f"/sessions/{session_id}/stop").json()
+    assert stopped["status"] == "stopped"
+    assert stopped["timeline"][-1]["kind"] == "stopped"
+    assert stopped["timeline"][-1]["data"] == {"by": "api"}
+    assert api.post(f"/sessions/{session_id}/stop").status_code == 409
+    assert api.post(f"/sessions/{session_id}/resume").json()["status"] == "waiting"
+    driver.advance(timedelta(days=3))
+    assert api.get(f"/sessions/{session_id}").json()["status"] == "completed"
+    refused = api.post(f"/sessions/{session_id}/stop")
+    assert refused.status_code == 409
+    assert refused.json() == {
+        "detail": f"session {session_id} is completed; only active or waiting sessions can be stopped"
+    }
+    assert api.post(f"/sessions/{session_id}/retry").status_code == 409
+    assert api.get("/sessions/999").status_code == 404
+    assert api.get("/sessions/99999999999999999999").status_code == 422
+
+
+# -- visitors and messages -------------------------------------------------------------
+
+
+def test_a_visitor_profile_export_and_erasure(api, app, driver):
+    api.put_flow(ONBOARDING)
+    start_session(api, driver)
+    profile = api.get("/visitors/ada@example.com").json()
+    assert profile["fields"] == {"first_name": "Ada"}
+    assert profile["subscribed"] is True
+    assert [(s["flow"], s["status"], s["step"]) for s in profile["sessions"]] == [
+        ("onboarding", "waiting", "settle")
+    ]
+    assert [e["type"] for e in profile["events"]] == ["$signup"]
+    export = api.get("/visitors/ADA@example.com/export").json()
+    assert export["sessions"][0]["timeline"][0]["kind"] == "entered"
+    assert export["messages"][0]["payload"]["subject"] == "Welcome, Ada!"
+    messages = api.get("/messages").json()
+    assert [(m["kind"], m["state"], m["flow"]) for m in messages] == [
+        ("email", "outbox", "onboarding")
+    ]
+    assert api.delete("/visitors/ada@example.com").json() == {"erased": True, "sessions_exited": 1}
+    assert api.get("/visitors/ada@example.com").status_code == 404
+    assert api.get("/messages", params={"email": "ada@example.com"}).json() == []
+    assert api.delete("/visitors/ada@example.com").status_code == 404
+
+
+def test_the_native_api_takes_bearer_or_basic_and_nothing_else(api):
+    assert api.client.get("/api/flows").status_code == 401
+    assert (
+        api.client.get("/api/flows", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    )
+    assert api.client.get("/api/flows", headers={"Authorization": "Basic !!!"}).status_code == 401
+    assert api.client.get("/api/flows", headers=api.basic).status_code == 200
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    assert api.client.get("/readyz").json() == {"status": "ok"}
+
+
+def test_the_openapi_document_describes_both_apis(api):
+    document = api.client.get("/api/openapi.json").json()
+    paths = document["paths"]
+    for path in (
+        "/api/v1/batch/events",
+        "/api/v1/fetch/commands",
+        "/api/events",
+        "/api/flows/{key}",
+        "/api/flows/{key}/simulate",
+        "/api/sessions/{session_id}/stream",
+        "/api/visitors/{email}/export",
+    ):
+        assert path in paths, path
+    put_flow = paths["/api/flows/{key}"]["put"]
+    assert set(put_flow["requestBody"]["content"]) == {"application/json", "application/yaml"}
+    assert put_flow["responses"]["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Invalid"
+    }
+    schemas = document["components"]["schemas"]
+    assert set(schemas["SessionWithTimeline"]["required"]) >= {"id", "flow", "status", "timeline"}
+    assert "BentoEventsBody" in schemas
+    assert set(document["components"]["securitySchemes"]) == {"basic", "bearer"}
