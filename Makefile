@@ -10,10 +10,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Bento's published Node SDK, which tests/test_api_sdk.py drives against `sluice serve`.
+BENTO_SDK := tests/sdk/node_modules/.package-lock.json
+$(BENTO_SDK): tests/sdk/package.json tests/sdk/package-lock.json
+	npm ci --prefix tests/sdk --no-audit --no-fund --loglevel=error
+
 run: $(STAMP)
 	$(VENV)/bin/sluice serve
 
-test: $(STAMP)
+test: $(STAMP) $(BENTO_SDK)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 

@@ -1,0 +1,172 @@
+"""Bento's own Node SDK (npm @bentonow/bento-node-sdk, pinned in tests/sdk), unchanged
+but for its base URL, drives a real `sluice serve` process: the promise that an app
+wired to Bento works by changing one URL.
+
+`make test` installs the SDK (`npm ci --prefix tests/sdk`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api_support import free_port
+
+SDK_DIR = Path(__file__).parent / "sdk"
+SLUICE = str(Path(sys.executable).parent / "sluice")
+CREDENTIALS = {
+    "SLUICE_SITE_UUID": "6f1f2e8c-0000-4000-8000-000000000001",
+    "SLUICE_PUBLISHABLE_KEY": "p-test-publishable",
+    "SLUICE_SECRET_KEY": "s-test-secret",
+}
+FLOWS = {
+    "welcome": "key: welcome\ntrigger: {event: $signup}\nsteps:\n  - {id: hello, tag: {add: [welcomed]}}\n",
+    "vip": "key: vip\ntrigger: {event: $tag, if: 'event.details.tag == \"vip\"'}\nsteps:\n  - {id: note, tag: {add: [vip-noted]}}\n",
+    "buyer": "key: buyer\nentry: every_time\ntrigger: {event: $purchase}\nsteps:\n  - {id: thanks, tag: {add: [customer]}}\n",
+}
+
+
+@pytest.fixture
+def server(database_url, tmp_path):
+    """`sluice serve` on a free port, with preset credentials; yields its URL."""
+    if shutil.which("node") is None:
+        pytest.fail("node is needed for the SDK test (node 18 or later)")
+    if not (SDK_DIR / "node_modules" / "@bentonow" / "bento-node-sdk").is_dir():
+        pytest.fail(
+            "the Bento SDK is not installed: run `npm ci --prefix tests/sdk` (make test does)"
+        )
+    port = free_port()
+    env = {
+        **os.environ,
+        **CREDENTIALS,
+        "SLUICE_DATABASE_URL": database_url,
+        "SLUICE_SIGNING_KEY": "k",
+    }
+    process = subprocess.Popen(
+        [SLUICE, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.stderr.read()
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "sluice serve did not start"
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_bentos_node_sdk_works_against_sluice_with_only_its_base_url_changed(server):
+    native = httpx.Client(
+        base_url=f"{server}/api",
+        headers={"Authorization": f"Bearer {CREDENTIALS['SLUICE_SECRET_KEY']}"},
+        timeout=30,
+    )
+    for key, text in FLOWS.items():
+        saved = native.put(
+            f"/flows/{key}", content=text, headers={"Content-Type": "application/yaml"}
+        )
+        assert saved.status_code == 201, saved.text
+        assert native.post(f"/flows/{key}/on").status_code == 200
+
+    done = subprocess.run(
+        ["node", str(SDK_DIR / "bento_sdk_check.mjs")],
+        env={**os.environ, **CREDENTIALS, "SLUICE_URL": server},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+
+    # Every event call reports one event accepted; the repeated purchase too.
+    for call in ("track", "tagSubscriber", "updateFields", "purchase1", "purchase2"):
+        assert out[call] is True, call
+    assert (out["addSubscriber"], out["removeSubscriber"]) == (True, True)
+    assert out["importEvents"] == 2
+    assert out["importSubscribers"] == 2
+    assert out["commands"] == dict.fromkeys(out["commands"], 1)
+    assert out["wrongSecret"] == "NotAuthorizedError"
+
+    ada = wait_for(
+        native, "ada@example.com", lambda v: {"welcomed", "vip-noted", "customer"} <= set(v["tags"])
+    )
+    assert ada["fields"] == {"first_name": "Ada", "plan": "team"}
+    assert sorted(s["flow"] for s in ada["sessions"]) == ["buyer", "vip", "welcome"]
+    purchases = [e for e in ada["events"] if e["type"] == "$purchase"]
+    assert len(purchases) == 1  # the same unique key twice is stored once
+    assert purchases[0]["details"]["value"] == {"currency": "EUR", "amount": 4200}
+
+    bob = native.get("/visitors/bob@example.com").json()
+    assert (bob["fields"], bob["subscribed"]) == ({"first_name": "Bob"}, False)
+    assert (
+        native.get("/visitors/dan@example.com")
+        .json()["events"][0]["date"]
+        .startswith("2026-01-05T09:00:00")
+    )
+
+    # Imports and plain commands change data but record no events and start nothing.
+    erin = native.get("/visitors/erin@example.com").json()
+    assert set(erin["tags"]) == {"imported", "customer"}
+    assert erin["fields"] == {"seats": 5}
+    assert (erin["events"], erin["sessions"]) == ([], [])
+    frank = native.get("/visitors/frank@example.com").json()
+    assert (frank["fields"], frank["subscribed"], frank["events"]) == (
+        {"company": "Acme"},
+        True,
+        [],
+    )
+    assert native.get("/visitors/gina@new.example").json()["tags"] == ["lead"]
+    assert native.get("/visitors/gina@example.com").status_code == 404
+
+    # Look-ups return Bento's shapes.
+    assert out["byEmail"] == out["byUuid"]
+    assert out["byEmail"]["type"] == "visitors"
+    assert out["byEmail"]["attributes"]["email"] == "erin@example.com"
+    assert out["unknown"] is None
+    assert out["created"]["attributes"]["email"] == "hank@example.com"
+    tag_ids = {t["attributes"]["name"]: t["id"] for t in out["tags"]}
+    assert {"vip", "imported", "customer", "lead", "partner"} <= set(tag_ids)
+    assert sorted(out["byEmail"]["attributes"]["cached_tag_ids"]) == sorted(
+        tag_ids[t] for t in ("imported", "customer")
+    )
+    assert out["createdTag"][0]["attributes"]["name"] == "partner"
+    field_names = {f["attributes"]["key"]: f["attributes"]["name"] for f in out["fields"]}
+    assert field_names["favouriteColour"] == "Favourite Colour"
+    assert {"first_name", "plan", "company", "seats"} <= set(field_names)
+    assert {w["id"]: w["attributes"]["status"] for w in out["workflows"]} == dict.fromkeys(
+        FLOWS, "live"
+    )
+
+    assert out["emails"] == 1
+    [receipt] = native.get("/messages", params={"email": "ada@example.com"}).json()
+    assert (receipt["state"], receipt["payload"]["subject"]) == ("outbox", "Receipt order-1")
+
+
+def wait_for(native: httpx.Client, email: str, ready, timeout: float = 20.0) -> dict:
+    """The visitor's profile once the embedded worker has got it to `ready`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        profile = native.get(f"/visitors/{email}").json()
+        if ready(profile) or time.monotonic() > deadline:
+            return profile
+        time.sleep(0.1)
