@@ -2,7 +2,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+FRONTEND := ui/frontend
+EDITOR_JS := src/sluice/ui/static/build/editor.js
+
+.PHONY: run test lint bench clean chromium
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -10,15 +13,24 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The web UI's flow editor (CodeMirror), bundled from the npm registry; rebuilt only
+# when its sources or locked dependencies change.
+$(EDITOR_JS): $(FRONTEND)/package.json $(FRONTEND)/package-lock.json $(FRONTEND)/src/*.js
+	cd $(FRONTEND) && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent
+
+# The browser the UI tests drive (Debian's Chromium; Playwright never downloads one).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-dejavu-core)
+
 # Bento's published Node SDK, which tests/test_api_sdk.py drives against `sluice serve`.
 BENTO_SDK := tests/sdk/node_modules/.package-lock.json
 $(BENTO_SDK): tests/sdk/package.json tests/sdk/package-lock.json
 	npm ci --prefix tests/sdk --no-audit --no-fund --loglevel=error
 
-run: $(STAMP)
+run: $(STAMP) $(EDITOR_JS)
 	$(VENV)/bin/sluice serve
 
-test: $(STAMP) $(BENTO_SDK)
+test: $(STAMP) $(EDITOR_JS) chromium $(BENTO_SDK)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 
@@ -27,8 +39,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info $(FRONTEND)/node_modules src/sluice/ui/static/build
 
-bench: $(STAMP)
+bench: $(STAMP) $(EDITOR_JS)
 	$(PY) bench/engine.py
 	$(PY) bench/workers.py
+	$(PY) bench/ui.py

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Response
 
+from sluice import ui
 from sluice.api import routes, tracking
 from sluice.service import Sluice
 
@@ -13,6 +14,7 @@ def create_app(sluice: Sluice) -> FastAPI:
     app.state.sluice = sluice
     routes.install(app)
     app.include_router(tracking.router)
+    ui.install(app)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -192,6 +192,13 @@ timeline = sa.Table(
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("data", Json, nullable=False),
     sa.Index(None, "session_id", "id"),
+    # Goals reached, for the conversion of every flow in the UI's flows list.
+    sa.Index(
+        "ix_timeline_goals",
+        "session_id",
+        postgresql_where=sa.text("kind = 'goal'"),
+        sqlite_where=sa.text("kind = 'goal'"),
+    ),
 )
 
 deliveries = sa.Table(

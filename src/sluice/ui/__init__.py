@@ -1,0 +1,36 @@
+"""The web UI (SPEC §3.5): server-rendered pages behind a login, with small scripts
+for live updates and the bundled flow editor. `install(app)` adds it to the HTTP app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from sluice.ui import auth, feeds, flows, login, people, render
+
+STATIC = Path(__file__).parent / "static"
+
+
+def install(app: FastAPI) -> None:
+    for module in (login, flows, people, feeds):
+        app.include_router(module.router)
+    app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
+
+    @app.exception_handler(auth.LoginRequired)
+    async def _login_required(request: Request, error: auth.LoginRequired):
+        if request.url.path.startswith("/ui/"):
+            return JSONResponse({"detail": "login required"}, status_code=401)
+        target = auth.login_url(request) if request.method == "GET" else "/login"
+        return RedirectResponse(target, status_code=303)
+
+    @app.exception_handler(auth.BadCsrfToken)
+    async def _bad_csrf(request: Request, error: auth.BadCsrfToken):
+        return render.public_page(
+            "error.html",
+            status=403,
+            title="Form expired",
+            message="This form is out of date. Go back, reload the page and try again.",
+        )

@@ -1,0 +1,98 @@
+"""The flow canvas: a flow version's step tree as boxes, each with a one-line summary
+of what the step does, and its branches side by side."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sluice.definitions import model
+from sluice.definitions.durations import format_duration
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class Branch:
+    label: str
+    boxes: list[Box]
+
+
+@dataclass(frozen=True)
+class Box:
+    id: str
+    kind: str
+    summary: str
+    branches: list[Branch] = field(default_factory=list)
+
+
+def boxes(steps: tuple[model.Step, ...]) -> list[Box]:
+    return [Box(step.id, step.kind, summary(step), _branches(step)) for step in steps]
+
+
+def _branches(step: model.Step) -> list[Branch]:
+    """The step's branches, each outcome shown even when it only carries on."""
+    action = step.action
+    match action:
+        case model.IfAction():
+            named = [("then", action.then), ("else", action.else_)]
+        case model.WaitForAction() if action.then is not None or action.on_timeout is not None:
+            named = [(f"on {action.event}", action.then), ("on timeout", action.on_timeout)]
+        case model.SplitAction():
+            named = [(f"{b.weight}%", b.steps) for b in action.branches]
+        case model.WebhookAction() if action.on_failure is not None:
+            named = [("delivered", ()), ("on failure", action.on_failure)]
+        case _:
+            named = []
+    return [Branch(label, boxes(children or ())) for label, children in named]
+
+
+def summary(step: model.Step) -> str:
+    """What the step does, in a few words."""
+    action = step.action
+    match action:
+        case model.EmailAction():
+            if action.subject is not None:
+                return action.subject.source
+            return f"template {action.template}" if action.template else "email"
+        case model.WebhookAction():
+            return f"{action.method} {action.url.source}"
+        case model.TagAction():
+            changes = [f"+{t.source}" for t in action.add] + [f"−{t.source}" for t in action.remove]
+            return " ".join(changes)
+        case model.FieldAction():
+            parts = [f"set {', '.join(action.set)}"] if action.set else []
+            parts += [f"remove {', '.join(action.remove)}"] if action.remove else []
+            return "; ".join(parts)
+        case model.SubscriptionAction():
+            return "subscribe" if action.subscribe else "unsubscribe"
+        case model.WaitAction():
+            return _wait(action)
+        case model.WaitForAction():
+            return f"{action.event}, up to {format_duration(action.timeout)}"
+        case model.IfAction():
+            return action.condition.source
+        case model.SplitAction():
+            return " / ".join(f"{b.weight}%" for b in action.branches)
+        case model.StartFlowAction():
+            return f"start {action.flow}"
+        case model.TrackAction():
+            return f"track {action.type.source}"
+        case model.ExitAction():
+            return f"exit: {action.reason}" if action.reason else "exit"
+    return step.kind
+
+
+def _wait(action: model.WaitAction) -> str:
+    if action.for_ is not None:
+        return f"wait {format_duration(action.for_)}"
+    if action.until is not None:
+        return f"until {action.until.isoformat()}"
+    if action.at is not None:
+        days = ""
+        if action.on is not None:
+            days = " on " + ", ".join(_WEEKDAYS[d] for d in sorted(action.on))
+        return f"until {action.at.strftime('%H:%M')}{days}"
+    if not action.offset:
+        return f"until {action.until_field}"
+    offset = format_duration(action.offset)
+    return f"until {action.until_field} {'' if offset.startswith('-') else '+'}{offset}"

@@ -1,0 +1,126 @@
+"""The flow editor's server side: checking a typed definition (every problem with
+its line), saving it as a new version, the example flows, and the diff of two
+versions."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sluice.definitions.model import FlowDefinition
+from sluice.definitions.parse import load_documents
+from sluice.definitions.problems import DefinitionError, Problem
+from sluice.service import Sluice
+from sluice.store.flows import as_yaml
+from sluice.ui.lines import line_of
+
+EXAMPLES = Path(__file__).parent / "examples"
+NEW_FLOW = """\
+key: my-flow
+name: My flow
+trigger:
+  event: $signup
+steps:
+  - id: welcome
+    email:
+      subject: 'Welcome, {{ visitor.first_name | default: "friend" }}!'
+      html: '<p>Thanks for signing up.</p>'
+"""
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A typed definition: the flow when valid, else every problem with its line."""
+
+    flow: FlowDefinition | None
+    document: dict | None
+    problems: list[dict[str, Any]]
+
+
+def check(sluice: Sluice, text: str, key: str | None) -> Checked:
+    """Validate `text` as one flow; `key`, when given, is the flow being edited, which
+    the definition must keep."""
+    try:
+        documents = load_documents(text, "document")
+    except DefinitionError as error:
+        return Checked(None, None, _located(text, error.problems))
+    problems = []
+    if len(documents) != 1:
+        problems.append(Problem("", f"expected one flow definition, found {len(documents)}"))
+    document = documents[0] if documents else {}
+    if document.get("kind") == "template":
+        problems.append(Problem("kind", "this editor saves flows; apply templates with the CLI"))
+    if key is not None and document.get("key") != key:
+        problems.append(Problem("key", f"must stay '{key}' (to start another flow, use New flow)"))
+    flow = None
+    try:
+        flows, _ = sluice.validate([("document", document)])
+        flow = flows[0]
+    except DefinitionError as error:
+        problems += error.problems
+    if problems:
+        return Checked(None, document, _located(text, problems))
+    return Checked(flow, document, [])
+
+
+def _located(text: str, problems: list[Problem]) -> list[dict[str, Any]]:
+    return [{"loc": p.loc, "msg": p.msg, "line": line_of(text, p.loc, p.msg)} for p in problems]
+
+
+def save(sluice: Sluice, checked: Checked, actor: str) -> int | None:
+    """Save a checked definition; the new version, or None when nothing changed."""
+    report = sluice.apply([("document", checked.document)], actor=actor)
+    return report.flows[checked.flow.key]
+
+
+def examples() -> list[dict[str, Any]]:
+    """The example flows shipped with Sluice, for a first flow in one click."""
+    found = []
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        document = load_documents(path.read_text(), path.name)[0]
+        if document.get("kind") != "template":
+            found.append({"file": path.name, **document})
+    return found
+
+
+def apply_example(sluice: Sluice, file: str, actor: str) -> str:
+    """Save the example flow of `file` with the templates the examples share; its key."""
+    names = {path.name: path for path in EXAMPLES.glob("*.yaml")}
+    documents = [(file, d) for d in load_documents(names[file].read_text(), file)]
+    for name, path in names.items():
+        documents += [
+            (name, d) for d in load_documents(path.read_text(), name) if d.get("kind") == "template"
+        ]
+    sluice.apply(documents, actor=actor)
+    return documents[0][1]["key"]
+
+
+def diff_rows(old: dict, new: dict) -> list[dict[str, Any]]:
+    """A unified diff of two definitions as rows `{kind, old, new, text}` for a table:
+    kind is `hunk`, `context`, `added` or `removed`; old/new are line numbers."""
+    before, after = as_yaml(old).splitlines(), as_yaml(new).splitlines()
+    rows = []
+    for group in difflib.SequenceMatcher(None, before, after).get_grouped_opcodes(3):
+        (_, old_start, _, new_start, _), (_, _, old_end, _, new_end) = group[0], group[-1]
+        header = (
+            f"@@ -{old_start + 1},{old_end - old_start} +{new_start + 1},{new_end - new_start} @@"
+        )
+        rows.append({"kind": "hunk", "old": None, "new": None, "text": header})
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                rows += [
+                    {"kind": "context", "old": i + 1, "new": j + 1, "text": before[i]}
+                    for i, j in zip(range(i1, i2), range(j1, j2), strict=True)
+                ]
+                continue
+            rows += [
+                {"kind": "removed", "old": i + 1, "new": None, "text": before[i]}
+                for i in range(i1, i2)
+            ]
+            rows += [
+                {"kind": "added", "old": None, "new": j + 1, "text": after[j]}
+                for j in range(j1, j2)
+            ]
+    return rows

@@ -1,0 +1,250 @@
+"""Pages of flows: the list (`/`), a flow's canvas, editor and versions
+(`/flows/{key}`), turning flows on and off, and the live counts of the canvas."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from sluice import views
+from sluice.records import FlowStatus
+from sluice.service import Sluice
+from sluice.store import flows as flow_store
+from sluice.store.flows import UnknownFlow
+from sluice.ui import auth, canvas, editing, queries, render
+
+router = APIRouter(include_in_schema=False)
+Key = Annotated[str, Query(max_length=64)]
+Csrf = Annotated[str, Form(max_length=100)]
+Definition = Annotated[str, Form(max_length=1_000_000)]
+STATS_SECONDS = 5.0
+"""How long the per-step statistics of a flow are reused: they read the timelines of
+every session of the flow, so many open canvases share one reading."""
+
+
+def _sluice(request: Request) -> Sluice:
+    return request.app.state.sluice
+
+
+def _actor(session: auth.UiSession) -> str:
+    return f"ui:{session.user}"
+
+
+def not_found(request: Request, message: str) -> HTMLResponse:
+    return render.page(request, "error.html", status=404, title="Not found", message=message)
+
+
+# -- the list --------------------------------------------------------------------------
+
+
+@router.get("/")
+def flows_page(request: Request) -> HTMLResponse:
+    auth.session_of(request)
+    with _sluice(request).db.read() as conn:
+        flows = flow_store.list_flows(conn)
+    examples = [] if flows else editing.examples()
+    return render.page(request, "flows.html", flows=flows, examples=examples)
+
+
+@router.get("/ui/flows/figures")
+def flow_figures(request: Request) -> JSONResponse:
+    """The flows list's figures, loaded after the page: they count every session."""
+    auth.session_of(request)
+    sluice = _sluice(request)
+    with sluice.db.read() as conn:
+        return JSONResponse(queries.flow_figures(conn, sluice.clock.now()))
+
+
+@router.post("/flows/examples")
+def use_example(request: Request, csrf: Csrf = "", file: Annotated[str, Form(max_length=200)] = ""):
+    session = auth.check_csrf(request, csrf)
+    if file not in {e["file"] for e in editing.examples()}:
+        return render.redirect(request, "/", "No such example.")
+    key = editing.apply_example(_sluice(request), file, _actor(session))
+    return render.redirect(
+        request, f"/flows/{key}", f"Created the flow {key}. It is off: turn it on when ready."
+    )
+
+
+@router.post("/flows/{key}/on")
+@router.post("/flows/{key}/off")
+def turn(
+    request: Request, key: str, csrf: Csrf = "", next: Annotated[str, Form(max_length=2000)] = ""
+):
+    session = auth.check_csrf(request, csrf)
+    status = FlowStatus.ON if request.url.path.endswith("/on") else FlowStatus.OFF
+    try:
+        _sluice(request).set_flow_status(key, status, actor=_actor(session))
+    except UnknownFlow:
+        return not_found(request, f"There is no flow '{key}'.")
+    notice = (
+        f"{key} is on: its sessions run."
+        if status == FlowStatus.ON
+        else f"{key} is off: its sessions are paused where they are."
+    )
+    return render.redirect(request, auth.safe_next(next or f"/flows/{key}"), notice)
+
+
+# -- one flow --------------------------------------------------------------------------
+
+
+@router.get("/flows/_new")
+def new_flow_page(request: Request) -> HTMLResponse:
+    auth.session_of(request)
+    return render.page(request, "editor_new.html", text=editing.NEW_FLOW, problems=[])
+
+
+@router.post("/flows/_new")
+def create_flow(request: Request, csrf: Csrf = "", definition: Definition = ""):
+    session = auth.check_csrf(request, csrf)
+    sluice = _sluice(request)
+    checked = editing.check(sluice, definition, None)
+    if not checked.problems:
+        key = checked.flow.key
+        with sluice.db.read() as conn:
+            exists = key in {f.key for f in flow_store.list_flows(conn)}
+        if not exists:
+            editing.save(sluice, checked, _actor(session))
+            return render.redirect(request, f"/flows/{key}", f"Created the flow {key} (off).")
+        checked = editing.Checked(
+            None,
+            checked.document,
+            [{"loc": "key", "msg": f"a flow '{key}' exists already; edit it there", "line": 1}],
+        )
+    return render.page(
+        request, "editor_new.html", status=422, text=definition, problems=checked.problems
+    )
+
+
+def _flow_context(sluice: Sluice, key: str) -> dict[str, Any]:
+    with sluice.db.read() as conn:
+        flow = views.flow_view(conn, key)
+        tree = sluice.catalog.flow(conn, key, flow["version"]).tree
+        here = queries.sessions_per_step(conn, key)
+    return {
+        "flow": flow,
+        "definition": tree.definition,
+        "boxes": canvas.boxes(tree.definition.steps),
+        "here": here,
+        "yaml": flow_store.as_yaml(flow["definition"]),
+    }
+
+
+@router.get("/flows/{key}")
+def flow_page(
+    request: Request,
+    key: str,
+    tab: Annotated[str, Query(pattern="^(canvas|edit|versions)$")] = "canvas",
+    a: Annotated[int | None, Query(ge=1)] = None,
+    b: Annotated[int | None, Query(ge=1)] = None,
+) -> HTMLResponse:
+    auth.session_of(request)
+    sluice = _sluice(request)
+    try:
+        context = _flow_context(sluice, key)
+    except UnknownFlow:
+        return not_found(request, f"There is no flow '{key}'.")
+    if tab == "versions":
+        context.update(_versions(sluice, key, context["flow"], a, b))
+    if tab == "edit":
+        context.update(text=context["yaml"], problems=[])
+    return render.page(request, "flow.html", tab=tab, **context)
+
+
+def _versions(sluice: Sluice, key: str, flow: dict, a: int | None, b: int | None) -> dict:
+    latest = flow["version"]
+    b = min(b or latest, latest)
+    a = min(a or max(b - 1, 1), latest)
+    with sluice.db.read() as conn:
+        rows = editing.diff_rows(
+            flow_store.stored_definition(conn, key, a), flow_store.stored_definition(conn, key, b)
+        )
+    return {"a": a, "b": b, "diff": rows, "changes": sluice.flow_changes(key)}
+
+
+@router.post("/flows/{key}/edit")
+def save_flow(request: Request, key: str, csrf: Csrf = "", definition: Definition = ""):
+    session = auth.check_csrf(request, csrf)
+    sluice = _sluice(request)
+    try:
+        context = _flow_context(sluice, key)
+    except UnknownFlow:
+        return not_found(request, f"There is no flow '{key}'.")
+    checked = editing.check(sluice, definition, key)
+    if checked.problems:
+        context.update(text=definition, problems=checked.problems)
+        return render.page(request, "flow.html", status=422, tab="edit", **context)
+    version = editing.save(sluice, checked, _actor(session))
+    notice = f"Saved version {version}." if version else "No change: the definition is the same."
+    return render.redirect(request, f"/flows/{key}", notice)
+
+
+# -- JSON for the page's scripts -------------------------------------------------------
+
+
+@router.post("/ui/flows/{key}/check")
+@router.post("/ui/flows/_new/check")
+async def check_definition(request: Request, key: str | None = None) -> JSONResponse:
+    """The editor's validation as you type: the problems, each with its line, and the
+    canvas of the typed definition."""
+    auth.check_csrf(request, request.headers.get("x-csrf-token"))
+    body = await request.body()
+    if len(body) > 1_000_000:
+        return JSONResponse({"problems": [{"loc": "", "msg": "too long", "line": 1}]})
+    text = body.decode("utf-8", errors="replace")
+    sluice = _sluice(request)
+    checked = editing.check(sluice, text, key)
+    answer: dict[str, Any] = {"problems": checked.problems}
+    if checked.flow is not None:
+        preview = sluice.preview(checked.document) if key else {"blast_radius": []}
+        answer["canvas"] = render.fragment(
+            "_canvas.html",
+            definition=checked.flow,
+            boxes=canvas.boxes(checked.flow.steps),
+            here={},
+            blast_radius=preview["blast_radius"],
+        )
+    return JSONResponse(answer)
+
+
+_stats: dict[str, tuple[float, dict]] = {}
+_stats_lock = threading.Lock()
+
+
+def _cached_stats(sluice: Sluice, key: str) -> dict:
+    with _stats_lock:
+        cached = _stats.get(key)
+    if cached and time.monotonic() - cached[0] < STATS_SECONDS:
+        return cached[1]
+    stats = sluice.flow_stats(key)
+    with _stats_lock:
+        _stats[key] = (time.monotonic(), stats)
+    return stats
+
+
+@router.get("/ui/flows/{key}/live")
+def live_counts(request: Request, key: str) -> Response:
+    """What the canvas shows and updates: sessions at each step, their statuses, and
+    the per-step statistics."""
+    auth.session_of(request)
+    sluice = _sluice(request)
+    try:
+        with sluice.db.read() as conn:
+            here = queries.sessions_per_step(conn, key)
+            flow = views.flow_view(conn, key, full=False)
+        stats = _cached_stats(sluice, key)
+    except UnknownFlow:
+        return JSONResponse({"detail": f"unknown flow '{key}'"}, status_code=404)
+    return JSONResponse(
+        {
+            "status": flow["status"],
+            "counts": flow["counts"],
+            "here": here,
+            "stats": {row["step"]: row for row in stats["steps"]},
+            "conversion": stats["conversion"],
+        }
+    )

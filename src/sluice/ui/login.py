@@ -1,0 +1,71 @@
+"""/login and /logout."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from sluice.ui import auth, render
+
+router = APIRouter(include_in_schema=False)
+
+
+def _login_form(request: Request, *, next_url: str, error: str | None = None, username=""):
+    token = request.cookies.get(auth.LOGIN_COOKIE) or secrets.token_urlsafe(16)
+    response = render.public_page(
+        "login.html",
+        status=401 if error else 200,
+        login_token=token,
+        next_url=next_url,
+        error=error,
+        username=username,
+    )
+    response.set_cookie(auth.LOGIN_COOKIE, token, max_age=3600, **auth.cookie_options(request))
+    return response
+
+
+@router.get("/login")
+def login_page(request: Request, next: Annotated[str | None, Query()] = None) -> HTMLResponse:
+    sluice = request.app.state.sluice
+    if auth.read_cookie(sluice, request.cookies.get(auth.COOKIE)) is not None:
+        return RedirectResponse(auth.safe_next(next), status_code=303)
+    return _login_form(request, next_url=auth.safe_next(next))
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    username: Annotated[str, Form(max_length=200)] = "",
+    password: Annotated[str, Form(max_length=1000)] = "",
+    login_token: Annotated[str, Form(max_length=100)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "/",
+):
+    sluice = request.app.state.sluice
+    next_url = auth.safe_next(next)
+    expected = request.cookies.get(auth.LOGIN_COOKIE)
+    if not expected or not secrets.compare_digest(login_token.encode(), expected.encode()):
+        message = "The login form expired. Please try again."
+        return _login_form(request, next_url=next_url, error=message, username=username)
+    if not username or not password:
+        message = "Enter the user name and the password."
+        return _login_form(request, next_url=next_url, error=message, username=username)
+    if not await run_in_threadpool(auth.check_password, sluice, username, password):
+        message = "Wrong user name or password."
+        return _login_form(request, next_url=next_url, error=message, username=username)
+    response = RedirectResponse(next_url, status_code=303)
+    options = auth.cookie_options(request)
+    response.set_cookie(auth.COOKIE, auth.issue_cookie(sluice), max_age=auth.MAX_AGE, **options)
+    response.delete_cookie(auth.LOGIN_COOKIE, path="/")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: Annotated[str, Form(max_length=100)] = ""):
+    auth.check_csrf(request, csrf)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(auth.COOKIE, path="/")
+    return response

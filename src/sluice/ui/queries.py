@@ -1,0 +1,111 @@
+"""What the pages read that the facade does not already offer: the figures of the
+flows list, sessions per step, visitor search and the newest activity. Each is a few
+indexed queries, so that pages stay fast with millions of sessions."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sluice import views
+from sluice.records import UNFINISHED
+from sluice.store import flows as flow_store
+from sluice.store.schema import events, sessions, timeline, visitors
+
+_UNFINISHED = [s.value for s in UNFINISHED]
+
+
+def flow_figures(conn: Connection, now: datetime) -> dict[str, dict[str, Any]]:
+    """Per flow: sessions by status, sessions started in the last 24 h, and conversion
+    (goals reached per session started, as in `flow_stats`). These read every session,
+    so the flows list loads them after the page (see `live.js`)."""
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    for key, status, count in conn.execute(
+        sa.select(sessions.c.flow_key, sessions.c.status, sa.func.count()).group_by(
+            sessions.c.flow_key, sessions.c.status
+        )
+    ):
+        counts[key][status] = count
+    # A literal, not a parameter: SQLite uses the partial index of goals only then.
+    goal = sa.literal_column("'goal'")
+    goals = dict(
+        conn.execute(
+            sa.select(sessions.c.flow_key, sa.func.count())
+            .select_from(timeline.join(sessions, sessions.c.id == timeline.c.session_id))
+            .where(timeline.c.kind == goal)
+            .group_by(sessions.c.flow_key)
+        ).all()
+    )
+    entered = dict(
+        conn.execute(
+            sa.select(sessions.c.flow_key, sa.func.count())
+            .where(sessions.c.started_at >= now - timedelta(hours=24))
+            .group_by(sessions.c.flow_key)
+        ).all()
+    )
+    figures = {}
+    for flow in flow_store.list_flows(conn):
+        started = sum(counts[flow.key].values())
+        figures[flow.key] = {
+            "counts": counts[flow.key],
+            "sessions": started,
+            "entered_24h": entered.get(flow.key, 0),
+            "conversion": goals.get(flow.key, 0) / started if started else None,
+        }
+    return figures
+
+
+def sessions_per_step(conn: Connection, key: str) -> dict[str, int]:
+    """The number of unfinished sessions at each step of the flow."""
+    return dict(
+        conn.execute(
+            sa.select(sessions.c.step, sa.func.count())
+            .where(sessions.c.flow_key == key, sessions.c.status.in_(_UNFINISHED))
+            .group_by(sessions.c.step)
+        ).all()
+    )
+
+
+def search_visitors(conn: Connection, query: str, *, limit: int = 50) -> list[dict[str, Any]]:
+    """Visitors whose email starts with `query` (case-insensitively), by email; an
+    indexed range over the lower-cased addresses."""
+    prefix = query.strip().lower()
+    condition = sa.true()
+    if prefix:
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        condition = sa.and_(visitors.c.email_key >= prefix, visitors.c.email_key < upper)
+    rows = conn.execute(
+        sa.select(
+            visitors.c.email, visitors.c.tags, visitors.c.unsubscribed_at, visitors.c.created_at
+        )
+        .where(condition)
+        .order_by(visitors.c.email_key)
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def recent_activity(conn: Connection, *, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest events and timeline entries, newest first, in the shapes of the
+    activity stream (`views.activity_since`)."""
+    first_event = _nth_newest(conn, events, limit) or 1
+    first_entry = _nth_newest(conn, timeline, limit) or 1
+    new_events, entries = views.activity_since(conn, first_event - 1, first_entry - 1, limit=limit)
+    items = [{**e, "item": "event", "at": e["accepted_at"]} for e in new_events]
+    items += [{**e, "item": "timeline"} for e in entries]
+    # Newest first; an event before the session entries it caused at the same instant.
+    items.sort(key=lambda i: (i["at"], i["item"] == "timeline", i["id"]), reverse=True)
+    return items[:limit]
+
+
+def _nth_newest(conn: Connection, table: sa.Table, n: int) -> int | None:
+    """The id of the n-th newest row (the oldest of the newest n)."""
+    return conn.execute(
+        sa.select(sa.func.min(sa.literal_column("id"))).select_from(
+            sa.select(table.c.id).order_by(table.c.id.desc()).limit(n).subquery()
+        )
+    ).scalar()

@@ -1,0 +1,393 @@
+"""The web UI in a real browser: headless Chromium (Debian's, driven by Playwright)
+against a real `sluice serve` with its embedded worker, on SQLite. A person logs in,
+makes a first flow, reads the flows list and the canvas with its live counts, turns a
+flow off and on, types a broken definition, stops and resumes a session from the
+visitor's profile, watches a timeline and the activity feed update without a reload,
+and reads the outbox. Each page is saved as a screenshot in build/screenshots/."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sluice.definitions.parse import load_documents
+from sluice.records import FlowStatus
+from sluice.service import Sluice
+from sluice.settings import Settings
+from sluice.store.ingest import IncomingEvent
+
+sync_api = pytest.importorskip("playwright.sync_api")
+TIMEOUT = 10_000
+
+expect = sync_api.expect
+expect.set_options(timeout=TIMEOUT)
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+SLUICE = str(Path(sys.executable).with_name("sluice"))
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SHOTS = ROOT / "build" / "screenshots"
+EXAMPLES = ROOT / "src" / "sluice" / "ui" / "examples"
+PASSWORD = "browser-test-password"
+SECRET_KEY = "s" + "b" * 48
+ONBOARDING_STEPS = [
+    "welcome",
+    "settle",
+    "activated",
+    "mark_engaged",
+    "nudge",
+    "wait_setup",
+    "tell_crm",
+    "done",
+]
+BROKEN = "key: onboarding\ntrigger:\n  event: $signup\nsteps:\n  - id: settle\n    wait: 2 days\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`sluice serve` on a fresh SQLite file; yields (base URL, settings)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: `make test` installs it (apt-get install chromium)")
+    database = tmp_path_factory.mktemp("ui") / "sluice.db"
+    settings = Settings(
+        database_url=f"sqlite:///{database}",
+        admin_password=PASSWORD,
+        secret_key=SECRET_KEY,
+        signing_key="browser-test-signing-key",
+    )
+    env = {
+        **os.environ,
+        "SLUICE_DATABASE_URL": settings.database_url,
+        "SLUICE_ADMIN_PASSWORD": PASSWORD,
+        "SLUICE_SECRET_KEY": SECRET_KEY,
+        "SLUICE_SIGNING_KEY": settings.signing_key,
+    }
+    port = free_port()
+    process = subprocess.Popen(
+        [SLUICE, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail(f"sluice serve did not start: {process.stderr.read()}")
+    yield base, settings
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def facade(server):
+    """The same database, in this process, for setting up data and checking it."""
+    app = Sluice(server[1])
+    yield app
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def context(browser, server):
+    """One logged-in browser context for the module (the login is tested on its own)."""
+    context = browser.new_context(base_url=server[0], viewport={"width": 1360, "height": 900})
+    context.set_default_timeout(TIMEOUT)
+    page = context.new_page()
+    log_in(page)
+    page.close()
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context):
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(error))
+    yield page
+    page.close()
+    assert errors == [], f"errors in the page's scripts: {errors}"
+
+
+def log_in(page) -> None:
+    page.goto("/")
+    assert "/login" in page.url
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/login" not in url)
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
+
+
+def send(facade: Sluice, event_type: str, email: str, **options) -> None:
+    facade.send([IncomingEvent(type=event_type, email=email, **options)])
+
+
+def wait_for(condition, timeout: float = 10.0):
+    """Poll until `condition()` is truthy (the server's worker runs on its own)."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.1)
+    return result
+
+
+def session_through_api(server, facade: Sluice, session_id: int) -> dict:
+    """The session as the API reports it (the facade where the API is not there)."""
+    if importlib.util.find_spec("sluice.api.sessions") is None:
+        return facade.session(session_id)
+    response = httpx.get(
+        f"{server[0]}/api/sessions/{session_id}",
+        headers={"Authorization": f"Bearer {SECRET_KEY}"},
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+@pytest.fixture(scope="module")
+def seeded(context, facade):
+    """After the fresh-install test: every example applied and on, and visitors."""
+    documents = []
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        documents += [(path.name, d) for d in load_documents(path.read_text(), path.name)]
+    facade.apply(documents)
+    for key in ("onboarding", "abandoned-cart"):
+        facade.set_flow_status(key, FlowStatus.ON)
+    send(
+        facade, "$signup", "ada@example.com", details={"plan": "pro"}, fields={"first_name": "Ada"}
+    )
+    send(facade, "$signup", "bob@example.com", fields={"first_name": "<b>Bob</b>"})
+    send(facade, "checkout_started", "ada@example.com", details={"cart_id": "c1", "items": []})
+    wait_for(lambda: len(facade.sessions(status="waiting")) == 3)
+    return facade
+
+
+# -- a fresh install -------------------------------------------------------------------
+
+
+def test_login_page_and_a_wrong_password(browser, server):
+    context = browser.new_context(base_url=server[0], viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    page.goto("/outbox")
+    assert "/login" in page.url
+    shot(page, "01-login")
+    page.fill("input[name=password]", "not the password")
+    page.click("button[type=submit]")
+    assert "Wrong user name or password" in page.inner_text("[role=alert]")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/outbox")
+    context.close()
+
+
+def test_a_fresh_install_makes_a_first_flow_in_one_click(page, facade):
+    page.goto("/")
+    assert "No flows yet" in page.inner_text("main")
+    shot(page, "02-empty-state")
+    page.locator("form.example", has_text="Onboarding").get_by_role(
+        "button", name="Use this flow"
+    ).click()
+    page.wait_for_url("**/flows/onboarding")
+    assert "Created the flow onboarding" in page.inner_text(".notice")
+    assert facade.show_flow("onboarding")["status"] == "off"
+
+
+# -- flows -----------------------------------------------------------------------------
+
+
+def test_the_flows_list(page, seeded):
+    page.goto("/")
+    rows = page.locator("#flows tbody tr")
+    assert rows.count() == 3
+    onboarding = page.locator('tr[data-flow="onboarding"]')
+    assert onboarding.locator("[data-status]").inner_text() == "on"
+    expect(onboarding.locator('[data-figure="counts"]')).to_have_text("2 waiting")
+    expect(onboarding.locator('[data-figure="entered_24h"]')).to_have_text("2")
+    assert "v1" in onboarding.inner_text()
+    assert (
+        page.locator('tr[data-flow="trial-ending"]')
+        .get_by_role("button", name="Turn on")
+        .is_visible()
+    )
+    shot(page, "03-flows")
+
+
+def test_the_canvas_shows_every_step_and_its_live_count(page, seeded):
+    page.goto("/flows/onboarding")
+    for step in ONBOARDING_STEPS:
+        box = page.locator(f'[data-step="{step}"]')
+        assert box.is_visible(), step
+        assert box.locator("[data-count]").count() == 1
+    settle = page.locator('[data-step="settle"] [data-count]')
+    assert settle.get_attribute("data-count") == "2" and settle.inner_text() == "2"
+    expect(page.locator('[data-step="welcome"] [data-stat="sent"] b')).to_have_text("2")
+    send(seeded, "$signup", "cy@example.com")  # a new session, while the page is open
+    page.wait_for_selector('[data-step="settle"] [data-count="3"]')
+    assert page.locator('[data-step="settle"] [data-count]').inner_text() == "3"
+    shot(page, "04-canvas")
+    page.goto("/flows/abandoned-cart")
+    assert page.locator("[data-step]").count() == 8
+    shot(page, "04-canvas-branches")
+
+
+def test_turning_a_flow_off_and_on(page, seeded):
+    page.goto("/flows/onboarding")
+    page.get_by_role("button", name="Turn off").click()
+    page.wait_for_selector("[data-flow-status]:has-text('off')")
+    assert seeded.show_flow("onboarding")["status"] == "off"
+    page.goto("/visitors/ada@example.com?tab=flows")
+    assert "paused" in page.locator("#sessions").inner_text()
+    page.goto("/flows/onboarding")
+    page.get_by_role("button", name="Turn on").click()
+    page.wait_for_selector("[data-flow-status]:has-text('on')")
+    assert seeded.show_flow("onboarding")["status"] == "on"
+
+
+def test_the_editor_shows_a_problem_at_its_line_as_you_type(page, seeded):
+    page.goto("/flows/onboarding?tab=edit")
+    content = page.locator(".cm-content")
+    content.click()
+    page.keyboard.press("Control+a")
+    page.keyboard.insert_text(BROKEN)
+    page.wait_for_selector(".cm-lint-marker-error")
+    assert page.inner_text("[data-editor-status]") == "1 problem"
+    marker = page.locator(".cm-gutterElement", has=page.locator(".cm-lint-marker-error"))
+    assert marker.inner_text().strip() == ""  # the lint gutter, beside line 6:
+    assert page.locator(".cm-lintRange-error").inner_text() == "    wait: 2 days"
+    page.hover(".cm-lint-marker-error")
+    tooltip = page.wait_for_selector(".cm-tooltip-lint")
+    assert "steps[0].wait: invalid duration '2 days'" in tooltip.inner_text()
+    assert "line 6" in page.inner_text("[data-problems]")
+    shot(page, "05-editor-problem")
+    # a valid definition: the preview redraws the canvas of what was typed
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+a")
+    page.keyboard.insert_text(BROKEN.replace("2 days", "2d"))
+    expect(page.locator("[data-preview] [data-step]")).to_have_count(1)
+    assert page.locator("[data-preview] [data-step]").get_attribute("data-step") == "settle"
+    assert page.inner_text("[data-editor-status]") == "Valid"
+    shot(page, "06-editor-preview")
+    assert seeded.show_flow("onboarding")["version"] == 1  # nothing saved
+
+
+def test_versions_and_their_diff(page, seeded):
+    definition = seeded.show_flow("onboarding")["definition"]
+    definition["steps"][1]["wait"] = "3d"
+    seeded.apply([("onboarding.yaml", definition)], actor="test")
+    page.goto("/flows/onboarding?tab=versions")
+    assert page.locator(".diff-added").inner_text().strip().endswith("wait: 3d")
+    shot(page, "07-versions")
+
+
+# -- visitors and sessions -------------------------------------------------------------
+
+
+def test_stop_flow_and_resume_from_the_visitors_flows_tab(page, server, seeded):
+    page.goto("/visitors/ada@example.com")
+    shot(page, "08-visitor-overview")
+    page.get_by_role("link", name="Flows").last.click()
+    page.wait_for_url("**tab=flows")
+    row = page.locator("#sessions tr", has_text="onboarding")
+    assert "waiting" in row.inner_text() and "settle" in row.inner_text()
+    shot(page, "09-visitor-flows")
+    row.locator("a").first.click()
+    page.wait_for_url("**/sessions/*")
+    session_id = int(page.url.rsplit("/", 1)[1])
+    page.get_by_role("button", name="Stop Flow").click()
+    page.wait_for_selector("button:has-text('Resume')")
+    assert session_through_api(server, seeded, session_id)["status"] == "stopped"
+    page.get_by_role("button", name="Resume").click()
+    page.wait_for_selector("button:has-text('Stop Flow')")
+    session = session_through_api(server, seeded, session_id)
+    assert session["status"] == "waiting"
+    assert [e["kind"] for e in session["timeline"]][-2:] == ["stopped", "resumed"]
+    shot(page, "10-session")
+
+
+def test_the_timeline_updates_without_a_reload(page, seeded):
+    session_id = seeded.sessions(email="bob@example.com")[0]["id"]
+    page.goto(f"/sessions/{session_id}")
+    page.evaluate("window.notReloaded = true")
+    page.wait_for_selector("[data-live-state]:has-text('live')")
+    seeded.stop_session(session_id, actor="support")  # someone else, elsewhere
+    page.wait_for_selector("[data-timeline] .kind-stopped")
+    page.wait_for_selector("button:has-text('Resume')")  # the header followed
+    assert page.evaluate("window.notReloaded") is True
+    seeded.resume_session(session_id, actor="support")
+    page.wait_for_selector("[data-timeline] .kind-resumed")
+    assert page.evaluate("window.notReloaded") is True
+
+
+def test_the_activity_feed_is_live(page, seeded):
+    page.goto("/activity")
+    page.wait_for_selector("[data-live-state]:has-text('live')")
+    send(seeded, "completed_setup", "dee@example.com", details={"note": "<i>html</i>"})
+    row = page.wait_for_selector("[data-activity] tr.fresh:has-text('completed_setup')")
+    assert "<i>html</i>" in row.inner_text()  # shown as text, not markup
+    shot(page, "11-activity")
+
+
+def test_the_outbox_shows_emails_sandboxed(page, seeded):
+    page.goto("/outbox?email=ada@example.com")
+    frame = page.locator("iframe.mail-frame")
+    assert frame.get_attribute("sandbox") == ""
+    assert "Hi Ada" in page.frame_locator("iframe.mail-frame").locator("body").inner_text()
+    assert "Message-ID" in page.inner_text(".headers")
+    shot(page, "12-outbox")
+    page.goto("/outbox")
+    assert page.locator("[data-message]").count() == 3
+    page.get_by_role("link", name="Welcome, <b>Bob</b>!").click()
+    assert "bob@example.com" in page.inner_text(".headers")
+
+
+def test_search_opens_a_profile(page, seeded):
+    page.goto("/")
+    page.fill("input[name=q]", "bob@example.com")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/visitors/bob@example.com")
+    assert "<b>Bob</b>" in page.inner_text("main")
+    page.get_by_role("link", name="Events").click()
+    shot(page, "13-visitor-events")

@@ -1,0 +1,399 @@
+"""The web UI, page by page, on SQLite and PostgreSQL: what a logged-in person sees
+and can do, and what a stranger, a forged form or hostile visitor data cannot do.
+(The same flows in a real browser are in test_ui_browser.py.)"""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import Driver
+from sluice.api.app import create_app
+from sluice.records import FlowStatus
+from sluice.service import Sluice
+from sluice.settings import Settings
+
+PASSWORD = "correct horse battery"
+BROKEN = """\
+key: onboarding
+trigger:
+  event: $signup
+steps:
+  - id: welcome
+    email:
+      subject: 'Hi {{ visitor.first_name }'
+  - id: settle
+    wait: 2 days
+"""
+
+
+@pytest.fixture
+def sluice(database_url, clock):
+    settings = Settings(
+        database_url=database_url, signing_key="test-signing-key", admin_password=PASSWORD
+    )
+    app = Sluice(settings, clock)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def driver(sluice, clock) -> Driver:
+    return Driver(sluice, clock)
+
+
+@pytest.fixture
+def anonymous(sluice):
+    with TestClient(create_app(sluice), follow_redirects=False) as client:
+        yield client
+
+
+@pytest.fixture
+def browser(anonymous) -> TestClient:
+    """A client logged in as admin."""
+    login(anonymous)
+    return anonymous
+
+
+def login(client: TestClient, password: str = PASSWORD, username: str = "admin"):
+    page = client.get("/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', page.text).group(1)
+    return client.post(
+        "/login",
+        data={"username": username, "password": password, "login_token": token, "next": "/"},
+    )
+
+
+def csrf(client: TestClient, path: str = "/") -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', client.get(path).text).group(1)
+
+
+def post(client: TestClient, path: str, **data):
+    return client.post(path, data={"csrf": csrf(client), **data})
+
+
+# -- logging in ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/flows/onboarding", "/visitors/a@b.c", "/sessions/1", "/outbox", "/activity"]
+)
+def test_every_page_needs_a_login(anonymous, path):
+    response = anonymous.get(path)
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login")
+
+
+def test_json_endpoints_answer_401_without_a_login(anonymous):
+    assert anonymous.get("/ui/flows/onboarding/live").status_code == 401
+
+
+def test_login_with_the_admin_password_sets_a_secure_session_cookie(anonymous):
+    response = login(anonymous)
+    assert response.status_code == 303 and response.headers["location"] == "/"
+    cookie = response.headers["set-cookie"].lower()
+    assert "sluice_ui=" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+    assert "secure" not in cookie  # plain http: a Secure cookie would never come back
+    assert anonymous.get("/").status_code == 200
+
+
+def test_over_https_the_cookie_is_secure(sluice):
+    with TestClient(
+        create_app(sluice), base_url="https://sluice.test", follow_redirects=False
+    ) as client:
+        response = login(client)
+    assert "secure" in response.headers["set-cookie"].lower()
+
+
+@pytest.mark.parametrize(
+    "username,password", [("admin", "wrong"), ("root", PASSWORD), ("admin", "")]
+)
+def test_a_wrong_login_shows_an_error_inline(anonymous, username, password):
+    response = login(anonymous, password=password, username=username)
+    assert response.status_code == 401
+    assert 'role="alert"' in response.text
+    assert "sluice_ui=" not in response.headers.get("set-cookie", "")
+
+
+def test_a_forged_cookie_is_not_a_login(anonymous):
+    anonymous.cookies.set("sluice_ui", "eyJ1IjoiYWRtaW4ifQ.forged")
+    assert anonymous.get("/").status_code == 303
+
+
+def test_the_login_redirects_back_but_never_to_another_site(anonymous):
+    page = anonymous.get("/login?next=//evil.example.com/")
+    assert 'name="next" value="/"' in page.text
+    assert anonymous.get("/activity").headers["location"] == "/login?next=%2Factivity"
+
+
+def test_logout_ends_the_session(browser):
+    response = post(browser, "/logout")
+    assert response.headers["location"] == "/login"
+    assert browser.get("/").status_code == 303
+
+
+def test_a_form_without_its_csrf_token_changes_nothing(browser, driver):
+    driver.apply_example("nudge.yaml", "onboarding.yaml")
+    for data in ({}, {"csrf": "forged"}):
+        response = browser.post("/flows/onboarding/off", data=data)
+        assert response.status_code == 403
+    assert driver.app.show_flow("onboarding")["status"] == "on"
+    assert browser.post("/ui/flows/onboarding/check", content=BROKEN).status_code == 403
+
+
+# -- flows -----------------------------------------------------------------------------
+
+
+def test_a_fresh_install_offers_the_examples_and_makes_a_flow_in_one_click(browser, sluice):
+    page = browser.get("/")
+    assert "No flows yet" in page.text and "Use this flow" in page.text
+    response = post(browser, "/flows/examples", file="onboarding.yaml")
+    assert response.headers["location"] == "/flows/onboarding"
+    flow = sluice.show_flow("onboarding")
+    assert flow["status"] == "off" and flow["version"] == 1
+    assert "turn it on when ready" in unescape(browser.get("/flows/onboarding").text)
+
+
+def test_the_flows_list_shows_status_version_sessions_and_conversion(browser, driver):
+    driver.apply_example("nudge.yaml", "onboarding.yaml", "abandoned-cart.yaml")
+    driver.app.set_flow_status("abandoned-cart", FlowStatus.OFF)
+    driver.send("$signup", "ada@example.com")
+    driver.send("$signup", "bob@example.com")
+    driver.send("$purchase", "bob@example.com")  # the goal
+    page = browser.get("/").text
+    row = re.search(r'<tr data-flow="onboarding">(.*?)</tr>', page, re.S).group(1)
+    assert "badge-on" in row and "v1" in row and "Turn off" in row
+    cart = re.search(r'<tr data-flow="abandoned-cart">(.*?)</tr>', page, re.S).group(1)
+    assert "badge-off" in cart and "Turn on" in cart
+    figures = browser.get("/ui/flows/figures").json()
+    assert figures["onboarding"] == {
+        "counts": {"waiting": 1, "exited": 1},
+        "sessions": 2,
+        "entered_24h": 2,
+        "conversion": 0.5,
+    }
+    assert figures["abandoned-cart"]["sessions"] == 0
+    assert figures["abandoned-cart"]["conversion"] is None
+
+
+def test_turning_a_flow_off_and_on(browser, driver):
+    driver.apply_example("nudge.yaml", "onboarding.yaml")
+    driver.send("$signup", "ada@example.com")
+    response = post(browser, "/flows/onboarding/off", next="/")
+    assert response.headers["location"] == "/"
+    assert driver.app.show_flow("onboarding")["status"] == "off"
+    assert "paused where they are" in browser.get("/").text
+    assert driver.app.sessions(email="ada@example.com")[0]["paused"]
+    post(browser, "/flows/onboarding/on")
+    assert driver.app.show_flow("onboarding")["status"] == "on"
+    assert post(browser, "/flows/nothing/on").status_code == 404
+
+
+def test_the_canvas_has_a_box_with_a_count_for_every_step(browser, driver):
+    driver.apply_example("nudge.yaml", "onboarding.yaml")
+    driver.send("$signup", "ada@example.com")
+    driver.send("$signup", "bob@example.com")
+    page = browser.get("/flows/onboarding").text
+    steps = re.findall(r'data-step="([^"]+)"', page)
+    assert steps == [
+        "welcome",
+        "settle",
+        "activated",
+        "mark_engaged",
+        "nudge",
+        "wait_setup",
+        "tell_crm",
+        "done",
+    ]
+    counts = dict(re.findall(r'data-step="([^"]+)".*?data-count="(\d+)"', page, re.S))
+    assert counts["settle"] == "2" and counts["welcome"] == "0"
+    assert "template nudge" in page and "completed_setup, up to 3d" in page
+    live = browser.get("/ui/flows/onboarding/live").json()
+    assert live["here"] == {"settle": 2}
+    assert live["stats"]["welcome"]["sent"] == 2
+    assert live["counts"] == {"waiting": 2}
+
+
+def test_an_unknown_flow_is_a_404_page(browser):
+    response = browser.get("/flows/nothing")
+    assert response.status_code == 404 and "no flow" in response.text
+
+
+# -- the editor ------------------------------------------------------------------------
+
+
+def test_checking_a_broken_definition_lists_every_problem_at_its_line(browser, driver):
+    driver.apply_example("nudge.yaml", "onboarding.yaml")
+    answer = browser.post(
+        "/ui/flows/onboarding/check",
+        content=BROKEN,
+        headers={"X-CSRF-Token": csrf(browser)},
+    ).json()
+    problems = {p["loc"]: p for p in answer["problems"]}
+    assert problems["steps[0].email.subject"]["line"] == 7
+    assert problems["steps[1].wait"]["line"] == 9
+    assert "invalid duration" in problems["steps[1].wait"]["msg"]
+    assert "canvas" not in answer
+
+
+def test_a_yaml_syntax_error_is_shown_at_its_line(browser):
+    answer = browser.post(
+        "/ui/flows/_new/check",
+        content="key: x\nsteps: [\n",
+        headers={"X-CSRF-Token": csrf(browser)},
+    ).json()
+    assert answer["problems"][0]["line"] >= 2
+    assert "YAML syntax error" in answer["problems"][0]["msg"]
+
+
+def test_checking_a_valid_definition_previews_its_canvas_and_blast_radius(browser, driver):
+    driver.apply_example("nudge.yaml", "onboarding.yaml")
+    driver.send("$signup", "ada@example.com")
+    text = driver.app.show_flow("onboarding")["definition"]
+    text["steps"] = [s for s in text["steps"] if s.get("id") != "settle"]
+    from sluice.store.flows import as_yaml
+
+    answer = browser.post(
+        "/ui/flows/onboarding/check", content=as_yaml(text), headers={"X-CSRF-Token": csrf(browser)}
+    ).json()
+    assert answer["problems"] == []
+    assert (
+        'data-step="welcome"' in answer["canvas"] and 'data-step="settle"' not in answer["canvas"]
+    )
+    assert "Saving moves sessions" in answer["canvas"]
+
+
+def test_saving_from_the_editor_makes_a_new_version_and_a_diff(browser, driver):
+    driver.apply_example("nudge.yaml", "onboarding.yaml")
+    page = browser.get("/flows/onboarding?tab=edit").text
+    text = unescape(
+        re.search(r'<textarea name="definition"[^>]*>(.*?)</textarea>', page, re.S).group(1)
+    )
+    response = post(
+        browser, "/flows/onboarding/edit", definition=text.replace("wait: 2d", "wait: 3d")
+    )
+    assert response.headers["location"] == "/flows/onboarding"
+    assert driver.app.show_flow("onboarding")["version"] == 2
+    versions = browser.get("/flows/onboarding?tab=versions&a=1&b=2").text
+    assert re.search(r'class="diff-removed">.*?wait: 2d', versions, re.S)
+    assert re.search(r'class="diff-added">.*?wait: 3d', versions, re.S)
+    assert "ui:admin" in versions
+
+
+def test_saving_a_broken_definition_shows_the_problems_and_keeps_the_text(browser, driver):
+    driver.apply_example("nudge.yaml", "onboarding.yaml")
+    response = post(browser, "/flows/onboarding/edit", definition=BROKEN)
+    assert response.status_code == 422
+    assert "invalid duration" in response.text and "line 9" in response.text
+    assert "wait: 2 days" in response.text
+    assert driver.app.show_flow("onboarding")["version"] == 1
+
+
+def test_a_new_flow_from_the_editor(browser, sluice):
+    page = browser.get("/flows/_new").text
+    text = unescape(
+        re.search(r'<textarea name="definition"[^>]*>(.*?)</textarea>', page, re.S).group(1)
+    )
+    response = post(browser, "/flows/_new", definition=text)
+    assert response.headers["location"] == "/flows/my-flow"
+    again = post(browser, "/flows/_new", definition=text)
+    assert again.status_code == 422 and "exists already" in again.text
+
+
+# -- visitors and sessions -------------------------------------------------------------
+
+
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+def test_visitor_data_and_event_details_are_escaped_everywhere(browser, driver):
+    driver.apply_example("nudge.yaml", "onboarding.yaml")
+    driver.send(
+        "$signup", "eve@example.com", details={"plan": HOSTILE}, fields={"first_name": HOSTILE}
+    )
+    session_id = driver.app.sessions(email="eve@example.com")[0]["id"]
+    pages = [
+        f"/visitors/eve@example.com?tab={tab}" for tab in ("overview", "flows", "events", "emails")
+    ]
+    pages += [f"/sessions/{session_id}", "/outbox", "/activity", "/visitors?q=eve"]
+    for path in pages:
+        text = browser.get(path).text
+        assert "<script>alert" not in text and "<img src=x" not in text, path
+    assert "&lt;script&gt;" in browser.get("/visitors/eve@example.com").text
+
+
+def test_the_outbox_shows_the_email_sandboxed_with_its_headers(browser, driver):
+    driver.apply_example("nudge.yaml", "onboarding.yaml")
+    driver.send("$signup", "ada@example.com", fields={"first_name": "Ada"})
+    driver.send("$signup", "bob@example.com")
+    page = browser.get("/outbox?email=ada@example.com").text
+    assert page.count("data-message=") == 1
+    frame = re.search(r"<iframe[^>]*>", page).group(0)
+    assert 'sandbox=""' in frame and 'srcdoc="&lt;h1&gt;Hi Ada&lt;/h1&gt;' in frame
+    assert "Message-ID" in page and "List-Unsubscribe" in page and "Welcome, Ada!" in page
+    assert (
+        "No emails for nobody@example.com" in browser.get("/outbox?email=nobody@example.com").text
+    )
+
+
+def test_the_profile_flows_tab_lists_every_session_and_marks_paused_ones(browser, driver):
+    driver.apply_example("nudge.yaml", "onboarding.yaml", "abandoned-cart.yaml")
+    driver.send("$signup", "ada@example.com")
+    driver.send("checkout_started", "ada@example.com", details={"cart_id": "c1"})
+    driver.app.set_flow_status("onboarding", FlowStatus.OFF)
+    page = browser.get("/visitors/ada@example.com?tab=flows").text
+    rows = dict(re.findall(r'<tr data-session="(\d+)">(.*?)</tr>', page, re.S))
+    assert len(rows) == 2
+    onboarding = next(r for r in rows.values() if "onboarding" in r)
+    assert "paused" in onboarding and "settle" in onboarding
+    cart = next(r for r in rows.values() if "abandoned-cart" in r)
+    assert "paused" not in cart and "wait_purchase" in cart
+
+
+def test_stop_flow_and_resume_from_the_session_page(browser, driver):
+    driver.apply_example("nudge.yaml", "onboarding.yaml")
+    driver.send("$signup", "ada@example.com")
+    session_id = driver.app.sessions(email="ada@example.com")[0]["id"]
+    assert "Stop Flow" in browser.get(f"/sessions/{session_id}").text
+    response = post(browser, f"/sessions/{session_id}/stop")
+    assert response.headers["location"] == f"/sessions/{session_id}"
+    assert driver.session(session_id)["status"] == "stopped"
+    page = browser.get(f"/sessions/{session_id}").text
+    assert "Resume" in page and "Session stopped" in page
+    post(browser, f"/sessions/{session_id}/resume")
+    assert driver.session(session_id)["status"] == "waiting"
+    assert driver.kinds(session_id)[-2:] == ["stopped", "resumed"]
+
+
+def test_stopping_a_session_that_has_finished_meanwhile_says_so(browser, driver):
+    driver.apply_example("nudge.yaml", "onboarding.yaml")
+    driver.send("$signup", "ada@example.com")
+    session_id = driver.app.sessions(email="ada@example.com")[0]["id"]
+    token = csrf(browser, f"/sessions/{session_id}")  # the page, loaded while waiting
+    driver.send("$purchase", "ada@example.com")  # the goal: the session exits
+    response = browser.post(f"/sessions/{session_id}/stop", data={"csrf": token})
+    assert response.status_code == 409
+    assert "already exited, so it cannot be stopped" in response.text
+    assert "Stop Flow" not in response.text
+
+
+def test_search_finds_visitors_by_the_start_of_their_email(browser, driver):
+    for email in ("ada@example.com", "adam@example.com", "bob@example.com"):
+        driver.send("$signup", email)
+    page = browser.get("/visitors?q=AD").text
+    assert "ada@example.com" in page and "adam@example.com" in page and "bob@" not in page
+    exact = browser.get("/visitors?q=bob@example.com")
+    assert exact.headers["location"] == "/visitors/bob@example.com"
+    assert "No visitor found" in browser.get("/visitors?q=zed").text
+    assert browser.get("/visitors/zed@example.com").status_code == 404
+
+
+def test_the_activity_page_lists_events_and_session_changes(browser, driver):
+    assert "Nothing has happened yet" in browser.get("/activity").text
+    driver.apply_example("nudge.yaml", "onboarding.yaml")
+    driver.send("$signup", "ada@example.com")
+    page = browser.get("/activity").text
+    assert "$signup" in page and "email_sent" in page and "ada@example.com" in page
