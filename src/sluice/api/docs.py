@@ -68,6 +68,12 @@ def install(app: FastAPI) -> None:
         components = document.setdefault("components", {}).setdefault("schemas", {})
         for name, schema in definitions.get("$defs", {}).items():
             components.setdefault(name, schema)
+        # FastAPI documents its own 422 on every route with parameters; ours has
+        # `loc` as one string (errors.py).
+        if "HTTPValidationError" in components:
+            components["HTTPValidationError"] = schemas.Invalid.model_json_schema(ref_template=_REF)
+            components["HTTPValidationError"].pop("$defs", None)
+            components["ValidationError"] = schemas.Problem.model_json_schema()
         app.openapi_schema = document
         return document
 
