@@ -10,7 +10,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from sluice import views
 from sluice.records import FlowStatus
 from sluice.service import Sluice
 from sluice.store import flows as flow_store
@@ -120,17 +119,33 @@ def create_flow(request: Request, csrf: Csrf = "", definition: Definition = ""):
     )
 
 
+def _flow(conn, key: str) -> tuple[dict[str, Any], dict[str, int]]:
+    """The flow as the pages show it (the shape of `views.flow_view`), and its
+    unfinished sessions at each step."""
+    row = flow_store.get_flow(conn, key)
+    counts, here = queries.session_counts(conn, key)
+    flow = {
+        "key": row.key,
+        "name": row.name,
+        "status": row.status.value,
+        "version": row.version,
+        "updated_at": row.updated_at,
+        "counts": counts,
+    }
+    return flow, here
+
+
 def _flow_context(sluice: Sluice, key: str) -> dict[str, Any]:
     with sluice.db.read() as conn:
-        flow = views.flow_view(conn, key)
+        flow, here = _flow(conn, key)
+        flow["versions"] = flow_store.list_versions(conn, key)
         tree = sluice.catalog.flow(conn, key, flow["version"]).tree
-        here = queries.sessions_per_step(conn, key)
     return {
         "flow": flow,
         "definition": tree.definition,
         "boxes": canvas.boxes(tree.definition.steps),
         "here": here,
-        "yaml": flow_store.as_yaml(flow["definition"]),
+        "yaml": flow_store.as_yaml(tree.definition.source),
     }
 
 
@@ -234,8 +249,7 @@ def live_counts(request: Request, key: str) -> Response:
     sluice = _sluice(request)
     try:
         with sluice.db.read() as conn:
-            here = queries.sessions_per_step(conn, key)
-            flow = views.flow_view(conn, key, full=False)
+            flow, here = _flow(conn, key)
         stats = _cached_stats(sluice, key)
     except UnknownFlow:
         return JSONResponse({"detail": f"unknown flow '{key}'"}, status_code=404)

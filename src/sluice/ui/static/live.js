@@ -171,6 +171,7 @@ function activityRow(kind, item) {
   } else {
     const where = cell(link(`/sessions/${item.session_id}`, `#${item.session_id}`), ` ${item.flow || ""}`);
     if (item.step) where.append(" · ", el("code", null, item.step));
+    where.className = "nowrap";
     tr.append(
       cell(el("span", null, when(item.at))),
       cell(visitor),
