@@ -100,6 +100,15 @@ def test_login_with_the_admin_password_sets_a_secure_session_cookie(anonymous):
     assert anonymous.get("/").status_code == 200
 
 
+def test_the_stored_password_hash_is_checked_when_none_is_configured(database_url, clock):
+    stored = Sluice(Settings(database_url=database_url, signing_key="k"), clock)
+    stored.credentials.set_admin_password("stored secret")
+    with TestClient(create_app(stored), follow_redirects=False) as client:
+        assert login(client, password=PASSWORD).status_code == 401
+        assert login(client, password="stored secret").status_code == 303
+    stored.close()
+
+
 def test_over_https_the_cookie_is_secure(sluice):
     with TestClient(
         create_app(sluice), base_url="https://sluice.test", follow_redirects=False

@@ -22,6 +22,7 @@ from urllib.parse import quote
 import orjson
 from fastapi import Request
 
+from sluice.api.auth import sluice_of
 from sluice.service import Sluice
 
 USER = "admin"
@@ -93,7 +94,7 @@ def read_cookie(sluice: Sluice, value: str | None) -> UiSession | None:
 
 def session_of(request: Request) -> UiSession:
     """The logged-in session; raises LoginRequired."""
-    found = read_cookie(request.app.state.sluice, request.cookies.get(COOKIE))
+    found = read_cookie(sluice_of(request), request.cookies.get(COOKIE))
     if found is None:
         raise LoginRequired
     return found

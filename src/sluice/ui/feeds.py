@@ -10,16 +10,12 @@ from fastapi.responses import HTMLResponse, Response
 
 from sluice import views
 from sluice.api import streams
+from sluice.api.auth import sluice_of
 from sluice.delivery.email import InvalidMessage, build_message
-from sluice.service import Sluice
 from sluice.ui import auth, queries, render
 
 router = APIRouter(include_in_schema=False)
 PAGE = 50
-
-
-def _sluice(request: Request) -> Sluice:
-    return request.app.state.sluice
 
 
 def _headers(message: dict) -> list[tuple[str, str]]:
@@ -40,7 +36,7 @@ def outbox(
     id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
 ) -> HTMLResponse:
     auth.session_of(request)
-    messages = _sluice(request).messages(
+    messages = sluice_of(request).messages(
         email=email.strip() or None, limit=PAGE + 1, before_id=before
     )
     more = len(messages) > PAGE
@@ -60,7 +56,7 @@ def outbox(
 @router.get("/activity")
 def activity(request: Request) -> HTMLResponse:
     auth.session_of(request)
-    with _sluice(request).db.read() as conn:
+    with sluice_of(request).db.read() as conn:
         last_event, last_entry = views.latest_activity(conn)
         items = queries.recent_activity(conn, limit=PAGE)
     # The stream goes on from what the page shows, so nothing falls in between.

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from sluice.api.auth import sluice_of
 from sluice.records import FlowStatus
 from sluice.service import Sluice
 from sluice.store import flows as flow_store
@@ -25,16 +26,8 @@ STATS_SECONDS = 5.0
 every session of the flow, so many open canvases share one reading."""
 
 
-def _sluice(request: Request) -> Sluice:
-    return request.app.state.sluice
-
-
 def _actor(session: auth.UiSession) -> str:
     return f"ui:{session.user}"
-
-
-def not_found(request: Request, message: str) -> HTMLResponse:
-    return render.page(request, "error.html", status=404, title="Not found", message=message)
 
 
 # -- the list --------------------------------------------------------------------------
@@ -43,7 +36,7 @@ def not_found(request: Request, message: str) -> HTMLResponse:
 @router.get("/")
 def flows_page(request: Request) -> HTMLResponse:
     auth.session_of(request)
-    with _sluice(request).db.read() as conn:
+    with sluice_of(request).db.read() as conn:
         flows = flow_store.list_flows(conn)
     examples = [] if flows else editing.examples()
     return render.page(request, "flows.html", flows=flows, examples=examples)
@@ -53,7 +46,7 @@ def flows_page(request: Request) -> HTMLResponse:
 def flow_figures(request: Request) -> JSONResponse:
     """The flows list's figures, loaded after the page: they count every session."""
     auth.session_of(request)
-    sluice = _sluice(request)
+    sluice = sluice_of(request)
     with sluice.db.read() as conn:
         return JSONResponse(queries.flow_figures(conn, sluice.clock.now()))
 
@@ -63,7 +56,7 @@ def use_example(request: Request, csrf: Csrf = "", file: Annotated[str, Form(max
     session = auth.check_csrf(request, csrf)
     if file not in {e["file"] for e in editing.examples()}:
         return render.redirect(request, "/", "No such example.")
-    key = editing.apply_example(_sluice(request), file, _actor(session))
+    key = editing.apply_example(sluice_of(request), file, _actor(session))
     return render.redirect(
         request, f"/flows/{key}", f"Created the flow {key}. It is off: turn it on when ready."
     )
@@ -77,9 +70,9 @@ def turn(
     session = auth.check_csrf(request, csrf)
     status = FlowStatus.ON if request.url.path.endswith("/on") else FlowStatus.OFF
     try:
-        _sluice(request).set_flow_status(key, status, actor=_actor(session))
+        sluice_of(request).set_flow_status(key, status, actor=_actor(session))
     except UnknownFlow:
-        return not_found(request, f"There is no flow '{key}'.")
+        return render.not_found(request, f"There is no flow '{key}'.")
     notice = (
         f"{key} is on: its sessions run."
         if status == FlowStatus.ON
@@ -100,7 +93,7 @@ def new_flow_page(request: Request) -> HTMLResponse:
 @router.post("/flows/_new")
 def create_flow(request: Request, csrf: Csrf = "", definition: Definition = ""):
     session = auth.check_csrf(request, csrf)
-    sluice = _sluice(request)
+    sluice = sluice_of(request)
     checked = editing.check(sluice, definition, None)
     if not checked.problems:
         key = checked.flow.key
@@ -158,11 +151,11 @@ def flow_page(
     b: Annotated[int | None, Query(ge=1)] = None,
 ) -> HTMLResponse:
     auth.session_of(request)
-    sluice = _sluice(request)
+    sluice = sluice_of(request)
     try:
         context = _flow_context(sluice, key)
     except UnknownFlow:
-        return not_found(request, f"There is no flow '{key}'.")
+        return render.not_found(request, f"There is no flow '{key}'.")
     if tab == "versions":
         context.update(_versions(sluice, key, context["flow"], a, b))
     if tab == "edit":
@@ -184,11 +177,11 @@ def _versions(sluice: Sluice, key: str, flow: dict, a: int | None, b: int | None
 @router.post("/flows/{key}/edit")
 def save_flow(request: Request, key: str, csrf: Csrf = "", definition: Definition = ""):
     session = auth.check_csrf(request, csrf)
-    sluice = _sluice(request)
+    sluice = sluice_of(request)
     try:
         context = _flow_context(sluice, key)
     except UnknownFlow:
-        return not_found(request, f"There is no flow '{key}'.")
+        return render.not_found(request, f"There is no flow '{key}'.")
     checked = editing.check(sluice, definition, key)
     if checked.problems:
         context.update(text=definition, problems=checked.problems)
@@ -211,7 +204,7 @@ async def check_definition(request: Request, key: str | None = None) -> JSONResp
     if len(body) > 1_000_000:
         return JSONResponse({"problems": [{"loc": "", "msg": "too long", "line": 1}]})
     text = body.decode("utf-8", errors="replace")
-    sluice = _sluice(request)
+    sluice = sluice_of(request)
     checked = editing.check(sluice, text, key)
     answer: dict[str, Any] = {"problems": checked.problems}
     if checked.flow is not None:
@@ -246,7 +239,7 @@ def live_counts(request: Request, key: str) -> Response:
     """What the canvas shows and updates: sessions at each step, their statuses, and
     the per-step statistics."""
     auth.session_of(request)
-    sluice = _sluice(request)
+    sluice = sluice_of(request)
     try:
         with sluice.db.read() as conn:
             flow, here = _flow(conn, key)

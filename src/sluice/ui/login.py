@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from sluice.api.auth import sluice_of
 from sluice.ui import auth, render
 
 router = APIRouter(include_in_schema=False)
@@ -30,7 +31,7 @@ def _login_form(request: Request, *, next_url: str, error: str | None = None, us
 
 @router.get("/login")
 def login_page(request: Request, next: Annotated[str | None, Query()] = None) -> HTMLResponse:
-    sluice = request.app.state.sluice
+    sluice = sluice_of(request)
     if auth.read_cookie(sluice, request.cookies.get(auth.COOKIE)) is not None:
         return RedirectResponse(auth.safe_next(next), status_code=303)
     return _login_form(request, next_url=auth.safe_next(next))
@@ -44,7 +45,7 @@ async def login(
     login_token: Annotated[str, Form(max_length=100)] = "",
     next: Annotated[str, Form(max_length=2000)] = "/",
 ):
-    sluice = request.app.state.sluice
+    sluice = sluice_of(request)
     next_url = auth.safe_next(next)
     expected = request.cookies.get(auth.LOGIN_COOKIE)
     if not expected or not secrets.compare_digest(login_token.encode(), expected.encode()):

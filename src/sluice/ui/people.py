@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from sluice import views
 from sluice.api import streams
+from sluice.api.auth import sluice_of
 from sluice.service import Sluice, VisitorNotFound
 from sluice.store import sessions as session_store
 from sluice.store.sessions import InvalidSessionState, SessionNotFound
@@ -20,17 +21,13 @@ SessionId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 TABS = ("overview", "flows", "events", "emails")
 
 
-def _sluice(request: Request) -> Sluice:
-    return request.app.state.sluice
-
-
 # -- visitors --------------------------------------------------------------------------
 
 
 @router.get("/visitors")
 def search(request: Request, q: Annotated[str, Query(max_length=320)] = "") -> Response:
     auth.session_of(request)
-    with _sluice(request).db.read() as conn:
+    with sluice_of(request).db.read() as conn:
         found = queries.search_visitors(conn, q)
     if len(found) == 1 and found[0]["email"].lower() == q.strip().lower():
         return RedirectResponse(
@@ -46,17 +43,11 @@ def visitor_page(
     tab: Annotated[str, Query(pattern="^(overview|flows|events|emails)$")] = "overview",
 ) -> HTMLResponse:
     auth.session_of(request)
-    sluice = _sluice(request)
+    sluice = sluice_of(request)
     try:
         visitor = sluice.visitor(email)
     except VisitorNotFound:
-        return render.page(
-            request,
-            "error.html",
-            status=404,
-            title="Not found",
-            message=f"No visitor has the email {email}.",
-        )
+        return render.not_found(request, f"No visitor has the email {email}.")
     messages = sluice.messages(email=email, limit=50) if tab == "emails" else []
     return render.page(
         request, "visitor.html", visitor=visitor, tab=tab, tabs=TABS, messages=messages
@@ -75,15 +66,9 @@ def _session_context(sluice: Sluice, session_id: int) -> dict:
 
 def _session_page(request: Request, session_id: int, *, error: str | None = None, status=200):
     try:
-        context = _session_context(_sluice(request), session_id)
+        context = _session_context(sluice_of(request), session_id)
     except SessionNotFound:
-        return render.page(
-            request,
-            "error.html",
-            status=404,
-            title="Not found",
-            message=f"There is no session {session_id}.",
-        )
+        return render.not_found(request, f"There is no session {session_id}.")
     return render.page(request, "session.html", status=status, error=error, **context)
 
 
@@ -97,7 +82,7 @@ def session_page(request: Request, session_id: SessionId) -> HTMLResponse:
 def session_header(request: Request, session_id: SessionId) -> HTMLResponse:
     """The session's status and buttons, re-read when its timeline changes."""
     session = auth.session_of(request)
-    with _sluice(request).db.read() as conn:
+    with sluice_of(request).db.read() as conn:
         view = views.session_views(conn, [session_store.get(conn, session_id)])[0]
     return HTMLResponse(render.fragment("_session_header.html", session=view, csrf=session.csrf))
 
@@ -108,7 +93,7 @@ def act(
     request: Request, session_id: SessionId, csrf: Annotated[str, Form(max_length=100)] = ""
 ) -> Response:
     session = auth.check_csrf(request, csrf)
-    sluice = _sluice(request)
+    sluice = sluice_of(request)
     stopping = request.url.path.endswith("/stop")
     operation = sluice.stop_session if stopping else sluice.resume_session
     try:

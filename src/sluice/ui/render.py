@@ -77,6 +77,10 @@ def page(request: Request, template: str, *, status: int = 200, **context: Any) 
     return response
 
 
+def not_found(request: Request, message: str) -> HTMLResponse:
+    return page(request, "error.html", status=404, title="Not found", message=message)
+
+
 def fragment(template: str, **context: Any) -> str:
     """A piece of a page, for a script to put in place."""
     return environment.get_template(template).render(**context)
