@@ -43,5 +43,6 @@ clean:
 
 bench: $(STAMP) $(EDITOR_JS)
 	$(PY) bench/engine.py
+	$(PY) bench/delivery.py
 	$(PY) bench/workers.py
 	$(PY) bench/ui.py

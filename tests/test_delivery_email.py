@@ -319,3 +319,44 @@ def test_smtp_urls():
     assert SmtpDestination.from_url("smtp://mail.example.com").port == 25
     with pytest.raises(ValueError, match="SLUICE_SMTP_URL"):
         SmtpDestination.from_url("http://mail.example.com")
+
+
+def test_non_ascii_text_is_encoded_and_line_breaks_cannot_add_headers(driver, mailer, smtp):
+    flow = """
+key: intl
+trigger: {event: signed_up}
+steps:
+  - email:
+      from: 'Zoë Café <zoe@acme.test>'
+      subject: "{{ event.details.subject }}"
+      html: '<p>Grüße, {{ visitor.email }}</p>'
+"""
+    driver.apply(flow)
+    driver.send(
+        "signed_up", "ki@example.com", details={"subject": "Grüße\r\nBcc: evil@example.com"}
+    )
+    deliver(dispatcher_for(mailer))
+    [mail] = smtp.received
+    assert mail.recipients == ["ki@example.com"]
+    assert mail.message["Subject"] == "Grüße Bcc: evil@example.com"
+    assert mail.message["Bcc"] is None
+    assert mail.message["From"] == "Zoë Café <zoe@acme.test>"
+    assert "Grüße, ki@example.com" in mail.message.get_body(("html",)).get_content()
+    assert "Grüße, ki@example.com" in mail.message.get_body(("plain",)).get_content()
+
+
+def test_an_invalid_address_fails_the_email_at_once(driver, mailer, smtp):
+    flow = """
+key: bad
+trigger: {event: signed_up}
+steps:
+  - {id: mail, email: {to: 'not an address', subject: Hi, text: Hi}}
+"""
+    driver.apply(flow)
+    [sid] = driver.send("signed_up", "li@example.com").sessions_started
+    deliver(dispatcher_for(mailer))
+    driver.run()
+    session = driver.session(sid)
+    [failed] = [e["data"] for e in session["timeline"] if e["kind"] == "email_failed"]
+    assert failed["error"] == "invalid to address 'not an address'"
+    assert session["status"] == "completed" and smtp.received == []

@@ -147,7 +147,9 @@ def test_a_postgres_restart_mid_run_only_delays_the_work(postgres_url):
                 for n in range(total)
             ]
         )
-        time.sleep(0.5)
+        deadline = time.monotonic() + 60
+        while counts(app)["active"] == total and time.monotonic() < deadline:
+            time.sleep(0.1)  # until the workers are up and working
         outage(postgres_url)
         app.db.engine.dispose()  # the test's own pool held connections to the old server
         found = wait_until_done(app, total, 120)

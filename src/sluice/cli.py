@@ -22,6 +22,7 @@ from sluice.edge import EventInput, InvalidInput
 from sluice.records import FlowStatus
 from sluice.service import Sluice, VisitorNotFound
 from sluice.settings import Settings
+from sluice.store.db import retrying
 from sluice.store.flows import UnknownFlow, as_yaml
 from sluice.store.sessions import InvalidSessionState, SessionNotFound
 
@@ -78,7 +79,7 @@ def main(ctx: click.Context, database_url: str) -> None:
 
 def open_app(ctx: click.Context) -> Sluice:
     app = Sluice(ctx.find_root().obj)
-    app.upgrade()
+    retrying(app.upgrade)  # a database that is briefly away is waited for
     ctx.call_on_close(app.close)
     return app
 
@@ -581,7 +582,6 @@ def simulate(ctx, path, script_path, as_json) -> None:
 @click.option(
     "--metrics-port",
     type=click.IntRange(1, 65535),
-    envvar="SLUICE_METRICS_PORT",
     help="Serve Prometheus metrics on this port (env SLUICE_METRICS_PORT).",
 )
 @click.pass_context
@@ -591,7 +591,8 @@ def worker(ctx, concurrency, lease, metrics_port) -> None:
 
     if lease is not None:
         ctx.find_root().obj = replace(ctx.find_root().obj, lease_seconds=lease)
-    run_worker(open_app(ctx), concurrency=concurrency, metrics_port=metrics_port)
+    app = open_app(ctx)
+    run_worker(app, concurrency=concurrency, metrics_port=metrics_port or app.settings.metrics_port)
 
 
 @main.command()

@@ -18,13 +18,12 @@ import ssl
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
 from sluice.delivery import retry
-from sluice.delivery.email import InvalidMessage, build_message
+from sluice.delivery.email import Envelope, InvalidMessage, build_message
 from sluice.delivery.sender import Attempt, TimelineKinds, Verdict
 from sluice.delivery.tracking import Tracker
 from sluice.store.deliveries import Delivery
@@ -88,11 +87,11 @@ class SmtpSender:
         if not payload.get("transactional") and not delivery.subscribed:
             return Attempt(Verdict.SKIPPED, {"reason": "unsubscribed"})
         try:
-            message = build_message(payload, date=now, tracker=self.tracker)
+            envelope = build_message(payload, date=now, tracker=self.tracker)
         except InvalidMessage as error:
             return Attempt(Verdict.FAILED, error=str(error))
         try:
-            await self._send(message)
+            await self._send(envelope)
         except aiosmtplib.SMTPRecipientsRefused as error:
             return _answer(error.recipients[0])
         except aiosmtplib.SMTPResponseException as error:
@@ -111,12 +110,12 @@ class SmtpSender:
             },
         )
 
-    async def _send(self, message: EmailMessage) -> None:
+    async def _send(self, envelope: Envelope) -> None:
         async with self._slots:
             pooled = self._reusable()
             if pooled is not None:
                 try:
-                    await pooled.send_message(message)
+                    await _transmit(pooled, envelope)
                 except aiosmtplib.SMTPServerDisconnected:
                     pooled.close()  # closed while idle: try once on a new connection
                 except BaseException:
@@ -137,7 +136,7 @@ class SmtpSender:
             )
             try:
                 await smtp.connect()
-                await smtp.send_message(message)
+                await _transmit(smtp, envelope)
             except BaseException:
                 smtp.close()
                 raise
@@ -159,6 +158,10 @@ class SmtpSender:
             except (aiosmtplib.SMTPException, OSError):
                 smtp.close()
         self._slots = asyncio.Semaphore(self.connections)
+
+
+async def _transmit(smtp: aiosmtplib.SMTP, envelope: Envelope) -> None:
+    await smtp.sendmail(envelope.sender, [envelope.recipient], envelope.data)
 
 
 def _answer(error: aiosmtplib.SMTPResponseException) -> Attempt:

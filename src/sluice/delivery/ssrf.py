@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from collections.abc import Iterable
 
 import httpcore
@@ -101,10 +102,10 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     httpx takes no network backend, so the connection pool it made is replaced by one
     with the guarded backend and the same limits."""
 
-    def __init__(self, *, limits: httpx.Limits):
-        super().__init__(limits=limits, trust_env=False)
+    def __init__(self, *, limits: httpx.Limits, tls: ssl.SSLContext):
+        super().__init__(limits=limits, verify=tls, trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=tls,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

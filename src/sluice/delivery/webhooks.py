@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +29,10 @@ from sluice.delivery.ssrf import GuardedTransport, PrivateAddress
 from sluice.store.deliveries import Delivery
 
 EXCERPT_BYTES = 1024
+POOL_CONNECTIONS = 4
+"""Connections per httpx client. httpcore's connection pool does work that grows with
+the square of its connections on every request, so the attempts in flight are spread
+over several small clients instead of one large one."""
 MAX_TIMEOUT = 60.0
 """A step's `timeout` is capped here, so an attempt always ends well within the
 dispatcher's lease."""
@@ -64,7 +70,8 @@ class WebhookSender:
         """The signature's timestamp is the real time of sending, whatever the
         dispatcher's clock says: receivers check it against their own clock to refuse
         replays (the reference library allows five minutes either way)."""
-        self._client: httpx.AsyncClient | None = None
+        self._clients: list[httpx.AsyncClient] = []
+        self._turn = itertools.count()
 
     def first_delay(self, delivery: Delivery) -> timedelta:
         backoff = delivery.payload.get("backoff")
@@ -117,24 +124,30 @@ class WebhookSender:
         }
 
     def client(self) -> httpx.AsyncClient:
-        """The HTTP client, made on first use in the running event loop."""
-        if self._client is None:
+        """The next of the HTTP clients, which are made on first use in the running
+        event loop."""
+        if not self._clients:
+            tls = httpx.create_ssl_context()
             limits = httpx.Limits(
-                max_connections=self.connections, max_keepalive_connections=self.connections
+                max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS
             )
-            transport = (
-                httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
-                if self.allow_private
-                else GuardedTransport(limits=limits)
-            )
-            self._client = httpx.AsyncClient(
-                transport=transport, follow_redirects=False, trust_env=False
-            )
-        return self._client
+            self._clients = [
+                httpx.AsyncClient(
+                    transport=(
+                        httpx.AsyncHTTPTransport(limits=limits, verify=tls, trust_env=False)
+                        if self.allow_private
+                        else GuardedTransport(limits=limits, tls=tls)
+                    ),
+                    follow_redirects=False,
+                    trust_env=False,
+                )
+                for _ in range(max(1, math.ceil(self.connections / POOL_CONNECTIONS)))
+            ]
+        return self._clients[next(self._turn) % len(self._clients)]
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
+        clients, self._clients = self._clients, []
+        for client in clients:
             await client.aclose()
 
 
