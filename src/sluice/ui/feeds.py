@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from email.parser import BytesHeaderParser
+from email.policy import default
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
@@ -16,6 +18,7 @@ from sluice.ui import auth, queries, render
 
 router = APIRouter(include_in_schema=False)
 PAGE = 50
+_MIME_HEADERS = {"Content-Type", "Content-Transfer-Encoding", "MIME-Version"}
 
 
 def _headers(message: dict) -> list[tuple[str, str]]:
@@ -25,7 +28,8 @@ def _headers(message: dict) -> list[tuple[str, str]]:
         built = build_message(message["payload"], date=date, tracker=None)
     except InvalidMessage as error:
         return [("Error", str(error))]
-    return [(name, str(value)) for name, value in built.items() if name != "Content-Type"]
+    headers = BytesHeaderParser(policy=default).parsebytes(built.data)
+    return [(name, str(value)) for name, value in headers.items() if name not in _MIME_HEADERS]
 
 
 @router.get("/outbox")

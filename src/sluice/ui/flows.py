@@ -214,7 +214,7 @@ async def check_definition(request: Request, key: str | None = None) -> JSONResp
             definition=checked.flow,
             boxes=canvas.boxes(checked.flow.steps),
             here={},
-            blast_radius=preview["blast_radius"],
+            moves=[p for p in preview["blast_radius"] if p["step"] != p["continues_at"]],
         )
     return JSONResponse(answer)
 
