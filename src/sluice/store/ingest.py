@@ -21,6 +21,7 @@ from sluice.engine.context import template_context
 from sluice.engine.work import FlowVersion
 from sluice.records import UNFINISHED, FlowStatus, SessionStatus
 from sluice.store import visitors as visitor_store
+from sluice.store.bulk import insert_many, insert_returning_ids
 from sluice.store.flows import Catalog, FlowRow, list_flows
 from sluice.store.notify import TIMELINE_CHANNEL, WORK_CHANNEL, notify
 from sluice.store.schema import events, sessions, timeline
@@ -73,27 +74,33 @@ def ingest(
         return result
     people = visitor_store.upsert(conn, (e.email for e in incoming), now)
     seen = _known_keys(conn, incoming, people)
+    on_flows = _on_flows(conn, catalog)
+    # A trigger's `if` sees the visitor as this very event left them; a copy is taken
+    # only for the events that such a condition will look at.
+    conditional = {
+        event_type
+        for _, flow in on_flows
+        if flow.definition.trigger.condition is not None
+        for event_type in flow.definition.trigger.events
+    }
     rows, snapshots = [], []
     for event in incoming:
         visitor = people[visitor_store.email_key(event.email)]
-        if event.key is not None:
-            identity = (visitor.id, event.type, event.key)
+        key = event.key
+        if key is not None:
+            identity = (visitor.id, event.type, key)
             if identity in seen:
                 result.duplicates += 1
                 continue
             seen.add(identity)
         _apply_effects(visitor, event, now)
-        rows.append(_event_row(visitor.id, event, now))
-        snapshots.append(visitor.view())
+        rows.append(_event_row(visitor.id, event, key, now))
+        snapshots.append(visitor.view() if event.type in conditional else None)
     visitor_store.write_back(conn, people.values(), now)
     if not rows:
         return result
-    ids = conn.execute(
-        events.insert().returning(events.c.id, sort_by_parameter_order=True), rows
-    ).scalars()
-    result.event_ids = list(ids)
+    result.event_ids = insert_returning_ids(conn, events, rows)
     result.accepted = len(rows)
-    on_flows = _on_flows(conn, catalog)
     _wake_interested(conn, on_flows, rows, now)
     candidates = _match_triggers(on_flows, rows, result.event_ids, snapshots, now)
     result.sessions_started = [s for s in start_sessions(conn, candidates, now) if s]
@@ -132,7 +139,9 @@ def _apply_effects(visitor: visitor_store.WorkingVisitor, event: IncomingEvent, 
         visitor.merge_fields(event.fields)
 
 
-def _event_row(visitor_id: int, event: IncomingEvent, now: datetime) -> dict[str, Any]:
+def _event_row(
+    visitor_id: int, event: IncomingEvent, key: str | None, now: datetime
+) -> dict[str, Any]:
     return {
         "visitor_id": visitor_id,
         "type": event.type,
@@ -140,7 +149,7 @@ def _event_row(visitor_id: int, event: IncomingEvent, now: datetime) -> dict[str
         "fields": event.fields,
         "date": event.date or now,
         "accepted_at": now,
-        "idempotency_key": event.key,
+        "idempotency_key": key,
         "depth": event.depth,
         "source": event.source,
     }
@@ -203,7 +212,8 @@ def start_sessions(
     Returns, for each candidate, its new session's id, or None where it was refused."""
     if not candidates:
         return []
-    history = _entry_history(conn, candidates)
+    # `every_time` without a cooldown needs no history: such candidates always start.
+    history = _entry_history(conn, [c for c in candidates if _needs_history(c.flow)])
     allowed = []
     for c in candidates:
         past = history.setdefault((c.visitor_id, c.flow.key), _History())
@@ -231,13 +241,10 @@ def start_sessions(
         }
         for c in allowed
     ]
-    ids = list(
-        conn.execute(
-            sessions.insert().returning(sessions.c.id, sort_by_parameter_order=True), rows
-        ).scalars()
-    )
-    conn.execute(
-        timeline.insert(),
+    ids = insert_returning_ids(conn, sessions, rows)
+    insert_many(
+        conn,
+        timeline,
         [
             {
                 "session_id": session_id,
@@ -277,7 +284,14 @@ class _History:
         self.last_started = now
 
 
+def _needs_history(flow: FlowVersion) -> bool:
+    definition = flow.definition
+    return definition.entry != EntryRule.EVERY_TIME or definition.cooldown is not None
+
+
 def _entry_history(conn, candidates: list[Candidate]) -> dict[tuple[int, str], _History]:
+    if not candidates:
+        return {}
     unfinished = sa.case((sessions.c.status.in_([s.value for s in UNFINISHED]), 1), else_=0)
     query = (
         sa.select(

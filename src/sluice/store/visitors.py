@@ -142,11 +142,37 @@ def load_by_ids(
     return {v.id: v for v in rows.values()}
 
 
+_LOADED = (
+    visitors.c.id,
+    visitors.c.uuid,
+    visitors.c.email,
+    visitors.c.email_key,
+    visitors.c.fields,
+    visitors.c.tags,
+    visitors.c.unsubscribed_at,
+    visitors.c.created_at,
+)
+
+
 def _load(conn: Connection, condition, *, lock: bool = True) -> dict[str, WorkingVisitor]:
-    query = sa.select(visitors).where(condition).order_by(visitors.c.id)
+    query = sa.select(*_LOADED).where(condition).order_by(visitors.c.id)
     if lock and conn.dialect.name == "postgresql":
         query = query.with_for_update()
-    return {row.email_key: WorkingVisitor.from_row(row) for row in conn.execute(query)}
+    # Tuples, not `row._mapping`: this runs for every visitor of every batch of events.
+    return {
+        key: WorkingVisitor(
+            id=id_,
+            uuid=uuid,
+            email=email,
+            fields=dict(fields),
+            tags=list(tags),
+            unsubscribed_at=unsubscribed_at,
+            created_at=created_at,
+        )
+        for id_, uuid, email, key, fields, tags, unsubscribed_at, created_at in conn.execute(
+            query
+        ).tuples()
+    }
 
 
 def write_back(conn: Connection, changed: Iterable[WorkingVisitor], now: datetime) -> None:
