@@ -43,6 +43,7 @@ clean:
 
 bench: $(STAMP) $(EDITOR_JS)
 	$(PY) bench/engine.py
+	$(PY) bench/api.py
 	$(PY) bench/delivery.py
 	$(PY) bench/workers.py
 	$(PY) bench/ui.py
