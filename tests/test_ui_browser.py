@@ -383,11 +383,38 @@ def test_the_outbox_shows_emails_sandboxed(page, seeded):
     assert "bob@example.com" in page.inner_text(".headers")
 
 
-def test_search_opens_a_profile(page, seeded):
+def test_search_lists_visitors_and_opens_a_profile(page, seeded):
     page.goto("/")
-    page.fill("input[name=q]", "bob@example.com")
+    page.fill("header input[name=q]", "b")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/visitors?q=b")
+    assert page.locator("#visitors tbody tr").count() == 1
+    shot(page, "13-visitor-search")
+    page.fill("header input[name=q]", "bob@example.com")
     page.keyboard.press("Enter")
     page.wait_for_url("**/visitors/bob@example.com")
     assert "<b>Bob</b>" in page.inner_text("main")
     page.get_by_role("link", name="Events").click()
-    shot(page, "13-visitor-events")
+    assert "$signup" in page.inner_text("#events")
+    shot(page, "14-visitor-events")
+    page.get_by_role("link", name="Emails").click()
+    assert "Welcome, <b>Bob</b>!" in page.inner_text("#emails")
+    shot(page, "15-visitor-emails")
+
+
+def test_a_new_flow_from_the_editor(page, seeded):
+    page.goto("/")
+    page.get_by_role("link", name="New flow").click()
+    page.wait_for_selector(".cm-content")
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+a")
+    page.keyboard.insert_text(
+        "key: winback\nname: Win back\ntrigger:\n  event: churned\nsteps:\n"
+        "  - id: wait_a_week\n    wait: 7d\n  - id: offer\n    email:\n"
+        "      subject: We miss you\n      html: '<p>Come back</p>'\n"
+    )
+    expect(page.locator("[data-preview] [data-step]")).to_have_count(2)
+    shot(page, "16-new-flow")
+    page.get_by_role("button", name="Save new version").click()
+    page.wait_for_url("**/flows/winback")
+    assert seeded.show_flow("winback")["status"] == "off"
