@@ -13,7 +13,8 @@ from sluice.definitions.model import FlowDefinition
 from sluice.definitions.parse import load_documents
 from sluice.definitions.problems import DefinitionError, Problem
 from sluice.service import Sluice
-from sluice.store.flows import as_yaml
+from sluice.store import flows as flow_store
+from sluice.store.flows import UnknownFlow, as_yaml
 from sluice.ui.lines import line_of
 
 EXAMPLES = Path(__file__).parent / "examples"
@@ -40,8 +41,8 @@ class Checked:
 
 
 def check(sluice: Sluice, text: str, key: str | None) -> Checked:
-    """Validate `text` as one flow; `key`, when given, is the flow being edited, which
-    the definition must keep."""
+    """Validate `text` as one flow: the flow `key` being edited, which the definition
+    must keep, or with `key` None a new flow, whose key must be free."""
     try:
         documents = load_documents(text, "document")
     except DefinitionError as error:
@@ -54,6 +55,8 @@ def check(sluice: Sluice, text: str, key: str | None) -> Checked:
         problems.append(Problem("kind", "this editor saves flows; apply templates with the CLI"))
     if key is not None and document.get("key") != key:
         problems.append(Problem("key", f"must stay '{key}' (to start another flow, use New flow)"))
+    if key is None and _exists(sluice, document.get("key")):
+        problems.append(Problem("key", f"a flow '{document['key']}' exists already; edit it there"))
     flow = None
     try:
         flows, _ = sluice.validate([("document", document)])
@@ -63,6 +66,15 @@ def check(sluice: Sluice, text: str, key: str | None) -> Checked:
     if problems:
         return Checked(None, document, _located(text, problems))
     return Checked(flow, document, [])
+
+
+def _exists(sluice: Sluice, key: object) -> bool:
+    with sluice.db.read() as conn:
+        try:
+            flow_store.get_flow(conn, str(key))
+        except UnknownFlow:
+            return False
+    return True
 
 
 def _located(text: str, problems: list[Problem]) -> list[dict[str, Any]]:

@@ -18,7 +18,6 @@ from sluice.store.flows import UnknownFlow
 from sluice.ui import auth, canvas, editing, queries, render
 
 router = APIRouter(include_in_schema=False)
-Key = Annotated[str, Query(max_length=64)]
 Csrf = Annotated[str, Form(max_length=100)]
 Definition = Annotated[str, Form(max_length=1_000_000)]
 STATS_SECONDS = 5.0
@@ -96,17 +95,9 @@ def create_flow(request: Request, csrf: Csrf = "", definition: Definition = ""):
     sluice = sluice_of(request)
     checked = editing.check(sluice, definition, None)
     if not checked.problems:
+        editing.save(sluice, checked, _actor(session))
         key = checked.flow.key
-        with sluice.db.read() as conn:
-            exists = key in {f.key for f in flow_store.list_flows(conn)}
-        if not exists:
-            editing.save(sluice, checked, _actor(session))
-            return render.redirect(request, f"/flows/{key}", f"Created the flow {key} (off).")
-        checked = editing.Checked(
-            None,
-            checked.document,
-            [{"loc": "key", "msg": f"a flow '{key}' exists already; edit it there", "line": 1}],
-        )
+        return render.redirect(request, f"/flows/{key}", f"Created the flow {key} (off).")
     return render.page(
         request, "editor_new.html", status=422, text=definition, problems=checked.problems
     )
