@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
+_MIGRATION_LOCK = 0x51C3  # any constant: the advisory lock that serialises migrations
 
 
 def _json_dumps(value) -> str:
@@ -99,6 +100,12 @@ class Database:
             if self.is_sqlite:
                 conn = conn.execution_options(sqlite_immediate=True)
             with conn.begin():
+                if not self.is_sqlite:
+                    # Processes starting together migrate one at a time; the others
+                    # then find nothing left to do. (SQLite: BEGIN IMMEDIATE already.)
+                    conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+                    )
                 config.attributes["connection"] = conn
                 command.upgrade(config, "head")
 

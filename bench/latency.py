@@ -1,0 +1,146 @@
+"""`make bench`: event-to-webhook latency on PostgreSQL with two workers.
+
+One API process (`sluice serve --no-worker`) and two `sluice worker` processes share
+a fresh database. Events go in through `POST /api/events` at a steady 500 per second
+for 10 seconds; each starts a session whose first step is a webhook to a receiver on
+this machine, which notes when it arrives. Latency is arrival time minus the time the
+event was sent.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import orjson
+import psycopg
+
+RATE = 500
+SECONDS = 10
+TICK = 0.05  # send a batch every 50 ms
+SLUICE = str(Path(sys.executable).parent / "sluice")
+SECRET_KEY = "sk_latency"
+
+
+class Receiver(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.latencies: list[float] = []
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = orjson.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.latencies.append(time.time() - float(body["sent"]))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    base_url = os.environ.get(
+        "SLUICE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+    )
+    name = f"sluice_latency_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = base_url.rsplit("/", 1)[0] + "/" + name
+    receiver = Receiver()
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    env = {
+        **os.environ,
+        "SLUICE_DATABASE_URL": url,
+        "SLUICE_SECRET_KEY": SECRET_KEY,
+        "SLUICE_WEBHOOK_ALLOW_PRIVATE": "true",
+    }
+    port = free_port()
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    processes = [
+        subprocess.Popen([SLUICE, "serve", "--no-worker", "--port", str(port)], env=env, **quiet)
+    ]
+    processes += [subprocess.Popen([SLUICE, "worker"], env=env, **quiet) for _ in range(2)]
+    api = f"http://127.0.0.1:{port}/api"
+    headers = {"Authorization": f"Bearer {SECRET_KEY}"}
+    try:
+        client = httpx.Client(headers=headers, timeout=30)
+        for _ in range(200):
+            try:
+                client.get(f"{api}/flows")
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        flow = {
+            "key": "latency",
+            "trigger": {"event": "ping"},
+            "entry": "every_time",
+            "steps": [
+                {
+                    "id": "hook",
+                    "webhook": {
+                        "url": f"http://127.0.0.1:{receiver.server_port}/",
+                        "body": {"sent": "{{ event.details.sent }}"},
+                    },
+                }
+            ],
+        }
+        client.put(f"{api}/flows/latency", json=flow).raise_for_status()
+        client.post(f"{api}/flows/latency/on").raise_for_status()
+        time.sleep(2)
+        per_tick = int(RATE * TICK)
+        start = time.monotonic()
+        sent = 0
+        while time.monotonic() - start < SECONDS:
+            events = [
+                {
+                    "type": "ping",
+                    "email": f"v{sent + i}@example.com",
+                    "details": {"sent": time.time()},
+                }
+                for i in range(per_tick)
+            ]
+            client.post(f"{api}/events", json={"events": events}).raise_for_status()
+            sent += per_tick
+            next_tick = start + (sent / RATE)
+            time.sleep(max(0.0, next_tick - time.monotonic()))
+        deadline = time.monotonic() + 30
+        while len(receiver.latencies) < sent and time.monotonic() < deadline:
+            time.sleep(0.1)
+        latencies = sorted(receiver.latencies)
+        pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
+        print(
+            f"event-to-webhook latency, PostgreSQL, 2 workers, {RATE} events/s for {SECONDS}s: "
+            f"{len(latencies)}/{sent} delivered; p50 {pick(0.5):.0f} ms, p90 {pick(0.9):.0f} ms, "
+            f"p99 {pick(0.99):.0f} ms, max {latencies[-1] * 1000:.0f} ms"
+        )
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=30)
+        receiver.shutdown()
+        with psycopg.connect(base_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
