@@ -35,7 +35,7 @@ from sluice.store.ingest import IncomingEvent
 from sluice.store.schema import deliveries
 
 COUNT = int(os.environ.get("BENCH_DELIVERIES", "10000"))
-IN_FLIGHT = int(os.environ.get("BENCH_IN_FLIGHT", "200"))
+IN_FLIGHT = int(os.environ.get("BENCH_IN_FLIGHT", "500"))
 ANSWER_DELAY = 0.2
 BATCH = 1000
 

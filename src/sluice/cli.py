@@ -572,7 +572,13 @@ def simulate(ctx, path, script_path, as_json) -> None:
 
 
 @main.command()
-@click.option("--concurrency", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--concurrency",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Sizes the work in hand: 10 × N sessions per batch, 50 × N deliveries in flight.",
+)
 @click.option(
     "--lease",
     type=click.FloatRange(1, 3600),

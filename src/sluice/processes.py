@@ -79,7 +79,7 @@ def _start_dispatcher(app: Sluice, *, in_flight: int) -> tuple[Dispatcher, threa
 def run_worker(app: Sluice, *, concurrency: int) -> None:
     _logging()
     worker = app.worker(batch_size=max(50, concurrency * 10))
-    dispatcher, dispatching = _start_dispatcher(app, in_flight=concurrency * 20)
+    dispatcher, dispatching = _start_dispatcher(app, in_flight=concurrency * 50)
 
     def stop(*_) -> None:
         worker.stop()
@@ -99,7 +99,7 @@ def run_server(app: Sluice, *, host: str, port: int, with_worker: bool) -> None:
     if worker:
         thread = threading.Thread(target=worker.run_forever, name="sluice-worker", daemon=True)
         thread.start()
-        dispatcher, dispatching = _start_dispatcher(app, in_flight=200)
+        dispatcher, dispatching = _start_dispatcher(app, in_flight=500)
     generated = app.credentials.ensure()
     print(f"Sluice is running at http://{host}:{port}/", flush=True)
     print_new_credentials(generated)

@@ -116,7 +116,7 @@ class Sluice:
         for worker in self._workers:
             worker.wake()
 
-    def dispatcher(self, *, senders=None, in_flight: int = 200, **options) -> Dispatcher:
+    def dispatcher(self, *, senders=None, in_flight: int = 500, **options) -> Dispatcher:
         """The dispatcher of pending deliveries, with the senders the settings call
         for: webhooks always, email when `SLUICE_SMTP_URL` is set."""
         if senders is None:

@@ -38,6 +38,9 @@ from sluice.store.deliveries import Delivery, Result
 
 log = logging.getLogger(__name__)
 
+BATCH_WINDOW = 0.02
+"""Seconds to gather results before recording them."""
+
 
 class Dispatcher:
     def __init__(
@@ -46,7 +49,7 @@ class Dispatcher:
         clock: Clock,
         senders: Iterable[Sender],
         *,
-        in_flight: int = 200,
+        in_flight: int = 500,
         lease: timedelta = timedelta(seconds=60),
         attempt_limit: timedelta = timedelta(seconds=90),
         poll_interval: float = 0.2,
@@ -68,9 +71,9 @@ class Dispatcher:
     async def run_once(self) -> int:
         """Claim what is due now (up to `in_flight`), attempt it all, record the
         outcomes; returns how many deliveries were attempted."""
-        claimed = await self._claim(self.in_flight)
+        claimed = await self._exchange([], self.in_flight)
         ended = await asyncio.gather(*(self._attempt(d) for d in claimed))
-        await self._record(list(ended))
+        await self._exchange(list(ended), 0)
         return len(claimed)
 
     # -- running until stopped ------------------------------------------------------
@@ -87,9 +90,8 @@ class Dispatcher:
         renewed = time.monotonic()
         try:
             while not self._stop.is_set():
-                ended = await self._record_safely(ended)
                 free = self.in_flight - len(running)
-                claimed = await self._claim_safely(free) if free else []
+                claimed = await self._exchange_safely(ended, free)
                 for delivery in claimed:
                     task = asyncio.create_task(self._attempt(delivery))
                     running[task] = delivery
@@ -103,7 +105,7 @@ class Dispatcher:
                 await asyncio.wait(list(running), timeout=self.stop_grace)
                 for task in list(running):
                     task.cancel()  # attempted again once its lease has run out
-            await self._record_safely(ended)
+            await self._exchange_safely(ended, 0)
         finally:
             self._loop = None
             await self.aclose()
@@ -119,8 +121,12 @@ class Dispatcher:
         return done
 
     async def _sleep(self) -> None:
+        """Until an attempt ends or new work may be due, or the poll interval passes.
+        Woken, it lingers a moment so that the results of attempts ending together
+        are recorded in one transaction, not one each."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            await asyncio.sleep(BATCH_WINDOW)
         self._wake.clear()
 
     def wake(self) -> None:
@@ -131,7 +137,8 @@ class Dispatcher:
                 loop.call_soon_threadsafe(self._wake.set)
 
     def stop(self) -> None:
-        """Stop claiming; the attempts in flight end and are recorded (thread-safe)."""
+        """Stop claiming (thread-safe). The attempts in flight get `stop_grace`
+        seconds to end and be recorded; the others are attempted again later."""
         self._stop.set()
         self.wake()
 
@@ -199,26 +206,39 @@ class Dispatcher:
 
     # -- the database, from a thread ------------------------------------------------
 
-    async def _claim(self, limit: int) -> list[Delivery]:
-        def claim() -> list[Delivery]:
-            now, kinds = self.clock.now(), list(self.senders)
+    async def _exchange(self, ended: list[tuple[Delivery, Attempt]], limit: int) -> list[Delivery]:
+        """Record the results of `ended` and claim up to `limit` due deliveries, in one
+        transaction (one commit per round, however many results and claims)."""
+        if not ended and not limit:
+            return []
+        results = [self._result(delivery, attempt) for delivery, attempt in ended]
+        kinds = list(self.senders)
+
+        def exchange() -> list[Delivery]:
+            now = self.clock.now()
             with self.db.write() as conn:
+                delivery_store.record(conn, results, now=now)
+                if not limit:
+                    return []
                 return delivery_store.claim(
                     conn, kinds=kinds, now=now, limit=limit, lease=self.lease
                 )
 
-        return await asyncio.to_thread(retrying, claim)
+        return await asyncio.to_thread(retrying, exchange)
 
-    async def _record(self, ended: list[tuple[Delivery, Attempt]]) -> None:
-        if not ended:
-            return
-        results = [self._result(delivery, attempt) for delivery, attempt in ended]
-
-        def record() -> None:
-            with self.db.write() as conn:
-                delivery_store.record(conn, results, now=self.clock.now())
-
-        await asyncio.to_thread(retrying, record)
+    async def _exchange_safely(self, ended: list, limit: int) -> list[Delivery]:
+        """`_exchange` for the running loop: `ended` is emptied, and if the database is
+        down its results go back into it, to be recorded once it is back (unless a
+        lease runs out first: then that delivery is attempted again)."""
+        batch = ended[:]
+        del ended[:]
+        try:
+            return await self._exchange(batch, limit)
+        except Exception:
+            log.exception("recording %d results or claiming failed; backing off", len(batch))
+            ended[:0] = batch
+            await asyncio.sleep(2.0)
+            return []
 
     async def _renew(self, claimed: Iterable[Delivery]) -> None:
         ids = [d.id for d in claimed]
@@ -233,28 +253,6 @@ class Dispatcher:
             await asyncio.to_thread(retrying, renew)
         except Exception:
             log.warning("could not renew the lease of deliveries in flight", exc_info=True)
-
-    async def _claim_safely(self, limit: int) -> list[Delivery]:
-        try:
-            return await self._claim(limit)
-        except Exception:
-            log.exception("claiming deliveries failed; backing off")
-            await asyncio.sleep(2.0)
-            return []
-
-    async def _record_safely(self, ended: list) -> list:
-        """Record and return what is left to record: everything again if the database
-        is down (the results are kept and recorded once it is back, unless the
-        lease runs out first; then the delivery is attempted again)."""
-        batch = ended[:]
-        del ended[:]
-        try:
-            await self._record(batch)
-        except Exception:
-            log.exception("recording %d delivery results failed; will retry", len(batch))
-            ended[:0] = batch
-            await asyncio.sleep(2.0)
-        return ended
 
 
 def _failure(attempt: Attempt, attempts: int) -> str:

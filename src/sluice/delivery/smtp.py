@@ -70,7 +70,7 @@ class SmtpSender:
         server: SmtpServer,
         *,
         tracker: Tracker | None,
-        connections: int = 10,
+        connections: int = 20,
         timeout: float = 30.0,
         tls_context: ssl.SSLContext | None = None,
     ):

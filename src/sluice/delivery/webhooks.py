@@ -61,7 +61,7 @@ class WebhookSender:
         secret: str,
         *,
         allow_private: bool = False,
-        connections: int = 200,
+        connections: int = 500,
         signing_clock: Clock | None = None,
     ):
         self.signer = Webhook(standard_secret(secret))

@@ -259,11 +259,12 @@ def engagement(
     timeline of the session that sent it: once per email for `email_opened`, once per
     link for `email_clicked`. Returns whether an entry was written (False for a repeat,
     or for an email that no longer exists because its visitor was erased)."""
-    row = conn.execute(
-        sa.select(deliveries.c.session_id, deliveries.c.visitor_id, deliveries.c.step).where(
-            deliveries.c.idempotency_id == message_id, deliveries.c.kind == "email"
-        )
-    ).first()
+    email = sa.select(deliveries.c.session_id, deliveries.c.visitor_id, deliveries.c.step).where(
+        deliveries.c.idempotency_id == message_id, deliveries.c.kind == "email"
+    )
+    if conn.dialect.name == "postgresql":
+        email = email.with_for_update()  # two opens at once record one
+    row = conn.execute(email).first()
     if row is None or row.session_id is None:
         return False
     earlier = conn.execute(
