@@ -45,13 +45,9 @@ steps:
 
 
 def deliver(dispatcher: Dispatcher) -> int:
-    """One dispatch round: claim what is due, attempt it, record the outcomes."""
-
-    async def once() -> int:
-        async with dispatcher:
-            return await dispatcher.run_once()
-
-    return asyncio.run(once())
+    """One dispatch round (claim what is due, attempt it, record the outcomes), in an
+    event loop of its own, as a test or a tool would run it."""
+    return asyncio.run(dispatcher.run_once())
 
 
 @pytest.fixture

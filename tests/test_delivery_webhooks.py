@@ -35,11 +35,7 @@ steps:
 
 
 def deliver(dispatcher: Dispatcher) -> int:
-    async def once() -> int:
-        async with dispatcher:
-            return await dispatcher.run_once()
-
-    return asyncio.run(once())
+    return asyncio.run(dispatcher.run_once())
 
 
 def hook_app(database_url, clock, *, allow_private=True, secret=SECRET) -> Sluice:
@@ -271,7 +267,6 @@ def test_a_dispatcher_killed_mid_send_loses_nothing(driver, hooks, server, clock
         attempt.cancel()  # the process dies: nothing is recorded, the claim stays
         with pytest.raises(asyncio.CancelledError):
             await attempt
-        await dispatcher.aclose()
 
     asyncio.run(killed_mid_send())
     other = hooks.dispatcher()

@@ -70,10 +70,15 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """Claim what is due now (up to `in_flight`), attempt it all, record the
-        outcomes; returns how many deliveries were attempted."""
-        claimed = await self._exchange([], self.in_flight)
-        ended = await asyncio.gather(*(self._attempt(d) for d in claimed))
-        await self._exchange(list(ended), 0)
+        outcomes; returns how many deliveries were attempted. The senders' connections
+        are closed afterwards, so every round may run in an event loop of its own
+        (`asyncio.run(dispatcher.run_once())`)."""
+        try:
+            claimed = await self._exchange([], self.in_flight)
+            ended = await asyncio.gather(*(self._attempt(d) for d in claimed))
+            await self._exchange(list(ended), 0)
+        finally:
+            await self.aclose()
         return len(claimed)
 
     # -- running until stopped ------------------------------------------------------
@@ -145,12 +150,6 @@ class Dispatcher:
     async def aclose(self) -> None:
         for sender in self.senders.values():
             await sender.aclose()
-
-    async def __aenter__(self) -> Dispatcher:
-        return self
-
-    async def __aexit__(self, *_) -> None:
-        await self.aclose()
 
     # -- attempts ---------------------------------------------------------------------
 
