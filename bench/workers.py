@@ -31,7 +31,7 @@ from sluice.store.ingest import IncomingEvent
 from sluice.store.schema import sessions
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
+import matplotlib.pyplot as plt
 
 SESSIONS = int(os.environ.get("BENCH_SESSIONS", "20000"))
 WORKERS = (1, 2, 4)
@@ -43,7 +43,10 @@ entry: every_time
 steps:
   - {id: a, tag: {add: [a]}}
   - {id: b, field: {set: {n: '{{ event.details.n }}'}}}
-  - {id: c, if: 'visitor.n > 10', then: [{id: d, tag: {add: [big]}}], else: [{id: e, tag: {add: [small]}}]}
+  - id: c
+    if: 'visitor.n > 10'
+    then: [{id: d, tag: {add: [big]}}]
+    else: [{id: e, tag: {add: [small]}}]
   - {id: f, tag: {remove: [a]}}
 """
 SLUICE = str(Path(sys.executable).parent / "sluice")
@@ -109,7 +112,9 @@ def main() -> None:
             drop_postgres(base, url)
         with tempfile.TemporaryDirectory() as tmp:
             results["SQLite"][count] = measure(f"sqlite:///{tmp}/bench.db", count)
-    table = Table(f"steps/s, {SESSIONS:,} sessions × {STEPS} steps", *(f"{n} worker(s)" for n in WORKERS))
+    table = Table(
+        f"steps/s, {SESSIONS:,} sessions × {STEPS} steps", *(f"{n} worker(s)" for n in WORKERS)
+    )
     for database, row in results.items():
         table.add_row(database, *(f"{row[n]:,.0f}" for n in WORKERS))
     Console().print(table)
