@@ -88,6 +88,23 @@ def test_in_flight_bounds_a_round_and_claims_keep_deliveries_apart(driver, hooks
         assert len({r.headers["webhook-id"] for r in server.requests}) == 12
 
 
+def test_no_attempt_outlives_the_attempt_limit(driver, hooks, clock):
+    """Whatever a server does (here it never answers, and the step allows a minute),
+    the dispatcher ends the attempt and records it."""
+    flow = HOOK.replace("key: hook", "key: slow").replace(
+        "      retries:", "      timeout: 60s\n      retries:"
+    )
+    with WebhookServer(clock) as server:
+        server.answers = ["hang"]
+        driver.apply(flow)
+        [sid] = driver.send("go", "s@example.com", details={"url": server.url()}).sessions_started
+        deliver(hooks.dispatcher(attempt_limit=timedelta(milliseconds=300)))
+    [attempt] = [
+        e["data"] for e in driver.session(sid)["timeline"] if e["kind"] == "webhook_attempt_failed"
+    ]
+    assert attempt["error"] == "the attempt took too long"
+
+
 def test_a_late_or_repeated_result_changes_nothing(driver, hooks, clock):
     with WebhookServer(clock) as server:
         [sid] = start_many(driver, server.url(), 1)

@@ -299,3 +299,13 @@ def test_the_webhook_secret_command_prints_the_standard_form(database_url):
     again = CliRunner().invoke(main, ["--database-url", database_url, "webhook-secret"])
     assert again.output.strip() == secret
     Webhook(secret)
+
+
+def test_the_connection_goes_to_the_resolved_address_under_the_name(driver, hooks, server):
+    """Connections are made to the address the name resolved to (the one that was
+    checked), while the request still names the host."""
+    start(driver, f"http://localhost:{server.port}/named")
+    deliver(hooks.dispatcher())
+    [request] = server.requests
+    assert request.headers["Host"] == f"localhost:{server.port}"
+    assert request.path == "/named"

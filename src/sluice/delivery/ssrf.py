@@ -51,9 +51,8 @@ def refusal(address: IPAddress) -> str | None:
     return None
 
 
-def check(host: str, addresses: Iterable[str]) -> list[str]:
-    """The addresses, if every one of them is public; else PrivateAddress."""
-    checked = []
+def check(host: str, addresses: Iterable[str]) -> None:
+    """PrivateAddress unless every one of the addresses `host` resolved to is public."""
     for text in addresses:
         reason = refusal(ipaddress.ip_address(text.split("%", 1)[0]))
         if reason:
@@ -61,15 +60,15 @@ def check(host: str, addresses: Iterable[str]) -> list[str]:
                 f"refused: {host} resolves to {text}, {reason} "
                 "(set SLUICE_WEBHOOK_ALLOW_PRIVATE to allow)"
             )
-        checked.append(text)
-    return checked
 
 
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend with the check between resolving and connecting."""
+    """httpcore's network backend with the check between resolving and connecting
+    (skipped when private addresses are allowed: the connection is made the same way)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, allow_private: bool) -> None:
         self._backend = httpcore.AnyIOBackend()
+        self._allow_private = allow_private
 
     async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
         loop = asyncio.get_running_loop()
@@ -78,7 +77,9 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
                 infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, TimeoutError) as error:
             raise httpcore.ConnectError(f"cannot resolve {host}: {error}") from error
-        addresses = check(host, dict.fromkeys(info[4][0] for info in infos))
+        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        if not self._allow_private:
+            check(host, addresses)
         failure: Exception | None = None
         for address in addresses:
             try:
@@ -97,17 +98,18 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):
-    """An httpx transport that connects only to public addresses.
+    """An httpx transport that connects only to public addresses, unless
+    `allow_private`.
 
     httpx takes no network backend, so the connection pool it made is replaced by one
     with the guarded backend and the same limits."""
 
-    def __init__(self, *, limits: httpx.Limits, tls: ssl.SSLContext):
+    def __init__(self, *, limits: httpx.Limits, tls: ssl.SSLContext, allow_private: bool):
         super().__init__(limits=limits, verify=tls, trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=tls,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_GuardedBackend(),
+            network_backend=_GuardedBackend(allow_private=allow_private),
         )

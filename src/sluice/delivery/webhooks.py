@@ -133,10 +133,8 @@ class WebhookSender:
             )
             self._clients = [
                 httpx.AsyncClient(
-                    transport=(
-                        httpx.AsyncHTTPTransport(limits=limits, verify=tls, trust_env=False)
-                        if self.allow_private
-                        else GuardedTransport(limits=limits, tls=tls)
+                    transport=GuardedTransport(
+                        limits=limits, tls=tls, allow_private=self.allow_private
                     ),
                     follow_redirects=False,
                     trust_env=False,
