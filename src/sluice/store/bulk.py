@@ -1,17 +1,20 @@
-"""Inserting many rows at once, fast on both databases.
+"""Inserting many rows at once and learning their ids, fast on both databases.
 
-PostgreSQL returns the ids in the order of the rows (`RETURNING` with
-`sort_by_parameter_order`, a few statements per thousand rows). SQLite cannot give
-that order for a many-row insert, so SQLAlchemy would insert one row per statement;
-instead the ids are chosen here: a write transaction on SQLite holds the database's
-only write lock from its first statement (`BEGIN IMMEDIATE`, see db.py), so the ids
-after the current largest one are free, and one `executemany` inserts every row.
-SQLite itself would pick the same ids (largest rowid + 1).
+The ids are chosen before the insert, so that one `executemany` of a single
+statement inserts every row (SQLAlchemy would otherwise build one statement per row
+on SQLite, which cannot return ids in row order, and on PostgreSQL a statement with
+thousands of placeholders that the driver parses anew for every batch):
 
-On SQLite the rows also skip SQLAlchemy's per-row parameter handling, which costs
-more than the insert itself at a thousand rows: each column's own bind processor
-(the same function SQLAlchemy would call) is applied in one tight loop, and the
-instants every row of a batch shares (`now`) are converted once.
+- SQLite: a write transaction holds the database's only write lock from its first
+  statement (`BEGIN IMMEDIATE`, see db.py), so the ids after the current largest one
+  are free. SQLite itself would pick the same ids (largest rowid + 1).
+- PostgreSQL: the ids are drawn from the table's sequence in one query, sorted so
+  that rows keep their order (events are matched in the order of their ids).
+
+The rows also skip SQLAlchemy's per-row parameter handling, which costs more than
+the insert itself at a thousand rows: each column's own bind processor (the same
+function SQLAlchemy would call) is applied in one tight loop, and the instants every
+row of a batch shares (`now`) are converted once.
 """
 
 from __future__ import annotations
@@ -31,29 +34,44 @@ _PREPARED: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[_Processor], l
 def insert_returning_ids(
     conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]
 ) -> list[int]:
-    """Insert `rows` into `table` (whose primary key is `id`); their ids, in order."""
+    """Insert `rows` (all with the same keys) into `table`, whose primary key is `id`;
+    returns their ids, in the order of the rows."""
     if not rows:
         return []
-    if conn.dialect.name != "sqlite":
-        statement = table.insert().returning(table.c.id, sort_by_parameter_order=True)
-        return list(conn.execute(statement, list(rows)).scalars())
-    start = conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
-    ids = list(range(start + 1, start + 1 + len(rows)))
-    _sqlite_executemany(conn, table, rows, ids)
+    if conn.dialect.name == "sqlite":
+        start = conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
+        ids = list(range(start + 1, start + 1 + len(rows)))
+    else:
+        ids = sorted(
+            conn.execute(
+                sa.text(f"SELECT nextval('{_sequence(conn, table)}') FROM generate_series(1, :n)"),
+                {"n": len(rows)},
+            ).scalars()
+        )
+    _executemany(conn, table, rows, ids)
     return ids
 
 
 def insert_many(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert `rows` (all with the same keys) into `table`."""
-    if not rows:
-        return
-    if conn.dialect.name != "sqlite":
-        conn.execute(table.insert(), list(rows))
-    else:
-        _sqlite_executemany(conn, table, rows, None)
+    if rows:
+        _executemany(conn, table, rows, None)
 
 
-def _sqlite_executemany(conn, table, rows, ids: list[int] | None) -> None:
+_SEQUENCES: dict[str, str] = {}
+
+
+def _sequence(conn: Connection, table: sa.Table) -> str:
+    name = _SEQUENCES.get(table.name)
+    if name is None:
+        name = conn.execute(
+            sa.text("SELECT pg_get_serial_sequence(:table, 'id')"), {"table": table.name}
+        ).scalar_one()
+        _SEQUENCES[table.name] = name
+    return name
+
+
+def _executemany(conn, table, rows, ids: list[int] | None) -> None:
     keys = tuple(rows[0])
     sql, processors, instants = _prepare(conn, table, keys, with_id=ids is not None)
     columns: list[Sequence[Any]] = [] if ids is None else [ids]
@@ -71,12 +89,13 @@ def _sqlite_executemany(conn, table, rows, ids: list[int] | None) -> None:
 
 def _prepare(conn, table: sa.Table, keys: tuple[str, ...], *, with_id: bool):
     dialect = conn.dialect
-    cache_key = (table.name, "id" if with_id else "", keys)
+    cache_key = (f"{dialect.name}:{table.name}", "id" if with_id else "", keys)
     prepared = _PREPARED.get(cache_key)
     if prepared is None:
         names = (("id",) if with_id else ()) + keys
         columns = ", ".join(dialect.identifier_preparer.quote(name) for name in names)
-        marks = ", ".join("?" for _ in names)
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        marks = ", ".join(mark for _ in names)
         sql = f"INSERT INTO {table.name} ({columns}) VALUES ({marks})"
         types = [table.c[key].type for key in keys]
         processors = [t.dialect_impl(dialect).bind_processor(dialect) for t in types]
