@@ -9,7 +9,9 @@ import signal
 import threading
 
 import uvicorn
+from prometheus_client import start_http_server
 
+from sluice import metrics
 from sluice.api.app import create_app
 from sluice.delivery.dispatcher import Dispatcher
 from sluice.service import Sluice
@@ -79,8 +81,10 @@ def _start_dispatcher(app: Sluice, *, in_flight: int) -> tuple[Dispatcher, threa
     return dispatcher, thread
 
 
-def run_worker(app: Sluice, *, concurrency: int) -> None:
+def run_worker(app: Sluice, *, concurrency: int, metrics_port: int | None = None) -> None:
     _logging()
+    if metrics_port:
+        start_http_server(metrics_port, registry=metrics.registry_for(app.db, app.clock.now))
     worker = app.worker(batch_size=max(50, concurrency * 10))
     dispatcher, dispatching = _start_dispatcher(app, in_flight=concurrency * 50)
 

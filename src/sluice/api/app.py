@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from sluice import ui
+from sluice import metrics, ui
 from sluice.api import routes, tracking
 from sluice.service import Sluice
 
@@ -20,6 +21,13 @@ def create_app(sluice: Sluice) -> FastAPI:
     def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
+
+    metrics_registry = metrics.registry_for(sluice.db, sluice.clock.now)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        """Prometheus metrics (see docs/deployment.md)."""
+        return Response(metrics.exposition(metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/readyz")
     def readyz(response: Response) -> dict[str, str]:
