@@ -130,6 +130,23 @@ def test_a_body_over_5_mib_is_413_before_anything_is_parsed(api, app):
     assert count(app, events) == 0
 
 
+def test_a_streamed_body_is_cut_off_at_5_mib_without_a_content_length(api, app):
+    def chunks():
+        yield b'{"events": [], "filler": "'
+        for _ in range(7):
+            yield b"x" * (1024 * 1024)
+        yield b'"}'
+
+    answer = api.client.post(
+        "/api/v1/batch/events",
+        content=chunks(),
+        params={"site_uuid": api.site_uuid},
+        headers={**api.basic, "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 413
+    assert count(app, events) == 0
+
+
 def test_credentials_and_site_uuid_are_checked(api, app):
     body = {"events": [signup(1)], "site_uuid": api.site_uuid}
     url = "/api/v1/batch/events"

@@ -229,6 +229,14 @@ def test_text_the_database_cannot_store_is_refused_by_field(api, app):
     assert api.post("/events", json=long_key).json()["errors"][0]["loc"] == "details.unique.key"
     far = {"type": "x", "email": "a@example.com", "date": "0001-01-01T00:00:00+05:00"}
     assert api.post("/events", json=far).json()["errors"][0]["msg"] == "date is out of range"
+    turkish = {"type": "x", "email": "İ" * 300 + "@example.com"}  # longer once lower-cased
+    assert api.post("/events", json=turkish).json()["errors"][0]["loc"] == "email"
+    deep = (
+        b'{"type": "x", "email": "a@example.com", "details": ' + b'{"a":' * 300 + b"1" + b"}" * 301
+    )
+    too_deep = api.post("/events", content=deep, headers={"Content-Type": "application/json"})
+    assert too_deep.status_code == 400
+    assert "nested too deeply" in too_deep.json()["detail"]
     assert api.get("/visitors/a%00b@example.com").status_code == 400
     assert (
         api.put(

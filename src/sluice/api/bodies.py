@@ -28,9 +28,21 @@ def parse_json(body: bytes) -> Any:
     if not body.strip():
         raise ApiError(400, "the request body is empty; expected a JSON document")
     try:
-        return orjson.loads(body)
+        document = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise ApiError(400, f"the request body is not valid JSON: {error}") from None
+    refuse_deep(document)
+    return document
+
+
+def refuse_deep(document: Any) -> None:
+    """400 for a document nested too deeply to be stored: orjson, which serialises
+    every JSON value we store, refuses more than 254 levels. Serialising it here is
+    the cheapest exact test (C speed, well under a millisecond for a full batch)."""
+    try:
+        orjson.dumps(document)
+    except TypeError:
+        raise ApiError(400, "the JSON document is nested too deeply (at most 250 levels)") from None
 
 
 def parse_document(body: bytes, content_type: str | None) -> dict[str, Any]:
@@ -51,6 +63,7 @@ def parse_document(body: bytes, content_type: str | None) -> dict[str, Any]:
         if len(documents) != 1:
             raise invalid([{"loc": "", "msg": f"expected one document, found {len(documents)}"}])
         document = documents[0]
+        refuse_deep(document)
     if not isinstance(document, dict):
         raise invalid([{"loc": "", "msg": "expected a mapping"}])
     refuse_nul(document)

@@ -48,7 +48,7 @@ def _email(value: Any, loc: str) -> str:
     if not isinstance(value, str):
         raise ItemError((loc, "must be a string"))
     value = value.strip()
-    if len(value) > MAX_EMAIL or "\x00" in value or not EMAIL_PATTERN.match(value):
+    if len(value.lower()) > MAX_EMAIL or "\x00" in value or not EMAIL_PATTERN.match(value):
         raise ItemError((loc, f"not an email address: {value[:100]!r}"))
     return value
 
