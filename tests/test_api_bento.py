@@ -3,12 +3,17 @@ flows, and how bad requests and bad items are answered."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import random
 
 import pytest
 import sqlalchemy as sa
 
 from api_support import api_in_process
+from delivery_servers import SmtpServer
+from sluice.service import Sluice
+from sluice.settings import Settings
 from sluice.store.schema import deliveries, events, sessions, visitors
 
 WELCOME = """
@@ -410,3 +415,34 @@ def test_a_data_deletion_request_erases_the_visitor(api, app):
     refused = api.bento_post("/batch/emails", {"emails": [mail]})
     assert refused.status_code == 422
     assert "erased" in refused.json()["errors"][0]["error"]
+
+
+def test_with_smtp_an_api_email_is_pending_and_the_dispatcher_sends_it(database_url, clock):
+    with SmtpServer(clock) as smtp:
+        settings = Settings(
+            database_url=database_url,
+            signing_key="k",
+            smtp_url=smtp.url,
+            mail_from="Acme <hello@acme.test>",
+        )
+        app = Sluice(settings, clock)
+        try:
+            with api_in_process(app) as api:
+                mail = {
+                    "to": "bob@example.com",
+                    "subject": "Your code is {{ code }}",
+                    "html_body": "<p>Code: <b>{{ code }}</b></p>",
+                    "transactional": True,
+                    "personalizations": {"code": "1234"},
+                }
+                assert api.bento_post("/batch/emails", {"emails": [mail]}).json()["results"] == 1
+                assert api.get("/messages").json()[0]["state"] == "pending"
+                assert asyncio.run(app.dispatcher(rng=random.Random(1)).run_once()) == 1
+                [received] = smtp.received
+                assert received.recipients == ["bob@example.com"]
+                assert received.sender == "hello@acme.test"
+                assert received.message["Subject"] == "Your code is 1234"
+                assert "Code: <b>1234</b>" in received.message.get_body(("html",)).get_content()
+                assert api.get("/messages").json()[0]["state"] == "sent"
+        finally:
+            app.close()
