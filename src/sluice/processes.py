@@ -15,6 +15,7 @@ from sluice import metrics
 from sluice.api.app import create_app
 from sluice.delivery.dispatcher import Dispatcher
 from sluice.service import Sluice
+from sluice.worker.loop import Worker
 
 log = logging.getLogger("sluice")
 
@@ -70,12 +71,17 @@ def _logging() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def _start_dispatcher(app: Sluice, *, in_flight: int) -> tuple[Dispatcher, threading.Thread]:
-    """The delivery dispatcher, in a thread with its own event loop."""
+def _start_dispatcher(
+    app: Sluice, worker: Worker, *, in_flight: int
+) -> tuple[Dispatcher, threading.Thread]:
+    """The delivery dispatcher, in a thread with its own event loop, woken by the
+    worker beside it when deliveries are written, and waking it when outcomes are."""
     try:
         dispatcher = app.dispatcher(in_flight=in_flight)
     except ValueError as error:  # e.g. a malformed SLUICE_SMTP_URL
         raise SystemExit(f"error: {error}") from error
+    worker.on_new_deliveries = dispatcher.wake
+    dispatcher.on_outcomes = worker.wake
     thread = threading.Thread(target=dispatcher.run_forever, name="sluice-dispatcher", daemon=True)
     thread.start()
     return dispatcher, thread
@@ -86,7 +92,7 @@ def run_worker(app: Sluice, *, concurrency: int, metrics_port: int | None = None
     if metrics_port:
         start_http_server(metrics_port, registry=metrics.registry_for(app.db, app.clock.now))
     worker = app.worker(batch_size=max(50, concurrency * 10))
-    dispatcher, dispatching = _start_dispatcher(app, in_flight=concurrency * 50)
+    dispatcher, dispatching = _start_dispatcher(app, worker, in_flight=concurrency * 50)
 
     def stop(*_) -> None:
         worker.stop()
@@ -106,7 +112,7 @@ def run_server(app: Sluice, *, host: str, port: int, with_worker: bool) -> None:
     if worker:
         thread = threading.Thread(target=worker.run_forever, name="sluice-worker", daemon=True)
         thread.start()
-        dispatcher, dispatching = _start_dispatcher(app, in_flight=500)
+        dispatcher, dispatching = _start_dispatcher(app, worker, in_flight=500)
     generated = app.credentials.ensure()
     print(f"Sluice is running at http://{host}:{port}/", flush=True)
     print_new_credentials(generated)

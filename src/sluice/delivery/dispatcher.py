@@ -25,11 +25,12 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from sluice.clock import Clock
 from sluice.delivery import retry
+from sluice.delivery.limit import AdaptiveLimit
 from sluice.delivery.sender import Attempt, Sender, Verdict
 from sluice.records import DeliveryState
 from sluice.store import deliveries as delivery_store
@@ -62,6 +63,9 @@ class Dispatcher:
         self.poll_interval, self.stop_grace = poll_interval, stop_grace
         self.rng = rng or random.Random()
         self.name = f"{socket.gethostname()}:{threading.get_native_id()}:{id(self):x}"
+        self.on_outcomes: Callable[[], None] | None = None
+        """Called after results were recorded: their sessions may be due (a worker in
+        this process wakes on it)."""
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -92,15 +96,16 @@ class Dispatcher:
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
         running: dict[asyncio.Task, Delivery] = {}
         ended: list[tuple[Delivery, Attempt]] = []
+        limit = AdaptiveLimit(self.in_flight)
         renewed = time.monotonic()
         try:
             while not self._stop.is_set():
-                free = self.in_flight - len(running)
+                free = max(0, limit.allowed - len(running))
                 claimed = await self._exchange_safely(ended, free)
                 for delivery in claimed:
                     task = asyncio.create_task(self._attempt(delivery))
                     running[task] = delivery
-                    task.add_done_callback(self._on_done(running, ended))
+                    task.add_done_callback(self._on_done(running, ended, limit, time.monotonic()))
                 if time.monotonic() - renewed > self.lease.total_seconds() / 3:
                     await self._renew(running.values())
                     renewed = time.monotonic()
@@ -116,10 +121,11 @@ class Dispatcher:
             await self.aclose()
         log.info("dispatcher %s stopped", self.name)
 
-    def _on_done(self, running, ended):
+    def _on_done(self, running, ended, limit: AdaptiveLimit, started: float):
         def done(task: asyncio.Task) -> None:
             running.pop(task)
             if not task.cancelled():
+                limit.observe(time.monotonic() - started)
                 ended.append(task.result())
                 self._wake.set()
 
@@ -223,7 +229,10 @@ class Dispatcher:
                     conn, kinds=kinds, now=now, limit=limit, lease=self.lease
                 )
 
-        return await asyncio.to_thread(retrying, exchange)
+        claimed = await asyncio.to_thread(retrying, exchange)
+        if results and self.on_outcomes:
+            self.on_outcomes()
+        return claimed
 
     async def _exchange_safely(self, ended: list, limit: int) -> list[Delivery]:
         """`_exchange` for the running loop: `ended` is emptied, and if the database is

@@ -13,6 +13,7 @@ import random
 import socket
 import threading
 import traceback
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -47,6 +48,9 @@ class Worker:
         self.batch_size, self.lease, self.poll_interval = batch_size, lease, poll_interval
         self.rng = rng or random.Random()
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.on_new_deliveries: Callable[[], None] | None = None
+        """Called when this worker wrote deliveries, or PostgreSQL said there is new
+        work (a dispatcher in this process wakes on it)."""
         self._stop = threading.Event()
         self._wake = threading.Event()
 
@@ -65,6 +69,8 @@ class Worker:
             transitions = [self._advance(w) for w in work]
             with self.db.write() as conn:
                 applied = session_store.apply_transitions(conn, self.catalog, transitions, now)
+        if self.on_new_deliveries and any(t.deliveries for t in applied):
+            self.on_new_deliveries()
         metrics.SESSIONS_ADVANCED.inc(len(applied))
         metrics.STALE_RESULTS.inc(len(transitions) - len(applied))
         metrics.STEPS_RUN.inc(sum(e.kind == "step" for t in applied for e in t.timeline))
@@ -114,7 +120,7 @@ class Worker:
 
     def run_forever(self) -> None:
         log.info("worker %s started", self.name)
-        listener = None if self.db.is_sqlite else Listener(self.db.url, self.wake).start()
+        listener = None if self.db.is_sqlite else Listener(self.db.url, self._notified).start()
         try:
             while not self._stop.is_set():
                 try:
@@ -134,6 +140,11 @@ class Worker:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _notified(self) -> None:
+        self.wake()
+        if self.on_new_deliveries:
+            self.on_new_deliveries()
 
     def stop(self) -> None:
         self._stop.set()
