@@ -11,7 +11,7 @@ from __future__ import annotations
 
 
 class AdaptiveLimit:
-    def __init__(self, cap: int, *, start: int = 16, floor: int = 8):
+    def __init__(self, cap: int, *, start: int = 32, floor: int = 32):
         self.cap, self.floor = cap, min(floor, cap)
         self.value = float(min(start, cap))
         self.fastest: float | None = None
@@ -26,7 +26,8 @@ class AdaptiveLimit:
             self.fastest = seconds
         else:
             self.fastest += (seconds - self.fastest) * 0.001  # forget an old best slowly
-        if seconds <= 2 * self.fastest + 0.005:
+        # Ordinary jitter (a busy machine, a slower path) is tolerated; queueing is not.
+        if seconds <= 4 * self.fastest + 0.02:
             self.value = min(self.cap, self.value + 1)
         else:
             self.value = max(self.floor, self.value * 0.9)
