@@ -46,4 +46,5 @@ bench: $(STAMP) $(EDITOR_JS)
 	$(PY) bench/api.py
 	$(PY) bench/delivery.py
 	$(PY) bench/workers.py
+	$(PY) bench/latency.py
 	$(PY) bench/ui.py
