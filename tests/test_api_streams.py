@@ -13,6 +13,7 @@ import pytest
 
 from api_support import Api, served, sse_messages
 from sluice.api.app import create_app
+from sluice.api.streams import Wakeups
 
 FLOW = """
 key: onboarding
@@ -156,4 +157,24 @@ def test_the_activity_stream_shows_new_events_and_session_changes(live, driver):
     assert all(m["data"].get("type") != "before" for m in seen)
     driver.run()
     assert stream.until("waiting")[-1]["data"]["step"] == "settle"
+    stream.close()
+
+
+def test_on_postgresql_a_notification_wakes_the_stream_before_its_poll(live, driver, app):
+    if app.db.is_sqlite:
+        pytest.skip("SQLite has no LISTEN/NOTIFY; its streams poll")
+    wakeups = Wakeups(app)
+    wakeups.poll = 60.0  # only a notification can deliver the entry within the test
+    live.web.state.wakeups = wakeups
+    live.put_flow(FLOW)
+    session_id = live.post("/events", json={"type": "$signup", "email": "ada@example.com"}).json()[
+        "sessions_started"
+    ][0]
+    stream = Listening(live, f"/api/sessions/{session_id}/stream")
+    stream.until("entered")
+    time.sleep(0.5)  # the listener is connected and the stream is waiting
+    started = time.monotonic()
+    driver.run()  # another writer: the worker
+    stream.until("waiting", timeout=10)
+    assert time.monotonic() - started < 5
     stream.close()
