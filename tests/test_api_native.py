@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from api_support import api_in_process
+from conftest import EXAMPLES
 from sluice.store.schema import events, flow_versions, sessions, visitors
 
 ONBOARDING = """
@@ -367,3 +368,34 @@ def test_the_openapi_document_describes_both_apis(api):
     assert set(schemas["SessionWithTimeline"]["required"]) >= {"id", "flow", "status", "timeline"}
     assert "BentoEventsBody" in schemas
     assert set(document["components"]["securitySchemes"]) == {"basic", "bearer"}
+
+
+def test_flows_and_templates_are_applied_together_as_the_cli_does(api, driver):
+    documents = "\n---\n".join(
+        (EXAMPLES / name).read_text() for name in ("nudge.yaml", "onboarding.yaml")
+    )
+    yaml = {"Content-Type": "application/yaml"}
+    dry = api.post("/apply", params={"dry_run": "true"}, content=documents, headers=yaml)
+    assert dry.json() == {
+        "dry_run": True,
+        "templates": {"nudge": 1},
+        "flows": {"onboarding": 1},
+        "blast_radius": {"onboarding": []},
+    }
+    assert api.get("/flows").json() == []
+    saved = api.post("/apply", content=documents, headers=yaml).json()
+    assert (saved["dry_run"], saved["flows"]) == (False, {"onboarding": 1})
+    assert api.post("/apply", content=documents, headers=yaml).json()["flows"] == {
+        "onboarding": None
+    }
+    broken = api.post(
+        "/apply",
+        json=[{"kind": "template", "key": "t", "subject": "s"}, {"key": "f", "steps": []}],
+    )
+    assert broken.status_code == 422
+    locs = {p["loc"] for p in broken.json()["detail"]}
+    assert {"document 1", "document 2: trigger"} <= locs
+    assert api.post("/apply", json=[]).status_code == 400
+    assert api.post("/apply", json=[1]).json()["detail"] == [
+        {"loc": "[0]", "msg": "expected a mapping"}
+    ]

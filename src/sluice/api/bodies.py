@@ -70,6 +70,35 @@ def parse_document(body: bytes, content_type: str | None) -> dict[str, Any]:
     return document
 
 
+def parse_documents(body: bytes, content_type: str | None) -> list[dict[str, Any]]:
+    """Definition documents: YAML (several separated by `---`) with a YAML content type,
+    else JSON (one object, or a list of them); 400 when unreadable, 422 when one is not
+    a mapping."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media in YAML_TYPES:
+        try:
+            documents = load_documents(body.decode(), "")
+        except UnicodeDecodeError:
+            raise ApiError(400, "the request body is not UTF-8 text") from None
+        except DefinitionError as error:
+            raise ApiError(400, str(error)) from None
+        refuse_deep(documents)
+    else:
+        parsed = parse_json(body)
+        documents = parsed if isinstance(parsed, list) else [parsed]
+    wrong = [
+        {"loc": f"[{n}]", "msg": "expected a mapping"}
+        for n, doc in enumerate(documents)
+        if not isinstance(doc, dict)
+    ]
+    if wrong:
+        raise invalid(wrong)
+    if not documents:
+        raise ApiError(400, "no documents in the request body")
+    refuse_nul(documents)
+    return documents
+
+
 def nul_paths(value: Any, loc: str = "", found: list[str] | None = None) -> list[str]:
     """The paths of the strings (values or keys) in `value` that hold a NUL character."""
     found = [] if found is None else found

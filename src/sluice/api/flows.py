@@ -5,13 +5,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from sluice.api import schemas
 from sluice.api.auth import require_key, sluice_of
-from sluice.api.bodies import parse_document, parse_json, raw_body, refuse_nul
+from sluice.api.bodies import (
+    parse_document,
+    parse_documents,
+    parse_json,
+    raw_body,
+    refuse_nul,
+)
 from sluice.api.docs import body_doc, errors_doc
 from sluice.api.errors import invalid
 from sluice.definitions.problems import DefinitionError
@@ -177,6 +183,26 @@ def simulate(request: Request, key: Key, body: Body) -> dict[str, Any]:
         return simulate_flow([("definition", document)], script, stored=sluice)
     except (ScriptError, OverflowError) as error:
         raise invalid([{"loc": "events", "msg": str(error)}]) from None
+
+
+@router.post(
+    "/apply",
+    response_model=schemas.ApplyReport,
+    tags=["Flows"],
+    responses=errors_doc(400, 401, 413, 422),
+    openapi_extra=body_doc(schemas.ApplyBody, yaml=True),
+)
+def apply_documents(
+    request: Request, body: Body, dry_run: Annotated[bool, Query()] = False
+) -> dict[str, Any]:
+    """Validate and save flow and template documents together, as `sluice flows apply`
+    does: templates first, a new version only where something changed, and for every
+    flow where its live sessions would continue. `dry_run=true` saves nothing; 422 lists
+    every problem of every document (`document 2: steps[0].wait`)."""
+    documents = parse_documents(body, request.headers.get("content-type"))
+    named = [(f"document {n}", doc) for n, doc in enumerate(documents, start=1)]
+    report = sluice_of(request).apply(named, dry_run=dry_run, actor=ACTOR)
+    return {"dry_run": dry_run, **report.as_dict()}
 
 
 # -- templates -------------------------------------------------------------------------

@@ -466,3 +466,17 @@ class TemplateDoc(_Open):
     subject: str
     html: str | None = None
     text: str | None = None
+
+
+class ApplyReport(BaseModel):
+    """What applying documents did or, with `dry_run`, would do (as `sluice flows apply
+    --json` prints it)."""
+
+    dry_run: bool
+    templates: dict[str, int | None] = Field(description="Key → new version, null if unchanged.")
+    flows: dict[str, int | None] = Field(description="Key → new version, null if unchanged.")
+    blast_radius: dict[str, list[Place]]
+
+
+class ApplyBody(RootModel[list[Json] | Json]):
+    """Flow and template documents: one, or a list (YAML: several separated by `---`)."""
