@@ -13,16 +13,14 @@ def test_a_steadily_slow_receiver_gets_the_full_cap():
     assert limit.allowed == 500
 
 
-def test_a_receiver_that_queues_requests_gets_fewer_at_once():
+def test_a_receiver_that_queues_requests_gets_few_at_once():
+    """Its answers take 2 ms of work each, one at a time: latency grows with what is
+    in flight, and the limit settles where little waits."""
     limit = AdaptiveLimit(500)
-    for _ in range(600):
-        limit.observe(0.002)
-    assert limit.allowed == 500
-    for n in range(200):  # answers slow down as its queue grows
-        limit.observe(0.002 * (1 + n))
-    assert limit.allowed == 32
+    for _ in range(2000):
+        limit.observe(0.002 * max(1, limit.allowed))
+    assert limit.allowed <= 64  # of a cap of 500
 
 
 def test_the_limit_never_exceeds_the_cap():
-    limit = AdaptiveLimit(5)
-    assert limit.allowed == 5
+    assert AdaptiveLimit(5).allowed == 5

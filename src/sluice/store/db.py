@@ -8,7 +8,9 @@ Read transactions stay deferred, so readers never wait for writers under WAL.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +46,7 @@ class Database:
         self.url = normalise_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         self.engine = self._create_engine(pool_size)
+        self._writer = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
 
     def _create_engine(self, pool_size: int) -> Engine:
         if not self.is_sqlite:
@@ -80,8 +83,12 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """One write transaction: committed when the block ends, rolled back on error."""
-        with self.engine.connect() as conn:
+        """One write transaction: committed when the block ends, rolled back on error.
+
+        On SQLite, writers of this process queue on a lock first: SQLite's own busy
+        handler polls in sleeps of up to 100 ms, which is what a waiting writer
+        would otherwise get."""
+        with self._writer, self.engine.connect() as conn:
             if self.is_sqlite:
                 conn = conn.execution_options(sqlite_immediate=True)
             with conn.begin():
