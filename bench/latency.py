@@ -9,15 +9,16 @@ event was sent.
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -31,24 +32,31 @@ SLUICE = str(Path(sys.executable).parent / "sluice")
 SECRET_KEY = "sk_latency"
 
 
-class Receiver(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
+def receiver(port: int, ready, arrivals) -> None:
+    """The webhook endpoint, in a process of its own: a keep-alive HTTP/1.1 server that
+    answers 200 at once and reports each request's latency."""
 
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.latencies: list[float] = []
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                body = orjson.loads(await reader.readexactly(length))
+                arrivals.put(time.time() - float(body["sent"]))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
 
+    async def serve() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+        ready.set()
+        async with server:
+            await server.serve_forever()
 
-class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = orjson.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.latencies.append(time.time() - float(body["sent"]))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
+    asyncio.run(serve())
 
 
 def free_port() -> int:
@@ -65,8 +73,11 @@ def main() -> None:
     with psycopg.connect(base_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = base_url.rsplit("/", 1)[0] + "/" + name
-    receiver = Receiver()
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    spawn = multiprocessing.get_context("spawn")
+    receiver_port, ready, arrivals = free_port(), spawn.Event(), spawn.Queue()
+    endpoint = spawn.Process(target=receiver, args=(receiver_port, ready, arrivals), daemon=True)
+    endpoint.start()
+    ready.wait(30)
     env = {
         **os.environ,
         "SLUICE_DATABASE_URL": url,
@@ -97,7 +108,7 @@ def main() -> None:
                 {
                     "id": "hook",
                     "webhook": {
-                        "url": f"http://127.0.0.1:{receiver.server_port}/",
+                        "url": f"http://127.0.0.1:{receiver_port}/",
                         "body": {"sent": "{{ event.details.sent }}"},
                     },
                 }
@@ -122,10 +133,14 @@ def main() -> None:
             sent += per_tick
             next_tick = start + (sent / RATE)
             time.sleep(max(0.0, next_tick - time.monotonic()))
+        latencies = []
         deadline = time.monotonic() + 30
-        while len(receiver.latencies) < sent and time.monotonic() < deadline:
-            time.sleep(0.1)
-        latencies = sorted(receiver.latencies)
+        while len(latencies) < sent and time.monotonic() < deadline:
+            try:
+                latencies.append(arrivals.get(timeout=0.5))
+            except queue.Empty:
+                pass
+        latencies.sort()
         pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
         print(
             f"event-to-webhook latency, PostgreSQL, 2 workers, {RATE} events/s for {SECONDS}s: "
@@ -137,7 +152,7 @@ def main() -> None:
             process.send_signal(signal.SIGTERM)
         for process in processes:
             process.wait(timeout=30)
-        receiver.shutdown()
+        endpoint.terminate()
         with psycopg.connect(base_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 

@@ -3,13 +3,13 @@ nature, down for one that is queueing requests."""
 
 from __future__ import annotations
 
-from sluice.delivery.limit import AdaptiveLimit
+from sluice.delivery.limit import FLOOR, AdaptiveLimit
 
 
 def test_a_steadily_slow_receiver_gets_the_full_cap():
     limit = AdaptiveLimit(500)
     for _ in range(600):
-        limit.observe(0.2)
+        limit.observe(0.2, limit.allowed)
     assert limit.allowed == 500
 
 
@@ -18,9 +18,34 @@ def test_a_receiver_that_queues_requests_gets_few_at_once():
     in flight, and the limit settles where little waits."""
     limit = AdaptiveLimit(500)
     for _ in range(2000):
-        limit.observe(0.002 * max(1, limit.allowed))
+        limit.observe(0.002 * max(1, limit.allowed), limit.allowed)
     assert limit.allowed <= 64  # of a cap of 500
 
 
 def test_the_limit_never_exceeds_the_cap():
     assert AdaptiveLimit(5).allowed == 5
+
+
+def test_a_receiver_that_becomes_slow_for_good_gets_the_cap_back():
+    """Its answers take 10 ms, then 200 ms whatever is in flight: at first that reads
+    as queueing, and the limit drops to its floor; answers at the floor show the new
+    speed, and the limit grows back."""
+    limit = AdaptiveLimit(500)
+    for _ in range(600):
+        limit.observe(0.01, limit.allowed)
+    assert limit.allowed == 500
+    seen = []
+    for _ in range(2000):
+        limit.observe(0.2, limit.allowed)
+        seen.append(limit.allowed)
+    assert min(seen) == FLOOR
+    assert limit.allowed == 500
+
+
+def test_a_dispatcher_with_little_to_send_keeps_its_limit():
+    """Few in flight says nothing about what more would do: the limit does not grow,
+    so a sudden backlog is not sent all at once."""
+    limit = AdaptiveLimit(500)
+    for _ in range(1000):
+        limit.observe(0.01, 3)
+    assert limit.allowed == FLOOR

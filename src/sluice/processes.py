@@ -66,9 +66,6 @@ def _logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # httpx logs every request at INFO: one line per webhook attempt is too many; the
-    # timeline records each attempt.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _start_dispatcher(

@@ -68,7 +68,8 @@ class Dispatcher:
         this process wakes on it)."""
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None  # an attempt ended, or work is due
+        self._work_due: asyncio.Event | None = None
 
     # -- one round ----------------------------------------------------------------
 
@@ -93,7 +94,8 @@ class Dispatcher:
 
     async def run(self) -> None:
         log.info("dispatcher %s started (%d in flight)", self.name, self.in_flight)
-        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._wake, self._work_due = asyncio.Event(), asyncio.Event()
         running: dict[asyncio.Task, Delivery] = {}
         ended: list[tuple[Delivery, Attempt]] = []
         limit = AdaptiveLimit(self.in_flight)
@@ -105,7 +107,9 @@ class Dispatcher:
                 for delivery in claimed:
                     task = asyncio.create_task(self._attempt(delivery))
                     running[task] = delivery
-                    task.add_done_callback(self._on_done(running, ended, limit, time.monotonic()))
+                    task.add_done_callback(
+                        self._on_done(running, ended, limit, time.monotonic(), len(running))
+                    )
                 if time.monotonic() - renewed > self.lease.total_seconds() / 3:
                     await self._renew(running.values())
                     renewed = time.monotonic()
@@ -121,11 +125,11 @@ class Dispatcher:
             await self.aclose()
         log.info("dispatcher %s stopped", self.name)
 
-    def _on_done(self, running, ended, limit: AdaptiveLimit, started: float):
+    def _on_done(self, running, ended, limit: AdaptiveLimit, started: float, in_flight: int):
         def done(task: asyncio.Task) -> None:
             running.pop(task)
             if not task.cancelled():
-                limit.observe(time.monotonic() - started)
+                limit.observe(time.monotonic() - started, in_flight)
                 ended.append(task.result())
                 self._wake.set()
 
@@ -133,19 +137,26 @@ class Dispatcher:
 
     async def _sleep(self) -> None:
         """Until an attempt ends or new work may be due, or the poll interval passes.
-        Woken, it lingers a moment so that the results of attempts ending together
-        are recorded in one transaction, not one each."""
+        Woken by an ending attempt, it lingers a moment so that the results of
+        attempts ending together are recorded in one transaction, not one each; woken
+        by new work, it claims it at once."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-            await asyncio.sleep(BATCH_WINDOW)
+            if not self._work_due.is_set():
+                await asyncio.wait_for(self._work_due.wait(), BATCH_WINDOW)
         self._wake.clear()
+        self._work_due.clear()
 
     def wake(self) -> None:
         """New deliveries may be due (thread-safe)."""
         loop = self._loop
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop ended meanwhile
-                loop.call_soon_threadsafe(self._wake.set)
+                loop.call_soon_threadsafe(self._work_is_due)
+
+    def _work_is_due(self) -> None:
+        self._work_due.set()
+        self._wake.set()
 
     def stop(self) -> None:
         """Stop claiming (thread-safe). The attempts in flight get `stop_grace`

@@ -9,21 +9,19 @@ Checking the name before the request is not enough: DNS can answer differently t
 second time (rebinding). So the check happens where the connection is made: the
 name is resolved once, every address it resolves to is checked, and the connection
 goes to a checked address. TLS still verifies the certificate against the name and
-the `Host` header is unchanged, because only the transport's connect step is
-replaced. Redirects are not followed (see webhooks.py), so there is no second
-destination to check.
+the `Host` header is unchanged, because only the resolver is replaced. Redirects are
+not followed (see webhooks.py), so there is no second destination to check.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
-import ssl
 from collections.abc import Iterable
 
-import httpcore
-import httpx
+import aiohttp
+from aiohttp.abc import ResolveResult
+from aiohttp.resolver import ThreadedResolver
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -62,54 +60,28 @@ def check(host: str, addresses: Iterable[str]) -> None:
             )
 
 
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend with the check between resolving and connecting
-    (skipped when private addresses are allowed: the connection is made the same way)."""
+class GuardedResolver(ThreadedResolver):
+    """aiohttp's resolver with the check after resolving: aiohttp then connects to one
+    of the addresses returned, which are the checked ones."""
 
-    def __init__(self, *, allow_private: bool) -> None:
-        self._backend = httpcore.AnyIOBackend()
-        self._allow_private = allow_private
-
-    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (OSError, TimeoutError) as error:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {error}") from error
-        addresses = list(dict.fromkeys(info[4][0] for info in infos))
-        if not self._allow_private:
-            check(host, addresses)
-        failure: Exception | None = None
-        for address in addresses:
-            try:
-                return await self._backend.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
-                failure = error
-        raise failure or httpcore.ConnectError(f"no address for {host}")
-
-    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
-        raise PrivateAddress("refused: unix sockets are not webhook destinations")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._backend.sleep(seconds)
+    async def resolve(self, host: str, port: int = 0, family=socket.AF_INET) -> list[ResolveResult]:
+        resolved = await super().resolve(host, port, family)
+        check(host, [result["host"] for result in resolved])
+        return resolved
 
 
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """An httpx transport that connects only to public addresses, unless
-    `allow_private`.
+def connector(*, allow_private: bool, limit: int) -> aiohttp.TCPConnector:
+    """Connections for webhooks: only to public addresses, unless `allow_private`."""
+    resolver = ThreadedResolver() if allow_private else GuardedResolver()
+    return aiohttp.TCPConnector(limit=limit, resolver=resolver)
 
-    httpx takes no network backend, so the connection pool it made is replaced by one
-    with the guarded backend and the same limits."""
 
-    def __init__(self, *, limits: httpx.Limits, tls: ssl.SSLContext, allow_private: bool):
-        super().__init__(limits=limits, verify=tls, trust_env=False)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=tls,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_GuardedBackend(allow_private=allow_private),
-        )
+def check_literal(host: str) -> None:
+    """PrivateAddress if `host` is an IP address that is not public. aiohttp connects
+    to an address written in the URL without asking the resolver, so such URLs are
+    checked before the request; there is nothing to rebind."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return
+    check(host, [host])
