@@ -10,6 +10,7 @@ event was sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import queue
@@ -136,10 +137,8 @@ def main() -> None:
         latencies = []
         deadline = time.monotonic() + 30
         while len(latencies) < sent and time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(queue.Empty):
                 latencies.append(arrivals.get(timeout=0.5))
-            except queue.Empty:
-                pass
         latencies.sort()
         pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
         print(

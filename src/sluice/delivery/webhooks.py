@@ -29,8 +29,8 @@ from yarl import URL
 
 from sluice.clock import Clock, SystemClock
 from sluice.definitions.model import RetryPolicy
-from sluice.delivery.sender import Attempt, TimelineKinds, Verdict
 from sluice.delivery import ssrf
+from sluice.delivery.sender import Attempt, TimelineKinds, Verdict
 from sluice.store.deliveries import Delivery
 
 EXCERPT_BYTES = 1024
