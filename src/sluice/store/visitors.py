@@ -169,9 +169,7 @@ def _load(conn: Connection, condition, *, lock: bool = True) -> dict[str, Workin
             unsubscribed_at=unsubscribed_at,
             created_at=created_at,
         )
-        for id_, uuid, email, key, fields, tags, unsubscribed_at, created_at in conn.execute(
-            query
-        ).tuples()
+        for id_, uuid, email, key, fields, tags, unsubscribed_at, created_at in conn.execute(query)
     }
 
 
