@@ -5,6 +5,7 @@ and can do, and what a stranger, a forged form or hostile visitor data cannot do
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from html import unescape
 
 import pytest
@@ -125,6 +126,26 @@ def test_a_wrong_login_shows_an_error_inline(anonymous, username, password):
     assert response.status_code == 401
     assert 'role="alert"' in response.text
     assert "sluice_ui=" not in response.headers.get("set-cookie", "")
+
+
+def test_password_guessing_is_slowed_down_per_address(anonymous, clock):
+    """After ten wrong passwords in fifteen minutes the address waits, and even the
+    right password is refused meanwhile; a success clears the count."""
+    for _ in range(9):
+        assert login(anonymous, password="guess").status_code == 401
+    assert login(anonymous).status_code == 303  # a success forgets the failures
+    anonymous.cookies.clear()
+    for _ in range(10):
+        assert login(anonymous, password="guess").status_code == 401
+    refused = login(anonymous)
+    assert refused.status_code == 429
+    assert "Too many failed logins from your address. Try again in 15 minutes." in unescape(
+        refused.text
+    )
+    assert refused.headers["retry-after"] == "900"
+    assert "sluice_ui=" not in refused.headers.get("set-cookie", "")
+    clock.advance(timedelta(minutes=15, seconds=1))
+    assert login(anonymous).status_code == 303
 
 
 def test_a_forged_cookie_is_not_a_login(anonymous):

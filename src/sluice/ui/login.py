@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 from typing import Annotated
 
@@ -11,15 +12,18 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from sluice.api.auth import sluice_of
 from sluice.ui import auth, render
+from sluice.ui.throttle import LoginThrottle
 
 router = APIRouter(include_in_schema=False)
 
 
-def _login_form(request: Request, *, next_url: str, error: str | None = None, username=""):
+def _login_form(
+    request: Request, *, next_url: str, error: str | None = None, username="", status=401
+):
     token = request.cookies.get(auth.LOGIN_COOKIE) or secrets.token_urlsafe(16)
     response = render.public_page(
         "login.html",
-        status=401 if error else 200,
+        status=status if error else 200,
         login_token=token,
         next_url=next_url,
         error=error,
@@ -47,6 +51,20 @@ async def login(
 ):
     sluice = sluice_of(request)
     next_url = auth.safe_next(next)
+    throttle: LoginThrottle = request.app.state.login_throttle
+    address, now = request.client.host if request.client else "", sluice.clock.now()
+    wait = throttle.wait(address, now)
+    if wait is not None:
+        minutes = max(1, math.ceil(wait.total_seconds() / 60))
+        message = (
+            f"Too many failed logins from your address. "
+            f"Try again in {minutes} minute{'s' if minutes > 1 else ''}."
+        )
+        response = _login_form(
+            request, next_url=next_url, error=message, username=username, status=429
+        )
+        response.headers["Retry-After"] = str(math.ceil(wait.total_seconds()))
+        return response
     expected = request.cookies.get(auth.LOGIN_COOKIE)
     if not expected or not secrets.compare_digest(login_token.encode(), expected.encode()):
         message = "The login form expired. Please try again."
@@ -55,8 +73,10 @@ async def login(
         message = "Enter the user name and the password."
         return _login_form(request, next_url=next_url, error=message, username=username)
     if not await run_in_threadpool(auth.check_password, sluice, username, password):
+        throttle.failed(address, now)
         message = "Wrong user name or password."
         return _login_form(request, next_url=next_url, error=message, username=username)
+    throttle.succeeded(address)
     response = RedirectResponse(next_url, status_code=303)
     options = auth.cookie_options(request)
     response.set_cookie(auth.COOKIE, auth.issue_cookie(sluice), max_age=auth.MAX_AGE, **options)
