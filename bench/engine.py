@@ -50,9 +50,7 @@ def run(url: str) -> dict[str, float]:
     for offset in range(0, VISITORS, BATCH):
         app.send(
             [
-                IncomingEvent(
-                    type="signed_up", email=f"v{n}@example.com", details={"plan": "pro"}
-                )
+                IncomingEvent(type="signed_up", email=f"v{n}@example.com", details={"plan": "pro"})
                 for n in range(offset, offset + BATCH)
             ]
         )

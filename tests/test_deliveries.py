@@ -52,9 +52,11 @@ def test_a_webhook_step_records_its_request_and_waits_for_the_outcome(driver, ap
 
 def test_a_failed_webhook_runs_on_failure_or_fails_the_session(driver, app, clock):
     driver.apply(FLOW)
-    driver.apply(FLOW.replace("key: hook", "key: strict").replace(
-        "      on_failure: [{id: mark, tag: {add: [crm-failed]}}]\n", ""
-    ))
+    driver.apply(
+        FLOW.replace("key: hook", "key: strict").replace(
+            "      on_failure: [{id: mark, tag: {add: [crm-failed]}}]\n", ""
+        )
+    )
     started = driver.send("go", "f@example.com").sessions_started
     for delivery in pending(app, clock):
         finish(app, clock, delivery, DeliveryState.FAILED, "webhook_failed")

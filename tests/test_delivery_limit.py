@@ -3,7 +3,7 @@ nature, down for one that is queueing requests."""
 
 from __future__ import annotations
 
-from sluice.delivery.limit import FLOOR, AdaptiveLimit
+from sluice.delivery.limit import FLOOR, START, AdaptiveLimit
 
 
 def test_a_steadily_slow_receiver_gets_the_full_cap():
@@ -48,4 +48,4 @@ def test_a_dispatcher_with_little_to_send_keeps_its_limit():
     limit = AdaptiveLimit(500)
     for _ in range(1000):
         limit.observe(0.01, 3)
-    assert limit.allowed == FLOOR
+    assert limit.allowed == START

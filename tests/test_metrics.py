@@ -17,7 +17,9 @@ def value(text: str, name: str) -> float:
 
 
 def test_metrics_show_sessions_backlog_and_worker_counters(driver, app):
-    driver.apply("key: m\ntrigger: {event: go}\nsteps:\n  - {id: t, tag: {add: [x]}}\n  - {id: w, wait: 1d}\n")
+    driver.apply(
+        "key: m\ntrigger: {event: go}\nsteps:\n  - {id: t, tag: {add: [x]}}\n  - {id: w, wait: 1d}\n"
+    )
     before = value(TestClient(create_app(app)).get("/metrics").text, "sluice_worker_steps_total")
     driver.send("go", "a@example.com")
     driver.send("go", "b@example.com")

@@ -36,7 +36,7 @@ CREDENTIALS = {
     "SLUICE_WEBHOOK_ALLOW_PRIVATE": "true",
     "SLUICE_LEASE_SECONDS": "3",
 }
-VISITORS = 8000  # repeats are bounded by what the killed worker had in flight (tens)
+VISITORS = 3000  # repeats are bounded by what the killed dispatcher had in flight
 
 
 class Receiver(ThreadingHTTPServer):

@@ -102,6 +102,8 @@ class Dispatcher:
         renewed = time.monotonic()
         try:
             while not self._stop.is_set():
+                # Each round records what ended before it claims: what a crash can
+                # repeat (sent, not yet recorded) never exceeds the limit.
                 free = max(0, limit.allowed - len(running))
                 claimed = await self._exchange_safely(ended, free)
                 for delivery in claimed:

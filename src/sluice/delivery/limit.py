@@ -8,34 +8,31 @@ answer takes 200 ms) queues nothing and gets the full cap; a fast one gets just 
 to keep it busy. That spares an overwhelmed receiver, and it bounds what a crash can
 repeat: only the attempts in flight when a dispatcher dies are sent again.
 
-The limit grows only while it is used: a dispatcher that has little to send keeps its
-limit, so a sudden backlog is not all sent at once.
+The limit changes only while it is used: a dispatcher that has little to send keeps
+its limit, so a sudden backlog is not all sent at once, and jitter at a handful in
+flight does not wear it down.
 """
 
 from __future__ import annotations
 
-QUEUED_LOW, QUEUED_HIGH = 0.5, 0.75
+QUEUED_LOW, QUEUED_HIGH = 0.33, 0.75
 """The share of what is in flight we accept to have waiting at the receivers (or two
-requests): grow below the first, shrink above the second. In answer times,
-grow while the latest answer takes less than twice the fastest, shrink when it takes
-over four times as long. A busy machine makes answer times jitter by two or three
-times without any receiver queueing; tighter bounds would read that as queueing and
-starve the dispatcher."""
+requests): grow below the first, shrink above the second. In answer times: grow while
+the latest answer takes less than 1.5 times the fastest, shrink when it takes over
+four times as long. A busy machine makes answer times jitter two- to fourfold without
+any receiver queueing. Shrinking at twice the fastest held dispatchers at about 11 in
+flight, below the bursts, and made the p99 event-to-webhook latency 1.2–1.7 s instead
+of about 0.1 s (docs/benchmarks.md). Growing up to twice the fastest let the limit run
+up on a busy machine, and a killed worker repeated 16–32 webhooks instead of 0–14."""
 
-
-FLOOR = 16
-"""Never fewer in flight. At this level answer times say more about how busy our own
-machine is than about the receiver (they jitter two- to fourfold on a loaded
-machine), and a dispatcher held lower lets bursts wait: at 500 webhooks a second a
-floor of 4 made the p99 latency 0.7 s instead of 0.14 s (docs/benchmarks.md). A
-receiver that cannot take this many at once answers with errors, which are retried
-with backoff."""
+START, FLOOR = 8, 4
+"""Where the limit starts, and how low it goes."""
 
 
 class AdaptiveLimit:
-    def __init__(self, cap: int, *, floor: int = FLOOR):
+    def __init__(self, cap: int, *, start: int = START, floor: int = FLOOR):
         self.cap, self.floor = cap, min(floor, cap)
-        self.value = float(self.floor)
+        self.value = float(min(start, cap))
         self.fastest: float | None = None
 
     @property
@@ -48,13 +45,17 @@ class AdaptiveLimit:
         seconds = max(seconds, 1e-4)
         if self.fastest is None or seconds < self.fastest:
             self.fastest = seconds
-        elif in_flight <= self.floor:
+        elif in_flight <= 2 * self.floor:
             # An answer with next to nothing of ours queued ahead of it shows the
             # receiver's own speed, which may have changed: forget an old best slowly.
-            # Answers under load cannot tell that apart from our own queueing.
+            # Answers under load cannot tell that apart from our own queueing. (At
+            # twice the floor, so that a limit pushed down to the floor by a receiver
+            # that became slower still sees such answers after its first step back up.)
             self.fastest += (seconds - self.fastest) * 0.01
+        if in_flight * 2 < self.value:
+            return  # the limit was not in use: this answer says nothing about it
         queued = in_flight * (1 - self.fastest / seconds)
         if queued > max(2, QUEUED_HIGH * in_flight):
             self.value = max(self.floor, self.value - 1)
-        elif queued < max(2, QUEUED_LOW * in_flight) and in_flight * 2 >= self.value:
+        elif queued < max(2, QUEUED_LOW * in_flight):
             self.value = min(self.cap, self.value + 1)
