@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 
+import endpoint
 import psycopg
 import sqlalchemy as sa
 from engine import postgres_url
@@ -71,31 +72,14 @@ def free_port() -> int:
 
 
 def slow_endpoint(port: int, ready, served) -> None:
-    """A keep-alive HTTP/1.1 server answering 200 after ANSWER_DELAY."""
+    """Answers 200 after ANSWER_DELAY."""
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                await reader.readexactly(length)
-                await asyncio.sleep(ANSWER_DELAY)
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                with served.get_lock():
-                    served.value += 1
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
+    async def answer_late(body: bytes) -> None:
+        await asyncio.sleep(ANSWER_DELAY)
+        with served.get_lock():
+            served.value += 1
 
-    async def serve() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
-        ready.set()
-        async with server:
-            await server.serve_forever()
-
-    asyncio.run(serve())
+    asyncio.run(endpoint.serve(port, ready, answer_late))
 
 
 def smtp_server(port: int, ready, served) -> None:

@@ -22,6 +22,7 @@ import time
 import uuid
 from pathlib import Path
 
+import endpoint
 import httpx
 import orjson
 import psycopg
@@ -34,30 +35,12 @@ SECRET_KEY = "sk_latency"
 
 
 def receiver(port: int, ready, arrivals) -> None:
-    """The webhook endpoint, in a process of its own: a keep-alive HTTP/1.1 server that
-    answers 200 at once and reports each request's latency."""
+    """The webhook endpoint: reports each request's latency."""
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                body = orjson.loads(await reader.readexactly(length))
-                arrivals.put(time.time() - float(body["sent"]))
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
+    async def note_arrival(body: bytes) -> None:
+        arrivals.put(time.time() - float(orjson.loads(body)["sent"]))
 
-    async def serve() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
-        ready.set()
-        async with server:
-            await server.serve_forever()
-
-    asyncio.run(serve())
+    asyncio.run(endpoint.serve(port, ready, note_arrival))
 
 
 def free_port() -> int:
