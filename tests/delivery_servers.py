@@ -171,6 +171,8 @@ class WebhookServer:
     requests: list[Request] = field(default_factory=list)
     delay: float = 0.0
     release: threading.Event = field(default_factory=threading.Event)
+    tls: ssl.SSLContext | None = None
+    """Speak https with this server context."""
 
     def __post_init__(self):
         box = self
@@ -196,10 +198,12 @@ class WebhookServer:
 
         self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if self.tls:
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{path}"
 
     def answer(self, handler: BaseHTTPRequestHandler, answer) -> None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 from datetime import timedelta
 
 import orjson
@@ -12,7 +13,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from conftest import Driver
-from delivery_servers import WebhookServer, free_port
+from delivery_servers import WebhookServer, free_port, self_signed_certificate, server_tls
 from sluice.delivery.dispatcher import Dispatcher
 from sluice.delivery.ssrf import refusal
 from sluice.delivery.webhooks import WebhookSender, standard_secret
@@ -325,3 +326,26 @@ def test_the_connection_goes_to_the_resolved_address_under_the_name(driver, hook
     [request] = server.requests
     assert request.headers["Host"] == f"localhost:{server.port}"
     assert request.path == "/named"
+
+
+def test_https_endpoints_must_show_a_trusted_certificate(driver, hooks, clock, tmp_path):
+    cert, key = self_signed_certificate(tmp_path)
+    with WebhookServer(clock, tls=server_tls(cert, key)) as server:
+        sid = start(driver, server.url("/secure"))
+        deliver(hooks.dispatcher())  # the system's authorities do not know this one
+        [attempt] = [
+            e["data"]
+            for e in driver.session(sid)["timeline"]
+            if e["kind"] == "webhook_attempt_failed"
+        ]
+        assert attempt["error"].startswith("the certificate of 127.0.0.1 was refused: ")
+        assert server.requests == []
+        trust = ssl.create_default_context(cafile=str(cert))
+        sender = WebhookSender(SECRET, allow_private=True, tls_context=trust)
+        clock.advance(timedelta(minutes=2))
+        deliver(Dispatcher(hooks.db, clock, [sender]))
+        [request] = server.requests
+        assert request.path == "/secure"
+        Webhook(SECRET).verify(request.body, request.headers)
+        driver.run()
+        assert driver.session(sid)["status"] == "completed"

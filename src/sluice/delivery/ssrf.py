@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 from collections.abc import Iterable
 
 import aiohttp
@@ -70,10 +71,13 @@ class GuardedResolver(ThreadedResolver):
         return resolved
 
 
-def connector(*, allow_private: bool, limit: int) -> aiohttp.TCPConnector:
-    """Connections for webhooks: only to public addresses, unless `allow_private`."""
+def connector(
+    *, allow_private: bool, limit: int, tls: ssl.SSLContext | None = None
+) -> aiohttp.TCPConnector:
+    """Connections for webhooks: only to public addresses, unless `allow_private`;
+    certificates checked against `tls` (else the system's trusted authorities)."""
     resolver = ThreadedResolver() if allow_private else GuardedResolver()
-    return aiohttp.TCPConnector(limit=limit, resolver=resolver)
+    return aiohttp.TCPConnector(limit=limit, resolver=resolver, ssl=tls or True)
 
 
 def check_literal(host: str) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import ssl
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,9 +66,13 @@ class WebhookSender:
         allow_private: bool = False,
         connections: int = 500,
         signing_clock: Clock | None = None,
+        tls_context: ssl.SSLContext | None = None,
     ):
         self.signer = Webhook(standard_secret(secret))
         self.allow_private, self.connections = allow_private, connections
+        self.tls_context = tls_context
+        """Whom https endpoints must be certified by; the system's trusted authorities
+        unless given."""
         self.signing_clock = signing_clock or SystemClock()
         """The signature's timestamp is the real time of sending, whatever the
         dispatcher's clock says: receivers check it against their own clock to refuse
@@ -135,7 +140,9 @@ class WebhookSender:
         cookies: a receiver's cookies must not follow other visitors' webhooks."""
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=ssrf.connector(allow_private=self.allow_private, limit=self.connections),
+                connector=ssrf.connector(
+                    allow_private=self.allow_private, limit=self.connections, tls=self.tls_context
+                ),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
             )
@@ -176,6 +183,10 @@ def _connection_error(error: Exception) -> str:
     """One line for the timeline: what went wrong on the way to an answer."""
     if isinstance(error, aiohttp.ClientResponseError):  # the answer was not HTTP
         return f"not an HTTP answer: {str(error.message).splitlines()[0].rstrip(':')}"
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        cause = error.certificate_error
+        why = getattr(cause, "verify_message", None) or str(cause)
+        return f"the certificate of {error.host} was refused: {why}"
     if isinstance(error, aiohttp.ClientConnectorError):
         cause = error.os_error
         why = os.strerror(cause.errno) if cause.errno else str(cause)
