@@ -49,3 +49,17 @@ def test_a_dispatcher_with_little_to_send_keeps_its_limit():
     for _ in range(1000):
         limit.observe(0.01, 3)
     assert limit.allowed == START
+
+
+def test_a_slow_endpoint_beside_a_fast_one_is_not_read_as_queueing():
+    """One endpoint answers in 2 ms, another always in 200 ms, half of what is in
+    flight going to each: neither queues, and the limit reaches the cap. (Against the
+    fast one's answers, the slow one's would read as a long queue.)"""
+    limit = AdaptiveLimit(500)
+    for n in range(2000):
+        half = max(1, limit.allowed // 2)
+        if n % 2:
+            limit.observe(0.002, limit.allowed, "fast.example", half)
+        else:
+            limit.observe(0.2, limit.allowed, "slow.example", half)
+    assert limit.allowed == 500

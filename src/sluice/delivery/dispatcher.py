@@ -25,7 +25,9 @@ import random
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sluice.clock import Clock
@@ -99,6 +101,7 @@ class Dispatcher:
         running: dict[asyncio.Task, Delivery] = {}
         ended: list[tuple[Delivery, Attempt]] = []
         limit = AdaptiveLimit(self.in_flight)
+        going_to: Counter[str] = Counter()  # attempts in flight per destination
         renewed = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -109,9 +112,10 @@ class Dispatcher:
                 for delivery in claimed:
                     task = asyncio.create_task(self._attempt(delivery))
                     running[task] = delivery
-                    task.add_done_callback(
-                        self._on_done(running, ended, limit, time.monotonic(), len(running))
-                    )
+                    destination = self.senders[delivery.kind].destination(delivery)
+                    going_to[destination] += 1
+                    sent = _Sent(time.monotonic(), len(running), destination, going_to[destination])
+                    task.add_done_callback(self._on_done(running, ended, limit, going_to, sent))
                 if time.monotonic() - renewed > self.lease.total_seconds() / 3:
                     await self._renew(running.values())
                     renewed = time.monotonic()
@@ -127,11 +131,15 @@ class Dispatcher:
             await self.aclose()
         log.info("dispatcher %s stopped", self.name)
 
-    def _on_done(self, running, ended, limit: AdaptiveLimit, started: float, in_flight: int):
+    def _on_done(self, running, ended, limit: AdaptiveLimit, going_to: Counter, sent: _Sent):
         def done(task: asyncio.Task) -> None:
             running.pop(task)
+            going_to[sent.destination] -= 1
+            if not going_to[sent.destination]:
+                del going_to[sent.destination]
             if not task.cancelled():
-                limit.observe(time.monotonic() - started, in_flight)
+                seconds = time.monotonic() - sent.at
+                limit.observe(seconds, sent.in_flight, sent.destination, sent.there)
                 ended.append(task.result())
                 self._wake.set()
 
@@ -274,6 +282,17 @@ class Dispatcher:
             await asyncio.to_thread(retrying, renew)
         except Exception:
             log.warning("could not renew the lease of deliveries in flight", exc_info=True)
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """An attempt as it was sent: when, how many were in flight (itself included), where
+    to, and how many of them went there."""
+
+    at: float
+    in_flight: int
+    destination: str
+    there: int
 
 
 def _failure(attempt: Attempt, attempts: int) -> str:

@@ -29,33 +29,49 @@ START, FLOOR = 8, 4
 """Where the limit starts, and how low it goes."""
 
 
+MAX_DESTINATIONS = 1000
+"""Fastest answers kept, one per destination; the least recently heard from is
+forgotten first."""
+
+
 class AdaptiveLimit:
     def __init__(self, cap: int, *, start: int = START, floor: int = FLOOR):
         self.cap, self.floor = cap, min(floor, cap)
         self.value = float(min(start, cap))
-        self.fastest: float | None = None
+        self._fastest: dict[str, float] = {}
 
     @property
     def allowed(self) -> int:
         return int(self.value)
 
-    def observe(self, seconds: float, in_flight: int) -> None:
-        """One attempt's time from sending to its answer (or failure), and how many
-        attempts were in flight when it was sent (itself included)."""
+    def observe(
+        self, seconds: float, in_flight: int, destination: str = "", there: int | None = None
+    ) -> None:
+        """One attempt's time from sending to its answer (or failure), how many
+        attempts were in flight when it was sent (itself included), and of those how
+        many went to the same destination (`there`, all of them by default).
+
+        Answers are compared with the fastest from the same destination: an endpoint
+        that always takes 200 ms is not queueing because another answers in 2 ms."""
         seconds = max(seconds, 1e-4)
-        if self.fastest is None or seconds < self.fastest:
-            self.fastest = seconds
-        elif in_flight <= 2 * self.floor:
+        in_flight_there = in_flight if there is None else there
+        fastest = self._fastest.pop(destination, None)
+        if fastest is None or seconds < fastest:
+            fastest = seconds
+        elif in_flight_there <= 2 * self.floor:
             # An answer with next to nothing of ours queued ahead of it shows the
             # receiver's own speed, which may have changed: forget an old best slowly.
             # Answers under load cannot tell that apart from our own queueing. (At
             # twice the floor, so that a limit pushed down to the floor by a receiver
             # that became slower still sees such answers after its first step back up.)
-            self.fastest += (seconds - self.fastest) * 0.01
+            fastest += (seconds - fastest) * 0.01
+        self._fastest[destination] = fastest  # now the most recently heard from
+        if len(self._fastest) > MAX_DESTINATIONS:
+            del self._fastest[next(iter(self._fastest))]
         if in_flight * 2 < self.value:
             return  # the limit was not in use: this answer says nothing about it
-        queued = in_flight * (1 - self.fastest / seconds)
-        if queued > max(2, QUEUED_HIGH * in_flight):
+        queued = in_flight_there * (1 - fastest / seconds)
+        if queued > max(2, QUEUED_HIGH * in_flight_there):
             self.value = max(self.floor, self.value - 1)
-        elif queued < max(2, QUEUED_LOW * in_flight):
+        elif queued < max(2, QUEUED_LOW * in_flight_there):
             self.value = min(self.cap, self.value + 1)

@@ -55,6 +55,11 @@ class Sender(Protocol):
     """The `deliveries.kind` it sends (`email`, `webhook`)."""
     timeline: TimelineKinds
 
+    def destination(self, delivery: Delivery) -> str:
+        """Where the attempt goes (an SMTP server, a webhook's host): answers from one
+        destination are compared with each other to tell when it is queueing."""
+        ...
+
     def first_delay(self, delivery: Delivery) -> timedelta:
         """The wait before the second attempt; each next one doubles."""
         ...

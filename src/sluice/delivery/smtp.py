@@ -79,6 +79,9 @@ class SmtpSender:
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
         self._slots = asyncio.Semaphore(connections)
 
+    def destination(self, delivery: Delivery) -> str:
+        return "smtp"  # every email goes to the one server
+
     def first_delay(self, delivery: Delivery) -> timedelta:
         return retry.EMAIL_FIRST_DELAY
 

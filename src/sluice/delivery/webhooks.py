@@ -21,6 +21,7 @@ import os
 import ssl
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -78,6 +79,9 @@ class WebhookSender:
         dispatcher's clock says: receivers check it against their own clock to refuse
         replays (the reference library allows five minutes either way)."""
         self._session: aiohttp.ClientSession | None = None
+
+    def destination(self, delivery: Delivery) -> str:
+        return urlsplit(str(delivery.payload.get("url", ""))).netloc.lower()
 
     def first_delay(self, delivery: Delivery) -> timedelta:
         backoff = delivery.payload.get("backoff")
