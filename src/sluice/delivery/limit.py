@@ -23,10 +23,11 @@ four times as long. A busy machine makes answer times jitter two- to fourfold wi
 any receiver queueing. Shrinking at twice the fastest held dispatchers at about 11 in
 flight, below the bursts, and made the p99 event-to-webhook latency 1.2–1.7 s instead
 of about 0.1 s (docs/benchmarks.md). Growing up to twice the fastest let the limit run
-up on a busy machine, and a killed worker repeated 16–32 webhooks instead of 0–14."""
+up on a busy machine, and a killed worker repeated 16–32 webhooks instead of 1–14."""
 
-START, FLOOR = 8, 4
-"""Where the limit starts, and how low it goes."""
+FLOOR = 4
+"""Where the limit starts, and how low it goes. Every place above it is one more
+attempt a crash may repeat."""
 
 
 MAX_DESTINATIONS = 1000
@@ -35,9 +36,9 @@ forgotten first."""
 
 
 class AdaptiveLimit:
-    def __init__(self, cap: int, *, start: int = START, floor: int = FLOOR):
+    def __init__(self, cap: int, *, floor: int = FLOOR):
         self.cap, self.floor = cap, min(floor, cap)
-        self.value = float(min(start, cap))
+        self.value = float(self.floor)
         self._fastest: dict[str, float] = {}
 
     @property
