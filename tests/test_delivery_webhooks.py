@@ -19,6 +19,7 @@ from sluice.delivery.ssrf import refusal
 from sluice.delivery.webhooks import WebhookSender, standard_secret
 from sluice.service import Sluice
 from sluice.settings import Settings
+from sluice.store.sessions import InvalidSessionState
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -349,3 +350,29 @@ def test_https_endpoints_must_show_a_trusted_certificate(driver, hooks, clock, t
         Webhook(SECRET).verify(request.body, request.headers)
         driver.run()
         assert driver.session(sid)["status"] == "completed"
+
+
+def test_a_failed_session_is_not_retried_beside_a_newer_one(driver, hooks, server, clock):
+    """`one_at_a_time`: a failed session lets its visitor in again; while the newer
+    session is under way, retrying the failed one would make two."""
+    flow = """
+key: hook
+trigger: {event: go}
+steps:
+  - {id: call, webhook: {url: '{{ event.details.url }}'}}
+  - {id: later, wait: 1d}
+"""
+    failed = start(driver, "not a url", flow=flow)
+    deliver(hooks.dispatcher())
+    driver.run()
+    assert driver.session(failed)["status"] == "failed"
+    [newer] = driver.send("go", "wh@example.com", details={"url": server.url()}).sessions_started
+    deliver(hooks.dispatcher())
+    driver.run()
+    assert driver.session(newer)["status"] == "waiting"
+    with pytest.raises(InvalidSessionState, match=f"its visitor is in session {newer} of 'hook'"):
+        hooks.retry_session(failed)
+    assert driver.session(failed)["status"] == "failed"
+    driver.advance(timedelta(days=1))
+    assert driver.session(newer)["status"] == "completed"
+    assert hooks.retry_session(failed)["status"] == "active"

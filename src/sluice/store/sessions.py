@@ -18,9 +18,19 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sluice.definitions.model import EntryRule
 from sluice.engine.work import MAX_CHAIN_DEPTH, FlowVersion, Transition, Work
 from sluice.links import email_hash
-from sluice.records import RUNNABLE, Event, FlowStatus, Session, SessionStatus, Visitor
+from sluice.records import (
+    RUNNABLE,
+    UNFINISHED,
+    Event,
+    FlowStatus,
+    Session,
+    SessionStatus,
+    Visitor,
+)
+from sluice.store import flows as flow_store
 from sluice.store import visitors as visitor_store
 from sluice.store.flows import Catalog
 from sluice.store.ingest import Candidate, IncomingEvent, ingest, start_sessions
@@ -392,6 +402,28 @@ def _require(session: Session, allowed, verb: str) -> None:
         )
 
 
+def _require_one_at_a_time(conn: Connection, session: Session) -> None:
+    """A failed session does not keep its visitor out of a `one_at_a_time` flow, so a
+    newer session may be under way; retrying the failed one then would make two."""
+    flow = flow_store.get_flow(conn, session.flow_key)
+    definition = flow_store.stored_definition(conn, session.flow_key, flow.version)
+    if definition.get("entry", EntryRule.ONE_AT_A_TIME.value) != EntryRule.ONE_AT_A_TIME:
+        return
+    other = conn.execute(
+        sa.select(sessions.c.id).where(
+            sessions.c.visitor_id == session.visitor_id,
+            sessions.c.flow_key == session.flow_key,
+            sessions.c.status.in_([s.value for s in UNFINISHED]),
+        )
+    ).scalar()
+    if other is not None:
+        raise InvalidSessionState(
+            f"session {session.id} cannot be retried: its visitor is in session {other} of "
+            f"'{session.flow_key}', which takes one session at a time; stop or finish that "
+            "one first"
+        )
+
+
 def stop(conn: Connection, session_id: int, *, now: datetime, actor: str) -> Session:
     session = get(conn, session_id)
     _require(session, RUNNABLE, "stopped")
@@ -419,6 +451,7 @@ def resume(conn: Connection, session_id: int, *, now: datetime, actor: str) -> S
 def retry(conn: Connection, session_id: int, *, now: datetime, actor: str) -> Session:
     session = get(conn, session_id)
     _require(session, {SessionStatus.FAILED}, "retried")
+    _require_one_at_a_time(conn, session)
     state = dict(session.state)
     state["retries"] = state.get("retries", 0) + 1
     _change(
