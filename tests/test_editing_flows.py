@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
+
 from sluice.definitions.parse import load_documents
 from sluice.records import FlowStatus
+from sluice.store.schema import events, timeline, visitors
 
 V1 = """
 key: edit
@@ -111,3 +114,36 @@ def test_export_contains_everything_and_erase_leaves_only_a_hash(driver, app):
     [again] = driver.send("$signup", "E@example.com", details={"plan": "pro"}).sessions_started
     skipped = next(e for e in driver.session(again)["timeline"] if e["kind"] == "email_skipped")
     assert skipped["data"]["reason"] == "address erased"
+
+
+def test_a_new_visitor_never_inherits_an_erased_visitors_sessions_or_entries(driver, app):
+    """Ids of erased rows are never handed out again (on SQLite they would be, when the
+    erased rows were the newest): the erased visitor's sessions stay, exited, and must
+    not become a newcomer's history."""
+    driver.apply(
+        """
+key: welcome
+trigger: {event: signed_up}
+entry: once
+steps:
+  - {id: hello, tag: {add: [welcomed]}}
+"""
+    )
+    driver.send("signed_up", "old@example.com")
+    driver.run()
+    erased = largest_ids(app)
+    app.erase_visitor("old@example.com")
+    [sid] = driver.send("signed_up", "new@example.com").sessions_started
+    driver.run()
+    newcomer = driver.visitor("new@example.com")
+    assert [s["id"] for s in newcomer["sessions"]] == [sid]
+    assert newcomer["tags"] == ["welcomed"]
+    assert all(new > old for new, old in zip(largest_ids(app), erased, strict=True))
+
+
+def largest_ids(app) -> list[int]:
+    with app.db.read() as conn:
+        return [
+            conn.execute(sa.select(sa.func.max(table.c.id))).scalar_one()
+            for table in (visitors, events, timeline)
+        ]

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 
-from sluice.store.db import Database
-from sluice.store.schema import metadata
+from sluice.store.db import MIGRATIONS, Database
+from sluice.store.schema import metadata, visitors
 
 
 def test_migrations_produce_the_declared_schema(database_url):
@@ -17,3 +22,50 @@ def test_migrations_produce_the_declared_schema(database_url):
         differences = compare_metadata(context, metadata)
     db.dispose()
     assert differences == []
+
+
+def test_sqlite_tables_rebuilt_for_autoincrement_keep_their_rows(tmp_path):
+    """0004 rebuilds SQLite tables so that ids of erased rows never come back; the
+    rows of an existing database survive it, and the next id follows the largest."""
+    db = Database(f"sqlite:///{tmp_path}/old.db")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    with db.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0003")
+        conn.execute(
+            visitors.insert(),
+            [
+                {
+                    "uuid": f"00000000-0000-4000-8000-00000000000{n}",
+                    "email": f"v{n}@example.com",
+                    "email_key": f"v{n}@example.com",
+                    "fields": {"n": n},
+                    "tags": [],
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for n in (1, 2, 3)
+            ],
+        )
+    db.upgrade()
+    with db.engine.begin() as conn:
+        rows = conn.execute(sa.select(visitors.c.id, visitors.c.fields).order_by("id")).all()
+        assert [tuple(r) for r in rows] == [(1, {"n": 1}), (2, {"n": 2}), (3, {"n": 3})]
+        conn.execute(visitors.delete().where(visitors.c.id == 3))
+        new = conn.execute(
+            visitors.insert()
+            .values(
+                uuid="00000000-0000-4000-8000-000000000009",
+                email="n@example.com",
+                email_key="n@example.com",
+                fields={},
+                tags=[],
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(visitors.c.id)
+        ).scalar_one()
+    assert new == 4
+    db.dispose()

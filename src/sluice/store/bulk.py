@@ -6,8 +6,9 @@ on SQLite, which cannot return ids in row order, and on PostgreSQL a statement w
 thousands of placeholders that the driver parses anew for every batch):
 
 - SQLite: a write transaction holds the database's only write lock from its first
-  statement (`BEGIN IMMEDIATE`, see db.py), so the ids after the current largest one
-  are free. SQLite itself would pick the same ids (largest rowid + 1).
+  statement (`BEGIN IMMEDIATE`, see db.py), so the ids after the largest one the
+  table has had are free: its rows' largest, or for an AUTOINCREMENT table the
+  largest ever (`sqlite_sequence`), as SQLite itself would pick.
 - PostgreSQL: the ids are drawn from the table's sequence in one query, sorted so
   that rows keep their order (events are matched in the order of their ids).
 
@@ -39,7 +40,7 @@ def insert_returning_ids(
     if not rows:
         return []
     if conn.dialect.name == "sqlite":
-        start = conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
+        start = conn.execute(_largest_sqlite_id(table)).scalar() or 0
         ids = list(range(start + 1, start + 1 + len(rows)))
     else:
         ids = sorted(
@@ -56,6 +57,18 @@ def insert_many(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]
     """Insert `rows` (all with the same keys) into `table`."""
     if rows:
         _executemany(conn, table, rows, None)
+
+
+def _largest_sqlite_id(table: sa.Table) -> sa.TextClause:
+    """The largest id the table has had: its rows', or for an AUTOINCREMENT table one
+    since deleted, which SQLite keeps in `sqlite_sequence`."""
+    largest = f"SELECT max(id) FROM {table.name}"
+    if not table.kwargs.get("sqlite_autoincrement"):
+        return sa.text(largest)
+    return sa.text(
+        f"SELECT max(coalesce(({largest}), 0), "
+        "coalesce((SELECT seq FROM sqlite_sequence WHERE name = :name), 0))"
+    ).bindparams(name=table.name)
 
 
 _SEQUENCES: dict[str, str] = {}

@@ -68,6 +68,7 @@ visitors = sa.Table(
     sa.Column("unsubscribed_at", UTCDateTime),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sqlite_autoincrement=True,  # ids of erased rows never come back (migration 0004)
 )
 
 events = sa.Table(
@@ -85,6 +86,7 @@ events = sa.Table(
     sa.Column("source", sa.String(32), nullable=False),
     sa.Index(None, "visitor_id", "id"),
     sa.UniqueConstraint("visitor_id", "type", "idempotency_key"),
+    sqlite_autoincrement=True,  # ids of erased rows never come back (migration 0004)
 )
 
 flows = sa.Table(
@@ -199,6 +201,7 @@ timeline = sa.Table(
         postgresql_where=sa.text("kind = 'goal'"),
         sqlite_where=sa.text("kind = 'goal'"),
     ),
+    sqlite_autoincrement=True,  # ids of erased rows never come back (migration 0004)
 )
 
 deliveries = sa.Table(
@@ -231,6 +234,7 @@ deliveries = sa.Table(
         postgresql_where=sa.text("state = 'pending'"),
         sqlite_where=sa.text("state = 'pending'"),
     ),
+    sqlite_autoincrement=True,  # ids of erased rows never come back (migration 0004)
 )
 
 suppressions = sa.Table(
