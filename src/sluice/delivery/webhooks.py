@@ -93,7 +93,7 @@ class WebhookSender:
         headers = CIMultiDict(
             {"user-agent": "Sluice", "content-type": content_type, "accept-encoding": "identity"}
         )
-        headers.update(request.get("headers") or {})
+        headers.update({str(k): str(v) for k, v in (request.get("headers") or {}).items()})
         headers.update(self._signature(delivery.idempotency_id, body))
         timeout = min(float(request.get("timeout") or 10.0), MAX_TIMEOUT)
         attempt = delivery.attempts + 1
