@@ -80,6 +80,21 @@ def database_url(request, tmp_path) -> str:
     return url
 
 
+def listening(db: Database, channel: str) -> bool:
+    """A connection to this PostgreSQL database has run `LISTEN channel` (so a
+    notification sent now reaches it)."""
+    with db.read() as conn:
+        return bool(
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND query = :listen"
+                ),
+                {"listen": f"LISTEN {channel}"},
+            ).scalar_one()
+        )
+
+
 def truncate(url: str) -> None:
     db = Database(url)
     names = ", ".join(t.name for t in metadata.sorted_tables)

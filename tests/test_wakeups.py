@@ -9,11 +9,13 @@ from contextlib import contextmanager
 
 import pytest
 
+from conftest import listening
 from sluice.clock import SystemClock
 from sluice.records import FlowStatus
 from sluice.service import Sluice
 from sluice.settings import Settings
 from sluice.store.ingest import IncomingEvent
+from sluice.store.notify import WORK_CHANNEL
 
 FLOW = "key: quick\ntrigger: {event: go}\nsteps: [{id: mark, tag: {add: [woken]}}]\n"
 
@@ -33,7 +35,8 @@ def idle_worker(url: str):
     worker = app.worker(poll_interval=60)  # only a wake-up can start it in time
     thread = threading.Thread(target=worker.run_forever, daemon=True)
     thread.start()
-    time.sleep(0.5)  # let it reach its idle wait
+    if not app.db.is_sqlite:  # a notification sent before it listens would be lost
+        assert wait_for(lambda: listening(app.db, WORK_CHANNEL))
     try:
         yield app
     finally:
