@@ -331,6 +331,26 @@ def test_subscribers_are_found_by_email_or_uuid_and_created(api, app):
     assert bad.json()["error"] == "subscriber: email: not an email address: 'nope'"
 
 
+def test_tags_and_fields_that_flow_steps_add_are_listed_at_once(api, driver):
+    driver.apply(
+        """
+key: grade
+trigger: {event: graded}
+steps:
+  - {id: mark, tag: {add: ['{{ event.details.grade }}-customer']}}
+  - {id: note, field: {set: {lifetimeValue: '{{ event.details.value }}'}}}
+"""
+    )
+    driver.send("graded", "ada@example.com", details={"grade": "gold", "value": 120})
+    driver.run()
+    tags = [t["attributes"]["name"] for t in api.bento_get("/fetch/tags").json()["data"]]
+    fields = api.bento_get("/fetch/fields").json()["data"]
+    assert tags == ["gold-customer"]
+    assert [(f["attributes"]["key"], f["attributes"]["name"]) for f in fields] == [
+        ("lifetimeValue", "Lifetime Value")
+    ]
+
+
 def test_tags_and_fields_are_registered_once_with_names(api):
     first = api.bento_post("/fetch/tags", {"tag": {"name": "vip"}})
     assert first.status_code == 201

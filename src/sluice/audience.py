@@ -93,8 +93,8 @@ class Audience:
 
     def subscriber(self, *, email: str | None = None, uuid: str | None = None):
         """The visitor with this email or uuid, with the registry ids of its tags;
-        None when there is none. Tags never registered (added by a flow step) are
-        registered now, so that every tag has an id."""
+        None when there is none. Tags never registered (added by a flow step before
+        flow steps registered theirs) are registered now, so that every tag has an id."""
         with self.app.db.read() as conn:
             row = visitor_store.find(conn, email) if email else imports.find_by_uuid(conn, uuid)
             if row is None:

@@ -31,6 +31,7 @@ from sluice.records import (
     Visitor,
 )
 from sluice.store import flows as flow_store
+from sluice.store import registry
 from sluice.store import visitors as visitor_store
 from sluice.store.flows import Catalog
 from sluice.store.ingest import Candidate, IncomingEvent, ingest, start_sessions
@@ -218,6 +219,9 @@ def _apply_visitor_changes(conn, transitions, now) -> None:
         for change in t.visitor_changes:
             people[t.visitor_id].apply(change, now)
     visitor_store.write_back(conn, people.values(), now)
+    changes = [c for t in changing for c in t.visitor_changes]
+    registry.register_tags(conn, (c.name for c in changes if c.op == "tag_add"), now)
+    registry.register_fields(conn, (c.name for c in changes if c.op == "field_set"), now)
 
 
 _SESSION_COLUMNS = (
