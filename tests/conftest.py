@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -78,6 +79,17 @@ def database_url(request, tmp_path) -> str:
     url = request.getfixturevalue("postgres_url")
     truncate(url)
     return url
+
+
+def eventually(condition, seconds: float = 10.0, every: float = 0.05) -> bool:
+    """Whether `condition()` becomes true within `seconds` (for what other threads or
+    processes do)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
+    return True
 
 
 def listening(db: Database, channel: str) -> bool:

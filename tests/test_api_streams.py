@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from api_support import Api, served, sse_messages
-from conftest import listening
+from conftest import eventually, listening
 from sluice.api.app import create_app
 from sluice.api.streams import Wakeups
 from sluice.store.notify import TIMELINE_CHANNEL
@@ -88,15 +88,6 @@ class Listening:
         self.stop.set()
 
 
-def wait_for(condition, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def waiting_streams(api: Api) -> int:
     wakeups = getattr(api.web.state, "wakeups", None)
     return len(wakeups._waiting) if wakeups else 0
@@ -144,8 +135,8 @@ def test_streams_end_when_the_client_goes_away(live, driver):
     ):
         next(response.iter_lines())
         # The stream waits for news once it has sent what there was.
-        assert wait_for(lambda: waiting_streams(live) == 1)
-    assert wait_for(lambda: waiting_streams(live) == 0)
+        assert eventually(lambda: waiting_streams(live) == 1)
+    assert eventually(lambda: waiting_streams(live) == 0)
     assert live.get("/sessions/999/stream").status_code == 404
     assert live.client.get("/api/sessions/1/stream").status_code == 401
 
@@ -181,7 +172,7 @@ def test_on_postgresql_a_notification_wakes_the_stream_before_its_poll(live, dri
     ][0]
     stream = Listening(live, f"/api/sessions/{session_id}/stream")
     stream.until("entered")
-    assert wait_for(lambda: waiting_streams(live) == 1 and listening(app.db, TIMELINE_CHANNEL))
+    assert eventually(lambda: waiting_streams(live) == 1 and listening(app.db, TIMELINE_CHANNEL))
     started = time.monotonic()
     driver.run()  # another writer: the worker
     stream.until("waiting", timeout=10)

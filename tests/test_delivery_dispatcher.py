@@ -9,13 +9,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from conftest import Driver
+from conftest import Driver, eventually
 from delivery_servers import SmtpServer, WebhookServer, free_port
 from sluice.clock import SystemClock
 from sluice.definitions.parse import load_documents
@@ -182,15 +181,6 @@ def test_a_template_that_fails_to_render_fails_the_step_and_sends_nothing(databa
 # -- real processes -------------------------------------------------------------------
 
 
-def _wait(predicate, seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @pytest.mark.slow
 def test_a_process_killed_mid_send_loses_nothing(database_url, tmp_path):
     """`sluice serve` is killed (SIGKILL) while its dispatcher waits for a webhook's
@@ -221,7 +211,7 @@ def test_a_process_killed_mid_send_loses_nothing(database_url, tmp_path):
             [sid] = app.send(
                 [IncomingEvent(type="go", email="k@example.com", details={"url": server.url()})]
             ).sessions_started
-            assert _wait(lambda: len(server.requests) == 1), "serve never sent the webhook"
+            assert eventually(lambda: len(server.requests) == 1, 20), "serve never sent the webhook"
         finally:
             serve.send_signal(signal.SIGKILL)
             serve.wait()
@@ -233,7 +223,9 @@ def test_a_process_killed_mid_send_loses_nothing(database_url, tmp_path):
             stderr=subprocess.PIPE,
         )
         try:
-            assert _wait(lambda: app.session(sid)["status"] == "completed"), "never delivered"
+            assert eventually(lambda: app.session(sid)["status"] == "completed", 20), (
+                "never delivered"
+            )
         finally:
             worker.send_signal(signal.SIGTERM)
             _, errors = worker.communicate(timeout=30)

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,7 +19,7 @@ import httpx
 import sqlalchemy as sa
 from standardwebhooks import Webhook
 
-from conftest import truncate
+from conftest import eventually, truncate
 from sluice.store.db import Database
 from sluice.store.schema import sessions, timeline
 
@@ -100,7 +99,7 @@ def test_api_and_three_workers_survive_a_killed_worker(postgres_url):
     auth = (CREDENTIALS["SLUICE_PUBLISHABLE_KEY"], CREDENTIALS["SLUICE_SECRET_KEY"])
     db = Database(postgres_url)
     try:
-        wait_until(lambda: _up(base), 30)
+        eventually(lambda: _up(base), 30, every=0.25)
         flow = {
             "key": "scale",
             "trigger": {"event": "go"},
@@ -134,7 +133,7 @@ def test_api_and_three_workers_survive_a_killed_worker(postgres_url):
             assert response.json()["results"] == 500
             if offset == VISITORS // 2:
                 workers[0].send_signal(signal.SIGKILL)  # mid-run, whatever it holds
-        assert wait_until(lambda: _completed(db) == VISITORS, 180), _diagnose(db)
+        assert eventually(lambda: _completed(db) == VISITORS, 180, every=0.25), _diagnose(db)
         ids = Counter(webhook_id for webhook_id, _ in receiver.received)
         per_session = {session for _, session in receiver.received}
         assert receiver.bad_signatures == 0
@@ -188,12 +187,3 @@ def _diagnose(db: Database) -> str:
             )
         ).all()
     return f"sessions {by_place}; deliveries {outbox}"
-
-
-def wait_until(predicate, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.25)
-    return False

@@ -4,12 +4,11 @@ PostgreSQL's LISTEN/NOTIFY from another process, or in-process on SQLite."""
 from __future__ import annotations
 
 import threading
-import time
 from contextlib import contextmanager
 
 import pytest
 
-from conftest import listening
+from conftest import eventually, listening
 from sluice.clock import SystemClock
 from sluice.records import FlowStatus
 from sluice.service import Sluice
@@ -20,15 +19,6 @@ from sluice.store.notify import WORK_CHANNEL
 FLOW = "key: quick\ntrigger: {event: go}\nsteps: [{id: mark, tag: {add: [woken]}}]\n"
 
 
-def wait_for(predicate, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @contextmanager
 def idle_worker(url: str):
     app = Sluice(Settings(database_url=url, signing_key="k"), SystemClock())
@@ -36,7 +26,7 @@ def idle_worker(url: str):
     thread = threading.Thread(target=worker.run_forever, daemon=True)
     thread.start()
     if not app.db.is_sqlite:  # a notification sent before it listens would be lost
-        assert wait_for(lambda: listening(app.db, WORK_CHANNEL))
+        assert eventually(lambda: listening(app.db, WORK_CHANNEL))
     try:
         yield app
     finally:
@@ -62,7 +52,7 @@ def test_an_event_sent_in_this_process_wakes_the_embedded_worker(running_worker)
     app = running_worker
     apply_flow(app)
     app.send([IncomingEvent(type="go", email="a@example.com")])
-    assert wait_for(lambda: app.visitor("a@example.com")["tags"] == ["woken"], 5)
+    assert eventually(lambda: app.visitor("a@example.com")["tags"] == ["woken"], 5)
 
 
 def test_an_event_sent_by_another_process_wakes_a_postgres_worker(postgres_url):
@@ -73,5 +63,5 @@ def test_an_event_sent_by_another_process_wakes_a_postgres_worker(postgres_url):
     with idle_worker(postgres_url):
         apply_flow(other)
         other.send([IncomingEvent(type="go", email="b@example.com")])
-        assert wait_for(lambda: other.visitor("b@example.com")["tags"] == ["woken"], 5)
+        assert eventually(lambda: other.visitor("b@example.com")["tags"] == ["woken"], 5)
     other.close()
