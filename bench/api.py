@@ -27,13 +27,12 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 import orjson
-import psycopg
 import sqlalchemy as sa
+from databases import SCRATCH, on_each
 from rich.console import Console
 from rich.table import Table
 
@@ -218,27 +217,9 @@ def run(url: str) -> dict[str, float]:
     }
 
 
-def postgres() -> tuple[str, str]:
-    base = os.environ.get("SLUICE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    name = f"sluice_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return base, base.rsplit("/", 1)[0] + "/" + name
-
-
 def main() -> None:
     only = sys.argv[1:] or ["sqlite", "postgresql"]
-    results = {}
-    if "sqlite" in only:
-        with tempfile.TemporaryDirectory() as tmp:
-            results["SQLite"] = run(f"sqlite:///{tmp}/bench.db")
-    if "postgresql" in only:
-        base, url = postgres()
-        try:
-            results["PostgreSQL"] = run(url)
-        finally:
-            with psycopg.connect(base, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    results = on_each(run, {k: v for k, v in SCRATCH.items() if k.lower() in only})
     title = f"API ({VISITORS:,} visitors, {FLOWS} flows, {BATCHES} batches)"
     table = Table(title, *results)
     for metric in next(iter(results.values())):

@@ -16,14 +16,12 @@ import asyncio
 import multiprocessing
 import os
 import socket
-import tempfile
 import threading
 import time
 
 import endpoint
-import psycopg
 import sqlalchemy as sa
-from engine import postgres_url
+from databases import on_each
 from rich.console import Console
 from rich.table import Table
 
@@ -178,15 +176,7 @@ def scenarios(url: str) -> dict[str, float]:
 
 
 def main() -> None:
-    results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        results["SQLite"] = scenarios(f"sqlite:///{tmp}/bench.db")
-    base, url = postgres_url()
-    try:
-        results["PostgreSQL"] = scenarios(url)
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    results = on_each(scenarios)
     table = Table(f"metric ({COUNT:,} deliveries, one dispatcher, {IN_FLIGHT} in flight)", *results)
     for metric in results["SQLite"]:
         table.add_row(metric, *(f"{results[db][metric]:,.0f}" for db in results))

@@ -9,12 +9,10 @@ Results go to stdout as a table; copy them into docs/benchmarks.md.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
-import uuid
 from datetime import timedelta
 
-import psycopg
+from databases import on_each
 from rich.console import Console
 from rich.table import Table
 
@@ -74,24 +72,8 @@ def run(url: str) -> dict[str, float]:
     }
 
 
-def postgres_url() -> tuple[str, str]:
-    base = os.environ.get("SLUICE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    name = f"sluice_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return base, base.rsplit("/", 1)[0] + "/" + name
-
-
 def main() -> None:
-    results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        results["SQLite"] = run(f"sqlite:///{tmp}/bench.db")
-    base, url = postgres_url()
-    try:
-        results["PostgreSQL"] = run(url)
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    results = on_each(run)
     table = Table(f"metric ({VISITORS:,} visitors, one worker)", *results)
     for metric in results["SQLite"]:
         table.add_row(metric, *(f"{results[db][metric]:,.0f}" for db in results))

@@ -19,13 +19,12 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import endpoint
 import httpx
 import orjson
-import psycopg
+from databases import scratch_postgres
 
 RATE = 500
 SECONDS = 10
@@ -50,13 +49,11 @@ def free_port() -> int:
 
 
 def main() -> None:
-    base_url = os.environ.get(
-        "SLUICE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-    )
-    name = f"sluice_latency_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = base_url.rsplit("/", 1)[0] + "/" + name
+    with scratch_postgres() as url:
+        measure(url)
+
+
+def measure(url: str) -> None:
     spawn = multiprocessing.get_context("spawn")
     receiver_port, ready, arrivals = free_port(), spawn.Event(), spawn.Queue()
     endpoint = spawn.Process(target=receiver, args=(receiver_port, ready, arrivals), daemon=True)
@@ -135,8 +132,6 @@ def main() -> None:
         for process in processes:
             process.wait(timeout=30)
         endpoint.terminate()
-        with psycopg.connect(base_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import os
 import random
 import re
 import statistics
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import orjson
 import psycopg
+from databases import on_each
 from fastapi.testclient import TestClient
 
 from sluice.api.app import create_app
@@ -291,14 +291,6 @@ def run(url: str) -> dict[str, tuple[float, float]]:
         app.close()
 
 
-def postgres_url() -> tuple[str, str]:
-    base = os.environ.get("SLUICE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    name = f"sluice_bench_ui_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return base, base.rsplit("/", 1)[0] + "/" + name
-
-
 def report(results: dict[str, dict[str, tuple[float, float]]]) -> str:
     names = list(next(iter(results.values())))
     lines = [
@@ -317,15 +309,7 @@ def report(results: dict[str, dict[str, tuple[float, float]]]) -> str:
 
 
 def main() -> None:
-    results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        results["SQLite"] = run(f"sqlite:///{tmp}/bench.db")
-    base, url = postgres_url()
-    try:
-        results["PostgreSQL"] = run(url)
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    results = on_each(run)
     text = report(results)
     print(text)
     with RESULTS.open("a") as out:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
+from functools import partial
 from pathlib import Path
 
 import matplotlib
-import psycopg
 import sqlalchemy as sa
+from databases import on_each
 from rich.console import Console
 from rich.table import Table
 
@@ -89,29 +88,11 @@ def measure(url: str, workers: int) -> float:
     return SESSIONS * STEPS / elapsed
 
 
-def fresh_postgres(base: str) -> str:
-    name = f"sluice_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return base.rsplit("/", 1)[0] + "/" + name
-
-
-def drop_postgres(base: str, url: str) -> None:
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-
-
 def main() -> None:
-    base = os.environ.get("SLUICE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
     results: dict[str, dict[int, float]] = {"PostgreSQL": {}, "SQLite": {}}
     for count in WORKERS:
-        url = fresh_postgres(base)
-        try:
-            results["PostgreSQL"][count] = measure(url, count)
-        finally:
-            drop_postgres(base, url)
-        with tempfile.TemporaryDirectory() as tmp:
-            results["SQLite"][count] = measure(f"sqlite:///{tmp}/bench.db", count)
+        for database, steps_per_second in on_each(partial(measure, workers=count)).items():
+            results[database][count] = steps_per_second
     table = Table(
         f"steps/s, {SESSIONS:,} sessions × {STEPS} steps", *(f"{n} worker(s)" for n in WORKERS)
     )
