@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -283,7 +284,7 @@ class Sluice:
         return self._act(session_store.resume, session_id, actor)
 
     def retry_session(self, session_id: int, actor: str = "cli") -> dict[str, Any]:
-        return self._act(session_store.retry, session_id, actor)
+        return self._act(partial(session_store.retry, catalog=self.catalog), session_id, actor)
 
     def _act(self, operation, session_id: int, actor: str) -> dict[str, Any]:
         with self.db.write() as conn:

@@ -406,12 +406,11 @@ def _require(session: Session, allowed, verb: str) -> None:
         )
 
 
-def _require_one_at_a_time(conn: Connection, session: Session) -> None:
+def _require_one_at_a_time(conn: Connection, catalog: Catalog, session: Session) -> None:
     """A failed session does not keep its visitor out of a `one_at_a_time` flow, so a
     newer session may be under way; retrying the failed one then would make two."""
-    flow = flow_store.get_flow(conn, session.flow_key)
-    definition = flow_store.stored_definition(conn, session.flow_key, flow.version)
-    if definition.get("entry", EntryRule.ONE_AT_A_TIME.value) != EntryRule.ONE_AT_A_TIME:
+    current = flow_store.get_flow(conn, session.flow_key).version
+    if catalog.flow(conn, session.flow_key, current).definition.entry != EntryRule.ONE_AT_A_TIME:
         return
     other = conn.execute(
         sa.select(sessions.c.id).where(
@@ -452,10 +451,12 @@ def resume(conn: Connection, session_id: int, *, now: datetime, actor: str) -> S
     return get(conn, session_id)
 
 
-def retry(conn: Connection, session_id: int, *, now: datetime, actor: str) -> Session:
+def retry(
+    conn: Connection, session_id: int, *, catalog: Catalog, now: datetime, actor: str
+) -> Session:
     session = get(conn, session_id)
     _require(session, {SessionStatus.FAILED}, "retried")
-    _require_one_at_a_time(conn, session)
+    _require_one_at_a_time(conn, catalog, session)
     state = dict(session.state)
     state["retries"] = state.get("retries", 0) + 1
     _change(
