@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from conftest import Driver, eventually
 from delivery_servers import SmtpServer, WebhookServer, free_port
@@ -23,6 +24,7 @@ from sluice.service import Sluice
 from sluice.settings import Settings
 from sluice.store import deliveries as delivery_store
 from sluice.store.ingest import IncomingEvent
+from sluice.store.schema import deliveries, sessions
 from test_delivery_webhooks import HOOK, SECRET, deliver, hook_app
 
 SLUICE = str(Path(sys.executable).parent / "sluice")
@@ -176,6 +178,88 @@ def test_a_template_that_fails_to_render_fails_the_step_and_sends_nothing(databa
         assert "can't divide by 0" in session["timeline"][-1]["data"]["error"]
         assert smtp.received == []
         app.close()
+
+
+# -- one bad delivery among many -------------------------------------------------------
+
+ON_FAILURE = """
+key: hooks
+entry: every_time
+trigger: {event: go}
+steps:
+  - id: call
+    webhook:
+      url: '{{ event.details.url }}'
+      retries: {attempts: 3, backoff: 30s}
+      on_failure: [{id: mark, tag: {add: [hook-failed]}}]
+"""
+
+
+def _spoil(hooks, session_id: int, how: str) -> None:
+    """Damage one stored delivery (or its session) the way no validation would let
+    through: written straight to the tables."""
+    with hooks.db.write() as conn:
+        mine = deliveries.c.session_id == session_id
+        if how == "backoff overflows":  # 900000000 days: the next attempt is past year 9999
+            [payload] = conn.execute(sa.select(deliveries.c.payload).where(mine)).scalars()
+            payload = {**payload, "backoff": 900_000_000 * 86_400}
+            conn.execute(deliveries.update().where(mine).values(payload=payload))
+        elif how == "payload not an object":
+            conn.execute(deliveries.update().where(mine).values(payload="oops"))
+        else:  # its session's state is not an object: the outcome cannot be handed to it
+            conn.execute(sessions.update().where(sessions.c.id == session_id).values(state=[1]))
+
+
+@pytest.mark.parametrize("how", ["backoff overflows", "payload not an object", "session damaged"])
+def test_one_bad_delivery_fails_alone_and_the_others_are_sent(driver, hooks, clock, how):
+    """Nine webhooks go to a real server; the tenth (to a port where nobody listens, so
+    its retry must be computed) is damaged. The nine are sent and recorded in the same
+    round; the tenth fails, in its session's timeline, and its `on_failure` runs."""
+    driver.apply(ON_FAILURE)
+    with WebhookServer(clock) as server:
+        good = [
+            IncomingEvent(type="go", email=f"g{i}@example.com", details={"url": server.url()})
+            for i in range(9)
+        ]
+        refused = f"http://127.0.0.1:{free_port()}/hook"
+        bad = IncomingEvent(type="go", email="bad@example.com", details={"url": refused})
+        *started, spoiled = driver.app.send([*good, bad]).sessions_started
+        driver.run()
+        _spoil(hooks, spoiled, how)
+        dispatcher = hooks.dispatcher()
+        assert deliver(dispatcher) == 10
+        assert len(server.requests) == 9
+        retried = []
+        for _ in range(3):
+            clock.advance(timedelta(days=1))
+            retried.append(deliver(dispatcher))
+        assert len(server.requests) == 9
+    driver.run()
+    assert {driver.session(s)["status"] for s in started} == {"completed"}
+    with hooks.db.read() as conn:
+        state, error = conn.execute(
+            sa.select(deliveries.c.state, deliveries.c.last_error).where(
+                deliveries.c.session_id == spoiled
+            )
+        ).one()
+    assert state == DeliveryState.FAILED
+    if how == "session damaged":  # retried like any other, then failed on its own
+        assert retried == [1, 1, 0]
+        assert error == "could not record the outcome: 'list' object has no attribute 'get'"
+        return
+    assert retried == [0, 0, 0]  # failed at once
+    expected = {
+        "backoff overflows": f"cannot connect to 127.0.0.1:{refused.split(':')[2][:-5]}: "
+        "Connection refused; the next attempt would be after the year 9999 "
+        "(the backoff is too long)",
+        "payload not an object": "its stored payload is not an object",
+    }[how]
+    assert error == expected
+    session = driver.session(spoiled)
+    [failed] = [e["data"] for e in session["timeline"] if e["kind"] == "webhook_failed"]
+    assert failed == {"attempt": 1, "error": expected}
+    assert session["status"] == "completed"  # through on_failure
+    assert driver.visitor("bad@example.com")["tags"] == ["hook-failed"]
 
 
 # -- real processes -------------------------------------------------------------------

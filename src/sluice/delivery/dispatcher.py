@@ -14,6 +14,11 @@ dies holds its deliveries until the lease runs out; another dispatcher then atte
 them again, with the same Message-ID or webhook-id, so receivers can discard the
 repeat. An attempt never outlives `attempt_limit`, so a hanging server cannot hold a
 slot for ever.
+
+Containment: one delivery never holds up the others. Whatever goes wrong with one
+(its stored payload, its retry computation, a result the database refuses) fails
+that delivery, in its session's timeline, and the rest are recorded and claimed as
+usual. Only a database that is unavailable makes the dispatcher wait.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+
+import sqlalchemy as sa
 
 from sluice.clock import Clock
 from sluice.delivery import retry
@@ -112,7 +119,7 @@ class Dispatcher:
                 for delivery in claimed:
                     task = asyncio.create_task(self._attempt(delivery))
                     running[task] = delivery
-                    destination = self.senders[delivery.kind].destination(delivery)
+                    destination = self._destination(delivery)
                     going_to[destination] += 1
                     sent = _Sent(time.monotonic(), len(running), destination, going_to[destination])
                     task.add_done_callback(self._on_done(running, ended, limit, going_to, sent))
@@ -180,8 +187,16 @@ class Dispatcher:
 
     # -- attempts ---------------------------------------------------------------------
 
+    def _destination(self, delivery: Delivery) -> str:
+        try:
+            return self.senders[delivery.kind].destination(delivery)
+        except Exception:  # a stored payload the sender cannot read: its attempt fails
+            return ""
+
     async def _attempt(self, delivery: Delivery) -> tuple[Delivery, Attempt]:
         sender = self.senders[delivery.kind]
+        if not isinstance(delivery.payload, dict):
+            return delivery, Attempt(Verdict.FAILED, error="its stored payload is not an object")
         try:
             async with asyncio.timeout(self.attempt_limit.total_seconds()):
                 outcome = await sender.attempt(delivery, self.clock.now())
@@ -193,7 +208,34 @@ class Dispatcher:
         return delivery, outcome
 
     def _result(self, delivery: Delivery, attempt: Attempt) -> Result:
-        """The retry decision: what the store records for this attempt."""
+        """The retry decision: what the store records for this attempt. If it cannot be
+        made (a backoff so long the next attempt would be after the year 9999, a
+        payload the sender cannot read), the delivery fails with the reason."""
+        try:
+            return self._decide(delivery, attempt)
+        except OverflowError:
+            why = "the next attempt would be after the year 9999 (the backoff is too long)"
+        except Exception as error:
+            log.exception("delivery %s: no retry decision", delivery.idempotency_id)
+            why = f"could not schedule the next attempt: {type(error).__name__}: {error}"
+        return self._failed(delivery, f"{attempt.error}; {why}" if attempt.error else why)
+
+    def _failed(self, delivery: Delivery, error: str) -> Result:
+        """A final failure with only our own words in it, which the store can always
+        record."""
+        attempts = delivery.attempts + 1
+        return Result(
+            idempotency_id=delivery.idempotency_id,
+            state=DeliveryState.FAILED,
+            attempts=attempts,
+            entry=(
+                self.senders[delivery.kind].timeline.failed,
+                {"attempt": attempts, "error": error},
+            ),
+            error=error,
+        )
+
+    def _decide(self, delivery: Delivery, attempt: Attempt) -> Result:
         kinds = self.senders[delivery.kind].timeline
         attempts = delivery.attempts + 1
         data = dict(attempt.data)
@@ -234,26 +276,68 @@ class Dispatcher:
 
     async def _exchange(self, ended: list[tuple[Delivery, Attempt]], limit: int) -> list[Delivery]:
         """Record the results of `ended` and claim up to `limit` due deliveries, in one
-        transaction (one commit per round, however many results and claims)."""
+        transaction (one commit per round, however many results and claims). If the
+        database refuses the batch for a reason other than being unavailable, the
+        results are recorded one by one instead (`_record_apart`)."""
         if not ended and not limit:
             return []
-        results = [self._result(delivery, attempt) for delivery, attempt in ended]
+        results = [(delivery, self._result(delivery, attempt)) for delivery, attempt in ended]
         kinds = list(self.senders)
 
-        def exchange() -> list[Delivery]:
+        def exchange(record: bool) -> list[Delivery]:
             now = self.clock.now()
             with self.db.write() as conn:
-                delivery_store.record(conn, results, now=now)
+                if record:
+                    delivery_store.record(conn, [r for _, r in results], now=now)
                 if not limit:
                     return []
                 return delivery_store.claim(
                     conn, kinds=kinds, now=now, limit=limit, lease=self.lease
                 )
 
-        claimed = await asyncio.to_thread(retrying, exchange)
+        try:
+            claimed = await asyncio.to_thread(retrying, lambda: exchange(True))
+        except sa.exc.OperationalError:
+            raise  # the database is unavailable: `_exchange_safely` waits for it
+        except Exception:
+            if not results:
+                raise
+            log.exception("recording %d results failed; recording them one by one", len(results))
+            await asyncio.to_thread(self._record_apart, results)
+            claimed = await asyncio.to_thread(retrying, lambda: exchange(False))
         if results and self.on_outcomes:
             self.on_outcomes()
         return claimed
+
+    def _record_apart(self, results: list[tuple[Delivery, Result]]) -> None:
+        """Record each result in a transaction of its own, so that one the database
+        refuses (a value it cannot store, a constraint) holds up no other. A refused
+        result becomes a failure of its delivery, in our own words; if even that is
+        refused (its session's row is damaged), the delivery alone is marked failed."""
+        for delivery, result in results:
+            try:
+                self._record([result])
+            except sa.exc.OperationalError:
+                raise
+            except Exception as error:
+                reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+                log.exception("delivery %s: its result was refused", delivery.idempotency_id)
+                failed = self._failed(delivery, f"could not record the outcome: {reason}")
+                try:
+                    self._record([failed])
+                except sa.exc.OperationalError:
+                    raise
+                except Exception:
+                    log.exception("delivery %s: marked failed alone", delivery.idempotency_id)
+                    with self.db.write() as conn:
+                        delivery_store.give_up(conn, failed, now=self.clock.now())
+
+    def _record(self, results: list[Result]) -> None:
+        def record() -> None:
+            with self.db.write() as conn:
+                delivery_store.record(conn, results, now=self.clock.now())
+
+        retrying(record)
 
     async def _exchange_safely(self, ended: list, limit: int) -> list[Delivery]:
         """`_exchange` for the running loop: `ended` is emptied, and if the database is

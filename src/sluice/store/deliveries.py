@@ -216,6 +216,23 @@ def _wake_sessions(conn: Connection, final: list[tuple[int, Result]], now: datet
         )
 
 
+def give_up(conn: Connection, result: Result, *, now: datetime) -> None:
+    """Store a final outcome on the delivery alone, touching neither timeline nor
+    session: the last resort for a result that could not be recorded otherwise."""
+    conn.execute(
+        deliveries.update()
+        .where(deliveries.c.idempotency_id == result.idempotency_id, deliveries.c.state == _PENDING)
+        .values(
+            state=result.state,
+            attempts=result.attempts,
+            last_error=result.error,
+            next_attempt_at=None,
+            claim_expires_at=None,
+            updated_at=now,
+        )
+    )
+
+
 def finish(
     conn: Connection,
     idempotency_id: str,
