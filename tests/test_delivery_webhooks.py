@@ -376,3 +376,16 @@ steps:
     driver.advance(timedelta(days=1))
     assert driver.session(newer)["status"] == "completed"
     assert hooks.retry_session(failed)["status"] == "active"
+
+
+def test_an_answer_with_a_nul_byte_is_recorded_like_any_other(driver, hooks, server):
+    """PostgreSQL cannot store a NUL character in JSON or text: the excerpt shows it
+    as U+FFFD, like any byte that is not text."""
+    sid = start(driver, server.url())
+    server.answer = lambda handler, answer: server._reply(handler, 200, b"ok\x00\xff")
+    deliver(hooks.dispatcher())
+    driver.run()
+    session = driver.session(sid)
+    [delivered] = [e["data"] for e in session["timeline"] if e["kind"] == "webhook_delivered"]
+    assert delivered["response"] == "ok\ufffd\ufffd"
+    assert session["status"] == "completed"

@@ -169,7 +169,7 @@ async def _transmit(smtp: aiosmtplib.SMTP, envelope: Envelope) -> None:
 
 def _answer(error: aiosmtplib.SMTPResponseException) -> Attempt:
     """A refusal from the server: 5xx is permanent, anything else is retried."""
-    answer = f"{error.code} {error.message}".strip()
+    answer = f"{error.code} {error.message}".strip().replace("\x00", "\ufffd")
     verdict = Verdict.FAILED if 500 <= error.code < 600 else Verdict.RETRY
     return Attempt(verdict, {"status": error.code}, error=answer)
 

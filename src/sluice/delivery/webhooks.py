@@ -173,14 +173,15 @@ def _encode(body: Any) -> tuple[bytes, str]:
 
 
 async def _excerpt(response: aiohttp.ClientResponse) -> str:
-    """The first 1 KiB of the answer; the rest is never read."""
+    """The first 1 KiB of the answer; the rest is never read. Bytes that are not UTF-8
+    text, and NUL (which PostgreSQL cannot store in JSON), become U+FFFD."""
     received = bytearray()
     while len(received) < EXCERPT_BYTES:
         chunk = await response.content.read(EXCERPT_BYTES - len(received))
         if not chunk:
             break
         received += chunk
-    return bytes(received).decode("utf-8", "replace")
+    return bytes(received).decode("utf-8", "replace").replace("\x00", "\ufffd")
 
 
 def _connection_error(error: Exception) -> str:
