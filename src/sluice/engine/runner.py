@@ -39,7 +39,7 @@ from sluice.engine.work import (
     VisitorChange,
     Work,
 )
-from sluice.records import Event, SessionStatus, TimelineEntry
+from sluice.records import Event, Session, SessionStatus, TimelineEntry
 
 ACTIVE, WAITING = SessionStatus.ACTIVE, SessionStatus.WAITING
 
@@ -48,11 +48,34 @@ def advance(work: Work, config: EngineConfig, rng: random.Random | None = None) 
     return _Run(work, config, rng or random.Random()).run()
 
 
-def failure(work: Work, error: str) -> Transition:
-    """The transition of a session whose step raised something unexpected."""
-    run = _Run(work, EngineConfig(), random.Random())
-    run.fail(error)
-    return run.transition()
+def failure(session: Session, now: datetime, error: str) -> Transition:
+    """The transition of a session that could not be advanced (its step raised
+    something unexpected, its data could not be loaded or its result not saved): it
+    fails at its step as it was read, whatever the attempt changed dropped, with
+    `error` in its timeline. Built from the row alone, so that a session whose state
+    the engine cannot read still fails rather than holding up its batch."""
+    state = session.state
+    if isinstance(state, dict):
+        state = {name: value for name, value in state.items() if name != "wait"}
+    return Transition(
+        session_id=session.id,
+        revision=session.revision,
+        visitor_id=session.visitor_id,
+        flow_key=session.flow_key,
+        status=SessionStatus.FAILED,
+        step=session.step,
+        step_begun=False,  # a retry runs the step again
+        state=state,
+        flow_version=session.flow_version,
+        event_cursor=session.event_cursor,
+        waiting_for=None,
+        wake_at=None,
+        due_at=None,
+        finished_at=now,
+        timeline=[TimelineEntry(at=now, step=session.step, kind="failed", data={"error": error})],
+        origin_event_id=session.origin_event_id,
+        depth=session.depth,
+    )
 
 
 class _Run:

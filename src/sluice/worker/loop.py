@@ -15,7 +15,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -23,6 +23,7 @@ from sluice import metrics
 from sluice.clock import Clock
 from sluice.engine.runner import advance, failure
 from sluice.engine.work import EngineConfig, Transition, Work
+from sluice.records import Session
 from sluice.store import sessions as session_store
 from sluice.store.db import Database, retrying
 from sluice.store.flows import Catalog
@@ -55,7 +56,12 @@ class Worker:
         self._wake = threading.Event()
 
     def run_once(self) -> int:
-        """Claim one batch and advance it; returns how many sessions were advanced."""
+        """Claim one batch and advance it; returns how many sessions were advanced.
+
+        A session that cannot be loaded, advanced or saved fails on its own (timeline
+        entry `failed` with the error); the rest of its batch goes on. Loading and
+        saving are one query set per batch; only after a batch failed are its
+        sessions taken one at a time, to find the one at fault."""
         now = self.clock.now()
         with self.db.write() as conn:
             claimed = session_store.claim_due(
@@ -64,17 +70,77 @@ class Worker:
         if not claimed:
             return 0
         with metrics.BATCH_SECONDS.time(), self._heartbeat([s.id for s in claimed]):
-            with self.db.read() as conn:
-                work = session_store.load_work(conn, self.catalog, claimed, now)
-            transitions = [self._advance(w) for w in work]
-            with self.db.write() as conn:
-                applied = session_store.apply_transitions(conn, self.catalog, transitions, now)
+            transitions = self._advance_all(claimed, now)
+            applied = self._apply(claimed, transitions, now)
         if self.on_new_deliveries and any(t.deliveries for t in applied):
             self.on_new_deliveries()
         metrics.SESSIONS_ADVANCED.inc(len(applied))
         metrics.STALE_RESULTS.inc(len(transitions) - len(applied))
         metrics.STEPS_RUN.inc(sum(e.kind == "step" for t in applied for e in t.timeline))
         return len(applied)
+
+    def _advance_all(self, claimed: list[Session], now: datetime) -> list[Transition]:
+        try:
+            with self.db.read() as conn:
+                work = session_store.load_work(conn, self.catalog, claimed, now)
+        except sa.exc.OperationalError:
+            raise  # the database is unavailable: the loop waits for it
+        except Exception:
+            log.exception("loading a batch of %d sessions failed; one by one", len(claimed))
+            return [self._advance_alone(session, now) for session in claimed]
+        return [self._advance(w) for w in work]
+
+    def _advance_alone(self, session: Session, now: datetime) -> Transition:
+        try:
+            with self.db.read() as conn:
+                [work] = session_store.load_work(conn, self.catalog, [session], now)
+        except sa.exc.OperationalError:
+            raise
+        except Exception as error:
+            log.exception("session %s could not be loaded", session.id)
+            return failure(session, now, f"could not be loaded: {_words(error)}")
+        return self._advance(work)
+
+    def _advance(self, work: Work) -> Transition:
+        try:
+            return advance(work, self.config, self.rng)
+        except Exception as error:  # a failing step fails its session, never the worker
+            log.error("session %s failed: %s", work.session.id, traceback.format_exc())
+            return failure(work.session, work.now, _words(error))
+
+    def _apply(
+        self, claimed: list[Session], transitions: list[Transition], now: datetime
+    ) -> list[Transition]:
+        try:
+            with self.db.write() as conn:
+                return session_store.apply_transitions(conn, self.catalog, transitions, now)
+        except sa.exc.OperationalError:
+            raise
+        except Exception:
+            log.exception("saving a batch of %d sessions failed; one by one", len(transitions))
+        sessions = {s.id: s for s in claimed}
+        applied = []
+        for transition in transitions:
+            try:
+                applied += self._apply_one(transition, now)
+            except sa.exc.OperationalError:
+                raise
+            except Exception as error:
+                log.exception("session %s could not be saved", transition.session_id)
+                reason = f"could not save its progress: {_words(error)}"
+                try:
+                    applied += self._apply_one(
+                        failure(sessions[transition.session_id], now, reason), now
+                    )
+                except sa.exc.OperationalError:
+                    raise
+                except Exception:  # left to its lease; nothing else waits for it
+                    log.exception("session %s could not be marked failed", transition.session_id)
+        return applied
+
+    def _apply_one(self, transition: Transition, now: datetime) -> list[Transition]:
+        with self.db.write() as conn:
+            return session_store.apply_transitions(conn, self.catalog, [transition], now)
 
     @contextmanager
     def _heartbeat(self, session_ids: list[int]):
@@ -100,13 +166,6 @@ class Worker:
         finally:
             done.set()
             beat.join()
-
-    def _advance(self, work: Work) -> Transition:
-        try:
-            return advance(work, self.config, self.rng)
-        except Exception as error:  # a failing step fails its session, never the worker
-            log.error("session %s failed: %s", work.session.id, traceback.format_exc())
-            return failure(work, f"{type(error).__name__}: {error}")
 
     def run_until_idle(self, max_batches: int = 10_000) -> int:
         """Advance every session that is due now; for tests, the CLI and simulations."""
@@ -149,3 +208,10 @@ class Worker:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+
+
+def _words(error: Exception) -> str:
+    """One line for the timeline: the error's type and its first line (a database
+    error's own message, without the statement and parameters)."""
+    detail = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return f"{type(error).__name__}: {detail[0]}" if detail else type(error).__name__
