@@ -13,6 +13,7 @@ import email
 import email.policy
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -248,3 +249,48 @@ class WebhookServer:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+# -- TCP ----------------------------------------------------------------------------
+
+
+class RawServer:
+    """A TCP listener on loopback that misbehaves below HTTP or SMTP: `close` (accepts,
+    reads, closes), `reset` (accepts, reads, resets), `full` (never accepts, and its
+    queue of waiting connections is full, so connecting hangs)."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(0)
+        self.port = self.listener.getsockname()[1]
+        self._fillers: list[socket.socket] = []
+
+    def __enter__(self) -> RawServer:
+        if self.mode == "full":  # the queue holds backlog + 1 = 1 connection on Linux
+            for _ in range(2):
+                filler = socket.socket()
+                filler.setblocking(False)
+                filler.connect_ex(("127.0.0.1", self.port))
+                self._fillers.append(filler)
+            time.sleep(0.1)
+        else:
+            threading.Thread(target=self._serve, daemon=True).start()
+        return self
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            connection.recv(65536)
+            if self.mode == "reset":  # SO_LINGER 0: close sends RST
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            connection.close()
+
+    def __exit__(self, *_) -> None:
+        for filler in self._fillers:
+            filler.close()
+        self.listener.close()

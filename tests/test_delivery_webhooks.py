@@ -13,7 +13,13 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from conftest import Driver
-from delivery_servers import WebhookServer, free_port, self_signed_certificate, server_tls
+from delivery_servers import (
+    RawServer,
+    WebhookServer,
+    free_port,
+    self_signed_certificate,
+    server_tls,
+)
 from sluice.delivery.dispatcher import Dispatcher
 from sluice.delivery.ssrf import refusal
 from sluice.delivery.webhooks import WebhookSender, standard_secret
@@ -389,3 +395,29 @@ def test_an_answer_with_a_nul_byte_is_recorded_like_any_other(driver, hooks, ser
     [delivered] = [e["data"] for e in session["timeline"] if e["kind"] == "webhook_delivered"]
     assert delivered["response"] == "ok\ufffd\ufffd"
     assert session["status"] == "completed"
+
+
+@pytest.mark.parametrize("fault", ["unknown host", "closed", "reset", "not TLS", "queue full"])
+def test_a_connection_error_says_what_went_wrong(driver, hooks, server, fault):
+    flow = HOOK.replace("      retries:", "      timeout: 1s\n      retries:")
+    with RawServer({"closed": "close", "queue full": "full"}.get(fault, fault)) as raw:
+        where = f"127.0.0.1:{raw.port}"
+        url = {
+            "unknown host": "http://nothing.invalid/hook",  # reserved: never resolves
+            "not TLS": server.url().replace("http:", "https:"),
+        }.get(fault, f"http://{where}/hook")
+        sid = start(driver, url, flow=flow)
+        deliver(hooks.dispatcher())
+    [attempt] = [
+        e["data"] for e in driver.session(sid)["timeline"] if e["kind"] == "webhook_attempt_failed"
+    ]
+    assert (
+        attempt["error"]
+        == {
+            "unknown host": "could not resolve nothing.invalid",
+            "closed": f"{where} closed the connection without answering",
+            "reset": f"{where} reset the connection",
+            "not TLS": f"TLS with 127.0.0.1:{server.port} failed: wrong version number",
+            "queue full": f"timed out connecting to {where} (1s)",
+        }[fault]
+    )

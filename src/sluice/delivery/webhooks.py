@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import ssl
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +30,7 @@ from yarl import URL
 
 from sluice.clock import Clock, SystemClock
 from sluice.definitions.model import RetryPolicy
-from sluice.delivery import ssrf
+from sluice.delivery import network, ssrf
 from sluice.delivery.sender import Attempt, TimelineKinds, Verdict
 from sluice.store.deliveries import Delivery
 
@@ -97,6 +96,7 @@ class WebhookSender:
         headers.update(self._signature(delivery.idempotency_id, body))
         timeout = min(float(request.get("timeout") or 10.0), MAX_TIMEOUT)
         attempt = delivery.attempts + 1
+        progress: dict[str, bool] = {}  # "connected" once a connection is made (_tracing)
         try:
             url = _parse(request["url"])
             if not self.allow_private and url.host:
@@ -108,6 +108,7 @@ class WebhookSender:
                     data=body,
                     headers=headers,
                     allow_redirects=False,
+                    trace_request_ctx=progress,
                 ) as response:
                     excerpt = await _excerpt(response)
         except ssrf.PrivateAddress as error:
@@ -116,9 +117,14 @@ class WebhookSender:
             why = getattr(error, "description", None) or "not an absolute http:// or https:// URL"
             return Attempt(Verdict.FAILED, error=f"invalid URL {request['url']!r}: {why}")
         except TimeoutError:
+            if not progress.get("connected"):
+                where = f"{url.host}:{url.port}"
+                return Attempt(
+                    Verdict.RETRY, error=f"timed out connecting to {where} ({timeout:g}s)"
+                )
             return Attempt(Verdict.RETRY, error=f"no answer within {timeout:g}s")
         except (aiohttp.ClientError, OSError) as error:
-            return Attempt(Verdict.RETRY, error=_connection_error(error))
+            return Attempt(Verdict.RETRY, error=_connection_error(error, url))
         except ValueError as error:  # e.g. a header with a line break: no retry can help
             return Attempt(Verdict.FAILED, error=f"invalid request: {error}")
         data = {"status": response.status, "response": excerpt}
@@ -149,6 +155,7 @@ class WebhookSender:
                 ),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
+                trace_configs=[_tracing()],
             )
         return self._session
 
@@ -156,6 +163,19 @@ class WebhookSender:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+def _tracing() -> aiohttp.TraceConfig:
+    """Notes in a request's `trace_request_ctx` when it has a connection, so that a
+    timeout tells "timed out connecting" from "no answer"."""
+
+    async def connected(session, context, params) -> None:
+        context.trace_request_ctx["connected"] = True
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_end.append(connected)
+    trace.on_connection_reuseconn.append(connected)
+    return trace
 
 
 def _parse(url: str) -> URL:
@@ -184,16 +204,17 @@ async def _excerpt(response: aiohttp.ClientResponse) -> str:
     return bytes(received).decode("utf-8", "replace").replace("\x00", "\ufffd")
 
 
-def _connection_error(error: Exception) -> str:
+def _connection_error(error: Exception, url: URL) -> str:
     """One line for the timeline: what went wrong on the way to an answer."""
+    where = f"{url.host}:{url.port}"
     if isinstance(error, aiohttp.ClientResponseError):  # the answer was not HTTP
         return f"not an HTTP answer: {str(error.message).splitlines()[0].rstrip(':')}"
     if isinstance(error, aiohttp.ClientConnectorCertificateError):
-        cause = error.certificate_error
-        why = getattr(cause, "verify_message", None) or str(cause)
-        return f"the certificate of {error.host} was refused: {why}"
+        return network.describe(error.certificate_error, error.host, error.port)
     if isinstance(error, aiohttp.ClientConnectorError):
-        cause = error.os_error
-        why = os.strerror(cause.errno) if cause.errno else str(cause)
-        return f"cannot connect to {error.host}:{error.port}: {why}"
+        return network.describe(error.os_error, error.host, error.port)
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return f"{where} closed the connection without answering"
+    if isinstance(error, OSError) and error.errno:
+        return network.describe(error, url.host or "", url.port)
     return f"{type(error).__name__}: {error}".rstrip(": ")
