@@ -256,8 +256,9 @@ class WebhookServer:
 
 class RawServer:
     """A TCP listener on loopback that misbehaves below HTTP or SMTP: `close` (accepts,
-    reads, closes), `reset` (accepts, reads, resets), `full` (never accepts, and its
-    queue of waiting connections is full, so connecting hangs)."""
+    reads, closes), `reset` (accepts, reads, resets), `hangup` and `abort` (accept,
+    then close or reset at once), `silent` (accepts and says nothing), `full` (never accepts, and its queue
+    of waiting connections is full, so connecting hangs)."""
 
     def __init__(self, mode: str):
         self.mode = mode
@@ -266,6 +267,7 @@ class RawServer:
         self.listener.listen(0)
         self.port = self.listener.getsockname()[1]
         self._fillers: list[socket.socket] = []
+        self._held: list[socket.socket] = []
 
     def __enter__(self) -> RawServer:
         if self.mode == "full":  # the queue holds backlog + 1 = 1 connection on Linux
@@ -285,12 +287,16 @@ class RawServer:
                 connection, _ = self.listener.accept()
             except OSError:
                 return
-            connection.recv(65536)
-            if self.mode == "reset":  # SO_LINGER 0: close sends RST
+            if self.mode == "silent":
+                self._held.append(connection)
+                continue
+            if self.mode in ("close", "reset"):
+                connection.recv(65536)
+            if self.mode in ("reset", "abort"):  # SO_LINGER 0: close sends RST
                 connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             connection.close()
 
     def __exit__(self, *_) -> None:
-        for filler in self._fillers:
-            filler.close()
+        for held in self._fillers + self._held:
+            held.close()
         self.listener.close()

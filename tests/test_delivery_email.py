@@ -11,6 +11,7 @@ import pytest
 
 from conftest import Driver
 from delivery_servers import (
+    RawServer,
     SmtpServer,
     free_port,
     password_check,
@@ -356,3 +357,40 @@ steps:
     [failed] = [e["data"] for e in session["timeline"] if e["kind"] == "email_failed"]
     assert failed["error"] == "invalid to address 'not an address'"
     assert session["status"] == "completed" and smtp.received == []
+
+
+@pytest.mark.parametrize(
+    "fault", ["unknown host", "refused", "hangup", "reset", "silent", "queue full", "not TLS"]
+)
+def test_an_smtp_connection_error_says_what_went_wrong(database_url, clock, smtp, fault):
+    mode = {"queue full": "full", "reset": "abort"}.get(fault, fault)
+    with RawServer(mode) as raw:
+        where = f"127.0.0.1:{raw.port}"
+        url = {
+            "unknown host": "smtp://nothing.invalid:25",  # reserved: never resolves
+            "refused": f"smtp://127.0.0.1:{free_port()}",
+            "not TLS": smtp.url.replace("smtp:", "smtps:"),  # a plain server, spoken to in TLS
+        }.get(fault, f"smtp://{where}")
+        app = mail_app(database_url, clock, url)
+        driver = Driver(app, clock)
+        driver.apply(WELCOME)
+        [sid] = driver.send("signed_up", "er@example.com").sessions_started
+        server = SmtpDestination.from_url(url)
+        deliver(dispatcher_for(app, SmtpSender(server, tracker=None, timeout=0.5)))
+    [attempt] = [
+        e["data"] for e in driver.session(sid)["timeline"] if e["kind"] == "email_attempt_failed"
+    ]
+    named = f"SMTP server {server.host}:{server.port}"
+    assert (
+        attempt["error"]
+        == {
+            "unknown host": f"{named}: could not resolve nothing.invalid",
+            "refused": f"{named}: cannot connect to {server.host}:{server.port}: Connection refused",
+            "hangup": f"{named}: closed the connection",
+            "reset": f"{named}: lost the connection",
+            "silent": f"{named}: sent no greeting within 0.5s",
+            "queue full": f"{named}: timed out connecting to {where} within 0.5s",
+            "not TLS": f"{named}: TLS with {server.host}:{server.port} failed: wrong version number",
+        }[fault]
+    )
+    app.close()

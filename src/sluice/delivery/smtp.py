@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
-from sluice.delivery import retry
+from sluice.delivery import network, retry
 from sluice.delivery.email import Envelope, InvalidMessage, build_message
 from sluice.delivery.sender import Attempt, TimelineKinds, Verdict
 from sluice.delivery.tracking import Tracker
@@ -102,7 +102,7 @@ class SmtpSender:
         except aiosmtplib.SMTPNotSupported as error:
             return Attempt(Verdict.FAILED, error=str(error))
         except (aiosmtplib.SMTPException, OSError) as error:
-            return Attempt(Verdict.RETRY, error=_describe(error, self.server))
+            return Attempt(Verdict.RETRY, error=_describe(error, self.server, self.timeout))
         return Attempt(
             Verdict.SENT,
             {
@@ -174,6 +174,26 @@ def _answer(error: aiosmtplib.SMTPResponseException) -> Attempt:
     return Attempt(verdict, {"status": error.code}, error=answer)
 
 
-def _describe(error: Exception, server: SmtpServer) -> str:
-    detail = str(error) or type(error).__name__
-    return f"SMTP server {server.host}:{server.port}: {detail}"
+def _describe(error: Exception, server: SmtpServer, timeout: float) -> str:
+    """One line for the timeline, naming the server: "SMTP server HOST:PORT: could not
+    resolve HOST", "…: cannot connect to HOST:PORT: Connection refused", "…: closed the
+    connection", "…: sent no greeting within 30s" …"""
+    cause = error.__cause__ if isinstance(error, aiosmtplib.SMTPConnectError) else error
+    host, port = server.host, server.port
+    if isinstance(error, aiosmtplib.SMTPConnectTimeoutError):
+        if isinstance(cause, aiosmtplib.SMTPReadTimeoutError):
+            why = "sent no greeting"
+        else:
+            why = f"timed out connecting to {host}:{port}"
+        detail = f"{why} within {timeout:g}s"
+    elif isinstance(error, aiosmtplib.SMTPTimeoutError):
+        detail = f"no answer within {timeout:g}s"
+    elif isinstance(cause, aiosmtplib.SMTPServerDisconnected) and "EOF" in str(cause):
+        detail = "closed the connection"
+    elif isinstance(cause, aiosmtplib.SMTPServerDisconnected | ConnectionResetError):
+        detail = "lost the connection"  # reset, or broken
+    elif isinstance(cause, OSError):
+        detail = network.describe(cause, host, port)
+    else:
+        detail = str(error) or type(error).__name__
+    return f"SMTP server {host}:{port}: {detail}"
