@@ -262,6 +262,39 @@ def test_one_bad_delivery_fails_alone_and_the_others_are_sent(driver, hooks, clo
     assert driver.visitor("bad@example.com")["tags"] == ["hook-failed"]
 
 
+def test_the_running_dispatcher_goes_on_past_a_bad_delivery(driver, hooks, clock):
+    """The running loop, where a bad delivery once made it back off for ever: its
+    retry cannot be computed, and all the others are still sent."""
+    driver.apply(ON_FAILURE)
+    with WebhookServer(clock) as server:
+        refused = f"http://127.0.0.1:{free_port()}/hook"
+        [spoiled] = driver.send("go", "bad@example.com", details={"url": refused}).sessions_started
+        _spoil(hooks, spoiled, "backoff overflows")
+        good = [
+            IncomingEvent(type="go", email=f"g{i}@example.com", details={"url": server.url()})
+            for i in range(20)
+        ]
+        started = driver.app.send(good).sessions_started
+        driver.run()
+
+        async def run_until_delivered():
+            dispatcher = hooks.dispatcher(poll_interval=0.05)
+            running = asyncio.create_task(dispatcher.run())
+            for _ in range(500):
+                if len(server.requests) == 20:
+                    break
+                await asyncio.sleep(0.02)
+            dispatcher.stop()
+            await asyncio.wait_for(running, 10)
+
+        asyncio.run(run_until_delivered())
+        assert len(server.requests) == 20
+    driver.run()
+    assert {driver.session(s)["status"] for s in started} == {"completed"}
+    assert "webhook_failed" in driver.kinds(spoiled)
+    assert driver.visitor("bad@example.com")["tags"] == ["hook-failed"]
+
+
 # -- real processes -------------------------------------------------------------------
 
 
