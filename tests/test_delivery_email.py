@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import random
+import re
 from datetime import timedelta
 
 import pytest
