@@ -359,3 +359,29 @@ def test_a_template_over_a_limit_fails_its_session_quickly_and_the_worker_goes_o
     assert error in heavy["timeline"][-1]["data"]["error"]
     assert light["status"] == "completed"
     assert driver.visitor("h@example.com")["tags"] == ["fine"]
+
+
+def test_the_example_emails_render_data_as_text_and_their_own_html_as_html(driver):
+    driver.apply_example("onboarding.yaml", "nudge.yaml", "abandoned-cart.yaml")
+    driver.send("$signup", "o@example.com", fields={"first_name": "Ann & Bo"})
+    [welcome] = driver.app.messages(email="o@example.com")
+    assert welcome["payload"]["subject"] == "Welcome, Ann & Bo!"
+    assert welcome["payload"]["html"] == (
+        "<h1>Hi Ann &amp; Bo</h1>\n<p>Thanks for picking the free plan.</p>\n"
+        '<p><a href="https://app.example.com/setup">Finish setting up</a></p>\n'
+    )
+    items = [{"name": "Tea <loose>", "quantity": 2}, {"name": "Mug", "quantity": 1}]
+    url = "https://shop.example/checkout?cart=A&step=2"
+    driver.send("checkout_started", "c@example.com", details={"items": items, "checkout_url": url})
+    driver.advance(timedelta(days=4))
+    reminder = next(
+        m
+        for m in driver.app.messages(email="c@example.com")
+        if m["payload"]["subject"] == "You left something behind"
+    )
+    assert reminder["payload"]["html"] == (
+        "<p>Your cart is waiting:</p>\n"
+        "<ul><li>Tea &lt;loose&gt; × 2</li><li>Mug × 1</li></ul>\n"
+        '<p><a href="https://shop.example/checkout?cart=A&amp;step=2">Complete your order</a></p>\n'
+    )
+    assert "Tea <loose> × 2" in reminder["payload"]["text"]
