@@ -1,14 +1,11 @@
 """Liquid templates and conditions, compiled at validation time, rendered in a sandbox.
 
-Templates (SPEC §2.5) and conditions (SPEC §2.4) share one python-liquid environment:
-standard tags and filters, no additions, so nothing here needs documenting beyond Liquid's
-own reference. The sandbox differs from stock Liquid in these ways:
-
-- `include` and `render` are not tags: there are no partial templates to load.
-- An unknown filter is a compile error (python-liquid would only fail at render time).
-- Limits: 10,000 loop iterations, 1 MiB of output, 1 MiB of `assign`/`capture` data,
-  20 levels of nested blocks. Exceeding one is a `TemplateError` at render time.
-- A missing variable renders as empty and compares as `nil`.
+Templates (SPEC §2.5) and conditions (SPEC §2.4) are python-liquid, rendered in the
+environments of `sandbox`: its limits (loops, output, what filters build and do),
+its additions (`json`, `raw`, lists and objects written as JSON, `now`/`today` on the
+render's clock) and HTML escaping for an email's HTML (`Template.compile(html=True)`).
+An unknown filter is a compile error here (python-liquid would only fail at render
+time). A missing variable renders as empty and compares as `nil`.
 
 The context the engine renders with (SPEC §2.5):
 
@@ -20,8 +17,8 @@ The context the engine renders with (SPEC §2.5):
 - `last_event`: the event that last ended a `wait_for`, else nil;
 - `flow`: `key`, `name`, `version`;
 - `session`: `id`, `started_at`;
-- `now`: the current time, ISO 8601 (always supply it: otherwise Liquid's own `now`
-  would read the system clock);
+- `now`: the current time, ISO 8601 (always supply it: `"now" | date` and `today`
+  read it, and without it they read the system clock);
 - `unsubscribe_url`: a signed one-click unsubscribe link (emails only).
 
 Conditions are parsed here rather than by python-liquid's `if` tag, for one reason: its
