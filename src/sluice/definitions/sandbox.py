@@ -114,6 +114,10 @@ def to_text(value: Any, autoescape: bool) -> str:
 
 
 class _TextOutput:
+    """Output and `echo` nodes that write their value with `to_text`."""
+
+    __slots__ = ()
+
     def render_to_output(self, context: RenderContext, buffer) -> int:
         return buffer.write(to_text(self.expression.evaluate(context), context.autoescape))
 
