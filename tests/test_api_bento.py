@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import random
+import time
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -421,6 +423,34 @@ def test_transactional_emails_take_the_delivery_path_into_the_outbox(api, app):
     assert message["payload"]["html"] == "<p>Thanks, Bob!</p>"
     assert message["payload"]["from"] == "Shop <shop@example.com>"
     assert count(app, deliveries) == 1
+
+
+def test_api_emails_escape_personalizations_in_html_and_refuse_templates_over_limits(api, clock):
+    clock.set(datetime(2031, 7, 4, 9, 30, tzinfo=UTC))
+    email = {
+        "to": "bob@example.com",
+        "subject": "Hi {{ name }} ({{ 'now' | date: '%Y' }})",
+        "html_body": "<p>Hi {{ name }}</p>{{ footer | raw }}",
+        "transactional": True,
+        "personalizations": {"name": "<b>Bob</b>", "footer": "<hr>", "n": 100000000},
+    }
+    heavy = {**email, "html_body": "{{ (1..n) | reverse | first }}"}
+    started = time.monotonic()
+    answer = api.bento_post("/batch/emails", {"emails": [email, heavy]})
+    assert time.monotonic() - started < 3
+    assert answer.json()["results"] == 1
+    [error] = answer.json()["errors"]
+    assert error["index"] == 1
+    assert error["error"] == (
+        "html_body: Liquid error at 1:13: loop iteration limit reached: "
+        "a range of 100000000 items (at most 10000)"
+    )
+    [message] = api.get("/messages", params={"email": "bob@example.com"}).json()
+    assert message["payload"]["html"] == "<p>Hi &lt;b&gt;Bob&lt;/b&gt;</p><hr>"
+    assert message["payload"]["subject"] == "Hi <b>Bob</b> (2031)"  # the app's clock
+    alone = api.bento_post("/batch/emails", {"emails": [heavy]})
+    assert alone.status_code == 422
+    assert "loop iteration limit reached" in alone.json()["errors"][0]["error"]
 
 
 def test_a_data_deletion_request_erases_the_visitor(api, app):

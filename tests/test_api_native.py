@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -168,6 +169,36 @@ def test_a_simulation_predicts_the_timeline_and_stores_nothing(api, app):
         json={**script, "events": [{"at": "+999999999d", "type": "$signup"}]},
     )
     assert late.status_code == 422
+
+
+def test_a_simulation_renders_now_on_its_virtual_clock_and_fails_a_step_over_a_limit(api, clock):
+    clock.set(datetime(2031, 7, 4, 9, 30, tzinfo=UTC))
+    api.put_flow(ONBOARDING)
+    definition = {
+        "trigger": {"event": "$signup"},
+        "steps": [
+            {"wait": "3d"},
+            {"email": {"subject": '{{ "now" | date: "%Y-%m-%d %H:%M" }} {{ today }}', "text": "t"}},
+            {"tag": {"add": ["{{ (1..100000000) | reverse | first }}"]}},
+        ],
+    }
+    script = {
+        "visitor": {"email": "sim@example.com"},
+        "events": [{"at": "+0s", "type": "$signup"}],
+        "definition": definition,
+    }
+    started = time.monotonic()
+    answer = api.post("/flows/onboarding/simulate", json=script)
+    assert time.monotonic() - started < 5
+    assert answer.status_code == 200, answer.text
+    [session] = answer.json()["sessions"]
+    [sent] = [e for e in session["timeline"] if e["kind"] == "email_sent"]
+    assert sent["data"]["subject"] == "2031-07-07 09:30 2031-07-07"
+    assert session["status"] == "failed"
+    assert session["timeline"][-1]["data"]["error"] == (
+        "steps[2]: Liquid error at 1:21: loop iteration limit reached: "
+        "a range of 100000000 items (at most 10000)"
+    )
 
 
 def test_templates_are_put_and_read(api):

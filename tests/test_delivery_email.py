@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from datetime import timedelta
 
 import pytest
@@ -394,3 +395,37 @@ def test_an_smtp_connection_error_says_what_went_wrong(database_url, clock, smtp
         }[fault]
     )
     app.close()
+
+
+def test_visitor_data_in_the_html_is_text_not_a_tracked_link(driver, mailer, smtp):
+    driver.apply("""
+key: hi
+trigger: {event: signed_up}
+steps:
+  - email:
+      subject: 'Hi {{ visitor.first_name }}'
+      html: >-
+        <p>Hi {{ visitor.first_name }},</p>
+        <p>{{ event.details.banner | raw }}</p>
+        <p><a href="{{ event.details.start }}">Start</a></p>
+""")
+    evil = '<a href="https://evil.example/win">Claim</a>'
+    driver.send(
+        "signed_up",
+        "eve@example.com",
+        fields={"first_name": evil},
+        details={
+            "banner": '<a href="https://shop.example/sale">Sale</a>',
+            "start": "https://example.com/start?a=1&b=2",
+        },
+    )
+    deliver(dispatcher_for(mailer))
+    [mail] = smtp.received
+    html = mail.message.get_body(("html",)).get_content()
+    # Text in the HTML (the CSS inliner writes its quotes back unescaped, as text may).
+    assert 'Hi &lt;a href="https://evil.example/win"&gt;Claim&lt;/a&gt;,' in html
+    tracker = mailer.tracker()
+    clicks = [tracker.read(token, "click")["u"] for token in re.findall(r"/c/([^\"&]+)", html)]
+    assert clicks == ["https://shop.example/sale", "https://example.com/start?a=1&b=2"]
+    assert mail.message["Subject"] == f"Hi {evil}"
+    assert f"Hi {evil}," in mail.message.get_body(("plain",)).get_content()

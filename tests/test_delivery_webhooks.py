@@ -421,3 +421,50 @@ def test_a_connection_error_says_what_went_wrong(driver, hooks, server, fault):
             "queue full": f"timed out connecting to {where} (1s)",
         }[fault]
     )
+
+
+def test_a_body_value_that_is_one_output_keeps_its_json_type(driver, hooks, server):
+    flow = """
+key: typed
+trigger: {event: go}
+steps:
+  - webhook:
+      url: '{{ event.details.url }}'
+      headers: {X-Items: '{{ event.details.items }}'}
+      body:
+        amount: '{{ event.details.amount }}'
+        cents: '{{ event.details.amount | times: 100 }}'
+        paid: '{{ event.details.paid }}'
+        coupon: '{{ event.details.coupon }}'
+        items: '{{ event.details.items }}'
+        customer: '{{ event.details.customer }}'
+        summary: 'Order of {{ event.details.amount }} with {{ event.details.items | json }}'
+        name: '{{ visitor.first_name }}'
+"""
+    items = [{"sku": "X1", "qty": 2}]
+    start(
+        driver,
+        server.url(),
+        flow=flow,
+        amount=19.5,
+        paid=True,
+        coupon=None,
+        items=items,
+        customer={"id": 7, "vip": False},
+    )
+    deliver(hooks.dispatcher())
+    [request] = server.requests
+    body = orjson.loads(request.body)
+    summary = body.pop("summary")  # JSON text, keys in the order the database keeps
+    assert summary.startswith("Order of 19.5 with [")
+    assert orjson.loads(summary.removeprefix("Order of 19.5 with ")) == items
+    assert body == {
+        "amount": 19.5,
+        "cents": 1950.0,
+        "paid": True,
+        "coupon": None,
+        "items": items,
+        "customer": {"id": 7, "vip": False},
+        "name": None,
+    }
+    assert orjson.loads(request.headers["X-Items"]) == items

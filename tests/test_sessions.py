@@ -4,6 +4,7 @@ Each test runs on SQLite and on PostgreSQL, with the clock under the test's cont
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -313,3 +314,74 @@ def test_a_failed_session_cannot_be_stopped_and_a_running_one_cannot_be_retried(
         app.retry_session(sid)
     with pytest.raises(InvalidSessionState):
         app.resume_session(sid)
+
+
+@pytest.mark.parametrize(
+    ("step", "error"),
+    [
+        (
+            "email: {subject: s, html: '<p>{{ (1..event.details.n) | reverse | first }}</p>'}",
+            "steps[0]: Liquid error at 1:30: loop iteration limit reached: "
+            "a range of 100000000 items (at most 10000)",
+        ),
+        (
+            "webhook: {url: 'https://hooks.example/x', body: {all: '{{ (1..event.details.n) | join }}'}}",
+            "steps[0]: Liquid error at 1:27: loop iteration limit reached",
+        ),
+        (
+            "tag: {add: ['{% for i in (1..event.details.n) %}x{% endfor %}']}",
+            "steps[0]: Liquid error at 1:4: loop iteration limit reached",
+        ),
+        (
+            "email: {subject: '{{ event.details.word | replace: \"w\", event.details.pad }}', text: t}",
+            "steps[0]: Liquid error at 1:25: output limit reached: replace would make "
+            "1500000 characters (at most 1048576)",
+        ),
+        (
+            "field: {set: {x: \"{% for i in (1..10000) %}{% assign s = s | append: 'xxxxxxxxxx' %}"
+            '{% endfor %}"}}',
+            "filter work limit reached",
+        ),
+    ],
+)
+def test_a_template_over_a_limit_fails_its_session_quickly_and_the_worker_goes_on(
+    driver, step, error
+):
+    driver.apply(f"key: heavy\ntrigger: {{event: go}}\nsteps:\n  - {step}\n")
+    driver.apply("key: light\ntrigger: {event: go}\nsteps:\n  - {tag: {add: [fine]}}\n")
+    started = time.monotonic()
+    result = driver.send(
+        "go", "h@example.com", details={"n": 100_000_000, "word": "w" * 50_000, "pad": "x" * 30}
+    )
+    assert time.monotonic() - started < 3
+    heavy, light = (driver.session(sid) for sid in sorted(result.sessions_started))
+    assert heavy["status"] == "failed"
+    assert error in heavy["timeline"][-1]["data"]["error"]
+    assert light["status"] == "completed"
+    assert driver.visitor("h@example.com")["tags"] == ["fine"]
+
+
+def test_the_example_emails_render_data_as_text_and_their_own_html_as_html(driver):
+    driver.apply_example("onboarding.yaml", "nudge.yaml", "abandoned-cart.yaml")
+    driver.send("$signup", "o@example.com", fields={"first_name": "Ann & Bo"})
+    [welcome] = driver.app.messages(email="o@example.com")
+    assert welcome["payload"]["subject"] == "Welcome, Ann & Bo!"
+    assert welcome["payload"]["html"] == (
+        "<h1>Hi Ann &amp; Bo</h1>\n<p>Thanks for picking the free plan.</p>\n"
+        '<p><a href="https://app.example.com/setup">Finish setting up</a></p>\n'
+    )
+    items = [{"name": "Tea <loose>", "quantity": 2}, {"name": "Mug", "quantity": 1}]
+    url = "https://shop.example/checkout?cart=A&step=2"
+    driver.send("checkout_started", "c@example.com", details={"items": items, "checkout_url": url})
+    driver.advance(timedelta(days=4))
+    reminder = next(
+        m
+        for m in driver.app.messages(email="c@example.com")
+        if m["payload"]["subject"] == "You left something behind"
+    )
+    assert reminder["payload"]["html"] == (
+        "<p>Your cart is waiting:</p>\n"
+        "<ul><li>Tea &lt;loose&gt; × 2</li><li>Mug × 1</li></ul>\n"
+        '<p><a href="https://shop.example/checkout?cart=A&amp;step=2">Complete your order</a></p>\n'
+    )
+    assert "Tea <loose> × 2" in reminder["payload"]["text"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid as uuidlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import html2text
@@ -44,7 +45,7 @@ class EmailChange:
 @dataclass(frozen=True, kw_only=True)
 class TransactionalEmail:
     """One email of `batch/emails`; subject and body are Liquid templates rendered
-    with `personalizations` (and `visitor`)."""
+    with `personalizations` (and `visitor` and `now`)."""
 
     to: str
     from_: str | None
@@ -172,7 +173,7 @@ class Audience:
                     errors[index] = "to: the visitor unsubscribed (send it as transactional?)"
                     continue
                 try:
-                    payload = _render(email, visitor, settings.mail_from)
+                    payload = _render(email, visitor, settings.mail_from, now)
                 except TemplateError as error:
                     errors[index] = str(error)
                     continue
@@ -193,11 +194,12 @@ def _runs(commands: Sequence[tuple[int, Command]]) -> list[list[tuple[int, Comma
     return runs
 
 
-def _render(email: TransactionalEmail, visitor, mail_from: str) -> dict[str, Any]:
+def _render(email: TransactionalEmail, visitor, mail_from: str, now: datetime) -> dict[str, Any]:
     context = dict(email.personalizations or {})
     context["visitor"] = visitor.view()
+    context["now"] = now.isoformat()
     subject = _part("subject", email.subject, context).strip()
-    html = _part("html_body", email.html, context)
+    html = _part("html_body", email.html, context, html=True)
     if len(subject) + 2 * len(html) > MAX_RENDERED_EMAIL:
         raise TemplateError("html_body: the rendered email is larger than 1 MiB")
     return {
@@ -213,9 +215,9 @@ def _render(email: TransactionalEmail, visitor, mail_from: str) -> dict[str, Any
     }
 
 
-def _part(name: str, source: str, context: dict[str, Any]) -> str:
+def _part(name: str, source: str, context: dict[str, Any], *, html: bool = False) -> str:
     try:
-        return Template.compile(source).render(context)
+        return Template.compile(source, html=html).render(context)
     except TemplateError as error:
         raise TemplateError(f"{name}: {error}") from None
 

@@ -1,14 +1,11 @@
 """Liquid templates and conditions, compiled at validation time, rendered in a sandbox.
 
-Templates (SPEC §2.5) and conditions (SPEC §2.4) share one python-liquid environment:
-standard tags and filters, no additions, so nothing here needs documenting beyond Liquid's
-own reference. The sandbox differs from stock Liquid in these ways:
-
-- `include` and `render` are not tags: there are no partial templates to load.
-- An unknown filter is a compile error (python-liquid would only fail at render time).
-- Limits: 10,000 loop iterations, 1 MiB of output, 1 MiB of `assign`/`capture` data,
-  20 levels of nested blocks. Exceeding one is a `TemplateError` at render time.
-- A missing variable renders as empty and compares as `nil`.
+Templates (SPEC §2.5) and conditions (SPEC §2.4) are python-liquid, rendered in the
+environments of `sandbox`: its limits (loops, output, what filters build and do),
+its additions (`json`, `raw`, lists and objects written as JSON, `now`/`today` on the
+render's clock) and HTML escaping for an email's HTML (`Template.compile(html=True)`).
+An unknown filter is a compile error here (python-liquid would only fail at render
+time). A missing variable renders as empty and compares as `nil`.
 
 The context the engine renders with (SPEC §2.5):
 
@@ -20,8 +17,8 @@ The context the engine renders with (SPEC §2.5):
 - `last_event`: the event that last ended a `wait_for`, else nil;
 - `flow`: `key`, `name`, `version`;
 - `session`: `id`, `started_at`;
-- `now`: the current time, ISO 8601 (always supply it: otherwise Liquid's own `now`
-  would read the system clock);
+- `now`: the current time, ISO 8601 (always supply it: `"now" | date` and `today`
+  read it, and without it they read the system clock);
 - `unsubscribe_url`: a signed one-click unsubscribe link (emails only).
 
 Conditions are parsed here rather than by python-liquid's `if` tag, for one reason: its
@@ -38,7 +35,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from liquid import Environment, RenderContext, TokenStream, is_undefined
+from liquid import RenderContext, TokenStream, is_undefined
+from liquid.ast import Node
+from liquid.builtin.content import ContentNode
 from liquid.builtin.expressions import Path, tokenize
 from liquid.builtin.expressions.logical import (
     PRECEDENCE_LOGICAL_OR,
@@ -58,6 +57,7 @@ from liquid.builtin.expressions.logical import (
     is_truthy,
     parse_boolean_primitive,
 )
+from liquid.builtin.output import OutputNode
 from liquid.exceptions import LiquidError, LiquidSyntaxError
 from liquid.expression import Expression
 from liquid.token import (
@@ -79,35 +79,10 @@ from liquid.token import (
     Token,
 )
 
+from sluice.definitions import sandbox
 from sluice.definitions.values import item_loc, key_loc, to_jsonable
 
-
-class _Sandbox(Environment):
-    logical_not_operator = True
-    logical_parentheses = True
-    loop_iteration_limit = 10_000
-    output_stream_limit = 1024 * 1024
-    local_namespace_limit = 1024 * 1024
-    context_depth_limit = 10
-    block_nesting_limit = 20
-
-    def setup_tags_and_filters(self, *, extra: bool = False) -> None:
-        super().setup_tags_and_filters(extra=extra)
-        del self.tags["include"], self.tags["render"]
-
-    def error(self, exc, msg=None, token=None) -> None:
-        """Raise `exc`, first giving it the position of the markup being parsed or
-        rendered when it has none of its own (errors at the end of an expression)."""
-        if isinstance(exc, LiquidError) and not _has_position(exc.token) and _has_position(token):
-            exc.token = token
-        super().error(exc, msg, token)
-
-
-def _has_position(token: Token | None) -> bool:
-    return token is not None and token.start_index >= 0
-
-
-_ENV = _Sandbox()
+_ENV = sandbox.TEXT
 _EMPTY = _ENV.from_string("")
 
 
@@ -147,35 +122,47 @@ def _has_markup(source: str) -> bool:
 
 
 class Template:
-    """A compiled Liquid template; `source` is the text as written."""
+    """A compiled Liquid template; `source` is the text as written, `html` whether
+    values output from data are HTML-escaped (an email's HTML)."""
 
-    __slots__ = ("_bound", "source")
+    __slots__ = ("_bound", "html", "source")
 
-    def __init__(self, source: str, bound: Any = None):
+    def __init__(self, source: str, bound: Any = None, *, html: bool = False):
         self.source = source
+        self.html = html
         self._bound = bound
 
     @classmethod
-    def compile(cls, source: str) -> Template:
-        """Compile `source`; `TemplateError` on a syntax error or an unknown filter."""
+    def compile(cls, source: str, *, html: bool = False) -> Template:
+        """Compile `source`; `TemplateError` on a syntax error or an unknown filter.
+        With `html`, values output from data are HTML-escaped unless `| raw`."""
         if not _has_markup(source):
-            return cls(source)  # plain text: rendering returns it as is
+            return cls(source, html=html)  # plain text: rendering returns it as is
+        env = sandbox.HTML if html else sandbox.TEXT
         try:
-            bound = _ENV.from_string(source)
+            bound = env.from_string(source)
         except LiquidError as err:
             raise _syntax_error(err, source) from err
         for name, spans in bound.analyze(include_partials=False).filters.items():
-            if name not in _ENV.filters:
+            if name not in env.filters:
                 line, col = spans[0].line_col(source)
                 raise TemplateError(
                     f"Liquid syntax error at {line}:{col + 1}: unknown filter '{name}'"
                 )
-        return cls(source, bound)
+        return cls(source, bound, html=html)
 
     @property
     def is_literal(self) -> bool:
         """True when the source has no Liquid markup: it renders as itself."""
         return self._bound is None
+
+    @property
+    def is_single_output(self) -> bool:
+        """True when the source is one output statement (`{{ x }}`, surrounding
+        whitespace aside): its value can keep its JSON type (`render_value`)."""
+        nodes = self._bound.nodes if self._bound is not None else []
+        outputs = [n for n in nodes if not _is_whitespace(n)]
+        return len(outputs) == 1 and isinstance(outputs[0], OutputNode)
 
     def render(self, context: Mapping[str, Any]) -> str:
         """Render with `context`; `TemplateError` when a limit is hit or a filter fails."""
@@ -185,15 +172,37 @@ class Template:
             return self._bound.render(context)
         except LiquidError as err:
             raise _render_error(err) from err
+        except Exception as err:  # the template is user code over user data: never raise
+            raise TemplateError(f"Liquid error: {type(err).__name__}: {err}") from err
+
+    def render_value(self, context: Mapping[str, Any]) -> Any:
+        """A single output's value as JSON types (SPEC §7: a webhook body value that is
+        exactly `'{{ x }}'` keeps the type of `x`); any other template's text."""
+        if not self.is_single_output:
+            return self.render(context)
+        output = next(n for n in self._bound.nodes if not _is_whitespace(n))
+        render_context = sandbox.SandboxContext(self._bound, globals=dict(context))
+        try:
+            return sandbox.plain(output.expression.evaluate(render_context))
+        except LiquidError as err:
+            raise _render_error(err) from err
+        except Exception as err:  # as for render
+            raise TemplateError(f"Liquid error: {type(err).__name__}: {err}") from err
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Template) and other.source == self.source
+        return (
+            isinstance(other, Template) and other.source == self.source and other.html == self.html
+        )
 
     def __hash__(self) -> int:
         return hash(self.source)
 
     def __repr__(self) -> str:
         return f"Template({self.source!r})"
+
+
+def _is_whitespace(node: Node) -> bool:
+    return isinstance(node, ContentNode) and not node.text.strip()
 
 
 @dataclass(frozen=True)
@@ -232,7 +241,7 @@ class Condition:
 
     def evaluate(self, context: Mapping[str, Any]) -> ConditionResult:
         """Evaluate against `context`. Never raises: an error makes the result false."""
-        render_context = RenderContext(_EMPTY, globals=dict(context))
+        render_context = sandbox.SandboxContext(_EMPTY, globals=dict(context))
         reads = {str(path): _read(path, render_context) for path in self._paths}
         try:
             value = is_truthy(self._expression.evaluate(render_context))
@@ -346,9 +355,11 @@ class TemplatedValue:
             raise TemplatedValueError(problems)
         return cls(source, compiled)
 
-    def render(self, context: Mapping[str, Any]) -> Any:
-        """The value with its strings rendered; `TemplateError` as for `Template`."""
-        return _render_leaves(self._compiled, context)
+    def render(self, context: Mapping[str, Any], *, keep_types: bool = False) -> Any:
+        """The value with its strings rendered; `TemplateError` as for `Template`.
+        With `keep_types` (webhook bodies), a string that is exactly one output keeps
+        the JSON type of its value (`Template.render_value`)."""
+        return _render_leaves(self._compiled, context, keep_types)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TemplatedValue) and other.source == self.source
@@ -374,11 +385,11 @@ def _compile_leaves(value: Any, loc: str, problems: list[tuple[str, str]]) -> An
     return value
 
 
-def _render_leaves(value: Any, context: Mapping[str, Any]) -> Any:
+def _render_leaves(value: Any, context: Mapping[str, Any], keep_types: bool) -> Any:
     if isinstance(value, Template):
-        return value.render(context)
+        return value.render_value(context) if keep_types else value.render(context)
     if isinstance(value, dict):
-        return {k: _render_leaves(v, context) for k, v in value.items()}
+        return {k: _render_leaves(v, context, keep_types) for k, v in value.items()}
     if isinstance(value, list):
-        return [_render_leaves(v, context) for v in value]
+        return [_render_leaves(v, context, keep_types) for v in value]
     return value

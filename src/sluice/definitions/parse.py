@@ -212,7 +212,7 @@ def validate_template(doc: Any) -> TemplateDefinition:
     template = TemplateDefinition(
         key=_optional(raw, "key", partial(check.slug, what="key")),
         subject=_optional(raw, "subject", check.template),
-        html=_optional(raw, "html", check.template),
+        html=_optional(raw, "html", partial(check.template, html=True)),
         text=_optional(raw, "text", check.template),
         source=to_jsonable(raw),
     )

@@ -164,12 +164,13 @@ class Checker:
             return None
         return delta
 
-    def template(self, value: Any, loc: str) -> Template | None:
+    def template(self, value: Any, loc: str, *, html: bool = False) -> Template | None:
+        """A Liquid template; `html` for an email's HTML, where data is escaped."""
         if not isinstance(value, str):
             self.add(loc, "expected a string")
             return None
         try:
-            return Template.compile(value)
+            return Template.compile(value, html=html)
         except TemplateError as err:
             self.add(loc, str(err))
             return None

@@ -172,6 +172,7 @@ class StepReader:
                 self.check.add(loc, "expected 'html' or 'text' (or a 'template')")
         readers: dict[str, Reader] = dict.fromkeys(_EMAIL_KEYS, self.check.template)
         readers |= {
+            "html": partial(self.check.template, html=True),
             "template": self._template_ref,
             "transactional": self.check.boolean,
             "track": self.check.boolean,

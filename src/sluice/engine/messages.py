@@ -78,7 +78,10 @@ def email(run: _Run, step: Step) -> tuple[NewDelivery | None, str | None]:
 def webhook(run: _Run, step: Step) -> NewDelivery:
     action: WebhookAction = step.action
     context = run.context()
-    body = action.body.render(context) if action.body else standard_payload(run, step)
+    if action.body:
+        body = action.body.render(context, keep_types=True)
+    else:
+        body = standard_payload(run, step)
     webhook_id = f"msg_{_identity(run, step)}"
     request: dict[str, Any] = {
         "url": action.url.render(context).strip(),
