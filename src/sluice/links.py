@@ -13,6 +13,8 @@ from urllib.parse import urlencode
 
 import orjson
 
+from sluice.addresses import email_key
+
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
@@ -48,5 +50,6 @@ def unsubscribe_url(public_url: str, key: bytes, visitor_uuid: str) -> str:
 
 
 def email_hash(email: str) -> str:
-    """The anonymous form of an address kept after erasure."""
-    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+    """The anonymous form of an address kept after erasure: a hash of its `email_key`,
+    so any spelling of the address (case, Unicode or IDNA domain) matches it."""
+    return hashlib.sha256(email_key(email).encode()).hexdigest()

@@ -12,13 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from sluice.addresses import email_key
 from sluice.engine.context import visitor_view
 from sluice.engine.work import VisitorChange
 from sluice.store.schema import visitors
-
-
-def email_key(email: str) -> str:
-    return email.strip().lower()
 
 
 @dataclass(kw_only=True)
