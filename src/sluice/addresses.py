@@ -56,6 +56,17 @@ def visitor_email(value: str) -> str:
     return value
 
 
+def stored_email(email: str) -> str:
+    """`visitor_email` for an address already checked, or one that never was (a
+    look-up): an address whose domain has no IDNA form is only stripped. Never raises."""
+    email = email.strip()
+    local, at, domain = email.rpartition("@")
+    try:
+        return f"{local}@{ascii_domain(domain)}" if at else email
+    except AddressError:
+        return email
+
+
 def email_key(email: str) -> str:
     """The form by which a visitor is found (the unique `visitors.email_key`): the
     address stripped and lower-cased, the domain in its ASCII form; the same for
@@ -63,15 +74,7 @@ def email_key(email: str) -> str:
 
     Never raises: it also reads look-ups (a search, an API query), and an address
     whose domain has no IDNA form is only lower-cased, which finds no visitor."""
-    email = email.strip()
-    local, at, domain = email.rpartition("@")
-    if not at:
-        return email.lower()
-    try:
-        domain = ascii_domain(domain)
-    except AddressError:
-        return email.lower()
-    return f"{local.lower()}@{domain}"
+    return stored_email(email).lower()
 
 
 @dataclass(frozen=True)
