@@ -127,6 +127,17 @@ def test_the_cli_finds_a_visitor_by_either_form_of_a_unicode_domain(cli):
     assert "no visitor" in cli("visitors", "show", "anna@bücher.example", expect=1).stderr
 
 
+def test_a_sender_address_with_a_line_break_is_a_one_line_error(cli, tmp_path):
+    env = {**cli.env, "SLUICE_MAIL_FROM": "Shop <a@b.example>\nBcc: c@d.example"}
+    done = subprocess.run(
+        [SLUICE, "flows", "list"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        "error: SLUICE_MAIL_FROM: contains a line break: 'Shop <a@b.example>\\nBcc: c@d.example'\n"
+    )
+
+
 def test_dry_run_shows_the_blast_radius_and_saves_nothing(cli, tmp_path):
     flow = tmp_path / "f.yaml"
     flow.write_text(
