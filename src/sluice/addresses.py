@@ -9,6 +9,7 @@ be ASCII: Sluice does not use SMTPUTF8 (RFC 6531), which many servers refuse.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from email.errors import HeaderParseError
@@ -86,6 +87,7 @@ class Mailbox:
     header: str
 
 
+@functools.lru_cache(maxsize=1024)  # the same senders, over and over: parsed once
 def mailbox(value: str) -> Mailbox:
     """Read `Name <local@domain>` or `local@domain` as one mailbox.
 
