@@ -84,6 +84,7 @@ def test_an_api_email_from_is_one_mailbox_without_line_breaks(api, app):
                 {**mail, "from": "Shop, Inc <shop@example.com>"},
                 {**mail, "from": "Shop\r\nBcc: evil@example.com <shop@example.com>"},
                 {**mail, "from": "shop@example.com, evil@example.com"},
+                {**mail, "from": "x@[>"},  # the standard library's parser trips on it
             ]
         },
     )
@@ -97,6 +98,7 @@ def test_an_api_email_from_is_one_mailbox_without_line_breaks(api, app):
             "'Shop\\r\\nBcc: evil@example.com <shop@example.com>'",
         },
         {"index": 2, "error": "from: not an email address: 'shop@example.com, evil@example.com'"},
+        {"index": 3, "error": "from: not an email address: 'x@[>'"},
     ]
     [message] = api.get("/messages", params={"email": SPELLINGS[1]}).json()
     assert message["payload"]["to"] == STORED

@@ -110,14 +110,17 @@ def mailbox(value: str) -> Mailbox:
         raise AddressError(f"{spec!r}: the part before @ must be ASCII (SMTPUTF8 is not used)")
     try:
         parsed = Address(addr_spec=spec)
-    except (ValueError, IndexError, HeaderParseError):
+    except (ValueError, IndexError, AttributeError, HeaderParseError):  # the parser raises all
         raise AddressError(f"not an email address: {value[:100]!r}") from None
     if not parsed.username or not parsed.domain:
         raise AddressError(f"not an email address: {value[:100]!r}")
     address = f"{Address(username=parsed.username).addr_spec}@{ascii_domain(parsed.domain)}"
     if len(address) > MAX_EMAIL:
         raise AddressError(f"longer than {MAX_EMAIL} characters")
-    return Mailbox(address, formataddr((name, address), charset="utf-8"))
+    try:
+        return Mailbox(address, formataddr((name, address), charset="utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate, which no encoding can carry
+        raise AddressError(f"the name is not valid Unicode: {name[:100]!r}") from None
 
 
 def message_id_domain(mail_from: str) -> str:
