@@ -312,7 +312,7 @@ def test_subscribers_are_found_by_email_or_uuid_and_created(api, app):
     assert created.status_code == 201
     data = created.json()["data"]
     assert data["type"] == "visitors"
-    assert data["attributes"]["email"] == "Ada@Example.com"
+    assert data["attributes"]["email"] == "Ada@example.com"  # the domain lower-cased
     again = api.bento_post("/fetch/subscribers", {"subscriber": {"email": "ada@example.com"}})
     assert again.status_code == 200
     api.bento_post(

@@ -109,11 +109,33 @@ def test_user_mistakes_are_one_line_errors(cli):
         (("sessions", "show", "999"), "no session 999"),
         (("visitors", "show", "who@example.com"), "no visitor"),
         (("send", "go", "--email", "not-an-email"), "not an email address"),
+        (("send", "go", "--email", "a@bü-.example"), "is not a valid domain name"),
         (("send", "go", "--email", "a@example.com", "--details", "{oops"), "not valid JSON"),
     ]:
         done = cli(*args, expect=1)
         assert message in done.stderr
         assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_the_cli_finds_a_visitor_by_either_form_of_a_unicode_domain(cli):
+    cli("send", "$signup", "--email", "anna@bücher.example")
+    cli("send", "$visit", "--email", "Anna@xn--bcher-kva.example")
+    shown = as_json(cli("visitors", "show", "ANNA@BÜCHER.example", "--json"))
+    assert shown["email"] == "anna@xn--bcher-kva.example"
+    assert sorted(e["type"] for e in shown["events"]) == ["$signup", "$visit"]
+    cli("visitors", "erase", "anna@xn--bcher-kva.example")
+    assert "no visitor" in cli("visitors", "show", "anna@bücher.example", expect=1).stderr
+
+
+def test_a_sender_address_with_a_line_break_is_a_one_line_error(cli, tmp_path):
+    env = {**cli.env, "SLUICE_MAIL_FROM": "Shop <a@b.example>\nBcc: c@d.example"}
+    done = subprocess.run(
+        [SLUICE, "flows", "list"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        "error: SLUICE_MAIL_FROM: contains a line break: 'Shop <a@b.example>\\nBcc: c@d.example'\n"
+    )
 
 
 def test_dry_run_shows_the_blast_radius_and_saves_nothing(cli, tmp_path):

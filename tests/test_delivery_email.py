@@ -7,6 +7,7 @@ import asyncio
 import random
 import re
 from datetime import timedelta
+from email.utils import getaddresses
 
 import pytest
 
@@ -20,6 +21,7 @@ from delivery_servers import (
     server_tls,
 )
 from sluice import links
+from sluice.definitions.parse import DefinitionError
 from sluice.delivery.dispatcher import Dispatcher
 from sluice.delivery.smtp import SmtpSender
 from sluice.delivery.smtp import SmtpServer as SmtpDestination
@@ -343,21 +345,103 @@ steps:
     assert "Grüße, ki@example.com" in mail.message.get_body(("plain",)).get_content()
 
 
-def test_an_invalid_address_fails_the_email_at_once(driver, mailer, smtp):
+def test_the_text_part_keeps_every_character_and_no_stray_spaces(driver, mailer, smtp):
+    flow = """
+key: intl
+trigger: {event: signed_up}
+steps:
+  - email:
+      subject: Hallo
+      html: >-
+        <p>Hi <b>Zo&euml;</b>, welcome to M&uuml;nchen &copy; 2026 &ndash; ab &#8364;5 (&#x20AC;5)!</p>
+        <p><i>Gr&uuml;&szlig;e</i>. <em>Caf&eacute;</em>! <strong>Stra&szlig;e</strong>;
+        <span>na&iuml;ve</span>: <a href="https://example.com/x">L&auml;den</a>,
+        (<b>&laquo;Oui&raquo;</b>) &mdash; &ldquo;<i>ok</i>&rdquo;&hellip;</p>
+"""
+    driver.apply(flow)
+    driver.send("signed_up", "ki@example.com")
+    deliver(dispatcher_for(mailer))
+    [mail] = smtp.received
+    text = mail.message.get_body(("plain",)).get_content()
+    assert text.splitlines() == [
+        "Hi Zoë, welcome to München © 2026 – ab €5 (€5)!",
+        "",
+        "Grüße. Café! Straße; naïve: [Läden](https://example.com/x), («Oui») — “ok”…",
+    ]
+
+
+def test_display_names_with_commas_and_unicode_domains_are_sent_right(driver, mailer, smtp):
+    flow = """
+key: shop
+trigger: {event: ordered}
+steps:
+  - email:
+      from: 'Shop, Inc <news@shop.example>'
+      reply_to: '"Help, Desk" <help@bücher.example>'
+      to: '{{ visitor.name }} <{{ visitor.email }}>'
+      subject: Your order
+      text: Thanks
+"""
+    driver.apply(flow)
+    driver.send("ordered", "anna@bücher.example", fields={"name": "Doe, Jr."})
+    deliver(dispatcher_for(mailer))
+    [mail] = smtp.received
+    assert mail.recipients == ["anna@xn--bcher-kva.example"]  # RCPT TO, in IDNA form
+    assert mail.sender == "news@shop.example"
+    headers = {name: mail.message.get_all(name) for name in ("From", "To", "Reply-To")}
+    assert getaddresses(headers["From"]) == [("Shop, Inc", "news@shop.example")]
+    assert getaddresses(headers["To"]) == [("Doe, Jr.", "anna@xn--bcher-kva.example")]
+    assert getaddresses(headers["Reply-To"]) == [("Help, Desk", "help@xn--bcher-kva.example")]
+
+
+def test_an_address_with_a_line_break_fails_its_step_and_sends_nothing(driver, mailer, smtp):
+    flow = """
+key: inject
+trigger: {event: signed_up}
+steps:
+  - {id: mail, email: {to: '{{ event.details.name }} <{{ visitor.email }}>', subject: Hi, text: Hi}}
+"""
+    driver.apply(flow)
+    [sid] = driver.send(
+        "signed_up", "li@example.com", details={"name": "Li\nBcc: evil@example.com"}
+    ).sessions_started
+    assert deliver(dispatcher_for(mailer)) == 0
+    session = driver.session(sid)
+    assert session["status"] == "failed"
+    [failed] = [e["data"] for e in session["timeline"] if e["kind"] == "failed"]
+    assert failed["error"] == (
+        "steps[0].email.to: contains a line break: 'Li\\nBcc: evil@example.com <li@example.com>'"
+    )
+    assert smtp.received == []
+
+
+def test_a_literal_address_that_can_never_be_sent_is_a_validation_problem(driver, mailer):
     flow = """
 key: bad
 trigger: {event: signed_up}
 steps:
-  - {id: mail, email: {to: 'not an address', subject: Hi, text: Hi}}
+  - email: {subject: Hi, text: Hi, to: '{{ visitor.email }}'}
+  - email: {from: 'Shop <news@shop.example', reply_to: 'a@b.example, c@d.example', subject: Hi, text: Hi}
+  - email: {to: 'zoë@example.com', subject: Hi, text: Hi}
 """
-    driver.apply(flow)
-    [sid] = driver.send("signed_up", "li@example.com").sessions_started
-    deliver(dispatcher_for(mailer))
-    driver.run()
-    session = driver.session(sid)
-    [failed] = [e["data"] for e in session["timeline"] if e["kind"] == "email_failed"]
-    assert failed["error"] == "invalid to address 'not an address'"
-    assert session["status"] == "completed" and smtp.received == []
+    with pytest.raises(DefinitionError) as error:
+        driver.apply(flow)
+    assert [(p.loc, p.msg) for p in error.value.problems] == [
+        ("steps[1].email.from", "not an email address: 'Shop <news@shop.example'"),
+        ("steps[1].email.reply_to", "not an email address: 'a@b.example, c@d.example'"),
+        (
+            "steps[2].email.to",
+            "'zoë@example.com': the part before @ must be ASCII (SMTPUTF8 is not used)",
+        ),
+    ]
+    assert mailer.list_flows() == []
+
+
+def test_a_bad_sending_address_is_refused_when_the_settings_are_read(database_url):
+    with pytest.raises(ValueError, match="SLUICE_MAIL_FROM: contains a line break"):
+        Settings.from_env(
+            {"SLUICE_DATABASE_URL": database_url, "SLUICE_MAIL_FROM": "a@b\nBcc: c@d"}
+        )
 
 
 @pytest.mark.parametrize(

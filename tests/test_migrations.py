@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -10,8 +11,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 
+from sluice.audience import TransactionalEmail
+from sluice.service import Sluice
+from sluice.settings import Settings
 from sluice.store.db import MIGRATIONS, Database
-from sluice.store.schema import metadata, visitors
+from sluice.store.schema import metadata, suppressions, visitors
 
 
 def test_migrations_produce_the_declared_schema(database_url):
@@ -69,3 +73,51 @@ def test_sqlite_tables_rebuilt_for_autoincrement_keep_their_rows(tmp_path):
         ).scalar_one()
     assert new == 4
     db.dispose()
+
+
+def test_visitors_keyed_by_a_unicode_domain_are_found_by_either_form_after_0005(
+    database_url, clock
+):
+    """Before 0005 a Unicode domain was kept as given: those visitors get the IDNA key
+    (unless that spelling is already another visitor), and an erasure hashed then
+    still keeps the address from being emailed."""
+    db = Database(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    with db.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0004")
+        conn.execute(
+            visitors.insert(),
+            [
+                {
+                    "uuid": f"00000000-0000-4000-8000-00000000000{n}",
+                    "email": email,
+                    "email_key": email.lower(),
+                    "fields": {"n": n},
+                    "tags": [],
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for n, email in enumerate(
+                    ["Anna@Bücher.example", "bo@bücher.example", "bo@xn--bcher-kva.example"]
+                )
+            ],
+        )
+        legacy = hashlib.sha256(b"eve@b\xc3\xbccher.example").hexdigest()  # eve@bücher.example
+        conn.execute(suppressions.insert().values(email_hash=legacy, created_at=now))
+    db.upgrade()
+    db.dispose()
+    app = Sluice(Settings(database_url=database_url, signing_key="k"), clock)
+    try:
+        anna = app.visitor("anna@xn--bcher-kva.example")
+        assert anna["email"] == "Anna@xn--bcher-kva.example" and anna["fields"] == {"n": 0}
+        assert app.visitor("ANNA@bücher.example")["uuid"] == anna["uuid"]
+        assert app.visitor("bo@bücher.example")["fields"] == {"n": 2}  # left: IDNA taken
+        mail = TransactionalEmail(to="eve@xn--bcher-kva.example", from_=None, subject="s", html="b")
+        assert app.audience.send_emails([(0, mail)]) == {
+            0: "to: the address was erased; it is never emailed again"
+        }
+    finally:
+        app.close()

@@ -421,6 +421,16 @@ def test_search_finds_visitors_by_the_start_of_their_email(browser, driver):
     assert browser.get("/visitors/zed@example.com").status_code == 404
 
 
+def test_search_finds_a_unicode_domain_in_either_form(browser, driver):
+    driver.send("$signup", "anna@bücher.example")
+    for query in ("anna@BÜCHER.example", "Anna@xn--bcher-kva.example"):
+        exact = browser.get("/visitors", params={"q": query})
+        assert exact.headers["location"] == "/visitors/anna@xn--bcher-kva.example"
+    assert "anna@xn--bcher-kva.example" in browser.get("/visitors?q=anna@xn--b").text
+    page = browser.get("/visitors/anna@bücher.example")
+    assert page.status_code == 200 and "anna@xn--bcher-kva.example" in page.text
+
+
 def test_the_activity_page_lists_events_and_session_changes(browser, driver):
     assert "Nothing has happened yet" in browser.get("/activity").text
     driver.apply_example("nudge.yaml", "onboarding.yaml")

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import html2text
-
+from sluice.addresses import message_id_domain
 from sluice.definitions.liquid import Template, TemplateError
 from sluice.definitions.model import iter_steps
+from sluice.engine.messages import plain_text
 from sluice.engine.work import FlowVersion
 from sluice.records import DeliveryState
 from sluice.store import flows as flow_store
@@ -156,7 +156,7 @@ class Audience:
         now = self.app.clock.now()
         settings = self.app.settings
         state = DeliveryState.PENDING if settings.smtp_url else DeliveryState.OUTBOX
-        domain = settings.mail_from.rsplit("@", 1)[-1].rstrip(">").strip() or "localhost"
+        domain = message_id_domain(settings.mail_from)
         errors: dict[int, str] = {}
         with self.app.db.write() as conn:
             erased = outbox.erased_addresses(conn, (e.to for _, e in emails))
@@ -208,7 +208,7 @@ def _render(email: TransactionalEmail, visitor, mail_from: str, now: datetime) -
         "reply_to": None,
         "subject": subject,
         "html": html,
-        "text": html2text.html2text(html).strip(),
+        "text": plain_text(html),
         "transactional": email.transactional,
         "track": False,
         "unsubscribe_url": None,

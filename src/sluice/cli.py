@@ -74,7 +74,10 @@ def emit(data: Any) -> None:
 )
 @click.pass_context
 def main(ctx: click.Context, database_url: str) -> None:
-    ctx.obj = Settings.from_env(database_url=database_url)
+    try:
+        ctx.obj = Settings.from_env(database_url=database_url)
+    except ValueError as error:  # a setting that cannot be used: one line, not a traceback
+        raise UserError(str(error)) from None
 
 
 def open_app(ctx: click.Context) -> Sluice:

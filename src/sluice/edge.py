@@ -3,17 +3,16 @@ precise error naming the field, and nothing is stored."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from sluice.addresses import MAX_EMAIL, visitor_email
 from sluice.store.ingest import IncomingEvent
 
 MAX_DETAILS_BYTES = 64 * 1024
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class InvalidInput(ValueError):
@@ -28,7 +27,7 @@ class EventInput(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     type: str = Field(min_length=1, max_length=200)
-    email: str = Field(max_length=320)
+    email: str = Field(max_length=MAX_EMAIL)
     details: dict[str, Any] = Field(default_factory=dict)
     fields: dict[str, Any] | None = None
     date: datetime | None = None
@@ -37,10 +36,7 @@ class EventInput(BaseModel):
     @field_validator("email")
     @classmethod
     def _valid_email(cls, value: str) -> str:
-        value = value.strip()
-        if not _EMAIL.match(value):
-            raise ValueError(f"not an email address: {value!r}")
-        return value
+        return visitor_email(value)  # its AddressError is a ValueError: a problem at `email`
 
     @field_validator("details")
     @classmethod

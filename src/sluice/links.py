@@ -7,11 +7,15 @@ refused, so nobody can unsubscribe someone else or bounce through our redirects.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 from urllib.parse import urlencode
 
+import idna
 import orjson
+
+from sluice.addresses import email_key
 
 
 def _b64(data: bytes) -> str:
@@ -48,5 +52,20 @@ def unsubscribe_url(public_url: str, key: bytes, visitor_uuid: str) -> str:
 
 
 def email_hash(email: str) -> str:
-    """The anonymous form of an address kept after erasure."""
-    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+    """The anonymous form of an address kept after erasure: a hash of its `email_key`,
+    so any spelling of the address (case, Unicode or IDNA domain) matches it."""
+    return hashlib.sha256(email_key(email).encode()).hexdigest()
+
+
+def email_hashes(email: str) -> set[str]:
+    """The hashes under which the erasure of `email` may be recorded: `email_hash`, and
+    for an IDNA domain also the hash of its Unicode form, which is what Sluice hashed
+    before domains were kept in IDNA form (migration 0005): such an erasure still counts."""
+    key = email_key(email)
+    hashes = {hashlib.sha256(key.encode()).hexdigest()}
+    local, _, domain = key.rpartition("@")
+    if "xn--" in domain:
+        with contextlib.suppress(idna.IDNAError):
+            legacy = f"{local}@{idna.decode(domain)}"
+            hashes.add(hashlib.sha256(legacy.encode()).hexdigest())
+    return hashes

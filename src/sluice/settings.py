@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields, replace
 
+from sluice.addresses import AddressError, mailbox
+
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
@@ -25,6 +27,12 @@ class Settings:
     lease_seconds: float = 60.0
     db_pool_size: int = 5
     metrics_port: int | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            mailbox(self.mail_from)  # every email is sent from it: refuse it here, once
+        except AddressError as error:
+            raise ValueError(f"SLUICE_MAIL_FROM: {error}") from None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:

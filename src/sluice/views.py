@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sluice.addresses import email_key
 from sluice.records import FlowStatus, Session
 from sluice.store import flows as flow_store
 from sluice.store.schema import (
@@ -89,7 +90,7 @@ def list_sessions(
 ) -> list[Session]:
     query = sa.select(sessions).order_by(sessions.c.id.desc()).limit(limit)
     if email is not None:
-        visitor_id = sa.select(visitors.c.id).where(visitors.c.email_key == email.strip().lower())
+        visitor_id = sa.select(visitors.c.id).where(visitors.c.email_key == email_key(email))
         query = query.where(sessions.c.visitor_id.in_(visitor_id))
     if flow is not None:
         query = query.where(sessions.c.flow_key == flow)
@@ -203,7 +204,7 @@ def list_messages(
         .limit(limit)
     )
     if email is not None:
-        visitor_id = sa.select(visitors.c.id).where(visitors.c.email_key == email.strip().lower())
+        visitor_id = sa.select(visitors.c.id).where(visitors.c.email_key == email_key(email))
         query = query.where(deliveries.c.visitor_id.in_(visitor_id))
     if before_id is not None:
         query = query.where(deliveries.c.id < before_id)

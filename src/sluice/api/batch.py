@@ -26,7 +26,6 @@ from sluice.store.ingest import IncomingEvent
 MAX_ERRORS = 20
 """How many per-item errors a response lists; `failed` counts them all."""
 MAX_KEY = 200
-MAX_EMAIL = 320
 
 Problems = list[dict[str, str]]
 
@@ -119,8 +118,6 @@ def check_events(
 def _storable(model: EventInput, raw: Any, may_hold_nul: bool) -> Problems:
     """What the database could not store of an otherwise valid event."""
     found: Problems = []
-    if len(model.email.lower()) > MAX_EMAIL:  # stored lower-cased, and that may be longer
-        found.append({"loc": "email", "msg": f"longer than {MAX_EMAIL} characters"})
     if model.date is not None:
         try:
             model.date.astimezone(UTC)

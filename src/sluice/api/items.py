@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sluice.addresses import MAX_EMAIL, AddressError, mailbox, visitor_email
 from sluice.api.batch import ItemError
 from sluice.api.bodies import nul_paths
 from sluice.audience import Change, EmailChange, SubscriberImport, TransactionalEmail
-from sluice.edge import _EMAIL as EMAIL_PATTERN
 from sluice.records import FlowStatus
 from sluice.store.ingest import IncomingEvent
 from sluice.store.registry import MAX_NAME
@@ -20,7 +20,6 @@ from sluice.store.registry import MAX_NAME
 if TYPE_CHECKING:
     from sluice.service import Sluice
 
-MAX_EMAIL = 320
 PLAIN_COMMANDS = ("add_tag", "remove_tag", "add_field", "remove_field", "subscribe", "unsubscribe")
 COMMANDS = (*PLAIN_COMMANDS, "add_tag_via_event", "change_email")
 
@@ -47,10 +46,10 @@ def _email(value: Any, loc: str) -> str:
         raise ItemError((loc, "Field required"))
     if not isinstance(value, str):
         raise ItemError((loc, "must be a string"))
-    value = value.strip()
-    if len(value.lower()) > MAX_EMAIL or "\x00" in value or not EMAIL_PATTERN.match(value):
-        raise ItemError((loc, f"not an email address: {value[:100]!r}"))
-    return value
+    try:
+        return visitor_email(value)
+    except AddressError as error:
+        raise ItemError((loc, str(error))) from None
 
 
 def name_of(value: Any, loc: str) -> str:
@@ -149,6 +148,11 @@ def transactional_email(item: Any) -> TransactionalEmail:
     sender = row.get("from")
     if sender is not None and (not isinstance(sender, str) or len(sender) > MAX_EMAIL):
         raise ItemError(("from", f"must be a string of at most {MAX_EMAIL} characters"))
+    if sender:
+        try:
+            mailbox(sender)
+        except AddressError as error:
+            raise ItemError(("from", str(error))) from None
     texts = {}
     for key in ("subject", "html_body"):
         value = row.get(key)

@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
+from sluice.addresses import AddressError, mailbox
 from sluice.definitions.durations import WEEKDAYS, parse_instant, parse_time_of_day
 from sluice.definitions.liquid import Template
 from sluice.definitions.model import (
@@ -171,6 +172,7 @@ class StepReader:
             if "html" not in raw and "text" not in raw:
                 self.check.add(loc, "expected 'html' or 'text' (or a 'template')")
         readers: dict[str, Reader] = dict.fromkeys(_EMAIL_KEYS, self.check.template)
+        readers |= dict.fromkeys(("from", "reply_to", "to"), self._address)
         readers |= {
             "html": partial(self.check.template, html=True),
             "template": self._template_ref,
@@ -178,6 +180,17 @@ class StepReader:
             "track": self.check.boolean,
         }
         return EmailAction(**read_keys(raw, loc, readers))
+
+    def _address(self, value: Any, loc: str) -> Template | None:
+        """A mailbox template; one without Liquid must already be a mailbox that can
+        be sent to (`addresses.mailbox`), or every send of the step would fail."""
+        address = self.check.template(value, loc)
+        if address is not None and address.is_literal:
+            try:
+                mailbox(address.source)
+            except AddressError as error:
+                self.check.add(loc, str(error))
+        return address
 
     def _template_ref(self, value: Any, loc: str) -> str | None:
         name = self.check.string(value, loc)

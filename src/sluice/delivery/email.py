@@ -9,8 +9,10 @@ one-click unsubscribe headers of RFC 8058 on marketing mail.
 The message is built with `email.mime` and the `compat32` policy: the modern
 `EmailMessage` parses and refolds every header it is given, which made building a
 message cost several times more than sending it. So the headers are made safe here
-instead: line breaks removed, addresses normalised, non-ASCII text encoded (RFC 2047),
-and the parts are quoted-printable, so the whole message is 7-bit ASCII.
+instead: line breaks removed from text, an address with a line break refused,
+addresses read by `addresses.mailbox` (display names quoted, domains in IDNA form),
+non-ASCII text encoded (RFC 2047), and the parts are quoted-printable, so the whole
+message is 7-bit ASCII.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import compat32
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime
 from typing import Any
 
 import css_inline
 
+from sluice.addresses import AddressError, mailbox
 from sluice.delivery.tracking import Tracker
 
 _INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True)
@@ -96,9 +99,8 @@ def _text(value: str) -> str:
 
 def _address(value: str | None, name: str) -> tuple[str, str]:
     """The bare address (for the SMTP envelope) and the header form of one mailbox."""
-    display, address = parseaddr(_one_line(value or ""))
-    if "@" not in address:
-        raise InvalidMessage(f"invalid {name} address {value!r}")
-    if not address.isascii():
-        raise InvalidMessage(f"{name} address {address!r}: only ASCII addresses are supported")
-    return address, formataddr((display, address), charset="utf-8")
+    try:
+        found = mailbox(value or "")
+    except AddressError as error:
+        raise InvalidMessage(f"{name}: {error}") from None
+    return found.address, found.header

@@ -12,13 +12,29 @@ from typing import TYPE_CHECKING, Any
 import html2text
 
 from sluice import links
+from sluice.addresses import AddressError, mailbox, message_id_domain
 from sluice.definitions.model import EmailAction, Step, WebhookAction
+from sluice.definitions.values import key_loc
 from sluice.engine.work import NewDelivery, StepFailed
 
 if TYPE_CHECKING:
     from sluice.engine.runner import _Run
 
 MAX_RENDERED_EMAIL = 1024 * 1024
+
+
+def plain_text(html: str) -> str:
+    """The text part made from an HTML body when a message has none of its own.
+
+    Every character is kept as it is (`unicode_snob`: `&uuml;` is `ü`, `&copy;` `©`,
+    not `u` and `(C)`); emphasis is left unmarked, since `<b>Zoë</b>,` as `**Zoë** ,`
+    reads worse than `Zoë,`; lines are not wrapped (`body_width=0`): the reader's client
+    wraps them, and a wrapped link no longer works. Links read `[text](url)`."""
+    converter = html2text.HTML2Text()
+    converter.unicode_snob = True
+    converter.ignore_emphasis = True
+    converter.body_width = 0
+    return converter.handle(html).strip()
 
 
 def _identity(run: _Run, step: Step) -> str:
@@ -45,13 +61,22 @@ def email(run: _Run, step: Step) -> tuple[NewDelivery | None, str | None]:
         template = getattr(action, name) or (getattr(stored, name) if stored else None)
         return template.render(context) if template else None
 
+    def address(name: str, template, default: str | None) -> str | None:
+        value = template.render(context).strip() if template else default
+        if value is not None:
+            try:
+                mailbox(value)
+            except AddressError as error:
+                raise StepFailed(f"{key_loc(step.loc, 'email')}.{name}: {error}") from None
+        return value
+
     html, text = part("html"), part("text")
     if text is None and html is not None:
-        text = html2text.html2text(html).strip()
+        text = plain_text(html)
     message = {
-        "to": action.to.render(context).strip() if action.to else run.work.visitor.email,
-        "from": action.from_.render(context).strip() if action.from_ else config.mail_from,
-        "reply_to": action.reply_to.render(context).strip() if action.reply_to else None,
+        "to": address("to", action.to, run.work.visitor.email),
+        "from": address("from", action.from_, config.mail_from),
+        "reply_to": address("reply_to", action.reply_to, None),
         "subject": (part("subject") or "").strip(),
         "html": html,
         "text": text,
@@ -62,7 +87,7 @@ def email(run: _Run, step: Step) -> tuple[NewDelivery | None, str | None]:
     size = sum(len(v) for v in (message["html"] or "", message["text"] or "", message["subject"]))
     if size > MAX_RENDERED_EMAIL:
         raise StepFailed(f"{step.loc}: rendered email is larger than 1 MiB")
-    domain = config.mail_from.rsplit("@", 1)[-1].rstrip(">").strip() or "localhost"
+    domain = message_id_domain(config.mail_from)
     message["message_id"] = f"<{_identity(run, step)}@{domain}>"
     state = "outbox" if config.mail_transport == "outbox" else "pending"
     return NewDelivery(

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sluice.addresses import stored_email
 from sluice.store import registry
 from sluice.store import visitors as visitor_store
 from sluice.store.schema import visitors
@@ -94,7 +95,7 @@ def change_email(conn: Connection, old: str, new: str, now: datetime) -> str | N
     conn.execute(
         visitors.update()
         .where(visitors.c.id == row.id)
-        .values(email=new.strip(), email_key=new_key, updated_at=now)
+        .values(email=stored_email(new), email_key=new_key, updated_at=now)
     )
     return None
 

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sluice.links import email_hash
+from sluice.links import email_hashes
 from sluice.records import DeliveryState
 from sluice.store.notify import WORK_CHANNEL, notify
 from sluice.store.schema import deliveries, suppressions
@@ -25,7 +25,7 @@ MAX_ATTEMPTS = 8
 
 def erased_addresses(conn: Connection, emails: Iterable[str]) -> set[str]:
     """Those of `emails` whose visitor was erased (a suppression record remains)."""
-    hashes = {email_hash(e): e for e in emails}
+    hashes = {h: e for e in emails for h in email_hashes(e)}
     if not hashes:
         return set()
     found = conn.execute(

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from sluice.definitions.model import EntryRule
 from sluice.engine.work import MAX_CHAIN_DEPTH, FlowVersion, Transition, Work
-from sluice.links import email_hash
+from sluice.links import email_hashes
 from sluice.records import (
     RUNNABLE,
     UNFINISHED,
@@ -141,7 +141,7 @@ def _events_by_id(conn: Connection, ids: set[int]) -> dict[int, Event]:
 
 
 def _suppressed(conn, people) -> set[int]:
-    hashes = {email_hash(v.email): v.id for v in people}
+    hashes = {h: v.id for v in people for h in email_hashes(v.email)}
     found = conn.execute(
         sa.select(suppressions.c.email_hash).where(suppressions.c.email_hash.in_(list(hashes)))
     ).scalars()

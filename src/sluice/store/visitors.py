@@ -12,13 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from sluice.addresses import email_key, stored_email
 from sluice.engine.context import visitor_view
 from sluice.engine.work import VisitorChange
 from sluice.store.schema import visitors
-
-
-def email_key(email: str) -> str:
-    return email.strip().lower()
 
 
 @dataclass(kw_only=True)
@@ -112,7 +109,7 @@ def upsert(conn: Connection, emails: Iterable[str], now: datetime) -> dict[str, 
     Rows are locked (PostgreSQL) so that concurrent writers change them one at a time."""
     wanted: dict[str, str] = {}
     for email in emails:
-        wanted.setdefault(email_key(email), email.strip())
+        wanted.setdefault(email_key(email), stored_email(email))
     if not wanted:
         return {}
     found = _load(conn, visitors.c.email_key.in_(list(wanted)))

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from sluice import views
+from sluice.addresses import email_key
 from sluice.api import streams
 from sluice.api.auth import sluice_of
 from sluice.service import Sluice, VisitorNotFound
@@ -29,7 +30,7 @@ def search(request: Request, q: Annotated[str, Query(max_length=320)] = "") -> R
     auth.session_of(request)
     with sluice_of(request).db.read() as conn:
         found = queries.search_visitors(conn, q)
-    if len(found) == 1 and found[0]["email"].lower() == q.strip().lower():
+    if len(found) == 1 and email_key(found[0]["email"]) == email_key(q):
         return RedirectResponse(
             f"/visitors/{render.quote_path(found[0]['email'])}", status_code=303
         )

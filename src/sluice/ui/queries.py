@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sluice import views
+from sluice.addresses import email_key
 from sluice.records import UNFINISHED
 from sluice.store import flows as flow_store
 from sluice.store.schema import events, sessions, timeline, visitors
@@ -77,8 +78,10 @@ def session_counts(conn: Connection, key: str) -> tuple[dict[str, int], dict[str
 
 def search_visitors(conn: Connection, query: str, *, limit: int = 50) -> list[dict[str, Any]]:
     """Visitors whose email starts with `query` (case-insensitively), by email; an
-    indexed range over the lower-cased addresses."""
-    prefix = query.strip().lower()
+    indexed range over the `email_key`s. A whole address finds its visitor in either
+    form of a Unicode domain; a prefix that ends inside a Unicode label finds none,
+    since the keys hold the IDNA form."""
+    prefix = email_key(query)
     condition = sa.true()
     if prefix:
         upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
