@@ -130,6 +130,8 @@ def test_instants_accept_what_yaml_already_parsed():
 
 def test_time_zones_are_iana_names():
     assert str(parse_timezone("Europe/Berlin")) == "Europe/Berlin"
+    assert parse_timezone("europe/BERLIN").key == "Europe/Berlin"
+    assert parse_timezone("utc").key == "UTC"
     for bad in ["Europe/Berln", "Europe", "", "../etc/passwd"]:
         with pytest.raises(ValueError, match="unknown time zone"):
             parse_timezone(bad)

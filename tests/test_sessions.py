@@ -123,6 +123,39 @@ def test_time_of_day_waits_use_the_visitors_zone_across_dst(driver, clock):
     assert driver.session(ny)["wake_at"] == "2026-03-30T13:00:00+00:00"  # 09:00 EDT
 
 
+def test_a_timezone_in_another_case_is_used_and_one_that_is_no_zone_is_named(driver, clock):
+    driver.apply(
+        "key: morning\ntrigger: {event: go}\ntimezone: europe/berlin\n"
+        "steps:\n  - {id: nine, wait: {at: '09:00'}}\n---\n"
+        "key: plain\ntrigger: {event: went}\nsteps:\n  - {id: nine, wait: {at: '09:00'}}\n"
+    )
+    assert clock.now() == datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+    [ny] = driver.send(
+        "go", "n@example.com", fields={"timezone": "america/NEW_york"}
+    ).sessions_started
+    [mars] = driver.send("go", "m@example.com", fields={"timezone": "Mars/Base"}).sessions_started
+    [plain] = driver.send("went", "m@example.com").sessions_started
+
+    def waiting(sid):
+        session = driver.session(sid)
+        return session["wake_at"], next(e for e in session["timeline"] if e["kind"] == "waiting")
+
+    wake_at, entry = waiting(ny)
+    assert wake_at == "2026-01-05T14:00:00+00:00"  # 09:00 EST
+    assert entry["data"] == {"until": wake_at, "timezone": "America/New_York"}
+    wake_at, entry = waiting(mars)
+    assert wake_at == "2026-01-06T08:00:00+00:00"  # 09:00 CET; 08:00 UTC today has begun
+    assert entry["data"]["timezone"] == "Europe/Berlin"
+    assert entry["data"]["timezone_note"] == (
+        "visitor timezone 'Mars/Base' is not a time zone; used Europe/Berlin (the flow's timezone)"
+    )
+    wake_at, entry = waiting(plain)
+    assert wake_at == "2026-01-05T09:00:00+00:00"
+    assert entry["data"]["timezone_note"] == (
+        "visitor timezone 'Mars/Base' is not a time zone; used UTC (the server's default)"
+    )
+
+
 def test_until_field_with_a_missing_date_ends_at_once_and_says_why(driver):
     driver.apply_example("trial-ending.yaml")
     [sid] = driver.send("trial_started", "t@example.com").sessions_started

@@ -303,7 +303,12 @@ class _Run:
             self._goto(self.flow.tree.next_after(step.id))
             return
         self._block(wake_at=wake.at)
-        self.log(step.id, "waiting", {"until": wake.at.isoformat()})
+        data = {"until": wake.at.isoformat()}
+        if wake.zone is not None:
+            data["timezone"] = wake.zone.zone.key
+            if wake.zone.note:
+                data["timezone_note"] = wake.zone.note
+        self.log(step.id, "waiting", data)
 
     def _wait_end(self, action: WaitAction, began_at: datetime):
         zone = visitor_zone(
