@@ -4,10 +4,13 @@ Each test runs on SQLite and on PostgreSQL, with the clock under the test's cont
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from sluice.engine.work import MAX_CAUSED
 from sluice.records import FlowStatus
 
 SIMPLE = """
@@ -301,6 +304,67 @@ def test_track_records_an_event_that_starts_other_flows_up_to_the_depth_limit(dr
     deepest = driver.session(sessions[0]["id"])
     skipped = next(e for e in deepest["timeline"] if e["kind"] == "track_skipped")
     assert "depth limit (8)" in skipped["data"]["reason"]
+
+
+def caused_by_flows(app, email: str, *sent) -> dict:
+    """The visitor's events and sessions other than the events the test `sent` and the
+    sessions they started, with every timeline entry of all sessions."""
+    profile = app.export_visitor(email)
+    events = {i for result in sent for i in result.event_ids}
+    started = {i for result in sent for i in result.sessions_started}
+    return {
+        "events": [e for e in profile["events"] if e["id"] not in events],
+        "sessions": [s for s in profile["sessions"] if s["id"] not in started],
+        "all_sessions": profile["sessions"],
+        "entries": [e for s in profile["sessions"] for e in s["timeline"]],
+    }
+
+
+def test_one_event_causes_at_most_the_budget_of_events_and_sessions_through_track(driver):
+    """Three `track` steps of the flow's own trigger: 3 + 9 + 27 + … events and as
+    many sessions, thousands within depth 8, but only the budget is spent."""
+    driver.apply(
+        "key: ping\ntrigger: {event: ping}\nentry: every_time\nsteps:\n"
+        + "".join(f"  - {{id: t{n}, track: {{type: ping}}}}\n" for n in range(3))
+    )
+    began = time.monotonic()
+    sent = driver.send("ping", "t@example.com")
+    assert time.monotonic() - began < 60
+    [origin] = sent.event_ids
+    caused = caused_by_flows(driver.app, "t@example.com", sent)
+    events, started = len(caused["events"]), len(caused["sessions"])
+    assert events + started == MAX_CAUSED == 100
+    assert {s["status"] for s in caused["all_sessions"]} == {"completed"}
+    reason = f"budget of 100 events and sessions caused by event {origin} through flows reached"
+    kinds = Counter(e["kind"] for e in caused["entries"])
+    skipped = [e for e in caused["entries"] if e["kind"] == "track_skipped"]
+    refused = [e for e in caused["entries"] if e["kind"] == "flow_not_started"]
+    assert skipped and {e["data"]["reason"] for e in skipped + refused} == {reason}
+    # every `track` step ran: it recorded its event or said the budget was spent
+    assert kinds["event_tracked"] == events
+    assert kinds["event_tracked"] + len(skipped) == 3 * (started + 1)
+    # every recorded event started its session, or its session said why not
+    assert started + len(refused) == events
+    assert {e["step"] for e in refused} <= {"t0", "t1", "t2"}
+
+
+def test_start_flow_chains_share_the_budget_of_their_origin_event(driver):
+    driver.apply(
+        "key: fan\ntrigger: {event: go}\nentry: every_time\n"
+        "steps: [{start_flow: fan}, {start_flow: fan}, {start_flow: fan}]\n"
+    )
+    sent = driver.send("go", "f@example.com")
+    [origin] = sent.event_ids
+    caused = caused_by_flows(driver.app, "f@example.com", sent)
+    assert len(caused["sessions"]) == 100 and caused["events"] == []
+    refused = [e for e in caused["entries"] if e["kind"] == "flow_not_started"]
+    assert refused and {e["data"]["reason"] for e in refused} == {
+        f"budget of 100 events and sessions caused by event {origin} through flows reached"
+    }
+    assert {s["status"] for s in caused["all_sessions"]} == {"completed"}
+    # the next event from outside has a budget of its own
+    again = driver.send("go", "f@example.com")
+    assert len(caused_by_flows(driver.app, "f@example.com", sent, again)["sessions"]) == 200
 
 
 def test_start_flow_starts_another_flow_with_the_same_origin_event(driver):

@@ -87,6 +87,7 @@ class _Run:
             due_at=None,
             finished_at=None,
             origin_event_id=session.origin_event_id,
+            root_event_id=work.origin.root_id,
             depth=session.depth,
         )
 
@@ -344,7 +345,8 @@ class _Run:
         details = action.details.render(context) if action.details else {}
         if not isinstance(details, dict):
             raise StepFailed(f"{step.loc}.details: must render to an object")
-        self.out.events.append(NewEvent(type=event_type, details=details, depth=depth))
+        entry = len(self.out.timeline)
+        self.out.events.append(NewEvent(type=event_type, details=details, depth=depth, entry=entry))
         self.log(step.id, "event_tracked", {"type": event_type, "details": details})
 
     def _deliver(self, step: Step) -> None:
