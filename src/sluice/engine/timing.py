@@ -49,7 +49,7 @@ def visitor_zone(fields: dict[str, Any], flow_zone: str | None, default_zone: st
         (default_zone, "server timezone", "the server's default"),
     ]
     passed_over = []
-    zone, source = ZoneInfo("UTC"), "UTC"
+    zone, source = ZoneInfo("UTC"), "the last resort"
     for name, label, where in choices:
         if (found := zone_named(name)) is not None:
             zone, source = found, where
