@@ -188,6 +188,13 @@ def test_defaults_for_optional_top_level_keys():
     assert definition.on_resume is OnResume.CATCH_UP
 
 
+def test_a_timezone_in_another_case_is_read_as_its_iana_name():
+    assert validate_flow(flow({"exit": True}, timezone="europe/berlin")).timezone == "Europe/Berlin"
+    assert problems(flow({"exit": True}, timezone="Mars/Base")) == [
+        "timezone: unknown time zone 'Mars/Base'"
+    ]
+
+
 def test_trigger_takes_one_event_type_or_a_list():
     assert validate_flow(flow({"exit": True})).trigger.events == ("$signup",)
     many = flow({"exit": True}, trigger={"event": ["a", "b"], "if": "event.details.x"})

@@ -14,6 +14,7 @@ from sluice.definitions.durations import (
     parse_time_of_day,
     parse_timezone,
 )
+from sluice.engine.timing import visitor_zone
 
 
 @pytest.mark.parametrize(
@@ -130,9 +131,24 @@ def test_instants_accept_what_yaml_already_parsed():
 
 def test_time_zones_are_iana_names():
     assert str(parse_timezone("Europe/Berlin")) == "Europe/Berlin"
+    assert parse_timezone("europe/BERLIN").key == "Europe/Berlin"
+    assert parse_timezone("utc").key == "UTC"
     for bad in ["Europe/Berln", "Europe", "", "../etc/passwd"]:
         with pytest.raises(ValueError, match="unknown time zone"):
             parse_timezone(bad)
+
+
+def test_the_zone_of_a_time_of_day_wait_names_every_zone_passed_over():
+    chosen = visitor_zone({"timezone": "asia/TOKYO"}, None, "Nowhere/Town")
+    assert (chosen.zone.key, chosen.note) == ("Asia/Tokyo", None)
+    chosen = visitor_zone({"timezone": 5}, None, "Nowhere/Town")
+    assert chosen.zone.key == "UTC"
+    assert chosen.note == (
+        "visitor timezone 5 and server timezone 'Nowhere/Town' are not time zones; "
+        "used UTC (the last resort)"
+    )
+    chosen = visitor_zone({"timezone": ""}, None, "europe/berlin")
+    assert (chosen.zone.key, chosen.note) == ("Europe/Berlin", None)
 
 
 def test_weekdays_are_indexed_like_python():

@@ -5,10 +5,12 @@ Each test runs on SQLite and on PostgreSQL, with the clock under the test's cont
 from __future__ import annotations
 
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from sluice.engine.work import MAX_CAUSED
 from sluice.records import FlowStatus
 
 SIMPLE = """
@@ -122,6 +124,39 @@ def test_time_of_day_waits_use_the_visitors_zone_across_dst(driver, clock):
     ).sessions_started
     assert driver.session(berlin)["wake_at"] == "2026-03-30T07:00:00+00:00"  # 09:00 CEST
     assert driver.session(ny)["wake_at"] == "2026-03-30T13:00:00+00:00"  # 09:00 EDT
+
+
+def test_a_timezone_in_another_case_is_used_and_one_that_is_no_zone_is_named(driver, clock):
+    driver.apply(
+        "key: morning\ntrigger: {event: go}\ntimezone: europe/berlin\n"
+        "steps:\n  - {id: nine, wait: {at: '09:00'}}\n---\n"
+        "key: plain\ntrigger: {event: went}\nsteps:\n  - {id: nine, wait: {at: '09:00'}}\n"
+    )
+    assert clock.now() == datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+    [ny] = driver.send(
+        "go", "n@example.com", fields={"timezone": "america/NEW_york"}
+    ).sessions_started
+    [mars] = driver.send("go", "m@example.com", fields={"timezone": "Mars/Base"}).sessions_started
+    [plain] = driver.send("went", "m@example.com").sessions_started
+
+    def waiting(sid):
+        session = driver.session(sid)
+        return session["wake_at"], next(e for e in session["timeline"] if e["kind"] == "waiting")
+
+    wake_at, entry = waiting(ny)
+    assert wake_at == "2026-01-05T14:00:00+00:00"  # 09:00 EST
+    assert entry["data"] == {"until": wake_at, "timezone": "America/New_York"}
+    wake_at, entry = waiting(mars)
+    assert wake_at == "2026-01-06T08:00:00+00:00"  # 09:00 CET; 08:00 UTC today has begun
+    assert entry["data"]["timezone"] == "Europe/Berlin"
+    assert entry["data"]["timezone_note"] == (
+        "visitor timezone 'Mars/Base' is not a time zone; used Europe/Berlin (the flow's timezone)"
+    )
+    wake_at, entry = waiting(plain)
+    assert wake_at == "2026-01-05T09:00:00+00:00"
+    assert entry["data"]["timezone_note"] == (
+        "visitor timezone 'Mars/Base' is not a time zone; used UTC (the server's default)"
+    )
 
 
 def test_until_field_with_a_missing_date_ends_at_once_and_says_why(driver):
@@ -269,6 +304,67 @@ def test_track_records_an_event_that_starts_other_flows_up_to_the_depth_limit(dr
     deepest = driver.session(sessions[0]["id"])
     skipped = next(e for e in deepest["timeline"] if e["kind"] == "track_skipped")
     assert "depth limit (8)" in skipped["data"]["reason"]
+
+
+def caused_by_flows(app, email: str, *sent) -> dict:
+    """The visitor's events and sessions other than the events the test `sent` and the
+    sessions they started, with every timeline entry of all sessions."""
+    profile = app.export_visitor(email)
+    events = {i for result in sent for i in result.event_ids}
+    started = {i for result in sent for i in result.sessions_started}
+    return {
+        "events": [e for e in profile["events"] if e["id"] not in events],
+        "sessions": [s for s in profile["sessions"] if s["id"] not in started],
+        "all_sessions": profile["sessions"],
+        "entries": [e for s in profile["sessions"] for e in s["timeline"]],
+    }
+
+
+def test_one_event_causes_at_most_the_budget_of_events_and_sessions_through_track(driver):
+    """Three `track` steps of the flow's own trigger: 3 + 9 + 27 + … events and as
+    many sessions, thousands within depth 8, but only the budget is spent."""
+    driver.apply(
+        "key: ping\ntrigger: {event: ping}\nentry: every_time\nsteps:\n"
+        + "".join(f"  - {{id: t{n}, track: {{type: ping}}}}\n" for n in range(3))
+    )
+    began = time.monotonic()
+    sent = driver.send("ping", "t@example.com")
+    assert time.monotonic() - began < 60
+    [origin] = sent.event_ids
+    caused = caused_by_flows(driver.app, "t@example.com", sent)
+    events, started = len(caused["events"]), len(caused["sessions"])
+    assert events + started == MAX_CAUSED == 100
+    assert {s["status"] for s in caused["all_sessions"]} == {"completed"}
+    reason = f"budget of 100 events and sessions caused by event {origin} through flows reached"
+    kinds = Counter(e["kind"] for e in caused["entries"])
+    skipped = [e for e in caused["entries"] if e["kind"] == "track_skipped"]
+    refused = [e for e in caused["entries"] if e["kind"] == "flow_not_started"]
+    assert skipped and {e["data"]["reason"] for e in skipped + refused} == {reason}
+    # every `track` step ran: it recorded its event or said the budget was spent
+    assert kinds["event_tracked"] == events
+    assert kinds["event_tracked"] + len(skipped) == 3 * (started + 1)
+    # every recorded event started its session, or its session said why not
+    assert started + len(refused) == events
+    assert {e["step"] for e in refused} <= {"t0", "t1", "t2"}
+
+
+def test_start_flow_chains_share_the_budget_of_their_origin_event(driver):
+    driver.apply(
+        "key: fan\ntrigger: {event: go}\nentry: every_time\n"
+        "steps: [{start_flow: fan}, {start_flow: fan}, {start_flow: fan}]\n"
+    )
+    sent = driver.send("go", "f@example.com")
+    [origin] = sent.event_ids
+    caused = caused_by_flows(driver.app, "f@example.com", sent)
+    assert len(caused["sessions"]) == 100 and caused["events"] == []
+    refused = [e for e in caused["entries"] if e["kind"] == "flow_not_started"]
+    assert refused and {e["data"]["reason"] for e in refused} == {
+        f"budget of 100 events and sessions caused by event {origin} through flows reached"
+    }
+    assert {s["status"] for s in caused["all_sessions"]} == {"completed"}
+    # the next event from outside has a budget of its own
+    again = driver.send("go", "f@example.com")
+    assert len(caused_by_flows(driver.app, "f@example.com", sent, again)["sessions"]) == 200
 
 
 def test_start_flow_starts_another_flow_with_the_same_origin_event(driver):

@@ -85,6 +85,13 @@ class Event(_FromRow):
     details: dict[str, Any]
     date: datetime
     depth: int = 0
+    root_event_id: int | None = None
+    """For an event recorded by a flow, the event from outside its chain began with."""
+
+    @property
+    def root_id(self) -> int:
+        """The event from outside that this one is, or was caused by."""
+        return self.root_event_id or self.id
 
     def view(self) -> dict[str, Any]:
         """The event as templates, timelines and the API show it."""

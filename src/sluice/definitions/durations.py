@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 """Weekday names as written in `wait: {on: [...]}`; the index is `datetime.weekday()`."""
@@ -120,8 +121,16 @@ def parse_instant(value: str | datetime | date) -> datetime:
 
 
 def parse_timezone(name: str) -> ZoneInfo:
-    """The IANA time zone `name` (`Europe/Berlin`); `ValueError` when there is none."""
+    """The IANA time zone `name` names, in any case (`Europe/Berlin`, `europe/berlin`);
+    its `key` is the canonical spelling. `ValueError` when there is none."""
     try:
-        return ZoneInfo(name)
+        return ZoneInfo(_zones_by_lower_name().get(name.lower(), name))
     except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory, "Europe"
         raise ValueError(f"unknown time zone {name!r}") from None
+
+
+@cache
+def _zones_by_lower_name() -> dict[str, str]:
+    """Canonical IANA names by their lower case: people write `europe/berlin`, and the
+    zone files are looked up case-sensitively on most systems (and not on macOS)."""
+    return {name.lower(): name for name in available_timezones()}

@@ -191,11 +191,10 @@ def _timezone(check: Checker, value: Any, loc: str) -> str | None:
     if name is None:
         return None
     try:
-        parse_timezone(name)
+        return parse_timezone(name).key  # the canonical spelling of `europe/berlin`
     except ValueError as err:
         check.add(loc, str(err))
         return None
-    return name
 
 
 def validate_template(doc: Any) -> TemplateDefinition:

@@ -110,6 +110,7 @@ class _Run:
             due_at=None,
             finished_at=None,
             origin_event_id=session.origin_event_id,
+            root_event_id=work.origin.root_id,
             depth=session.depth,
         )
 
@@ -326,7 +327,12 @@ class _Run:
             self._goto(self.flow.tree.next_after(step.id))
             return
         self._block(wake_at=wake.at)
-        self.log(step.id, "waiting", {"until": wake.at.isoformat()})
+        data = {"until": wake.at.isoformat()}
+        if wake.zone is not None:
+            data["timezone"] = wake.zone.zone.key
+            if wake.zone.note:
+                data["timezone_note"] = wake.zone.note
+        self.log(step.id, "waiting", data)
 
     def _wait_end(self, action: WaitAction, began_at: datetime):
         zone = visitor_zone(
@@ -362,7 +368,8 @@ class _Run:
         details = action.details.render(context) if action.details else {}
         if not isinstance(details, dict):
             raise StepFailed(f"{step.loc}.details: must render to an object")
-        self.out.events.append(NewEvent(type=event_type, details=details, depth=depth))
+        entry = len(self.out.timeline)
+        self.out.events.append(NewEvent(type=event_type, details=details, depth=depth, entry=entry))
         self.log(step.id, "event_tracked", {"type": event_type, "details": details})
 
     def _deliver(self, step: Step) -> None:

@@ -6,10 +6,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from sluice.definitions.durations import parse_instant
+from sluice.definitions.durations import parse_instant, parse_timezone
 from sluice.definitions.model import WaitAction
+
+
+@dataclass(frozen=True)
+class ChosenZone:
+    """The zone a time-of-day wait uses, and why, when a zone named was passed over."""
+
+    zone: ZoneInfo
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -17,34 +25,51 @@ class WakeUp:
     at: datetime
     note: str | None = None
     """Why the wait ends at once, when it does (a missing or past date)."""
+    zone: ChosenZone | None = None
+    """The zone of a time-of-day wait."""
 
 
 def zone_named(name: Any) -> ZoneInfo | None:
+    """The zone `name` names in any case (`europe/berlin`), or None."""
     if not isinstance(name, str) or not name:
         return None
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory name
+        return parse_timezone(name)
+    except ValueError:
         return None
 
 
-def visitor_zone(fields: dict[str, Any], flow_zone: str | None, default_zone: str) -> ZoneInfo:
-    """SPEC §2.6: the visitor's valid `timezone` field, else the flow's, else the server's."""
-    return (
-        zone_named(fields.get("timezone"))
-        or zone_named(flow_zone)
-        or zone_named(default_zone)
-        or ZoneInfo("UTC")
-    )
+def visitor_zone(fields: dict[str, Any], flow_zone: str | None, default_zone: str) -> ChosenZone:
+    """SPEC §2.6: the visitor's valid `timezone` field, else the flow's, else the server's,
+    else UTC. A visitor's field or server zone that is given but is not a zone is passed
+    over, and the note says so (the flow's was checked when it was saved)."""
+    choices = [
+        (fields.get("timezone"), "visitor timezone", "the visitor's timezone"),
+        (flow_zone, None, "the flow's timezone"),
+        (default_zone, "server timezone", "the server's default"),
+    ]
+    passed_over = []
+    zone, source = ZoneInfo("UTC"), "the last resort"
+    for name, label, where in choices:
+        if (found := zone_named(name)) is not None:
+            zone, source = found, where
+            break
+        if label and name not in (None, ""):
+            passed_over.append(f"{label} {name!r}")
+    if not passed_over:
+        return ChosenZone(zone)
+    these = " and ".join(passed_over)
+    verb = "is not a time zone" if len(passed_over) == 1 else "are not time zones"
+    return ChosenZone(zone, f"{these} {verb}; used {zone.key} ({source})")
 
 
-def wake_time(wait: WaitAction, *, began_at: datetime, fields: dict[str, Any], zone: ZoneInfo):
+def wake_time(wait: WaitAction, *, began_at: datetime, fields: dict[str, Any], zone: ChosenZone):
     if wait.for_ is not None:
         return WakeUp(began_at + wait.for_)
     if wait.until is not None:
         return WakeUp(wait.until)
     if wait.at is not None:
-        return WakeUp(next_time_of_day(began_at, wait, zone))
+        return WakeUp(next_time_of_day(began_at, wait, zone.zone), zone=zone)
     return _until_field(wait, began_at, fields)
 
 

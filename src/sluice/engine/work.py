@@ -19,6 +19,10 @@ from sluice.records import Event, Session, SessionStatus, TimelineEntry, Visitor
 MAX_CHAIN_DEPTH = 8
 """How deep chains of events caused by flows (and flows started by flows) may go."""
 
+MAX_CAUSED = 100
+"""How many events and sessions one event from outside may cause through flows, all
+chains from it together (SPEC §7; store/budget.py keeps the count)."""
+
 
 class StepFailed(Exception):
     """A step cannot complete; its session fails with this message."""
@@ -106,6 +110,9 @@ class NewEvent:
     type: str
     details: dict[str, Any]
     depth: int
+    entry: int
+    """The index of its `event_tracked` entry in the transition's timeline, which the
+    store replaces when the budget of caused events is spent."""
 
 
 @dataclass(kw_only=True)
@@ -131,4 +138,6 @@ class Transition:
     start_flows: list[tuple[str, str]] = field(default_factory=list)
     """(flow key, step id) of each `start_flow` step run."""
     origin_event_id: int = 0
+    root_event_id: int = 0
+    """The event from outside that the origin event is, or was caused by."""
     depth: int = 0

@@ -21,10 +21,21 @@ from sluice.engine.context import template_context
 from sluice.engine.work import FlowVersion
 from sluice.records import UNFINISHED, FlowStatus, SessionStatus
 from sluice.store import visitors as visitor_store
+from sluice.store.budget import CausedBudget, spent_reason
 from sluice.store.bulk import insert_many, insert_returning_ids
 from sluice.store.flows import Catalog, FlowRow, list_flows
 from sluice.store.notify import TIMELINE_CHANNEL, WORK_CHANNEL, notify
 from sluice.store.schema import events, sessions, timeline
+
+
+@dataclass(frozen=True)
+class Cause:
+    """The session whose `track` step recorded an event, and the chain it is part of."""
+
+    session_id: int
+    visitor_id: int
+    step: str | None
+    root_event_id: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +50,8 @@ class IncomingEvent:
     idempotency_key: str | None = None
     source: str = "api"
     depth: int = 0
+    cause: Cause | None = None
+    """Set for an event recorded by a flow."""
 
     @property
     def key(self) -> str | None:
@@ -64,11 +77,26 @@ class Candidate:
     visitor_id: int
     origin_event_id: int
     depth: int
+    root_event_id: int | None = None
+    """The chain whose budget of caused events the session spends; None for a session
+    the event from outside starts itself."""
+    cause: Cause | None = None
+    """The session whose `track` step recorded the origin event."""
+
+
+ENTRY_RULES = "entry rules"
+"""Why a candidate did not start when its flow's entry rule or cooldown refused it."""
 
 
 def ingest(
-    conn: Connection, catalog: Catalog, incoming: list[IncomingEvent], now: datetime
+    conn: Connection,
+    catalog: Catalog,
+    incoming: list[IncomingEvent],
+    now: datetime,
+    budget: CausedBudget | None = None,
 ) -> IngestResult:
+    """Store the events and start the sessions they trigger. Events recorded by flows
+    (`cause` set) start sessions only while `budget` allows."""
     result = IngestResult()
     if not incoming:
         return result
@@ -83,7 +111,7 @@ def ingest(
         if flow.definition.trigger.condition is not None
         for event_type in flow.definition.trigger.events
     }
-    rows, snapshots = [], []
+    rows, snapshots, causes = [], [], []
     for event in incoming:
         visitor = people[visitor_store.email_key(event.email)]
         key = event.key
@@ -96,14 +124,17 @@ def ingest(
         _apply_effects(visitor, event, now)
         rows.append(_event_row(visitor.id, event, key, now))
         snapshots.append(visitor.view() if event.type in conditional else None)
+        causes.append(event.cause)
     visitor_store.write_back(conn, people.values(), now)
     if not rows:
         return result
     result.event_ids = insert_returning_ids(conn, events, rows)
     result.accepted = len(rows)
     _wake_interested(conn, on_flows, rows, now)
-    candidates = _match_triggers(on_flows, rows, result.event_ids, snapshots, now)
-    result.sessions_started = [s for s in start_sessions(conn, candidates, now) if s]
+    candidates = _match_triggers(on_flows, rows, result.event_ids, snapshots, causes, now)
+    outcomes = start_sessions(conn, candidates, now, budget)
+    result.sessions_started = [s for s in outcomes if isinstance(s, int)]
+    _log_spent_budget(conn, candidates, outcomes, now)
     notify(conn, WORK_CHANNEL, TIMELINE_CHANNEL)
     return result
 
@@ -152,6 +183,7 @@ def _event_row(
         "idempotency_key": key,
         "depth": event.depth,
         "source": event.source,
+        "root_event_id": event.cause.root_event_id if event.cause else None,
     }
 
 
@@ -181,13 +213,13 @@ def _wake_interested(conn, on_flows, rows, now) -> None:
     )
 
 
-def _match_triggers(on_flows, rows, ids, snapshots, now) -> list[Candidate]:
+def _match_triggers(on_flows, rows, ids, snapshots, causes, now) -> list[Candidate]:
     by_type: dict[str, list[tuple[FlowRow, FlowVersion]]] = defaultdict(list)
     for row, flow in on_flows:
         for event_type in flow.definition.trigger.events:
             by_type[event_type].append((row, flow))
     candidates = []
-    for row, event_id, visitor in zip(rows, ids, snapshots, strict=True):
+    for row, event_id, visitor, cause in zip(rows, ids, snapshots, causes, strict=True):
         for flow_row, flow in by_type.get(row["type"], ()):
             condition = flow.definition.trigger.condition
             if condition is not None:
@@ -201,27 +233,54 @@ def _match_triggers(on_flows, rows, ids, snapshots, now) -> list[Candidate]:
                 context = template_context(visitor=visitor, origin=origin, flow=flow_view, now=now)
                 if not condition.evaluate(context).value:
                     continue
-            candidates.append(Candidate(flow, row["visitor_id"], event_id, row["depth"]))
+            root = cause.root_event_id if cause else None
+            candidates.append(
+                Candidate(flow, row["visitor_id"], event_id, row["depth"], root, cause)
+            )
     return candidates
 
 
+def _log_spent_budget(conn, candidates: list[Candidate], outcomes, now) -> None:
+    """A session that a flow's event would have started, but for the budget of caused
+    events: the session whose `track` step recorded the event says so."""
+    rows = [
+        {
+            "session_id": c.cause.session_id,
+            "visitor_id": c.cause.visitor_id,
+            "at": now,
+            "step": c.cause.step,
+            "kind": "flow_not_started",
+            "data": {"flow": c.flow.key, "reason": outcome},
+        }
+        for c, outcome in zip(candidates, outcomes, strict=True)
+        if c.cause is not None and isinstance(outcome, str) and outcome != ENTRY_RULES
+    ]
+    insert_many(conn, timeline, rows)
+
+
 def start_sessions(
-    conn: Connection, candidates: list[Candidate], now: datetime
-) -> list[int | None]:
-    """Start the candidates that the entry rules and cooldowns allow, in order.
-    Returns, for each candidate, its new session's id, or None where it was refused."""
+    conn: Connection, candidates: list[Candidate], now: datetime, budget: CausedBudget | None
+) -> list[int | str]:
+    """Start the candidates that the entry rules and cooldowns allow, in order, and of
+    those in a chain (`root_event_id`), the ones `budget` still allows. Returns, for
+    each candidate, its new session's id, or why it did not start (`ENTRY_RULES`, or
+    the budget spent)."""
     if not candidates:
         return []
     # `every_time` without a cooldown needs no history: such candidates always start.
     history = _entry_history(conn, [c for c in candidates if _needs_history(c.flow)])
-    allowed = []
+    allowed, refused = [], {}
     for c in candidates:
         past = history.setdefault((c.visitor_id, c.flow.key), _History())
-        if past.allows(c.flow, now):
+        if not past.allows(c.flow, now):
+            refused[id(c)] = ENTRY_RULES
+        elif c.root_event_id is not None and budget and not budget.take(c.root_event_id):
+            refused[id(c)] = spent_reason(c.root_event_id)
+        else:
             past.record(now)
             allowed.append(c)
     if not allowed:
-        return [None] * len(candidates)
+        return [refused[id(c)] for c in candidates]
     rows = [
         {
             "visitor_id": c.visitor_id,
@@ -258,7 +317,7 @@ def start_sessions(
         ],
     )
     started = dict(zip(map(id, allowed), ids, strict=True))
-    return [started.get(id(c)) for c in candidates]
+    return [started.get(id(c)) or refused[id(c)] for c in candidates]
 
 
 @dataclass

@@ -84,6 +84,11 @@ events = sa.Table(
     sa.Column("idempotency_key", sa.String(200)),
     sa.Column("depth", sa.Integer, nullable=False, server_default="0"),
     sa.Column("source", sa.String(32), nullable=False),
+    # The budget of caused events (SPEC §7, store/budget.py): an event recorded by a
+    # flow names the event from outside that its chain began with; that event's row
+    # counts the events and sessions flows have caused from it so far.
+    sa.Column("root_event_id", Id),
+    sa.Column("caused", sa.Integer, nullable=False, server_default="0"),
     sa.Index(None, "visitor_id", "id"),
     sa.UniqueConstraint("visitor_id", "type", "idempotency_key"),
     sqlite_autoincrement=True,  # ids of erased rows never come back (migration 0004)

@@ -12,6 +12,7 @@ worker took over) is never advanced twice from the same state.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,8 +34,9 @@ from sluice.records import (
 from sluice.store import flows as flow_store
 from sluice.store import registry
 from sluice.store import visitors as visitor_store
+from sluice.store.budget import CausedBudget, spent_reason
 from sluice.store.flows import Catalog
-from sluice.store.ingest import Candidate, IncomingEvent, ingest, start_sessions
+from sluice.store.ingest import Candidate, Cause, IncomingEvent, ingest, start_sessions
 from sluice.store.notify import TIMELINE_CHANNEL, WORK_CHANNEL, notify
 from sluice.store.schema import deliveries, events, flows, sessions, suppressions, timeline
 
@@ -197,17 +199,37 @@ def apply_transitions(
         )
     if not fresh:
         return []
+    budget = CausedBudget.load(conn, {t.root_event_id for t in fresh if t.events or t.start_flows})
+    _spend_on_tracked_events(fresh, budget)
     _apply_visitor_changes(conn, fresh, now)
     _update_sessions(conn, fresh, now)
     _insert_timeline(conn, fresh)
     _insert_deliveries(conn, fresh, now)
-    _follow_ups(conn, catalog, fresh, now)
+    _follow_ups(conn, catalog, fresh, now, budget)
+    budget.save(conn)
     notify(conn, TIMELINE_CHANNEL)
     if any(t.due_at is not None and t.due_at <= now for t in fresh) or any(
         t.deliveries for t in fresh
     ):
         notify(conn, WORK_CHANNEL)
     return fresh
+
+
+def _spend_on_tracked_events(transitions: list[Transition], budget: CausedBudget) -> None:
+    """Events that `track` steps recorded, while their chain's budget lasts; the
+    `event_tracked` entry of one past it becomes `track_skipped`, and the session goes on
+    (like a `track` step past the depth limit)."""
+    for t in transitions:
+        kept = []
+        for event in t.events:
+            if budget.take(t.root_event_id):
+                kept.append(event)
+                continue
+            reason = spent_reason(t.root_event_id)
+            entry = t.timeline[event.entry]
+            data = {"type": event.type, "reason": reason}
+            t.timeline[event.entry] = replace(entry, kind="track_skipped", data=data)
+        t.events = kept
 
 
 def _apply_visitor_changes(conn, transitions, now) -> None:
@@ -299,8 +321,9 @@ def _insert_deliveries(conn, transitions, now) -> None:
         conn.execute(deliveries.insert(), rows)
 
 
-def _follow_ups(conn, catalog: Catalog, transitions, now) -> None:
-    """Events recorded by `track` steps and sessions started by `start_flow` steps."""
+def _follow_ups(conn, catalog: Catalog, transitions, now, budget: CausedBudget) -> None:
+    """Events recorded by `track` steps and sessions started by `start_flow` steps,
+    within their chains' budget."""
     tracked = [t for t in transitions if t.events]
     if tracked:
         emails = _emails(conn, {t.visitor_id for t in tracked})
@@ -314,18 +337,22 @@ def _follow_ups(conn, catalog: Catalog, transitions, now) -> None:
                     details=e.details,
                     source="flow",
                     depth=e.depth,
+                    cause=Cause(
+                        t.session_id, t.visitor_id, t.timeline[e.entry].step, t.root_event_id
+                    ),
                 )
                 for t in tracked
                 for e in t.events
             ],
             now,
+            budget,
         )
     starting = [(t, flow, step) for t in transitions for flow, step in t.start_flows]
     if starting:
-        _start_flows(conn, catalog, starting, now)
+        _start_flows(conn, catalog, starting, now, budget)
 
 
-def _start_flows(conn, catalog: Catalog, starting, now) -> None:
+def _start_flows(conn, catalog: Catalog, starting, now, budget: CausedBudget) -> None:
     """Sessions started by `start_flow` steps; the starting session's timeline says
     whether one started, and if not, why."""
     flow_rows = {r.key: r for r in conn.execute(sa.select(flows))}
@@ -338,16 +365,18 @@ def _start_flows(conn, catalog: Catalog, starting, now) -> None:
             outcomes.append(f"flow chain depth limit ({MAX_CHAIN_DEPTH}) reached")
         else:
             flow = catalog.flow(conn, key, row.version)
-            candidates.append(Candidate(flow, t.visitor_id, t.origin_event_id, t.depth + 1))
+            candidates.append(
+                Candidate(flow, t.visitor_id, t.origin_event_id, t.depth + 1, t.root_event_id)
+            )
             outcomes.append(None)
-    started = iter(start_sessions(conn, candidates, now))
+    started = iter(start_sessions(conn, candidates, now, budget))
     entries = []
     for (t, key, step), refusal in zip(starting, outcomes, strict=True):
-        session_id = None if refusal else next(started)
-        if session_id:
-            kind, data = "flow_started", {"flow": key, "session_id": session_id}
+        outcome = refusal or next(started)
+        if isinstance(outcome, int):
+            kind, data = "flow_started", {"flow": key, "session_id": outcome}
         else:
-            kind, data = "flow_not_started", {"flow": key, "reason": refusal or "entry rules"}
+            kind, data = "flow_not_started", {"flow": key, "reason": outcome}
         entries.append(
             {
                 "session_id": t.session_id,
