@@ -103,7 +103,9 @@ def test_a_client_sending_its_body_byte_by_byte_is_cut_off(server):
     body = b'{"events": [' + b" " * 200 + b"]}"
     head = (
         b"POST /api/v1/events HTTP/1.1\r\nHost: sluice.test\r\n"
-        b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        b"Content-Type: application/json\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
     )
     answer, seconds = trickle(base, head, body)
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")

@@ -200,9 +200,7 @@ class Credentials:
                 "SLUICE_ADMIN_PASSWORD is set in the environment; change it there"
             )
         # Whoever knew the old password is logged out too.
-        self._store(
-            {HASHED["admin_password"]: hash_secret(password), LOGIN_GENERATION: _token(12)}
-        )
+        self._store({HASHED["admin_password"]: hash_secret(password), LOGIN_GENERATION: _token(12)})
 
     def _store(self, values: dict[str, str]) -> None:
         """Store each stored name → value, in one transaction."""

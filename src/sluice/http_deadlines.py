@@ -11,8 +11,9 @@ class uvicorn uses (httptools when installed, else h11) is extended here:
   and be at most `MAX_HEADER_BYTES` long.
 - The body must be in within `body_timeout` seconds of the headers.
 
-A late or oversized request is answered 408 (or 431) and its connection closed; the
-route, if it was waiting for the body, sees the client go away. Nothing limits how
+A late or oversized request is answered 408 (or 431) and its connection closed (a
+connection that sent nothing is just closed); the route, if it was waiting for the
+body, sees the client go away. Nothing limits how
 long a response takes (live streams go on for hours). See docs/deployment.md.
 """
 
@@ -85,7 +86,9 @@ class RequestDeadlines:
         cycle = self.cycle
         waiting_for_headers = cycle is None or cycle.response_complete
         waiting_for_body = not waiting_for_headers and cycle.more_body
-        if waiting_for_headers or (waiting_for_body and not cycle.response_started):
+        if waiting_for_headers and self._header_bytes == 0:
+            self.transport.close()  # not a byte of a request: nothing to answer
+        elif waiting_for_headers or (waiting_for_body and not cycle.response_started):
             self._refuse(408, "Request Timeout")
 
     def _refuse(self, status: int, reason: str) -> None:

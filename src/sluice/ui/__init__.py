@@ -45,4 +45,6 @@ def install(app: FastAPI) -> None:
         )
         if request.url.path.startswith("/ui/"):
             return JSONResponse({"detail": message}, status_code=403)
-        return render.public_page("error.html", status=403, title="Request refused", message=message)
+        return render.public_page(
+            "error.html", status=403, title="Request refused", message=message
+        )
