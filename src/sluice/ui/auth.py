@@ -116,10 +116,14 @@ def read_cookie(sluice: Sluice, value: str | None) -> UiSession | None:
 
 
 def session_of(request: Request) -> UiSession:
-    """The logged-in session; raises LoginRequired."""
-    found = read_cookie(sluice_of(request), request.cookies.get(COOKIE))
+    """The logged-in session; raises LoginRequired. Checked once per request (the
+    route and the page it renders ask both)."""
+    found = getattr(request.state, "ui_session", None)
     if found is None:
-        raise LoginRequired
+        found = read_cookie(sluice_of(request), request.cookies.get(COOKIE))
+        if found is None:
+            raise LoginRequired
+        request.state.ui_session = found
     return found
 
 
