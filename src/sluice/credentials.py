@@ -7,8 +7,12 @@ once is returned by `ensure()` so that `sluice serve` can print it. The API secr
 and the admin password are stored only as scrypt hashes; the signing key and the
 webhook secret are needed in clear to sign, and are stored as they are.
 
+The same table keeps the generation of web UI logins (`ui_login_generation`, a random
+token signed into every UI cookie): logging out and setting the admin password replace
+it, which ends every UI session at once.
+
 Stored names (never rename them): `site_uuid`, `publishable_key`, `secret_key_hash`,
-`admin_password_hash`, `signing_key`, `webhook_secret`.
+`admin_password_hash`, `signing_key`, `webhook_secret`, `ui_login_generation`.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ HASHED = {"secret_key": "secret_key_hash", "admin_password": "admin_password_has
 """Secrets stored only as a hash, by setting name → stored name."""
 CLEAR = ("site_uuid", "publishable_key", "signing_key", "webhook_secret")
 """Values stored as they are."""
+LOGIN_GENERATION = "ui_login_generation"
 SHOWN_ONCE = ("site_uuid", "publishable_key", "secret_key", "admin_password", "webhook_secret")
 """What `sluice serve` prints when it generates it (the signing key stays inside)."""
 
@@ -145,6 +150,21 @@ class Credentials:
     def check_admin_password(self, password: str) -> bool:
         return self._check("admin_password", password)
 
+    def login_generation(self) -> str:
+        """The current generation of web UI logins ("" before the first logout): a
+        cookie signed for another is refused. Read afresh on every call (one
+        primary-key lookup, no cache), so that a logout or a new password ends the
+        sessions in every process at once."""
+        with self.db.read() as conn:
+            value = conn.execute(
+                sa.select(settings_store.c.value).where(settings_store.c.key == LOGIN_GENERATION)
+            ).scalar()
+        return value or ""
+
+    def end_logins(self) -> None:
+        """End every web UI session: cookies issued until now stop working."""
+        self._store({LOGIN_GENERATION: _token(12)})
+
     def _check(self, name: str, presented: str) -> bool:
         configured = getattr(self.settings, name)
         if configured:
@@ -171,7 +191,7 @@ class Credentials:
         if self.settings.secret_key:
             raise ReadOnlySetting("SLUICE_SECRET_KEY is set in the environment; change it there")
         value = GENERATORS["secret_key"]()
-        self._store(HASHED["secret_key"], hash_secret(value))
+        self._store({HASHED["secret_key"]: hash_secret(value)})
         return value
 
     def set_admin_password(self, password: str) -> None:
@@ -179,16 +199,19 @@ class Credentials:
             raise ReadOnlySetting(
                 "SLUICE_ADMIN_PASSWORD is set in the environment; change it there"
             )
-        self._store(HASHED["admin_password"], hash_secret(password))
+        # Whoever knew the old password is logged out too.
+        self._store({HASHED["admin_password"]: hash_secret(password), LOGIN_GENERATION: _token(12)})
 
-    def _store(self, stored_name: str, value: str) -> None:
+    def _store(self, values: dict[str, str]) -> None:
+        """Store each stored name → value, in one transaction."""
         with self.db.write() as conn:
-            if not _insert_new(conn, stored_name, value):
-                conn.execute(
-                    settings_store.update()
-                    .where(settings_store.c.key == stored_name)
-                    .values(value=value)
-                )
+            for stored_name, value in values.items():
+                if not _insert_new(conn, stored_name, value):
+                    conn.execute(
+                        settings_store.update()
+                        .where(settings_store.c.key == stored_name)
+                        .values(value=value)
+                    )
         self._forget()
 
     # -- reading ------------------------------------------------------------------

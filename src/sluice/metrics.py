@@ -5,13 +5,22 @@ deliveries) are read when scraped, so every process reports the same truth. What
 a worker process sees (batches and steps it ran, how long they took) is counted in the
 process: `sluice serve` exposes its embedded worker's, and `sluice worker
 --metrics-port` exposes its own.
+
+Who may scrape `/metrics` of `sluice serve` (`refusal`): with SLUICE_METRICS_TOKEN set,
+whoever sends it as a bearer token; without it, only clients on this machine (a
+loopback address), so that a fresh installation does not show its numbers to the
+internet.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 from datetime import datetime
 
 import sqlalchemy as sa
+from fastapi import Request
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
@@ -108,3 +117,36 @@ def registry_for(db: Database, now) -> CollectorRegistry:
 
 def exposition(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
+
+
+def refusal(request: Request, token: str | None) -> PlainTextResponse | None:
+    """None when `request` may read the metrics; else the answer: 401 without the
+    right bearer token when `token` is set, 403 for a remote client when it is not."""
+    if token:
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            presented.strip().encode(), token.encode()
+        ):
+            return None
+        return PlainTextResponse(
+            "metrics need the token of SLUICE_METRICS_TOKEN: Authorization: Bearer <token>\n",
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
+    if _is_loopback(request.client.host if request.client else ""):
+        return None
+    return PlainTextResponse(
+        "metrics answer only to this machine; set SLUICE_METRICS_TOKEN to scrape them "
+        "from elsewhere (see docs/deployment.md)\n",
+        status_code=403,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # e.g. a Unix socket, or the test client
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback

@@ -11,7 +11,7 @@ import threading
 import uvicorn
 from prometheus_client import start_http_server
 
-from sluice import metrics
+from sluice import http_deadlines, metrics
 from sluice.api.app import create_app
 from sluice.delivery.dispatcher import Dispatcher
 from sluice.service import Sluice
@@ -115,11 +115,17 @@ def run_server(app: Sluice, *, host: str, port: int, with_worker: bool) -> None:
     print_new_credentials(generated)
     web = create_app(app)
     _settle_garbage_collector()
+    # Slow clients: see http_deadlines (uvicorn itself only times out idle connections).
+    protocol = http_deadlines.protocol_class(
+        header_timeout=app.settings.request_header_timeout,
+        body_timeout=app.settings.request_body_timeout,
+    )
     try:
         uvicorn.run(
             web,
             host=host,
             port=port,
+            http=protocol,
             log_level="warning",
             # Open live streams must not hold a stopping server for ever.
             timeout_graceful_shutdown=STREAMS_DRAIN_SECONDS,

@@ -27,6 +27,9 @@ class Settings:
     lease_seconds: float = 60.0
     db_pool_size: int = 5
     metrics_port: int | None = None
+    metrics_token: str | None = None
+    request_header_timeout: float = 10.0
+    request_body_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from sluice import metrics, ui
@@ -25,8 +25,11 @@ def create_app(sluice: Sluice) -> FastAPI:
     metrics_registry = metrics.registry_for(sluice.db, sluice.clock.now)
 
     @app.get("/metrics", include_in_schema=False)
-    def prometheus() -> Response:
+    def prometheus(request: Request) -> Response:
         """Prometheus metrics (see docs/deployment.md)."""
+        refused = metrics.refusal(request, sluice.settings.metrics_token)
+        if refused is not None:
+            return refused
         return Response(metrics.exposition(metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/readyz")

@@ -4,12 +4,18 @@ SQLite allows one writer at a time. Write transactions start with `BEGIN IMMEDIA
 so that two writers queue on the busy timeout instead of deadlocking halfway through
 (a deferred transaction that reads and then writes can fail to upgrade its lock).
 Read transactions stay deferred, so readers never wait for writers under WAL.
+
+The SQLite file holds the installation's secrets (the signing key among them), so it
+is readable by its owner only: created with mode 0600 before SQLite opens it, and
+tightened to 0600 when an older installation's file (or its -wal/-shm, which SQLite
+creates with the database file's mode) is opened.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -57,6 +63,9 @@ class Database:
                 pool_size=pool_size,
                 pool_pre_ping=True,
             )
+        path = sqlite_path(self.url)
+        if path is not None:
+            _owner_only(path, create=True)
         engine = sa.create_engine(
             self.url,
             json_serializer=_json_dumps,
@@ -66,6 +75,9 @@ class Database:
 
         @sa.event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection, _record):
+            if path is not None:
+                for existing in (f"{path}-wal", f"{path}-shm"):
+                    _owner_only(existing, create=False)
             # Let SQLAlchemy's "begin" event decide how transactions start.
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
@@ -126,6 +138,29 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL; None for an in-memory database or a `file:` URI."""
+    database = sa.engine.make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+def _owner_only(path: str, *, create: bool) -> None:
+    """Make `path` mode 0600: created so when `create` and missing (an empty file is
+    an empty SQLite database), else its mode narrowed if it exists."""
+    try:
+        if create:
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
+    except FileNotFoundError:
+        pass  # no such directory: SQLite says so when it opens the file
+    except PermissionError:
+        log.warning("cannot make %s readable by its owner only", path)
 
 
 def retrying(operation, *, attempts: int = len(_RETRY_DELAYS) + 1):

@@ -36,3 +36,15 @@ def install(app: FastAPI) -> None:
             title="Form expired",
             message="This form is out of date. Go back, reload the page and try again.",
         )
+
+    @app.exception_handler(auth.CrossSiteRequest)
+    async def _cross_site(request: Request, error: auth.CrossSiteRequest):
+        message = (
+            f"This request was sent from another site ({error.sender}), so Sluice changed "
+            "nothing. Open Sluice at its own address and try again."
+        )
+        if request.url.path.startswith("/ui/"):
+            return JSONResponse({"detail": message}, status_code=403)
+        return render.public_page(
+            "error.html", status=403, title="Request refused", message=message
+        )

@@ -49,6 +49,7 @@ async def login(
     login_token: Annotated[str, Form(max_length=100)] = "",
     next: Annotated[str, Form(max_length=2000)] = "/",
 ):
+    auth.check_origin(request)
     sluice = sluice_of(request)
     next_url = auth.safe_next(next)
     throttle: LoginThrottle = request.app.state.login_throttle
@@ -86,7 +87,9 @@ async def login(
 
 @router.post("/logout")
 def logout(request: Request, csrf: Annotated[str, Form(max_length=100)] = ""):
+    """Log out: this browser, and every other session of the admin user."""
     auth.check_csrf(request, csrf)
+    sluice_of(request).credentials.end_logins()
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(auth.COOKIE, path="/")
     return response
