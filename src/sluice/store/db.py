@@ -18,8 +18,6 @@ from pathlib import Path
 
 import orjson
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger(__name__)
@@ -100,7 +98,16 @@ class Database:
             yield conn
 
     def upgrade(self) -> None:
-        """Apply every schema migration not applied yet."""
+        """Apply every schema migration not applied yet.
+
+        A database already at the newest revision is recognised with one query, without
+        loading Alembic (a quarter of a second of imports that every `sluice` command
+        would otherwise pay)."""
+        if self.schema_revision() == head_revision():
+            return
+        from alembic import command
+        from alembic.config import Config
+
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.connect() as conn:
@@ -116,6 +123,15 @@ class Database:
                 config.attributes["connection"] = conn
                 command.upgrade(config, "head")
 
+    def schema_revision(self) -> str | None:
+        """The revision Alembic recorded in this database; None when it has none yet
+        (a new database) or cannot be read."""
+        try:
+            with self.read() as conn:
+                return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+            return None  # no such table yet; a database that is away fails again in upgrade
+
     def ping(self) -> bool:
         try:
             with self.read() as conn:
@@ -126,6 +142,13 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def head_revision() -> str:
+    """The newest migration's revision. Migrations are named `NNNN_what.py` and their
+    revision is `NNNN` (tests/test_migrations.py checks this against Alembic's own
+    reading of the scripts)."""
+    return max(path.name[:4] for path in (MIGRATIONS / "versions").glob("[0-9]" * 4 + "_*.py"))
 
 
 def retrying(operation, *, attempts: int = len(_RETRY_DELAYS) + 1):
