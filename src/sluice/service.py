@@ -6,13 +6,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import partial
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from sluice import views
-from sluice.audience import Audience
 from sluice.clock import Clock, SystemClock
 from sluice.credentials import Credentials
 from sluice.definitions.model import FlowDefinition
@@ -41,8 +40,9 @@ from sluice.store.schema import (
 )
 
 if TYPE_CHECKING:
-    # Imported where used: the delivery and worker modules bring aiohttp, psycopg and
-    # Prometheus, which short-lived `sluice` commands never need.
+    # Imported where used: the audience, delivery and worker modules bring html2text,
+    # aiohttp, psycopg and Prometheus, which short-lived `sluice` commands never need.
+    from sluice.audience import Audience
     from sluice.delivery.dispatcher import Dispatcher
     from sluice.delivery.tracking import Tracker
     from sluice.worker.loop import Worker
@@ -86,8 +86,14 @@ class Sluice:
         self.db = Database(settings.database_url, pool_size=settings.db_pool_size)
         self.catalog = Catalog()
         self.credentials = Credentials(self.db, settings)
-        self.audience = Audience(self)
         self._workers: list[Worker] = []
+
+    @cached_property
+    def audience(self) -> Audience:
+        """Bento's subscriber operations (imports, commands, broadcasts), for the API."""
+        from sluice.audience import Audience
+
+        return Audience(self)
 
     # -- lifecycle --------------------------------------------------------------
 
