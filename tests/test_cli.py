@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -389,4 +391,16 @@ def test_simulate_counts_offsets_from_the_scripts_start(cli, tmp_path):
     assert done.stderr.startswith(
         "error: events[1].at: 2026-05-01T09:00:00Z is before events[0] (2026-05-02T09:00:00Z)"
     )
+    assert len(done.stderr.splitlines()) == 1
+
+
+def test_a_database_of_a_newer_sluice_is_one_line(tmp_path):
+    env = {**os.environ, "SLUICE_DATABASE_URL": f"sqlite:///{tmp_path}/sluice.db"}
+    run = functools.partial(subprocess.run, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run([SLUICE, "db", "upgrade"]).returncode == 0
+    with sqlite3.connect(tmp_path / "sluice.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    done = run([SLUICE, "flows", "list"])
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: the database is at schema revision 9999, newer than")
     assert len(done.stderr.splitlines()) == 1

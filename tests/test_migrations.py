@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -11,7 +12,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from sluice.store.db import MIGRATIONS, Database, head_revision
+from sluice.store.db import MIGRATIONS, Database, NewerSchema, head_revision
 from sluice.store.schema import metadata, visitors
 
 
@@ -78,4 +79,15 @@ def test_sqlite_tables_rebuilt_for_autoincrement_keep_their_rows(tmp_path):
             .returning(visitors.c.id)
         ).scalar_one()
     assert new == 4
+    db.dispose()
+
+
+def test_a_database_migrated_by_a_newer_sluice_is_refused_untouched(tmp_path):
+    db = Database(f"sqlite:///{tmp_path}/newer.db")
+    db.upgrade()
+    with db.write() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(NewerSchema, match="schema revision 9999, newer than this Sluice"):
+        db.upgrade()
+    assert db.schema_revision() == "9999"
     db.dispose()

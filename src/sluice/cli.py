@@ -123,10 +123,13 @@ def main(ctx: click.Context, database_url: str) -> None:
 
 def open_app(ctx: click.Context) -> Sluice:
     from sluice.service import Sluice
-    from sluice.store.db import retrying
+    from sluice.store.db import NewerSchema, retrying
 
     app = Sluice(ctx.find_root().obj)
-    retrying(app.upgrade)  # a database that is briefly away is waited for
+    try:
+        retrying(app.upgrade)  # a database that is briefly away is waited for
+    except NewerSchema as error:
+        raise UserError(f"{error} ({database_label()})") from None
     ctx.call_on_close(app.close)
     return app
 

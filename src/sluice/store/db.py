@@ -31,6 +31,10 @@ def _json_dumps(value) -> str:
     return orjson.dumps(value).decode()
 
 
+class NewerSchema(RuntimeError):
+    """The database was migrated by a newer Sluice than this one."""
+
+
 def normalise_url(url: str) -> str:
     """`postgresql://` means psycopg 3 here; SQLite URLs are taken as they are."""
     for prefix in ("postgresql://", "postgres://"):
@@ -102,9 +106,15 @@ class Database:
 
         A database already at the newest revision is recognised with one query, without
         loading Alembic (a quarter of a second of imports that every `sluice` command
-        would otherwise pay)."""
-        if self.schema_revision() == head_revision():
+        would otherwise pay). Raises NewerSchema for a database a newer Sluice migrated."""
+        revision, head = self.schema_revision(), head_revision()
+        if revision == head:
             return
+        if revision is not None and revision > head:
+            raise NewerSchema(
+                f"the database is at schema revision {revision}, newer than this Sluice "
+                f"knows ({head}): run a Sluice at least as new as the one that migrated it"
+            )
         from alembic import command
         from alembic.config import Config
 
