@@ -27,7 +27,7 @@ from sluice.store.db import Database
 from sluice.store.ingest import IncomingEvent
 from sluice.store.schema import metadata
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "sluice" / "ui" / "examples"
 RESTART_POSTGRES = bool(os.environ.get("SLUICE_TEST_RESTART_POSTGRES"))
 """Fault tests restart the whole server (CI); otherwise they cut this run's database
 off for a while, which leaves other users of a shared server alone."""

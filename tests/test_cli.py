@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import click
 import httpx
 import pytest
 
 from conftest import EXAMPLES
+from sluice.cli import main
 
 SLUICE = str(Path(sys.executable).parent / "sluice")
 
@@ -225,3 +229,200 @@ def test_serve_answers_health_checks_and_runs_the_embedded_worker(cli, tmp_path)
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
+
+
+def test_send_prints_the_ids_of_the_sessions_it_started(cli, tmp_path):
+    flows = tmp_path / "flows.yaml"
+    flows.write_text(
+        "key: first\ntrigger: {event: go}\nsteps: [{wait: 1d}]\n---\n"
+        "key: second\ntrigger: {event: go}\nsteps: [{wait: 1d}]\n"
+    )
+    cli("flows", "apply", str(flows))
+    cli("flows", "on", "first")
+    cli("flows", "on", "second")
+    done = cli("send", "go", "--email", "ada@example.com")
+    ids = sorted(s["id"] for s in as_json(cli("sessions", "--json")))
+    assert len(ids) == 2
+    assert done.stdout == f"accepted; 2 sessions started: {ids[0]}, {ids[1]}\n"
+    sent = as_json(cli("send", "go", "--email", "bob@example.com", "--json"))
+    assert sent["accepted"] == 1 and len(sent["sessions_started"]) == 2
+    bobs = as_json(cli("sessions", "--email", "bob@example.com", "--json"))
+    assert sorted(sent["sessions_started"]) == sorted(s["id"] for s in bobs)
+    cli("flows", "off", "second")
+    [one] = as_json(cli("send", "go", "--email", "cy@example.com", "--json"))["sessions_started"]
+    assert cli("send", "other", "--email", "cy@example.com").stdout == (
+        "accepted; no sessions started\n"
+    )
+    assert as_json(cli("sessions", "--email", "cy@example.com", "--json"))[0]["id"] == one
+
+
+def _leaf_commands(group: click.Group, prefix: str = ""):
+    for name, command in group.commands.items():
+        path = f"{prefix}{name}"
+        if isinstance(command, click.Group):
+            if command.invoke_without_command:
+                yield path, command
+            yield from _leaf_commands(command, path + " ")
+        else:
+            yield path, command
+
+
+def test_every_command_that_prints_data_takes_json(cli):
+    without = {
+        path
+        for path, command in _leaf_commands(main)
+        if not any("--json" in getattr(p, "opts", ()) for p in command.params)
+    }
+    # These print a confirmation or run a server: no data to give as JSON.
+    assert without == {"db upgrade", "admin set-password", "serve", "worker"}
+    cli("send", "go", "--email", "ada@example.com", "--fields", '{"plan": "pro"}')
+    exported = as_json(cli("visitors", "export", "ada@example.com", "--json"))
+    assert exported["email"] == "ada@example.com" and exported["fields"] == {"plan": "pro"}
+    assert as_json(cli("webhook-secret", "--json"))["webhook_secret"].startswith("whsec_")
+    first = as_json(cli("keys", "rotate", "--json"))["secret_key"]
+    second = as_json(cli("keys", "rotate", "--json"))["secret_key"]
+    assert first != second and len(second) >= 32
+    assert set(as_json(cli("keys", "show", "--json"))) == {"site_uuid", "publishable_key"}
+
+
+def shown_database(database_url: str) -> str:
+    if database_url.startswith("sqlite:///"):
+        return f"sqlite:///{Path(database_url.removeprefix('sqlite:///')).resolve()}"
+    return database_url
+
+
+def test_a_command_that_finds_nothing_names_its_database(cli, database_url):
+    where = shown_database(database_url)
+    listed = cli("flows", "list")
+    assert listed.stdout == ""
+    assert listed.stderr == f"no flows in {where} (add some with: sluice flows apply FILE)\n"
+    assert as_json(cli("flows", "list", "--json")) == []
+    sessions = cli("sessions", "--json")
+    assert as_json(sessions) == [] and sessions.stderr == f"no sessions in {where}\n"
+    sent = cli("send", "go", "--email", "ada@example.com")
+    assert sent.stdout == "accepted; no sessions started\n"
+    assert sent.stderr == f"no flows in {where} (add some with: sluice flows apply FILE)\n"
+    filtered = cli("sessions", "--email", "nobody@example.com")
+    assert filtered.stderr == f"no matching sessions in {where}\n"
+    for args, message in [
+        (("flows", "show", "nope"), "unknown flow 'nope'"),
+        (("sessions", "show", "999"), "no session 999"),
+        (("visitors", "export", "who@example.com", "--json"), "no visitor with email"),
+    ]:
+        done = cli(*args, expect=1)
+        assert done.stderr.startswith(f"error: {message}")
+        assert done.stderr.endswith(f" in {where}\n")
+
+
+def test_a_newcomer_in_another_directory_is_told_which_database_is_empty(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "SLUICE_DATABASE_URL"}
+    done = subprocess.run(
+        [SLUICE, "flows", "list"], cwd=elsewhere, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0
+    database = elsewhere.resolve() / "sluice.db"
+    assert done.stderr == (
+        f"no flows in sqlite:///{database} (add some with: sluice flows apply FILE)\n"
+    )
+    assert database.exists()
+
+
+def modules_loaded(env: dict, cwd: Path, *args: str) -> set[str]:
+    """The top-level packages `sluice ARGS` has imported by the time it exits."""
+    record = cwd / "modules.txt"
+    code = (
+        "import atexit, sys\n"
+        "record = sys.argv.pop(1)\n"
+        "atexit.register(lambda: open(record, 'w').write("
+        "' '.join({m.split('.')[0] for m in sys.modules})))\n"
+        "from sluice.cli import main\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(record), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return set(record.read_text().split())
+
+
+def test_help_loads_no_database_web_or_template_library(tmp_path):
+    loaded = modules_loaded(dict(os.environ), tmp_path, "--help")
+    heavy = {"fastapi", "uvicorn", "aiohttp", "liquid", "alembic", "sqlalchemy", "rich"}
+    assert loaded & (heavy | {"pydantic", "psycopg", "yaml"}) == set()
+
+
+def test_send_loads_the_database_but_not_the_web_stack_or_migrations(cli, tmp_path):
+    flow = tmp_path / "f.yaml"
+    flow.write_text("key: f\ntrigger: {event: go}\nsteps: [{wait: 1d}]\n")
+    cli("flows", "apply", str(flow))
+    cli("flows", "on", "f")
+    loaded = modules_loaded(cli.env, tmp_path, "send", "go", "--email", "a@example.com")
+    assert {"sqlalchemy", "liquid"} <= loaded  # matching triggers needs the parsed flows
+    web = {"fastapi", "starlette", "uvicorn", "aiohttp", "aiosmtplib", "prometheus_client"}
+    assert loaded & (web | {"alembic", "rich", "html2text"}) == set()
+    assert as_json(cli("sessions", "--json"))[0]["email"] == "a@example.com"
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_exits(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [SLUICE, "serve", "--port", str(port)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"error: port {port} on 127.0.0.1 is in use; choose another with --port\n"
+    )
+    assert done.stdout == ""
+
+
+def test_simulate_counts_offsets_from_the_scripts_start(cli, tmp_path):
+    script = tmp_path / "script.yaml"
+    script.write_text(
+        "visitor: {email: sim@example.com}\n"
+        "events:\n"
+        "  - {at: '2026-05-01T09:00:00Z', type: checkout_started, details: {cart_id: c1}}\n"
+        "  - {at: '+3h', type: $purchase, details: {cart_id: c1}}\n"
+    )
+    flow = str(EXAMPLES / "abandoned-cart.yaml")
+    result = as_json(cli("simulate", flow, "--events", str(script), "--json"))
+    [session] = result["sessions"]
+    at = {entry["kind"]: entry["at"] for entry in session["timeline"]}
+    assert at["entered"] == "2026-05-01T09:00:00+00:00"
+    assert at["event_received"] == "2026-05-01T12:00:00+00:00"
+    script.write_text(
+        "visitor: {email: sim@example.com}\n"
+        "events:\n"
+        "  - {at: '+1d', type: checkout_started}\n"
+        "  - {at: '2026-05-01T09:00:00Z', type: $purchase}\n"
+    )
+    done = cli("simulate", flow, "--events", str(script), expect=1)
+    assert done.stderr.startswith(
+        "error: events[1].at: 2026-05-01T09:00:00Z is before events[0] (2026-05-02T09:00:00Z)"
+    )
+    assert len(done.stderr.splitlines()) == 1
+
+
+def test_a_database_of_a_newer_sluice_is_one_line(tmp_path):
+    env = {**os.environ, "SLUICE_DATABASE_URL": f"sqlite:///{tmp_path}/sluice.db"}
+    run = functools.partial(subprocess.run, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run([SLUICE, "db", "upgrade"]).returncode == 0
+    with sqlite3.connect(tmp_path / "sluice.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    done = run([SLUICE, "flows", "list"])
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: the database is at schema revision 9999, newer than")
+    assert len(done.stderr.splitlines()) == 1

@@ -22,7 +22,7 @@ from sluice.definitions.parse import (
     validate_template,
 )
 
-EXAMPLES = Path(__file__).parents[1].parent / "shared" / "examples"
+EXAMPLES = Path(__file__).parents[1] / "src" / "sluice" / "ui" / "examples"
 
 
 def flow(*steps, **top):

@@ -56,3 +56,10 @@ def test_readme_opens_with_make_run_and_make_test():
     opening = README.read_text().splitlines()[:15]
     assert any(line.startswith("make run") for line in opening)
     assert any(line.startswith("make test") for line in opening)
+
+
+def test_the_readme_tour_uses_only_files_in_the_repository():
+    text = README.read_text()
+    assert "src/sluice/ui/examples/" in text and "shared/examples" not in text
+    for path in re.findall(r"(?<![\w/.])((?:src|docs|tests)/[\w./-]*\w/?)", text):
+        assert (ROOT / path).exists(), f"README names {path}, which a clone lacks"

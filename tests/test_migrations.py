@@ -5,16 +5,18 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from sluice.audience import TransactionalEmail
 from sluice.service import Sluice
 from sluice.settings import Settings
-from sluice.store.db import MIGRATIONS, Database
+from sluice.store.db import MIGRATIONS, Database, NewerSchema, head_revision
 from sluice.store.schema import metadata, suppressions, visitors
 
 
@@ -24,8 +26,17 @@ def test_migrations_produce_the_declared_schema(database_url):
     with db.engine.connect() as conn:
         context = MigrationContext.configure(conn)
         differences = compare_metadata(context, metadata)
+    assert db.schema_revision() == head_revision()
     db.dispose()
     assert differences == []
+
+
+def test_the_quick_schema_check_knows_the_newest_migration():
+    """`Database.upgrade` skips Alembic when the database is at `head_revision()`,
+    which reads the migration file names; Alembic reads the scripts themselves."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert head_revision() == ScriptDirectory.from_config(config).get_current_head()
 
 
 def test_sqlite_tables_rebuilt_for_autoincrement_keep_their_rows(tmp_path):
@@ -121,3 +132,14 @@ def test_visitors_keyed_by_a_unicode_domain_are_found_by_either_form_after_0005(
         }
     finally:
         app.close()
+
+
+def test_a_database_migrated_by_a_newer_sluice_is_refused_untouched(tmp_path):
+    db = Database(f"sqlite:///{tmp_path}/newer.db")
+    db.upgrade()
+    with db.write() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(NewerSchema, match="schema revision 9999, newer than this Sluice"):
+        db.upgrade()
+    assert db.schema_revision() == "9999"
+    db.dispose()

@@ -2,32 +2,32 @@
 
 Every command that prints data takes `--json` and then prints exactly one JSON
 document. User mistakes end in one line on stderr and exit status 1 (2 for usage).
+A command that finds nothing says, on stderr, which database it looked in.
+
+Each command imports what it needs when it runs: the module itself loads only click,
+so `sluice --help` is instant and `sluice send` pays for the database and flow
+matching but not for the web stack, delivery or migrations (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
-from rich.console import Console
-from rich.table import Table
 
-from sluice.definitions.parse import DefinitionError, load_documents
-from sluice.edge import EventInput, InvalidInput
-from sluice.records import FlowStatus
-from sluice.service import Sluice, VisitorNotFound
 from sluice.settings import Settings
-from sluice.store.db import retrying
-from sluice.store.flows import UnknownFlow, as_yaml
-from sluice.store.sessions import InvalidSessionState, SessionNotFound
 
-console = Console()
-progress_console = Console(stderr=True)  # progress never mixes with --json on stdout
+if TYPE_CHECKING:
+    from sluice.definitions.parse import DefinitionError
+    from sluice.service import Sluice
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 
 EXAMPLES = """
@@ -52,9 +52,16 @@ class UserError(click.ClickException):
 def _errors_as_user_errors(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from sluice.service import VisitorNotFound
+        from sluice.store.flows import UnknownFlow
+        from sluice.store.sessions import InvalidSessionState, SessionNotFound
+
         try:
             return command(*args, **kwargs)
-        except (UnknownFlow, VisitorNotFound, SessionNotFound, InvalidSessionState) as error:
+        except (UnknownFlow, VisitorNotFound, SessionNotFound) as error:
+            message = error.args[0] if error.args else error
+            raise UserError(f"{message} in {database_label()}") from error
+        except InvalidSessionState as error:
             raise UserError(str(error.args[0] if error.args else error)) from error
 
     return wrapper
@@ -62,6 +69,43 @@ def _errors_as_user_errors(command):
 
 def emit(data: Any) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def print_table(columns: Iterable[str], rows: Iterable[Iterable[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+@contextmanager
+def progress(message: str) -> Iterator[None]:
+    """A spinner on stderr, so it never mixes with --json on stdout."""
+    from rich.console import Console
+
+    with Console(stderr=True).status(message):
+        yield
+
+
+def database_label() -> str:
+    """The database this command uses, as a URL a user can recognise: a SQLite path
+    made absolute (`sluice.db` is relative to the working directory), a password hidden."""
+    url = click.get_current_context().find_root().obj.database_url
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        return url if path in ("", ":memory:") else f"sqlite:///{Path(path).resolve()}"
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def nothing_found(what: str, remedy: str = "") -> None:
+    """Tell, on stderr, that `what` is missing and where we looked: a newcomer in
+    another directory would otherwise wonder where their data went."""
+    click.echo(f"{what} in {database_label()}" + (f" ({remedy})" if remedy else ""), err=True)
 
 
 @click.group(help="Sluice: customer-automation flows you own." + EXAMPLES)
@@ -81,8 +125,14 @@ def main(ctx: click.Context, database_url: str) -> None:
 
 
 def open_app(ctx: click.Context) -> Sluice:
+    from sluice.service import Sluice
+    from sluice.store.db import NewerSchema, retrying
+
     app = Sluice(ctx.find_root().obj)
-    retrying(app.upgrade)  # a database that is briefly away is waited for
+    try:
+        retrying(app.upgrade)  # a database that is briefly away is waited for
+    except NewerSchema as error:
+        raise UserError(f"{error} ({database_label()})") from None
     ctx.call_on_close(app.close)
     return app
 
@@ -112,6 +162,8 @@ def flows() -> None:
 
 
 def read_documents(paths: tuple[str, ...]) -> list[tuple[str, dict]]:
+    from sluice.definitions.parse import DefinitionError, load_documents
+
     documents, problems = [], []
     for path in _definition_files(paths):
         try:
@@ -160,6 +212,8 @@ def _report_problems(error: DefinitionError, as_json: bool) -> None:
 @click.pass_context
 def flows_validate(ctx, paths, as_json) -> None:
     """Validate definitions without saving them."""
+    from sluice.definitions.parse import DefinitionError
+
     app = open_app(ctx)
     try:
         found_flows, found_templates = app.validate(read_documents(paths))
@@ -178,9 +232,11 @@ def flows_validate(ctx, paths, as_json) -> None:
 @click.pass_context
 def flows_apply(ctx, paths, dry_run, as_json) -> None:
     """Validate and save definitions (a new version only where something changed)."""
+    from sluice.definitions.parse import DefinitionError
+
     app = open_app(ctx)
     try:
-        with progress_console.status("validating and saving definitions…"):
+        with progress("validating and saving definitions…"):
             report = app.apply(read_documents(paths), dry_run=dry_run)
     except DefinitionError as error:
         _report_problems(error, as_json)
@@ -206,17 +262,26 @@ def flows_apply(ctx, paths, dry_run, as_json) -> None:
 def flows_list(ctx, as_json) -> None:
     """Every flow with its status and session counts."""
     rows = open_app(ctx).list_flows()
+    if not rows:
+        nothing_found("no flows", "add some with: sluice flows apply FILE")
     if as_json:
         emit(rows)
         return
     if not rows:
-        click.echo("no flows yet: sluice flows apply FILE")
         return
-    table = Table("key", "name", "status", "version", "sessions")
-    for row in rows:
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(row["counts"].items())) or "-"
-        table.add_row(row["key"], row["name"], row["status"], str(row["version"]), counts)
-    console.print(table)
+    print_table(
+        ("key", "name", "status", "version", "sessions"),
+        (
+            (
+                row["key"],
+                row["name"],
+                row["status"],
+                str(row["version"]),
+                ", ".join(f"{k} {v}" for k, v in sorted(row["counts"].items())) or "-",
+            )
+            for row in rows
+        ),
+    )
 
 
 @flows.command("show")
@@ -226,6 +291,8 @@ def flows_list(ctx, as_json) -> None:
 @_errors_as_user_errors
 def flows_show(ctx, key, as_json) -> None:
     """One flow: definition, status, versions."""
+    from sluice.store.flows import as_yaml
+
     flow = open_app(ctx).show_flow(key)
     if as_json:
         emit(flow)
@@ -234,8 +301,10 @@ def flows_show(ctx, key, as_json) -> None:
     click.echo(as_yaml(flow["definition"]))
 
 
-def _switch(ctx, key: str, status: FlowStatus, as_json: bool) -> None:
-    flow = open_app(ctx).set_flow_status(key, status)
+def _switch(ctx, key: str, status: str, as_json: bool) -> None:
+    from sluice.records import FlowStatus
+
+    flow = open_app(ctx).set_flow_status(key, FlowStatus(status))
     if as_json:
         emit(flow)
     else:
@@ -249,7 +318,7 @@ def _switch(ctx, key: str, status: FlowStatus, as_json: bool) -> None:
 @_errors_as_user_errors
 def flows_on(ctx, key, as_json) -> None:
     """Turn a flow on: new sessions start; paused and stopped sessions resume."""
-    _switch(ctx, key, FlowStatus.ON, as_json)
+    _switch(ctx, key, "on", as_json)
 
 
 @flows.command("off")
@@ -259,7 +328,7 @@ def flows_on(ctx, key, as_json) -> None:
 @_errors_as_user_errors
 def flows_off(ctx, key, as_json) -> None:
     """Turn a flow off: its sessions pause where they are."""
-    _switch(ctx, key, FlowStatus.OFF, as_json)
+    _switch(ctx, key, "off", as_json)
 
 
 @flows.command("stats")
@@ -277,12 +346,12 @@ def flows_stats(ctx, key, as_json) -> None:
         f"{key} v{stats['version']}: {stats['sessions']} session(s), "
         f"{stats['goals']} goal(s), conversion {stats['conversion']:.1%}"
     )
-    table = Table("step", "kind", "here", "entered", "details")
+    rows = []
     for row in stats["steps"]:
         extra = {k: v for k, v in row.items() if k not in ("step", "kind", "here", "entered")}
         details = ", ".join(f"{k} {v}" for k, v in extra.items())
-        table.add_row(row["step"], row["kind"], str(row["here"]), str(row["entered"]), details)
-    console.print(table)
+        rows.append((row["step"], row["kind"], str(row["here"]), str(row["entered"]), details))
+    print_table(("step", "kind", "here", "entered", "details"), rows)
 
 
 @flows.command("changes")
@@ -325,7 +394,9 @@ def _json_object(value: str | None, name: str) -> dict | None:
 @json_option
 @click.pass_context
 def send(ctx, event_type, email, details, fields, as_json) -> None:
-    """Send an event for a visitor."""
+    """Send an event for a visitor; prints the sessions it started."""
+    from sluice.edge import EventInput, InvalidInput
+
     try:
         event = EventInput.checked(
             {
@@ -338,15 +409,42 @@ def send(ctx, event_type, email, details, fields, as_json) -> None:
         )
     except InvalidInput as error:
         raise UserError(str(error)) from error
-    result = open_app(ctx).send([event])
-    data = {"accepted": result.accepted, "sessions_started": result.sessions_started}
+    app = open_app(ctx)
+    result = app.send([event])
     if as_json:
-        emit(data)
+        emit(
+            {
+                "accepted": result.accepted,
+                "duplicates": result.duplicates,
+                "sessions_started": result.sessions_started,
+            }
+        )
     elif result.duplicates:
         click.echo("duplicate event (same idempotency key): ignored")
     else:
-        started = ", ".join(map(str, result.sessions_started)) or "none"
-        click.echo(f"accepted; sessions started: {started}")
+        click.echo(f"accepted; {_started(result.sessions_started)}")
+    if not result.sessions_started:
+        _say_if_no_flow_is_on(app)
+
+
+def _started(ids: list[int]) -> str:
+    """`no sessions started`, `1 session started: 14`, `2 sessions started: 14, 15`."""
+    if not ids:
+        return "no sessions started"
+    noun = "session" if len(ids) == 1 else "sessions"
+    return f"{len(ids)} {noun} started: {', '.join(map(str, ids))}"
+
+
+def _say_if_no_flow_is_on(app: Sluice) -> None:
+    from sluice.records import FlowStatus
+    from sluice.store.flows import list_flows
+
+    with app.db.read() as conn:
+        found = list_flows(conn)
+    if not found:
+        nothing_found("no flows", "add some with: sluice flows apply FILE")
+    elif all(flow.status != FlowStatus.ON for flow in found):
+        nothing_found("no flow is on", "turn one on with: sluice flows on KEY")
 
 
 # -- sessions ---------------------------------------------------------------------
@@ -367,24 +465,28 @@ def sessions(ctx, email, flow, status, limit, as_json) -> None:
     if ctx.invoked_subcommand:
         return
     rows = open_app(ctx).sessions(email=email, flow=flow, status=status, limit=limit)
+    if not rows:
+        filtered = email or flow or status
+        nothing_found("no matching sessions" if filtered else "no sessions")
     if as_json:
         emit(rows)
         return
     if not rows:
-        click.echo("no sessions")
         return
-    table = Table("id", "flow", "email", "status", "step", "started")
-    for row in rows:
-        status_text = row["status"] + (" (paused)" if row["paused"] else "")
-        table.add_row(
-            str(row["id"]),
-            row["flow"],
-            row["email"] or "-",
-            status_text,
-            row["step"] or "-",
-            row["started_at"],
-        )
-    console.print(table)
+    print_table(
+        ("id", "flow", "email", "status", "step", "started"),
+        (
+            (
+                str(row["id"]),
+                row["flow"],
+                row["email"] or "-",
+                row["status"] + (" (paused)" if row["paused"] else ""),
+                row["step"] or "-",
+                row["started_at"],
+            )
+            for row in rows
+        ),
+    )
 
 
 def print_session(session: dict) -> None:
@@ -453,11 +555,12 @@ def visitors_show(ctx, email, as_json) -> None:
 
 @visitors.command("export")
 @click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (always).")
 @click.pass_context
 @_errors_as_user_errors
-def visitors_export(ctx, email) -> None:
+def visitors_export(ctx, email, as_json) -> None:
     """Everything stored about a visitor, as JSON."""
-    with progress_console.status(f"exporting {email}…"):
+    with progress(f"exporting {email}…"):
         export = open_app(ctx).export_visitor(email)
     emit(export)
 
@@ -499,8 +602,9 @@ def keys_show(ctx, as_json) -> None:
 
 
 @keys.command("rotate")
+@json_option
 @click.pass_context
-def keys_rotate(ctx) -> None:
+def keys_rotate(ctx, as_json) -> None:
     """Replace the secret key; the old one stops working. Prints the new one once."""
     from sluice.credentials import ReadOnlySetting
 
@@ -508,7 +612,10 @@ def keys_rotate(ctx) -> None:
         secret = open_app(ctx).credentials.rotate_secret_key()
     except ReadOnlySetting as error:
         raise UserError(str(error)) from error
-    click.echo(f"new secret key (shown only now): {secret}")
+    if as_json:
+        emit({"secret_key": secret})
+    else:
+        click.echo(f"new secret key (shown only now): {secret}")
 
 
 @main.group()
@@ -540,10 +647,15 @@ def admin_set_password(ctx, password) -> None:
 
 
 @main.command("webhook-secret")
+@json_option
 @click.pass_context
-def webhook_secret(ctx) -> None:
+def webhook_secret(ctx, as_json) -> None:
     """Print the secret that signs webhooks (give it to the receivers to verify them)."""
-    click.echo(open_app(ctx).webhook_secret())
+    secret = open_app(ctx).webhook_secret()
+    if as_json:
+        emit({"webhook_secret": secret})
+    else:
+        click.echo(secret)
 
 
 # -- simulation, workers, server ------------------------------------------------------
@@ -555,13 +667,17 @@ def webhook_secret(ctx) -> None:
 @json_option
 @click.pass_context
 def simulate(ctx, path, script_path, as_json) -> None:
-    """Run a flow against a scripted visitor on a virtual clock; nothing is stored or sent."""
+    """Run a flow against a scripted visitor on a virtual clock; nothing is stored or sent.
+
+    The simulation starts at the script's first absolute `at`, or now when there is
+    none; every `+offset` counts from that start."""
+    from sluice.definitions.parse import DefinitionError, load_documents
     from sluice.simulate import ScriptError, simulate_flow
 
     try:
         documents = read_documents((path,))
         script = load_documents(Path(script_path).read_text(), script_path)[0]
-        with progress_console.status("simulating on a virtual clock…"):
+        with progress("simulating on a virtual clock…"):
             result = simulate_flow(documents, script, stored=open_app(ctx))
     except DefinitionError as error:
         _report_problems(error, as_json)
@@ -606,11 +722,15 @@ def worker(ctx, concurrency, lease, metrics_port) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--no-worker", is_flag=True, help="Serve HTTP only; workers run elsewhere.")
 @click.pass_context
 def serve(ctx, host, port, no_worker) -> None:
     """Run the HTTP server with an embedded worker."""
-    from sluice.processes import run_server
+    from sluice.processes import CannotListen, listen, run_server
 
-    run_server(open_app(ctx), host=host, port=port, with_worker=not no_worker)
+    try:
+        sock = listen(host, port)  # first: a port in use is told before anything starts
+    except CannotListen as error:
+        raise UserError(str(error)) from None
+    run_server(open_app(ctx), sock=sock, with_worker=not no_worker)

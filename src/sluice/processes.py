@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import signal
+import socket
 import threading
 
 import uvicorn
@@ -49,6 +51,35 @@ def print_new_credentials(generated: dict[str, str]) -> None:
         print("  (web UI user: admin; change it with `sluice admin set-password`)", flush=True)
     if "secret_key" in generated:
         print("  (replace the secret key with `sluice keys rotate`)", flush=True)
+
+
+class CannotListen(OSError):
+    """The server's address cannot be bound: the port is in use, the host is not one
+    of this machine's, or a port below 1024 needs privileges."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to `host`:`port`, for uvicorn to serve on. Bound before the
+    process starts anything else, so a port in use is one clear error at once; raises
+    CannotListen."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as error:
+        raise CannotListen(f"cannot resolve host {host!r}: {error.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    try:
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise CannotListen(
+                f"port {port} on {host} is in use; choose another with --port"
+            ) from None
+        raise CannotListen(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    return sock
 
 
 def _settle_garbage_collector() -> None:
@@ -102,7 +133,8 @@ def run_worker(app: Sluice, *, concurrency: int, metrics_port: int | None = None
     dispatching.join(timeout=DISPATCHER_DRAIN_SECONDS)
 
 
-def run_server(app: Sluice, *, host: str, port: int, with_worker: bool) -> None:
+def run_server(app: Sluice, *, sock: socket.socket, with_worker: bool) -> None:
+    """Serve HTTP on `sock` (from `listen`) until SIGINT or SIGTERM."""
     _logging()
     worker = app.worker() if with_worker else None
     thread = dispatcher = dispatching = None
@@ -111,6 +143,8 @@ def run_server(app: Sluice, *, host: str, port: int, with_worker: bool) -> None:
         thread.start()
         dispatcher, dispatching = _start_dispatcher(app, worker, in_flight=500)
     generated = app.credentials.ensure()
+    host, port = sock.getsockname()[:2]
+    host = f"[{host}]" if ":" in host else host
     print(f"Sluice is running at http://{host}:{port}/", flush=True)
     print_new_credentials(generated)
     web = create_app(app)
@@ -120,16 +154,15 @@ def run_server(app: Sluice, *, host: str, port: int, with_worker: bool) -> None:
         header_timeout=app.settings.request_header_timeout,
         body_timeout=app.settings.request_body_timeout,
     )
+    config = uvicorn.Config(
+        web,
+        http=protocol,
+        log_level="warning",
+        # Open live streams must not hold a stopping server for ever.
+        timeout_graceful_shutdown=STREAMS_DRAIN_SECONDS,
+    )
     try:
-        uvicorn.run(
-            web,
-            host=host,
-            port=port,
-            http=protocol,
-            log_level="warning",
-            # Open live streams must not hold a stopping server for ever.
-            timeout_graceful_shutdown=STREAMS_DRAIN_SECONDS,
-        )
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
         if worker:
             worker.stop()

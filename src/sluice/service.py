@@ -6,21 +6,16 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import partial
-from typing import Any
+from functools import cached_property, partial
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from sluice import views
-from sluice.audience import Audience
 from sluice.clock import Clock, SystemClock
 from sluice.credentials import Credentials
 from sluice.definitions.model import FlowDefinition
 from sluice.definitions.parse import validate_documents
-from sluice.delivery.dispatcher import Dispatcher
-from sluice.delivery.smtp import SmtpSender, SmtpServer
-from sluice.delivery.tracking import Tracker
-from sluice.delivery.webhooks import WebhookSender, standard_secret
 from sluice.engine.tree import FlowTree
 from sluice.engine.work import EngineConfig
 from sluice.links import email_hash
@@ -43,7 +38,14 @@ from sluice.store.schema import (
     timeline,
     visitors,
 )
-from sluice.worker.loop import Worker
+
+if TYPE_CHECKING:
+    # Imported where used: the audience, delivery and worker modules bring html2text,
+    # aiohttp, psycopg and Prometheus, which short-lived `sluice` commands never need.
+    from sluice.audience import Audience
+    from sluice.delivery.dispatcher import Dispatcher
+    from sluice.delivery.tracking import Tracker
+    from sluice.worker.loop import Worker
 
 _UNFINISHED = [s.value for s in UNFINISHED]
 
@@ -84,8 +86,14 @@ class Sluice:
         self.db = Database(settings.database_url, pool_size=settings.db_pool_size)
         self.catalog = Catalog()
         self.credentials = Credentials(self.db, settings)
-        self.audience = Audience(self)
         self._workers: list[Worker] = []
+
+    @cached_property
+    def audience(self) -> Audience:
+        """Bento's subscriber operations (imports, commands, broadcasts), for the API."""
+        from sluice.audience import Audience
+
+        return Audience(self)
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -108,6 +116,8 @@ class Sluice:
 
     def worker(self, **options) -> Worker:
         """A worker over this database; it is woken when this process makes work due."""
+        from sluice.worker.loop import Worker
+
         options.setdefault("lease", timedelta(seconds=self.settings.lease_seconds))
         worker = Worker(self.db, self.catalog, self.clock, self.engine_config(), **options)
         self._workers.append(worker)
@@ -120,6 +130,10 @@ class Sluice:
     def dispatcher(self, *, senders=None, in_flight: int = 500, **options) -> Dispatcher:
         """The dispatcher of pending deliveries, with the senders the settings call
         for: webhooks always, email when `SLUICE_SMTP_URL` is set."""
+        from sluice.delivery.dispatcher import Dispatcher
+        from sluice.delivery.smtp import SmtpSender, SmtpServer
+        from sluice.delivery.webhooks import WebhookSender
+
         if senders is None:
             senders = [
                 WebhookSender(
@@ -136,10 +150,14 @@ class Sluice:
 
     def tracker(self) -> Tracker:
         """Signs and reads the open and click links of emails."""
+        from sluice.delivery.tracking import Tracker
+
         return Tracker(self.settings.public_url, self.secret("signing_key").encode())
 
     def webhook_secret(self) -> str:
         """The webhook signing secret as receivers need it (`whsec_…`)."""
+        from sluice.delivery.webhooks import standard_secret
+
         return standard_secret(self.secret("webhook_secret"))
 
     def close(self) -> None:

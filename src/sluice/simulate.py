@@ -38,10 +38,16 @@ class ScriptError(ValueError):
 def simulate_flow(
     documents: list[tuple[str, dict]], script: Any, *, stored: Sluice | None = None
 ) -> dict[str, Any]:
-    start = (stored.clock if stored else SystemClock()).now().replace(microsecond=0)
-    visitor, events = _read_script(script, start)
+    """Run `documents` against `script` ({visitor: {email, fields?, tags?}, events:
+    [{at?, type, details?, fields?}]}) and return {"visitor", "sessions"} as they would
+    be. Raises ScriptError for an unusable script and DefinitionError for bad documents.
+
+    The simulation starts at the first absolute `at` in the script, or at the current
+    time when every `at` is an offset; each `+offset` counts from that start."""
+    now = (stored.clock if stored else SystemClock()).now().replace(microsecond=0)
+    visitor, start, events = _read_script(script, now)
     with tempfile.TemporaryDirectory() as scratch:
-        clock = FakeClock(min([start, *(at for at, _ in events)]))
+        clock = FakeClock(start)
         settings = Settings(
             database_url=f"sqlite:///{Path(scratch) / 'simulation.db'}",
             signing_key="simulation",
@@ -67,7 +73,8 @@ def simulate_flow(
             sim.close()
 
 
-def _read_script(script: Any, start: datetime):
+def _read_script(script: Any, now: datetime):
+    """The visitor, the start, and the events with their times, in script order."""
     if not isinstance(script, dict):
         raise ScriptError("the event script must be a mapping with 'visitor' and 'events'")
     visitor = script.get("visitor")
@@ -80,11 +87,21 @@ def _read_script(script: Any, start: datetime):
     raw_events = script.get("events", [])
     if not isinstance(raw_events, list):
         raise ScriptError("events: must be a list")
-    events = []
     for index, raw in enumerate(raw_events):
         if not isinstance(raw, dict):
             raise ScriptError(f"events[{index}]: must be a mapping")
+    start = _start(raw_events, now)
+    events: list[tuple[datetime, EventInput]] = []
+    for index, raw in enumerate(raw_events):
         at = _when(raw.get("at", "+0s"), start, index)
+        if events and at < events[-1][0]:
+            # A script reads as a story: an event before the one above it is a mistake
+            # (an offset counted from the wrong event, a typo), not a reordering.
+            raise ScriptError(
+                f"events[{index}].at: {_iso(at)} is before events[{index - 1}] "
+                f"({_iso(events[-1][0])}); list events in time order "
+                f"(+offsets count from the start, {_iso(start)})"
+            )
         data = {k: v for k, v in raw.items() if k != "at"}
         data.setdefault("email", visitor["email"])
         data["date"] = at
@@ -92,17 +109,34 @@ def _read_script(script: Any, start: datetime):
             events.append((at, EventInput.checked(data, source="simulation")))
         except InvalidInput as error:
             raise ScriptError(f"events[{index}]: {error}") from None
-    events.sort(key=lambda pair: pair[0])
-    return visitor, events
+    return visitor, start, events
+
+
+def _start(raw_events: list[dict], now: datetime) -> datetime:
+    """The first absolute `at` of the script, else `now`."""
+    for index, raw in enumerate(raw_events):
+        value = raw.get("at", "+0s")
+        if not (isinstance(value, str) and _OFFSET.match(value)):
+            return _when(value, now, index)
+    return now
 
 
 def _when(value: Any, start: datetime, index: int) -> datetime:
     try:
         if isinstance(value, str) and (offset := _OFFSET.match(value)):
-            return start + parse_duration(offset.group(1))
-        return parse_instant(value)
+            at = start + parse_duration(offset.group(1))
+        else:
+            at = parse_instant(value)
+        at + HORIZON  # raises OverflowError unless the clock can run on past it
+        return at
     except ValueError as error:
         raise ScriptError(f"events[{index}].at: {error}") from None
+    except OverflowError:
+        raise ScriptError(f"events[{index}].at: {value!r} is too far in the future") from None
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
 
 
 def _prepare(sim: Sluice, documents, stored: Sluice | None, visitor: dict) -> None:
