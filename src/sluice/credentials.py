@@ -148,7 +148,9 @@ class Credentials:
         return self._check("secret_key", secret_key)
 
     def check_admin_password(self, password: str) -> bool:
-        return self._check("admin_password", password)
+        # Logins are rare: the stored hash is read afresh, so a password set by
+        # `sluice admin set-password` in another process counts at once.
+        return self._check("admin_password", password, fresh=True)
 
     def login_generation(self) -> str:
         """The current generation of web UI logins ("" before the first logout): a
@@ -165,11 +167,11 @@ class Credentials:
         """End every web UI session: cookies issued until now stop working."""
         self._store({LOGIN_GENERATION: _token(12)})
 
-    def _check(self, name: str, presented: str) -> bool:
+    def _check(self, name: str, presented: str, *, fresh: bool = False) -> bool:
         configured = getattr(self.settings, name)
         if configured:
             return hmac.compare_digest(presented.encode(), configured.encode())
-        encoded = self._stored_values().get(HASHED[name])
+        encoded = self._stored_values(fresh=fresh).get(HASHED[name])
         if encoded is None:
             return False  # never generated: `sluice serve` does it on first start
         # scrypt is slow on purpose; a key already verified against this very hash
