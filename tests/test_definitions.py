@@ -154,7 +154,7 @@ def test_a_definition_with_many_faults_lists_every_one():
         "steps[3].webhook.url: expected an http:// or https:// URL",
         "steps[3].webhook.method: invalid value 'FETCH' (use GET, POST, PUT, PATCH or DELETE)",
         "steps[3].webhook.retries: must be at least 1",
-        "steps[4].split[0].weight: must be at least 1",
+        "steps[4].split: at least one branch needs a weight above 0",
         "steps[5].email.template: unknown template 'missing'",
         "steps[6].exit: expected true or a mapping with a 'reason'",
         "steps[7].subscribe: expected true",

@@ -8,6 +8,9 @@ own reference. The sandbox differs from stock Liquid in these ways:
 - An unknown filter is a compile error (python-liquid would only fail at render time).
 - Limits: 10,000 loop iterations, 1 MiB of output, 1 MiB of `assign`/`capture` data,
   20 levels of nested blocks. Exceeding one is a `TemplateError` at render time.
+- A condition, and the expression of each template tag, nests at most
+  `limits.MAX_EXPRESSION_DEPTH` levels: checked on the text before it is parsed, since
+  parsing and evaluating recurse once per level.
 - A missing variable renders as empty and compares as `nil`.
 
 The context the engine renders with (SPEC §2.5):
@@ -79,6 +82,7 @@ from liquid.token import (
     Token,
 )
 
+from sluice.definitions.limits import expression_problem, template_problem
 from sluice.definitions.values import item_loc, key_loc, to_jsonable
 
 
@@ -142,6 +146,13 @@ def _render_error(err: LiquidError) -> TemplateError:
     return TemplateError(f"Liquid error{at}: {err.message}")
 
 
+def _nesting_error(source: str, found: tuple[int, str]) -> TemplateError:
+    index, msg = found
+    line = source.count("\n", 0, index) + 1
+    col = index - (source.rfind("\n", 0, index) + 1) + 1
+    return TemplateError(f"Liquid syntax error at {line}:{col}: {msg}")
+
+
 def _has_markup(source: str) -> bool:
     return "{{" in source or "{%" in source
 
@@ -160,6 +171,9 @@ class Template:
         """Compile `source`; `TemplateError` on a syntax error or an unknown filter."""
         if not _has_markup(source):
             return cls(source)  # plain text: rendering returns it as is
+        too_deep = template_problem(source)
+        if too_deep:
+            raise _nesting_error(source, too_deep)
         try:
             bound = _ENV.from_string(source)
         except LiquidError as err:
@@ -219,6 +233,9 @@ class Condition:
     @classmethod
     def compile(cls, source: str) -> Condition:
         """Compile `source`; `TemplateError` on a syntax error."""
+        too_deep = expression_problem(source)
+        if too_deep:
+            raise _nesting_error(source, too_deep)
         try:
             origin = Token(TOKEN_EXPRESSION, source, 0, source)
             tokens = TokenStream(tokenize(source, parent_token=origin))
