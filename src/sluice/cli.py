@@ -17,7 +17,8 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from sluice.definitions.parse import DefinitionError, load_documents
+from sluice.definitions.limits import text_size_problem
+from sluice.definitions.parse import DefinitionError, Problem, load_documents
 from sluice.edge import EventInput, InvalidInput
 from sluice.records import FlowStatus
 from sluice.service import Sluice, VisitorNotFound
@@ -111,6 +112,10 @@ def flows() -> None:
 def read_documents(paths: tuple[str, ...]) -> list[tuple[str, dict]]:
     documents, problems = [], []
     for path in _definition_files(paths):
+        too_large = text_size_problem(path.stat().st_size)
+        if too_large:  # said before reading it
+            problems.append(Problem(path.name, too_large))
+            continue
         try:
             found = load_documents(path.read_text(), path.name)
             names = (

@@ -50,26 +50,35 @@ def text_problem(text: str) -> str | None:
     # Each character is at least one byte: most texts need no encoding to pass.
     if len(text) <= MAX_TEXT_BYTES // 4:
         return None
-    size = len(text.encode("utf-8", "surrogatepass"))
+    return text_size_problem(len(text.encode("utf-8", "surrogatepass")))
+
+
+def text_size_problem(size: int) -> str | None:
+    """Why a text of `size` bytes is too large to be read as definitions, or None (for
+    a file, before reading it)."""
     if size <= MAX_TEXT_BYTES:
         return None
     return f"the text is {size_text(size)}; at most {size_text(MAX_TEXT_BYTES)} can be read at once"
 
 
 def document_problem(document: Any) -> tuple[str, str] | None:
-    """`(loc, msg)` when a parsed document is nested too deeply or too large, else None.
+    """`(loc, msg)` when a parsed document is too large or nested too deeply, else None.
 
-    Depth is checked first, without recursion, so that nothing recursive (the size
-    measure included) ever sees a document deeper than `MAX_DEPTH`."""
-    deep = _too_deep(document)
-    if deep is not None:
-        return deep, f"nested more than {MAX_DEPTH} levels deep (at most {MAX_DEPTH})"
-    size = len(orjson.dumps(document, default=str, option=orjson.OPT_NON_STR_KEYS))
+    The size comes first: orjson measures it at C speed, and refuses (TypeError) any
+    document deeper than it can handle, long before Python's own recursion would fail.
+    Only then is the depth walked, without recursion, over at most `MAX_DOCUMENT_BYTES`."""
+    try:
+        size = len(orjson.dumps(document, default=str, option=orjson.OPT_NON_STR_KEYS))
+    except TypeError:  # more than 254 levels: too deep, found by the walk below
+        size = 0
     if size > MAX_DOCUMENT_BYTES:
         return "", (
             f"the definition is {size_text(size)} as JSON; "
             f"at most {size_text(MAX_DOCUMENT_BYTES)}"
         )
+    deep = _too_deep(document)
+    if deep is not None:
+        return deep, f"nested more than {MAX_DEPTH} levels deep (at most {MAX_DEPTH})"
     return None
 
 

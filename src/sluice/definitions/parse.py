@@ -118,7 +118,19 @@ def _parse(text: str, name: str) -> list[Any]:
         _refuse_aliases_and_depth(text, name)
         return [doc for doc in yaml.load_all(text, Loader=_Loader) if doc is not None]
     except yaml.YAMLError as err:
+        if getattr(err, "problem", None) == _LIBYAML_TOO_DEEP:
+            where = _position(err.problem_mark)
+            raise DefinitionError([Problem(name, _too_deep_message(where))]) from None
         raise DefinitionSyntaxError([Problem(name, _yaml_message(err))]) from err
+
+
+# libyaml reads up to 1,024 characters ahead of the events it hands out, so it may
+# meet its own limit (1,000 levels) before our count of events passes ours.
+_LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"
+
+
+def _too_deep_message(where: str) -> str:
+    return f"YAML nested more than {MAX_DEPTH} levels deep at {where}"
 
 
 def _checked_json(text: str, name: str) -> Any:
@@ -156,9 +168,7 @@ def _refuse_aliases_and_depth(text: str, name: str) -> None:
             depth += 1
             if depth > MAX_DEPTH:
                 where = _position(event.start_mark)
-                raise DefinitionError(
-                    [Problem(name, f"YAML nested more than {MAX_DEPTH} levels deep at {where}")]
-                )
+                raise DefinitionError([Problem(name, _too_deep_message(where))])
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
 

@@ -242,12 +242,12 @@ class StepReader:
     def _retries(self, value: Any, loc: str) -> RetryPolicy:
         """`retries: N` attempts, or `{attempts: N, backoff: 30s}`."""
         attempts = partial(self.check.integer, minimum=1)
-        if not isinstance(value, dict):
-            return RetryPolicy(attempts=attempts(value, loc))
-        raw = self.check.mapping(value, loc, optional=("attempts", "backoff")) or {}
-        policy = RetryPolicy(
-            **read_keys(raw, loc, {"attempts": attempts, "backoff": self.check.duration})
-        )
+        if isinstance(value, dict):
+            raw = self.check.mapping(value, loc, optional=("attempts", "backoff")) or {}
+            readers = {"attempts": attempts, "backoff": self.check.duration}
+            policy = RetryPolicy(**read_keys(raw, loc, readers))
+        else:
+            policy = RetryPolicy(attempts=attempts(value, loc))
         if policy.attempts and policy.backoff:
             self._check_longest_delay(policy, loc)
         return policy
@@ -262,11 +262,10 @@ class StepReader:
         if longest > MAX_DURATION.total_seconds():
             self.check.add(
                 loc,
-                f"{policy.attempts} attempts with a backoff of "
-                f"{format_duration(policy.backoff)} would wait "
-                f"{format_duration(policy.backoff)} × 2^{doublings} before the last one, "
-                f"more than {format_duration(MAX_DURATION)} (10 years): use fewer attempts "
-                "or a shorter backoff",
+                f"{policy.attempts} attempts with a backoff of {format_duration(policy.backoff)}"
+                " (doubled after each attempt) would wait more than "
+                f"{format_duration(MAX_DURATION)} (10 years) before the last one: use fewer "
+                "attempts or a shorter backoff",
             )
 
     def _tag(self, value: Any, loc: str) -> TagAction:
