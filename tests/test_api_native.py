@@ -408,7 +408,10 @@ def test_flows_and_templates_are_applied_together_as_the_cli_does(api, driver):
 YAML = {"Content-Type": "application/yaml"}
 LAUGHS = (
     'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
-    + "".join(f"{b}: &{b} [{','.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi"))
+    + "".join(
+        f"{b}: &{b} [{','.join([f'*{a}'] * 9)}]\n"
+        for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+    )
     + "key: laughs\ntrigger: {event: go}\nsteps: [{tag: {add: [*i]}}]\n"
 )
 

@@ -210,7 +210,8 @@ def test_definitions_beyond_the_limits_are_one_line_errors_without_traceback(cli
     laughs.write_text(
         'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
         + "".join(
-            f"{b}: &{b} [{','.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi")
+            f"{b}: &{b} [{','.join([f'*{a}'] * 9)}]\n"
+            for a, b in zip("abcdefgh", "bcdefghi", strict=True)
         )
         + "key: laughs\ntrigger: {event: go}\nsteps: [{tag: {add: [*i]}}]\n"
     )

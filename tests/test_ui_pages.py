@@ -435,7 +435,8 @@ def test_the_editor_check_refuses_definitions_beyond_the_limits_at_their_line(br
         "key: laughs\ntrigger: {event: go}\n"
         'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
         + "".join(
-            f"{b}: &{b} [{','.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi")
+            f"{b}: &{b} [{','.join([f'*{a}'] * 9)}]\n"
+            for a, b in zip("abcdefgh", "bcdefghi", strict=True)
         )
         + "steps: [{tag: {add: [*i]}}]\n"
     )
