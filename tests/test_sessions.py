@@ -145,6 +145,21 @@ def test_until_field_waits_until_the_date_plus_offset(driver, clock):
     assert branch["data"]["values"] == {"visitor.plan": "paid"}
 
 
+def test_until_field_at_the_end_of_the_calendar_plus_offset_ends_at_once(driver):
+    driver.apply(
+        "key: far\ntrigger: {event: go}\nsteps:\n"
+        "  - id: hold\n    wait: {until_field: ends, offset: 3650d}\n"
+        "  - id: after\n    tag: {add: [done]}\n"
+    )
+    fields = {"ends": "9999-12-31"}
+    [sid] = driver.send("go", "far@example.com", fields=fields).sessions_started
+    session = driver.session(sid)
+    ended = next(e for e in session["timeline"] if e["kind"] == "wait_ended")
+    assert ended["data"]["reason"] == "field 'ends' + offset is out of range: '9999-12-31'"
+    assert session["status"] == "completed"
+    assert driver.visitor("far@example.com")["tags"] == ["done"]
+
+
 def test_wait_for_takes_the_then_branch_when_the_event_arrives(driver):
     driver.apply_example("abandoned-cart.yaml")
     [sid] = driver.send(

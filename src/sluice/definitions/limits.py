@@ -73,8 +73,7 @@ def document_problem(document: Any) -> tuple[str, str] | None:
         size = 0
     if size > MAX_DOCUMENT_BYTES:
         return "", (
-            f"the definition is {size_text(size)} as JSON; "
-            f"at most {size_text(MAX_DOCUMENT_BYTES)}"
+            f"the definition is {size_text(size)} as JSON; at most {size_text(MAX_DOCUMENT_BYTES)}"
         )
     deep = _too_deep(document)
     if deep is not None:
