@@ -256,3 +256,13 @@ def test_definitions_beyond_the_limits_are_one_line_errors_without_traceback(cli
             assert [e[: len(line)] for e, line in zip(errors, lines, strict=False)] == lines
             assert len(errors) == len(lines) + 1
     assert as_json(cli("flows", "list", "--json")) == []
+
+
+def test_a_definition_file_that_is_not_utf8_is_a_one_line_error(cli, tmp_path):
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"key: x\n\xff\xfe")
+    done = cli("flows", "validate", str(binary), expect=1)
+    assert done.stderr.splitlines() == [
+        "error: binary.yaml: not UTF-8 text (byte 0xff at offset 7)",
+        "1 problem(s); nothing was saved",
+    ]
