@@ -806,12 +806,12 @@ def test_retries_whose_last_delay_passes_10_years_are_refused():
     ]
     assert problems(hook(21)) == problems(hook({"attempts": 21}))
     started = time_module.perf_counter()
-    assert problems(hook({"attempts": 10**30, "backoff": "1s"})) == [
-        f"steps[0].webhook.retries: {10**30} attempts with a backoff of 1s (doubled after "
+    assert problems(hook({"attempts": 10**18, "backoff": "1s"})) == [
+        f"steps[0].webhook.retries: {10**18} attempts with a backoff of 1s (doubled after "
         "each attempt) would wait more than 3650d (10 years) before the last one: use fewer "
         "attempts or a shorter backoff"
     ]
-    assert problems(hook(10**30))[0].startswith(f"steps[0].webhook.retries: {10**30} attempts")
+    assert problems(hook(10**18))[0].startswith(f"steps[0].webhook.retries: {10**18} attempts")
     assert time_module.perf_counter() - started < 1
 
 
@@ -843,4 +843,24 @@ def test_a_split_branch_may_have_weight_0_if_another_has_more():
     ]
     assert problems(flow({"split": [{"weight": -1, "steps": []}, {"weight": 1, "steps": []}]})) == [
         "steps[0].split[0].weight: must be at least 0"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("key: x\nn: " + "1" * 5000 + "\n", "a number has more than 4300 digits"),
+        ('{"key": "x", "n": ' + "1" * 5000 + "}", "a number has more than 4300 digits"),
+        ("key: x\nwhen: 2026-02-30\n", "a value cannot be read: day is out of range for month"),
+    ],
+)
+def test_a_value_python_cannot_build_is_one_problem(text, message):
+    problem = load_problem(text)
+    assert (problem.loc, problem.msg) == ("flow.yaml", message)
+
+
+def test_an_integer_beyond_64_bits_is_a_problem_at_its_path():
+    doc = flow({"field": {"set": {"n": 2**64, "m": 2**64 - 1, "k": -(2**63)}}})
+    assert problems(doc) == [
+        "steps[0].field.set.n: integer out of range (at most 64 bits; write it as a string)"
     ]

@@ -62,27 +62,27 @@ def text_size_problem(size: int) -> str | None:
 
 
 def document_problem(document: Any) -> tuple[str, str] | None:
-    """`(loc, msg)` when a parsed document is too large or nested too deeply, else None.
+    """`(loc, msg)` when a parsed document is too large, nested too deeply or holds an
+    integer that cannot be stored, else None.
 
     The size comes first: orjson measures it at C speed, and refuses (TypeError) any
     document deeper than it can handle, long before Python's own recursion would fail.
-    Only then is the depth walked, without recursion, over at most `MAX_DOCUMENT_BYTES`."""
+    Only then is the document walked, without recursion, over at most
+    `MAX_DOCUMENT_BYTES`."""
     try:
         size = len(orjson.dumps(document, default=str, option=orjson.OPT_NON_STR_KEYS))
-    except TypeError:  # more than 254 levels: too deep, found by the walk below
+    except TypeError:  # over 254 levels, or an integer beyond 64 bits: the walk says where
         size = 0
     if size > MAX_DOCUMENT_BYTES:
         return "", (
             f"the definition is {size_text(size)} as JSON; at most {size_text(MAX_DOCUMENT_BYTES)}"
         )
-    deep = _too_deep(document)
-    if deep is not None:
-        return deep, f"nested more than {MAX_DEPTH} levels deep (at most {MAX_DEPTH})"
-    return None
+    return _walk(document)
 
 
-def _too_deep(document: Any) -> str | None:
-    """The path of the first collection deeper than `MAX_DEPTH`, or None."""
+def _walk(document: Any) -> tuple[str, str] | None:
+    """The first collection deeper than `MAX_DEPTH`, or integer that a stored version
+    (JSON, serialised by orjson) cannot hold, as `(loc, msg)`; None when there is none."""
     pending = [(document, "", 1)]
     while pending:
         value, loc, depth = pending.pop()
@@ -91,11 +91,20 @@ def _too_deep(document: Any) -> str | None:
         elif isinstance(value, list | tuple):
             children = [(v, item_loc(loc, i)) for i, v in enumerate(value)]
         else:
+            if (
+                isinstance(value, int)
+                and not _STORABLE_INTEGERS[0] <= value < _STORABLE_INTEGERS[1]
+            ):
+                return loc, "integer out of range (at most 64 bits; write it as a string)"
             continue
         if depth > MAX_DEPTH:
-            return loc
+            return loc, f"nested more than {MAX_DEPTH} levels deep (at most {MAX_DEPTH})"
         pending += [(child, child_loc, depth + 1) for child, child_loc in reversed(children)]
     return None
+
+
+_STORABLE_INTEGERS = (-(2**63), 2**64)
+"""orjson writes integers from -2^63 up to (not including) 2^64."""
 
 
 # Quoted strings are skipped whole: an `and` inside one is text, not an operator.

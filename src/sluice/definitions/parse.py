@@ -117,6 +117,8 @@ def _parse(text: str, name: str) -> list[Any]:
     try:
         _refuse_aliases_and_depth(text, name)
         return [doc for doc in yaml.load_all(text, Loader=_Loader) if doc is not None]
+    except ValueError as err:  # a scalar YAML resolved but Python cannot build
+        raise DefinitionError([Problem(name, _value_message(err))]) from None
     except yaml.YAMLError as err:
         if getattr(err, "problem", None) == _LIBYAML_TOO_DEEP:
             where = _position(err.problem_mark)
@@ -133,12 +135,24 @@ def _too_deep_message(where: str) -> str:
     return f"YAML nested more than {MAX_DEPTH} levels deep at {where}"
 
 
+def _value_message(err: ValueError) -> str:
+    """Why a value cannot be read: a date that does not exist (`2026-02-30`), or a number
+    of more than 4,300 digits (Python's limit on reading integers)."""
+    if "integer string conversion" in str(err):
+        return "a number has more than 4300 digits"
+    return f"a value cannot be read: {err}"
+
+
 def _checked_json(text: str, name: str) -> Any:
     try:
         document = json.loads(text)
     except RecursionError:  # the decoder recurses per level
         document = None
         found = ("", f"nested more than {MAX_DEPTH} levels deep (at most {MAX_DEPTH})")
+    except ValueError as err:
+        if isinstance(err, json.JSONDecodeError):
+            raise  # not JSON after all: read as YAML
+        document, found = None, ("", _value_message(err))
     else:
         found = document_problem(document)
     if found:
