@@ -864,3 +864,13 @@ def test_an_integer_beyond_64_bits_is_a_problem_at_its_path():
     assert problems(doc) == [
         "steps[0].field.set.n: integer out of range (at most 64 bits; write it as a string)"
     ]
+
+
+def test_a_yaml_text_of_more_than_100000_values_is_refused_before_they_are_built():
+    text = "key: big\ntrigger: {event: go}\nsteps:\n" + "  - tag: {add: [a]}\n" * 52_000
+    assert len(text.encode()) < 1024 * 1024  # within the size limit
+    problem = load_problem(text)
+    assert (problem.loc, problem.msg) == (
+        "flow.yaml",
+        "YAML text holds more than 100000 values, keys included (passed at 16669:5)",
+    )

@@ -20,6 +20,9 @@ from sluice.definitions.values import item_loc, key_loc
 
 MAX_TEXT_BYTES = 1024 * 1024
 """The text of one definition file, editor buffer or YAML request body (UTF-8)."""
+MAX_YAML_NODES = 100_000
+"""Values in one YAML text (scalars, keys included, lists and mappings): building each
+costs Python work, so this bounds the time to read the largest text allowed."""
 MAX_DOCUMENT_BYTES = 1024 * 1024
 """One definition, measured as compact JSON (the form a version is stored in)."""
 MAX_DEPTH = 64
@@ -80,6 +83,10 @@ def document_problem(document: Any) -> tuple[str, str] | None:
     return _walk(document)
 
 
+_STORABLE_INTEGERS = (-(2**63), 2**64)
+"""orjson writes integers from -2^63 up to (not including) 2^64."""
+
+
 def _walk(document: Any) -> tuple[str, str] | None:
     """The first collection deeper than `MAX_DEPTH`, or integer that a stored version
     (JSON, serialised by orjson) cannot hold, as `(loc, msg)`; None when there is none."""
@@ -103,13 +110,9 @@ def _walk(document: Any) -> tuple[str, str] | None:
     return None
 
 
-_STORABLE_INTEGERS = (-(2**63), 2**64)
-"""orjson writes integers from -2^63 up to (not including) 2^64."""
-
-
 # Quoted strings are skipped whole: an `and` inside one is text, not an operator.
+_OPENING = re.compile(r"\{[{%]")
 _NESTING = re.compile(r"\"[^\"]*\"|'[^']*'|(\()|(\))|\b(?:and|or|not)\b")
-_MARKUP = re.compile(r"\{\{(.*?)\}\}|\{%(.*?)%\}", re.DOTALL)
 
 
 def expression_problem(expression: str, offset: int = 0) -> tuple[int, str] | None:
@@ -141,9 +144,22 @@ def expression_problem(expression: str, offset: int = 0) -> tuple[int, str] | No
 
 def template_problem(source: str) -> tuple[int, str] | None:
     """`expression_problem` for the expression of each output and tag of a template."""
-    for match in _MARKUP.finditer(source):
-        group = 1 if match.group(1) is not None else 2
-        found = expression_problem(match.group(group), match.start(group))
+    for start, expression in _markup(source):
+        found = expression_problem(expression, start)
         if found:
             return found
     return None
+
+
+def _markup(source: str):
+    """`(index, text)` of what stands between each `{{`/`{%` and its `}}`/`%}` (to the
+    end when unclosed): one pass, never a backtracking search."""
+    position = 0
+    while opening := _OPENING.search(source, position):
+        start = opening.end()
+        end = source.find("}}" if opening.group() == "{{" else "%}", start)
+        if end < 0:
+            yield start, source[start:]
+            return
+        yield start, source[start:end]
+        position = end + 2

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from sluice.definitions.durations import parse_timezone
-from sluice.definitions.limits import MAX_DEPTH, document_problem, text_problem
+from sluice.definitions.limits import MAX_DEPTH, MAX_YAML_NODES, document_problem, text_problem
 from sluice.definitions.model import (
     EntryRule,
     ExitRule,
@@ -162,11 +162,18 @@ def _checked_json(text: str, name: str) -> Any:
 
 
 def _refuse_aliases_and_depth(text: str, name: str) -> None:
-    """Raise `DefinitionError` at the first anchor or alias, or the first collection
-    nested deeper than `MAX_DEPTH`: one streaming pass over the parser's events, so a
-    refusal comes as soon as the fault is read and composing never recurses deeply."""
-    depth = 0
+    """Raise `DefinitionError` at the first anchor or alias, the first collection
+    nested deeper than `MAX_DEPTH` or the value past `MAX_YAML_NODES`: one streaming
+    pass over the parser's events (made in C), so a refusal comes as soon as the fault
+    is read, and composing never recurses deeply nor builds more than the limit."""
+    depth = nodes = 0
     for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.NodeEvent):
+            nodes += 1
+            if nodes > MAX_YAML_NODES:
+                where = _position(event.start_mark)
+                msg = f"YAML text holds more than {MAX_YAML_NODES} values, keys included"
+                raise DefinitionError([Problem(name, f"{msg} (passed at {where})")])
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             where = _position(event.start_mark)
             raise DefinitionError(
