@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -430,3 +431,83 @@ def test_flows_and_templates_are_applied_together_as_the_cli_does(api, driver):
     assert api.post("/apply", json=[1]).json()["detail"] == [
         {"loc": "[0]", "msg": "expected a mapping"}
     ]
+
+
+# -- limits on definitions (docs/definitions.md, "Limits") ------------------------------
+
+YAML = {"Content-Type": "application/yaml"}
+LAUGHS = (
+    'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    + "".join(
+        f"{b}: &{b} [{','.join([f'*{a}'] * 9)}]\n"
+        for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    + "key: laughs\ntrigger: {event: go}\nsteps: [{tag: {add: [*i]}}]\n"
+)
+
+
+def deep(levels: int) -> list:
+    nested: list = []
+    innermost = nested
+    for _ in range(levels - 1):
+        innermost.append([])
+        innermost = innermost[0]
+    return nested
+
+
+def refused(answer, status: int = 422) -> list[dict]:
+    assert answer.status_code == status, answer.text
+    return answer.json()["detail"]
+
+
+def test_definitions_beyond_the_limits_are_refused_with_their_loc_and_nothing_is_saved(api, app):
+    started = time.perf_counter()
+    for path in ("/flows/laughs", "/flows/laughs/preview"):
+        [problem] = refused(
+            api.request(
+                "PUT" if "preview" not in path else "POST", path, content=LAUGHS, headers=YAML
+            )
+        )
+        assert problem["loc"] == ""
+        assert problem["msg"].startswith("YAML anchor or alias at 1:4: anchors (&name) and")
+    [problem] = refused(api.post("/apply", content=LAUGHS, headers=YAML))
+    assert problem["msg"].startswith("YAML anchor or alias at 1:4")
+    assert time.perf_counter() - started < 1
+
+    flow = {"key": "deep", "trigger": {"event": "go"}, "steps": [{"wait": "1d"}]}
+    for levels in (65, 500):
+        assert refused(api.put("/flows/deep", json={**flow, "x": deep(levels)})) == [
+            {"loc": "x" + "[0]" * 63, "msg": "nested more than 64 levels deep (at most 64)"}
+        ]
+        [problem] = refused(api.post("/apply", json=[flow, {**flow, "x": deep(levels)}]))
+        assert problem == {
+            "loc": "[1].x" + "[0]" * 63,
+            "msg": "nested more than 64 levels deep (at most 64)",
+        }
+    nested_yaml = "key: deep\ntrigger: {event: go}\nsteps: [{wait: 1d}]\nx: " + "[" * 500
+    [problem] = refused(api.put("/flows/deep", content=nested_yaml + "]" * 500, headers=YAML))
+    assert problem["msg"].startswith("YAML nested more than 64 levels deep at 4:")
+
+    bomb = "(" * 500 + "visitor.vip" + ")" * 500
+    [problem] = refused(
+        api.put("/flows/deep", json={**flow, "trigger": {"event": "go", "if": bomb}})
+    )
+    assert problem["loc"] == "trigger.if"
+    assert "nested more than 50 levels deep" in problem["msg"]
+
+    many = {**flow, "steps": [{"tag": {"add": [f"t{n}"]}} for n in range(80_000)]}
+    body, json_type = json.dumps(many), {"Content-Type": "application/json"}
+    started = time.perf_counter()
+    [problem] = refused(api.put("/flows/deep", content=body, headers=json_type))
+    assert time.perf_counter() - started < 3  # saving it took a minute
+    assert problem == {"loc": "", "msg": "the definition is 2 MiB as JSON; at most 1 MiB"}
+    [problem] = refused(api.put("/flows/deep", json={**flow, "steps": [{"wait": "1d"}] * 1001}))
+    assert problem == {"loc": "steps[1000]", "msg": "more than 1000 steps in the flow"}
+
+    backoff = {"url": "https://example.com", "retries": {"backoff": "900000000d"}}
+    [problem] = refused(api.put("/flows/deep", json={**flow, "steps": [{"webhook": backoff}]}))
+    assert problem == {
+        "loc": "steps[0].webhook.retries.backoff",
+        "msg": "duration '900000000d' is too long: at most 3650d (10 years)",
+    }
+    assert count(app, flow_versions) == 0

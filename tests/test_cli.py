@@ -426,3 +426,66 @@ def test_a_database_of_a_newer_sluice_is_one_line(tmp_path):
     assert done.returncode == 1
     assert done.stderr.startswith("error: the database is at schema revision 9999, newer than")
     assert len(done.stderr.splitlines()) == 1
+
+
+def test_definitions_beyond_the_limits_are_one_line_errors_without_traceback(cli, tmp_path):
+    laughs = tmp_path / "laughs.yaml"
+    laughs.write_text(
+        'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+        + "".join(
+            f"{b}: &{b} [{','.join([f'*{a}'] * 9)}]\n"
+            for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+        )
+        + "key: laughs\ntrigger: {event: go}\nsteps: [{tag: {add: [*i]}}]\n"
+    )
+    deep_yaml = tmp_path / "deep.yaml"
+    deep_yaml.write_text("key: deep\ntrigger: {event: go}\nsteps: [{wait: 1d}]\nx: " + "[" * 500)
+    deep_json = tmp_path / "deep.json"
+    deep_json.write_text('{"key": "deep", "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("key: huge\ntrigger: {event: go}\nsteps:\n" + "  - tag: {add: [a]}\n" * 80_000)
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(
+        "key: bomb\ntrigger: {event: go, if: '" + " and ".join(["visitor.vip"] * 500) + "'}\n"
+        "steps:\n  - webhook: {url: 'https://example.com', retries: {backoff: 900000000d}}\n"
+        "  - wait: 3000000d\n"
+    )
+    for path, lines in [
+        (
+            laughs,
+            [
+                "error: laughs.yaml: YAML anchor or alias at 1:4: anchors (&name) and aliases "
+                "(*name) are not accepted in definitions; write the value out"
+            ],
+        ),
+        (deep_yaml, ["error: deep.yaml: YAML nested more than 64 levels deep at 4:"]),
+        (deep_json, ["error: deep.json: nested more than 64 levels deep (at most 64)"]),
+        (huge, ["error: huge.yaml: the text is 1.5 MiB; at most 1 MiB can be read at once"]),
+        (
+            bomb,
+            [
+                "error: trigger.if: Liquid syntax error at 1:",
+                "error: steps[0].webhook.retries.backoff: duration '900000000d' is too long: "
+                "at most 3650d (10 years)",
+                "error: steps[1].wait: duration '3000000d' is too long: at most 3650d (10 years)",
+            ],
+        ),
+    ]:
+        for command in ("validate", "apply"):
+            done = cli("flows", command, str(path), expect=1)
+            errors = done.stderr.strip().splitlines()
+            assert "Traceback" not in done.stderr
+            assert errors[-1] == f"{len(lines)} problem(s); nothing was saved"
+            assert [e[: len(line)] for e, line in zip(errors, lines, strict=False)] == lines
+            assert len(errors) == len(lines) + 1
+    assert as_json(cli("flows", "list", "--json")) == []
+
+
+def test_a_definition_file_that_is_not_utf8_is_a_one_line_error(cli, tmp_path):
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"key: x\n\xff\xfe")
+    done = cli("flows", "validate", str(binary), expect=1)
+    assert done.stderr.splitlines() == [
+        "error: binary.yaml: not UTF-8 text (byte 0xff at offset 7)",
+        "1 problem(s); nothing was saved",
+    ]

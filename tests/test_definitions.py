@@ -1,6 +1,8 @@
 """Flow and template definitions: what validates, what is rejected and how (SPEC §2)."""
 
 import json
+import re
+import time as time_module
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
@@ -154,7 +156,7 @@ def test_a_definition_with_many_faults_lists_every_one():
         "steps[3].webhook.url: expected an http:// or https:// URL",
         "steps[3].webhook.method: invalid value 'FETCH' (use GET, POST, PUT, PATCH or DELETE)",
         "steps[3].webhook.retries: must be at least 1",
-        "steps[4].split[0].weight: must be at least 1",
+        "steps[4].split: at least one branch needs a weight above 0",
         "steps[5].email.template: unknown template 'missing'",
         "steps[6].exit: expected true or a mapping with a 'reason'",
         "steps[7].subscribe: expected true",
@@ -530,3 +532,352 @@ def test_template_documents():
     with pytest.raises(DefinitionError) as excinfo:
         validate_template({"kind": "template", "key": "x", "subject": "s", "html": "h", "foo": 1})
     assert [str(p) for p in excinfo.value.problems] == ["foo: unknown key 'foo'"]
+
+
+# Limits: every refusal is one problem at its path, in bounded time (docs/definitions.md)
+
+BILLION_LAUGHS = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+key: laughs
+trigger: {event: go}
+steps: [{tag: {add: [*i]}}]
+"""
+
+
+def load_problem(text: str, name: str = "flow.yaml") -> Problem:
+    """The one problem of loading `text`, which must be refused within a second."""
+    started = time_module.perf_counter()
+    with pytest.raises(DefinitionError) as excinfo:
+        load_documents(text, name)
+    assert time_module.perf_counter() - started < 1
+    [problem] = excinfo.value.problems
+    return problem
+
+
+def deep_list_yaml(levels: int) -> str:
+    return "key: deep\nx: " + "[" * levels + "]" * levels + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        (BILLION_LAUGHS, "1:4"),
+        # Deeper: each level nine times the one before, far past any memory.
+        (
+            "a0: &a0 [lol]\n"
+            + "".join(f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]\n" for n in range(1, 40))
+            + "key: x\n",
+            "1:5",
+        ),
+        ("key: x\nsteps:\n  - &step {wait: 1d}\n  - *step\n", "3:5"),  # an anchor alone too
+        ("key: x\nname: *nothing\n", "2:7"),  # an alias of no anchor
+        ("key: a\n---\nkey: b\nx: &y 1\n", "4:4"),  # in a later document
+    ],
+)
+def test_yaml_anchors_and_aliases_are_refused_at_once(text, where):
+    problem = load_problem(text)
+    assert problem.loc == "flow.yaml"
+    assert problem.msg == (
+        f"YAML anchor or alias at {where}: anchors (&name) and aliases (*name) are not "
+        "accepted in definitions; write the value out"
+    )
+
+
+def test_the_billion_laughs_is_702_bytes_refused_in_milliseconds():
+    assert len(BILLION_LAUGHS.encode()) < 800
+    started = time_module.perf_counter()
+    for _ in range(100):
+        with pytest.raises(DefinitionError):
+            load_documents(BILLION_LAUGHS)
+    assert time_module.perf_counter() - started < 1  # 100 refusals: ~milliseconds each
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        deep_list_yaml(65),
+        deep_list_yaml(500),
+        deep_list_yaml(100_000),
+        "key: deep\nx:\n"
+        + "".join("  " * n + f"k{n}:\n" for n in range(1, 500))
+        + "  " * 500
+        + "v",
+        "key: deep\nx:\n" + "".join("  " * n + "-\n" for n in range(1, 500)) + "  " * 500 + "v",
+    ],
+    ids=["flow-65", "flow-500", "flow-100000", "block-mappings-500", "block-lists-500"],
+)
+def test_yaml_nested_too_deeply_is_one_problem_with_its_position(text):
+    problem = load_problem(text)
+    assert problem.loc == "flow.yaml"
+    assert re.fullmatch(r"YAML nested more than 64 levels deep at \d+:\d+", problem.msg)
+
+
+def test_yaml_nested_64_levels_deep_is_read():
+    [document] = load_documents(deep_list_yaml(63))  # 63 lists in the top mapping
+    assert document["key"] == "deep"
+
+
+@pytest.mark.parametrize("levels", [65, 500, 100_000])
+def test_json_nested_too_deeply_is_one_problem_at_its_path(levels):
+    text = '{"key": "deep", "x": ' + "[" * levels + "]" * levels + "}"
+    problem = load_problem(text, "flow.json")
+    assert problem.msg == "nested more than 64 levels deep (at most 64)"
+    assert problem.loc.startswith("flow.json")
+
+
+@pytest.mark.parametrize("levels", [65, 500, 5000])
+def test_a_parsed_document_nested_too_deeply_is_refused_at_its_path(levels):
+    nested: list = []
+    innermost = nested
+    for _ in range(levels - 2):
+        innermost.append([])
+        innermost = innermost[0]
+    assert problems({"key": "deep", "x": nested}) == [
+        "x" + "[0]" * 63 + ": nested more than 64 levels deep (at most 64)"
+    ]
+
+
+def nested_ifs(levels: int) -> dict:
+    step: dict = {"tag": {"add": ["deep"]}}
+    for _ in range(levels):
+        step = {"if": "visitor.vip", "then": [step]}
+    return flow(step)
+
+
+def test_steps_nested_in_branches_are_bounded_by_the_nesting_limit():
+    assert len(list(iter_steps(validate_flow(nested_ifs(25)).steps))) == 26
+    [problem] = problems(nested_ifs(40))
+    assert (
+        problem == "steps[0]" + ".then[0]" * 31 + ": nested more than 64 levels deep (at most 64)"
+    )
+
+
+def test_a_definition_over_1_mib_is_refused_before_it_is_read():
+    doc = flow(*[{"tag": {"add": [f"tag-{n}"]}} for n in range(80_000)])
+    started = time_module.perf_counter()
+    [problem] = problems(doc)
+    assert time_module.perf_counter() - started < 1
+    assert re.fullmatch(r"the definition is 2\.\d MiB as JSON; at most 1 MiB", problem)
+
+
+def test_a_text_over_1_mib_is_refused_before_it_is_parsed():
+    text = "key: big\ntrigger: {event: go}\nsteps:\n" + "  - tag: {add: [a]}\n" * 80_000
+    problem = load_problem(text)
+    assert (problem.loc, problem.msg) == (
+        "flow.yaml",
+        "the text is 1.5 MiB; at most 1 MiB can be read at once",
+    )
+
+
+def test_a_flow_has_at_most_1000_steps_branches_included():
+    assert len(validate_flow(flow(*[{"wait": "1d"}] * 1000)).steps) == 1000
+    assert problems(flow(*[{"wait": "1d"}] * 1001)) == [
+        "steps[1000]: more than 1000 steps in the flow"
+    ]
+    branched = flow(
+        {"if": "visitor.vip", "then": [{"wait": "1d"}] * 600, "else": [{"wait": "1d"}] * 600}
+    )
+    assert problems(branched) == ["steps[0].else[399]: more than 1000 steps in the flow"]
+
+
+CONDITION_BOMBS = {
+    "500 parentheses": "(" * 500 + "visitor.vip" + ")" * 500,
+    "500 ands": " and ".join(["visitor.vip"] * 501),
+    "2000 nots": "not " * 2000 + "visitor.vip",
+    "100000 parentheses": "(" * 100_000 + "a" + ")" * 100_000,
+}
+
+
+@pytest.mark.parametrize("source", CONDITION_BOMBS.values(), ids=CONDITION_BOMBS.keys())
+def test_a_condition_nested_too_deeply_is_a_problem_at_its_path(source):
+    doc = flow({"if": source, "then": [{"wait": "1d"}]}, trigger={"event": "go", "if": source})
+    started = time_module.perf_counter()
+    found = problems(doc)
+    assert time_module.perf_counter() - started < 1
+    assert [p.split(": ", 1)[0] for p in found] == ["trigger.if", "steps[0].if"]
+    assert all(
+        re.search(
+            r": Liquid syntax error at 1:\d+: nested more than 50 levels deep \(each open "
+            r"parenthesis and each and, or, not counts one; at most 50\)$",
+            p,
+        )
+        for p in found
+    )
+
+
+@pytest.mark.parametrize("source", CONDITION_BOMBS.values(), ids=CONDITION_BOMBS.keys())
+def test_a_template_tag_nested_too_deeply_is_a_problem_at_its_path(source):
+    subject = "Hi {% if " + source + " %}VIP{% endif %}"
+    [problem] = problems(flow({"email": {"subject": subject, "text": "x"}}))
+    assert problem.startswith("steps[0].email.subject: Liquid syntax error at 1:")
+    assert "nested more than 50 levels deep" in problem
+
+
+def test_conditions_within_the_nesting_limit_still_work():
+    chain = " or ".join(f"visitor.plan == 'p{n}'" for n in range(25))
+    condition = step({"if": chain, "then": []}).action.condition
+    assert condition.evaluate({"visitor": {"plan": "p24"}}).value is True
+    quoted = step({"if": 'visitor.note == "' + " and " * 60 + '"', "then": []}).action.condition
+    assert quoted.evaluate({"visitor": {"note": " and " * 60}}).value is True
+
+
+HUGE_DURATIONS = ["900000000d", "3000000d", "P99999999D", "3651d", "1" * 5000 + "s"]
+DURATION_PLACES = {
+    "wait": ({"wait": "{d}"}, "steps[0].wait"),
+    "wait.for": ({"wait": {"for": "{d}"}}, "steps[0].wait.for"),
+    "wait.offset": ({"wait": {"until_field": "ends", "offset": "{d}"}}, "steps[0].wait.offset"),
+    "wait.offset negative": (
+        {"wait": {"until_field": "ends", "offset": "-{d}"}},
+        "steps[0].wait.offset",
+    ),
+    "wait_for.timeout": (
+        {"wait_for": {"event": "paid", "timeout": "{d}"}},
+        "steps[0].wait_for.timeout",
+    ),
+    "webhook.timeout": (
+        {"webhook": {"url": "https://example.com", "timeout": "{d}"}},
+        "steps[0].webhook.timeout",
+    ),
+    "retries.backoff": (
+        {"webhook": {"url": "https://example.com", "retries": {"attempts": 2, "backoff": "{d}"}}},
+        "steps[0].webhook.retries.backoff",
+    ),
+    "in a branch": ({"if": "visitor.vip", "then": [{"wait": "{d}"}]}, "steps[0].then[0].wait"),
+}
+
+
+def with_duration(template, duration: str):
+    return json.loads(json.dumps(template).replace("{d}", duration))
+
+
+@pytest.mark.parametrize("duration", HUGE_DURATIONS)
+@pytest.mark.parametrize("place", DURATION_PLACES.values(), ids=DURATION_PLACES.keys())
+def test_a_duration_over_10_years_is_a_problem_at_its_path(place, duration):
+    template, loc = place
+    written = json.dumps(template).count("-{d}") * "-" + duration
+    quoted = (
+        repr(written) if len(written) <= 40 else f"{written[:30]!r}… ({len(written)} characters)"
+    )
+    assert problems(flow(with_duration(template, duration))) == [
+        f"{loc}: duration {quoted} is too long: at most 3650d (10 years)"
+    ]
+
+
+@pytest.mark.parametrize("duration", HUGE_DURATIONS)
+def test_a_cooldown_over_10_years_is_a_problem(duration):
+    [problem] = problems(flow({"wait": "1d"}, cooldown=duration))
+    assert problem.startswith("cooldown: duration ")
+    assert problem.endswith(" is too long: at most 3650d (10 years)")
+
+
+def test_durations_up_to_10_years_are_accepted_in_yaml():
+    [doc] = load_documents(
+        "key: long\ntrigger: {event: go}\ncooldown: 3650d\nsteps:\n"
+        "  - wait: P3650D\n  - wait: {until_field: ends, offset: -521w}\n"
+        "  - webhook: {url: 'https://example.com', retries: {attempts: 2, backoff: 3650d}}\n"
+    )
+    flow_def = validate_flow(doc)
+    assert flow_def.cooldown == timedelta(days=3650)
+    assert flow_def.steps[3 - 1].action.retries.backoff == timedelta(days=3650)
+
+
+def test_the_backoff_from_the_issue_is_refused_in_yaml():
+    [doc] = load_documents(
+        "key: hook\ntrigger: {event: go}\nsteps:\n"
+        "  - webhook: {url: 'https://example.com', retries: {backoff: 900000000d}}\n"
+    )
+    assert problems(doc) == [
+        "steps[0].webhook.retries.backoff: duration '900000000d' is too long: "
+        "at most 3650d (10 years)"
+    ]
+
+
+def test_retries_whose_last_delay_passes_10_years_are_refused():
+    def hook(retries):
+        return flow({"webhook": {"url": "https://example.com", "retries": retries}})
+
+    # 11 minutes doubled 18 times is 2002 days; doubled 19 times, 4004 days.
+    assert validate_flow(hook({"attempts": 20})).steps[0].action.retries.attempts == 20
+    assert problems(hook({"attempts": 21})) == [
+        "steps[0].webhook.retries: 21 attempts with a backoff of 11m (doubled after each "
+        "attempt) would wait more than 3650d (10 years) before the last one: use fewer "
+        "attempts or a shorter backoff"
+    ]
+    assert problems(hook(21)) == problems(hook({"attempts": 21}))
+    started = time_module.perf_counter()
+    assert problems(hook({"attempts": 10**18, "backoff": "1s"})) == [
+        f"steps[0].webhook.retries: {10**18} attempts with a backoff of 1s (doubled after "
+        "each attempt) would wait more than 3650d (10 years) before the last one: use fewer "
+        "attempts or a shorter backoff"
+    ]
+    assert problems(hook(10**18))[0].startswith(f"steps[0].webhook.retries: {10**18} attempts")
+    assert time_module.perf_counter() - started < 1
+
+
+@pytest.mark.parametrize(
+    ("until", "message"),
+    [
+        ("9999-12-31T23:00:00-05:00", "time '9999-12-31T23:00:00-05:00' is out of range"),
+        ("0001-01-01T00:00:00+05:00", "time '0001-01-01T00:00:00+05:00' is out of range"),
+        (
+            "3000-01-01T00:00:00Z",
+            "time '3000-01-01T00:00:00+00:00' is too late: it must come before 3000-01-01",
+        ),
+    ],
+)
+def test_an_absolute_time_out_of_range_is_a_problem(until, message):
+    assert problems(flow({"wait": {"until": until}})) == [f"steps[0].wait.until: {message}"]
+
+
+def test_an_absolute_time_before_the_year_3000_is_accepted():
+    wait = step({"wait": {"until": "2999-12-31T23:59:59+00:00"}}).action
+    assert wait.until == datetime(2999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def test_a_split_branch_may_have_weight_0_if_another_has_more():
+    split = step({"split": [{"weight": 0, "steps": []}, {"weight": 1, "steps": []}]}).action
+    assert [b.weight for b in split.branches] == [0, 1]
+    assert problems(flow({"split": [{"weight": 0, "steps": []}, {"weight": 0, "steps": []}]})) == [
+        "steps[0].split: at least one branch needs a weight above 0"
+    ]
+    assert problems(flow({"split": [{"weight": -1, "steps": []}, {"weight": 1, "steps": []}]})) == [
+        "steps[0].split[0].weight: must be at least 0"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("key: x\nn: " + "1" * 5000 + "\n", "a number has more than 4300 digits"),
+        ('{"key": "x", "n": ' + "1" * 5000 + "}", "a number has more than 4300 digits"),
+        ("key: x\nwhen: 2026-02-30\n", "a value cannot be read: day is out of range for month"),
+    ],
+)
+def test_a_value_python_cannot_build_is_one_problem(text, message):
+    problem = load_problem(text)
+    assert (problem.loc, problem.msg) == ("flow.yaml", message)
+
+
+def test_an_integer_beyond_64_bits_is_a_problem_at_its_path():
+    doc = flow({"field": {"set": {"n": 2**64, "m": 2**64 - 1, "k": -(2**63)}}})
+    assert problems(doc) == [
+        "steps[0].field.set.n: integer out of range (at most 64 bits; write it as a string)"
+    ]
+
+
+def test_a_yaml_text_of_more_than_100000_values_is_refused_before_they_are_built():
+    text = "key: big\ntrigger: {event: go}\nsteps:\n" + "  - tag: {add: [a]}\n" * 52_000
+    assert len(text.encode()) < 1024 * 1024  # within the size limit
+    problem = load_problem(text)
+    assert (problem.loc, problem.msg) == (
+        "flow.yaml",
+        "YAML text holds more than 100000 values, keys included (passed at 16669:5)",
+    )

@@ -4,6 +4,7 @@ Each test runs on SQLite and on PostgreSQL, with the clock under the test's cont
 
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -180,6 +181,21 @@ def test_until_field_waits_until_the_date_plus_offset(driver, clock):
     assert branch["data"]["values"] == {"visitor.plan": "paid"}
 
 
+def test_until_field_at_the_end_of_the_calendar_plus_offset_ends_at_once(driver):
+    driver.apply(
+        "key: far\ntrigger: {event: go}\nsteps:\n"
+        "  - id: hold\n    wait: {until_field: ends, offset: 3650d}\n"
+        "  - id: after\n    tag: {add: [done]}\n"
+    )
+    fields = {"ends": "9999-12-31"}
+    [sid] = driver.send("go", "far@example.com", fields=fields).sessions_started
+    session = driver.session(sid)
+    ended = next(e for e in session["timeline"] if e["kind"] == "wait_ended")
+    assert ended["data"]["reason"] == "field 'ends' + offset is out of range: '9999-12-31'"
+    assert session["status"] == "completed"
+    assert driver.visitor("far@example.com")["tags"] == ["done"]
+
+
 def test_wait_for_takes_the_then_branch_when_the_event_arrives(driver):
     driver.apply_example("abandoned-cart.yaml")
     [sid] = driver.send(
@@ -291,6 +307,40 @@ def test_split_draws_once_and_records_the_choice(driver):
         branches.append(entry["data"]["branch"])
         assert driver.visitor(f"s{n}@example.com")["tags"] == [["a", "b"][entry["data"]["branch"]]]
     assert set(branches) == {0, 1}
+
+
+def test_split_never_chooses_a_branch_of_weight_0(driver):
+    driver.apply(
+        "key: paused\ntrigger: {event: go}\nentry: every_time\nsteps:\n  - id: pick\n"
+        "    split:\n"
+        "      - {weight: 0, steps: [{id: a, tag: {add: [a]}}]}\n"
+        "      - {weight: 1, steps: [{id: b, tag: {add: [b]}}]}\n"
+        "      - {weight: 0, steps: [{id: c, tag: {add: [c]}}]}\n"
+        "      - {weight: 2, steps: [{id: d, tag: {add: [d]}}]}\n"
+        "      - {weight: 0, steps: [{id: e, tag: {add: [e]}}]}\n"
+    )
+
+    def draw(n: int) -> int:
+        [sid] = driver.send("go", f"w{n}@example.com").sessions_started
+        entry = next(e for e in driver.session(sid)["timeline"] if e["kind"] == "split")
+        branch = entry["data"]["branch"]
+        assert driver.visitor(f"w{n}@example.com")["tags"] == [["a", "b", "c", "d", "e"][branch]]
+        return branch
+
+    assert {draw(n) for n in range(60)} == {1, 3}  # both live variants ran, no paused one
+
+    class Extremes(random.Random):
+        """The lowest and the highest draws a generator can make, in turn."""
+
+        def __init__(self):
+            super().__init__()
+            self.draws = iter([0.0, 1 - 2**-53] * 10)
+
+        def random(self):
+            return next(self.draws)
+
+    driver.worker.rng = Extremes()
+    assert [draw(n) for n in range(60, 64)] == [1, 3, 1, 3]
 
 
 def test_track_records_an_event_that_starts_other_flows_up_to_the_depth_limit(driver):

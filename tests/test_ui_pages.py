@@ -5,6 +5,7 @@ and can do, and what a stranger, a forged form or hostile visitor data cannot do
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 from html import unescape
 
@@ -437,3 +438,34 @@ def test_the_activity_page_lists_events_and_session_changes(browser, driver):
     driver.send("$signup", "ada@example.com")
     page = browser.get("/activity").text
     assert "$signup" in page and "email_sent" in page and "ada@example.com" in page
+
+
+def test_the_editor_check_refuses_definitions_beyond_the_limits_at_their_line(browser):
+    laughs = (
+        "key: laughs\ntrigger: {event: go}\n"
+        'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+        + "".join(
+            f"{b}: &{b} [{','.join([f'*{a}'] * 9)}]\n"
+            for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+        )
+        + "steps: [{tag: {add: [*i]}}]\n"
+    )
+    flow = "key: limits\ntrigger: {event: go}\nsteps:\n  - wait: 1d\n"
+    conditions = flow + "  - if: '" + "(" * 500 + "visitor.vip" + ")" * 500 + "'\n    then: []\n"
+    cases = [
+        (laughs, "YAML anchor or alias at 3:4", 3),
+        (flow + "x: " + "[" * 500 + "]" * 500 + "\n", "YAML nested more than 64 levels deep", 5),
+        (conditions, "Liquid syntax error at 1:51: nested more than 50 levels deep", 5),
+        (flow + "  - wait: 900000000d\n", "duration '900000000d' is too long", 5),
+        (flow + "  - tag: {add: [a]}\n" * 80_000, "at most 1 MiB can be read at once", 1),
+    ]
+    started = time.perf_counter()
+    for text, message, line in cases:
+        answer = browser.post(
+            "/ui/flows/_new/check", content=text, headers={"X-CSRF-Token": csrf(browser)}
+        )
+        assert answer.status_code == 200
+        [problem] = answer.json()["problems"]
+        assert message in problem["msg"] and problem["line"] == line
+        assert "canvas" not in answer.json()
+    assert time.perf_counter() - started < 5  # five refusals; one took 50 s before

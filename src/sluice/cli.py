@@ -167,7 +167,7 @@ def read_documents(paths: tuple[str, ...]) -> list[tuple[str, dict]]:
     documents, problems = [], []
     for path in _definition_files(paths):
         try:
-            found = load_documents(path.read_text(), path.name)
+            found = load_documents(definition_text(path), path.name)
             names = (
                 [path.name]
                 if len(found) == 1
@@ -179,6 +179,23 @@ def read_documents(paths: tuple[str, ...]) -> list[tuple[str, dict]]:
     if problems:
         raise DefinitionError(problems)
     return documents
+
+
+def definition_text(path: Path) -> str:
+    """The text of a definition file: its size checked before it is read, UTF-8."""
+    from sluice.definitions.limits import text_size_problem
+    from sluice.definitions.parse import DefinitionError, Problem
+
+    try:
+        too_large = text_size_problem(path.stat().st_size)
+        if too_large:
+            raise DefinitionError([Problem(path.name, too_large)])
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        where = f"byte {error.object[error.start]:#04x} at offset {error.start}"
+        raise DefinitionError([Problem(path.name, f"not UTF-8 text ({where})")]) from None
+    except OSError as error:
+        raise DefinitionError([Problem(path.name, error.strerror or str(error))]) from None
 
 
 def _definition_files(paths: tuple[str, ...]) -> list[Path]:
@@ -676,7 +693,7 @@ def simulate(ctx, path, script_path, as_json) -> None:
 
     try:
         documents = read_documents((path,))
-        script = load_documents(Path(script_path).read_text(), script_path)[0]
+        script = load_documents(definition_text(Path(script_path)), script_path)[0]
         with progress("simulating on a virtual clock…"):
             result = simulate_flow(documents, script, stored=open_app(ctx))
     except DefinitionError as error:

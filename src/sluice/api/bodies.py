@@ -13,7 +13,8 @@ import orjson
 from fastapi import Request
 
 from sluice.api.errors import ApiError, invalid
-from sluice.definitions.parse import DefinitionError, load_documents
+from sluice.definitions.limits import document_problem
+from sluice.definitions.parse import DefinitionError, DefinitionSyntaxError, load_documents
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
@@ -25,14 +26,45 @@ async def raw_body(request: Request) -> bytes:
 
 def parse_json(body: bytes) -> Any:
     """The JSON document in `body`; 400 when there is none."""
+    document = _loads(body)
+    refuse_deep(document)
+    return document
+
+
+def _loads(body: bytes) -> Any:
     if not body.strip():
         raise ApiError(400, "the request body is empty; expected a JSON document")
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise ApiError(400, f"the request body is not valid JSON: {error}") from None
-    refuse_deep(document)
     return document
+
+
+def _definitions_json(body: bytes) -> Any:
+    """The JSON in `body`, each definition in it within the definitions' limits on
+    nesting and size (422 at the path where a limit is passed)."""
+    parsed = _loads(body)
+    documents = parsed if isinstance(parsed, list) else [parsed]
+    for n, document in enumerate(documents):
+        found = document_problem(document)
+        if found:
+            loc, msg = found
+            if isinstance(parsed, list):  # `[1]`, `[1].steps[0]`, `[1][0]`
+                loc = f"[{n}]" + (f".{loc}" if loc and not loc.startswith("[") else loc)
+            raise invalid([{"loc": loc, "msg": msg}])
+    return parsed
+
+
+def _yaml_documents(text: str) -> list[Any]:
+    """The documents of a YAML body: 400 when it is not YAML, 422 for a document that
+    breaks a definitions' limit (anchors, nesting, size)."""
+    try:
+        return load_documents(text, "")
+    except DefinitionSyntaxError as error:
+        raise ApiError(400, str(error)) from None
+    except DefinitionError as error:
+        raise invalid([p.as_dict() for p in error.problems]) from None
 
 
 def refuse_deep(document: Any) -> None:
@@ -50,16 +82,13 @@ def parse_document(body: bytes, content_type: str | None) -> dict[str, Any]:
     neither, 422 when it is not one mapping."""
     media = (content_type or "").split(";")[0].strip().lower()
     if media not in YAML_TYPES:
-        document = parse_json(body)
+        document = _definitions_json(body)
     else:
         try:
             text = body.decode()
         except UnicodeDecodeError:
             raise ApiError(400, "the request body is not UTF-8 text") from None
-        try:
-            documents = load_documents(text, "")
-        except DefinitionError as error:
-            raise ApiError(400, str(error)) from None
+        documents = _yaml_documents(text)
         if len(documents) != 1:
             raise invalid([{"loc": "", "msg": f"expected one document, found {len(documents)}"}])
         document = documents[0]
@@ -77,14 +106,13 @@ def parse_documents(body: bytes, content_type: str | None) -> list[dict[str, Any
     media = (content_type or "").split(";")[0].strip().lower()
     if media in YAML_TYPES:
         try:
-            documents = load_documents(body.decode(), "")
+            text = body.decode()
         except UnicodeDecodeError:
             raise ApiError(400, "the request body is not UTF-8 text") from None
-        except DefinitionError as error:
-            raise ApiError(400, str(error)) from None
+        documents = _yaml_documents(text)
         refuse_deep(documents)
     else:
-        parsed = parse_json(body)
+        parsed = _definitions_json(body)
         documents = parsed if isinstance(parsed, list) else [parsed]
     wrong = [
         {"loc": f"[{n}]", "msg": "expected a mapping"}

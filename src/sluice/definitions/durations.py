@@ -4,14 +4,21 @@ Durations are an integer and a unit (`30s`, `15m`, `2h`, `3d`, `1w`), or ISO 860
 (`P2D`, `PT90M`, `P1DT2H`, `P1W`); a leading `-` makes them negative (`offset: -3d`).
 Compact units may also be chained, largest first (`1h30m`, `2d12h`): that is the form
 `format_duration` writes, so everything it writes parses back.
+
+A duration is at most `limits.MAX_DURATION` (10 years) either way, so that a time
+computed from one is always a date; absolute times in definitions come before
+`limits.LATEST_INSTANT` (the year 3000) for the same reason.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from sluice.definitions.limits import LATEST_INSTANT, MAX_DURATION
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 """Weekday names as written in `wait: {on: [...]}`; the index is `datetime.weekday()`."""
@@ -38,20 +45,30 @@ _TIME_OF_DAY = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse a duration; `ValueError` says how to write it when it is not one."""
+    """Parse a duration of at most `MAX_DURATION` either way; `ValueError` says how to
+    write it when it is not one, or that it is too long."""
     for pattern in (_COMPACT, _ISO):
         match = pattern.fullmatch(text)
         if match and any(match.groups()[1:]):
-            try:
-                return _from_parts(match.group(1), match.groups()[1:])
-            except OverflowError:
-                raise ValueError(f"invalid duration {text!r} (too long)") from None
-    raise ValueError(f"invalid duration {text!r} ({_hint(text)})")
+            seconds = _seconds(match.groups()[1:])
+            if seconds > MAX_DURATION.total_seconds():
+                raise ValueError(
+                    f"duration {_quoted(text)} is too long: at most "
+                    f"{format_duration(MAX_DURATION)} (10 years)"
+                )
+            return timedelta(seconds=-seconds if match.group(1) else seconds)
+    raise ValueError(f"invalid duration {_quoted(text)} ({_hint(text)})")
 
 
-def _from_parts(sign: str, parts: tuple[str | None, ...]) -> timedelta:
-    seconds = sum(int(n) * s for n, s in zip(parts, _UNIT_SECONDS.values(), strict=True) if n)
-    return timedelta(seconds=-seconds if sign else seconds)
+def _quoted(text: str) -> str:
+    """`text` as a message quotes it: cut short when long."""
+    return repr(text) if len(text) <= 40 else f"{text[:30]!r}… ({len(text)} characters)"
+
+
+def _seconds(parts: tuple[str | None, ...]) -> float:
+    if any(n and len(n) > 12 for n in parts):
+        return math.inf  # far beyond the limit; and int() refuses 4,300 digits and more
+    return sum(int(n) * s for n, s in zip(parts, _UNIT_SECONDS.values(), strict=True) if n)
 
 
 def _hint(text: str) -> str:
@@ -117,7 +134,19 @@ def parse_instant(value: str | datetime | date) -> datetime:
         raise ValueError(f"invalid time {value!r} (use ISO 8601, e.g. 2026-12-24T09:00:00Z)")
     if parsed.utcoffset() is None:
         raise ValueError(f"time {str(value)!r} has no offset: add one, e.g. Z for UTC or +02:00")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00:00-05:00 is after the last date there is
+        raise ValueError(f"time {str(value)!r} is out of range") from None
+
+
+def check_instant_in_range(instant: datetime) -> None:
+    """`ValueError` when a time in a definition is not before `LATEST_INSTANT`."""
+    if instant >= LATEST_INSTANT:
+        raise ValueError(
+            f"time {instant.isoformat()!r} is too late: it must come before "
+            f"{LATEST_INSTANT.year}-01-01"
+        )
 
 
 def parse_timezone(name: str) -> ZoneInfo:

@@ -6,6 +6,9 @@ its additions (`json`, `raw`, lists and objects written as JSON, `now`/`today` o
 render's clock) and HTML escaping for an email's HTML (`Template.compile(html=True)`).
 An unknown filter is a compile error here (python-liquid would only fail at render
 time). A missing variable renders as empty and compares as `nil`.
+A condition, and the expression of each template tag, nests at most
+`limits.MAX_EXPRESSION_DEPTH` levels: checked on the text before it is parsed, since
+parsing and evaluating recurse once per level.
 
 The context the engine renders with (SPEC §2.5):
 
@@ -80,6 +83,7 @@ from liquid.token import (
 )
 
 from sluice.definitions import sandbox
+from sluice.definitions.limits import expression_problem, template_problem
 from sluice.definitions.values import item_loc, key_loc, to_jsonable
 
 _ENV = sandbox.TEXT
@@ -117,6 +121,13 @@ def _render_error(err: LiquidError) -> TemplateError:
     return TemplateError(f"Liquid error{at}: {err.message}")
 
 
+def _nesting_error(source: str, found: tuple[int, str]) -> TemplateError:
+    index, msg = found
+    line = source.count("\n", 0, index) + 1
+    col = index - (source.rfind("\n", 0, index) + 1) + 1
+    return TemplateError(f"Liquid syntax error at {line}:{col}: {msg}")
+
+
 def _has_markup(source: str) -> bool:
     return "{{" in source or "{%" in source
 
@@ -138,6 +149,9 @@ class Template:
         With `html`, values output from data are HTML-escaped unless `| raw`."""
         if not _has_markup(source):
             return cls(source, html=html)  # plain text: rendering returns it as is
+        too_deep = template_problem(source)
+        if too_deep:
+            raise _nesting_error(source, too_deep)
         env = sandbox.HTML if html else sandbox.TEXT
         try:
             bound = env.from_string(source)
@@ -228,6 +242,9 @@ class Condition:
     @classmethod
     def compile(cls, source: str) -> Condition:
         """Compile `source`; `TemplateError` on a syntax error."""
+        too_deep = expression_problem(source)
+        if too_deep:
+            raise _nesting_error(source, too_deep)
         try:
             origin = Token(TOKEN_EXPRESSION, source, 0, source)
             tokens = TokenStream(tokenize(source, parent_token=origin))

@@ -111,6 +111,7 @@ class IfAction:
 @dataclass(frozen=True, kw_only=True)
 class SplitBranch:
     weight: int
+    """0 for a paused variant, which is never chosen; another branch has more."""
     steps: tuple[Step, ...] = ()
 
 

@@ -9,6 +9,11 @@ When several documents are validated together (`validate_documents`), each probl
 YAML is read with YAML 1.2 scalars where YAML 1.1 surprises people: only `true` and
 `false` are booleans (so `on: [mon]` is the key `on`, not `True`), and `10:30` is a
 string (not the base-60 integer 630). Unquoted timestamps still become datetimes.
+
+The limits of `limits.py` hold for every document that comes out of here: a text is
+measured before it is parsed, and YAML anchors and aliases (which let a few hundred
+bytes stand for gigabytes: "billion laughs") and nesting are refused while the text is
+parsed, before a document is built.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 import yaml
 
 from sluice.definitions.durations import parse_timezone
+from sluice.definitions.limits import MAX_DEPTH, MAX_YAML_NODES, document_problem, text_problem
 from sluice.definitions.model import (
     EntryRule,
     ExitRule,
@@ -38,6 +44,7 @@ from sluice.definitions.values import item_loc, to_jsonable
 
 __all__ = [
     "DefinitionError",
+    "DefinitionSyntaxError",
     "Problem",
     "load_documents",
     "validate_documents",
@@ -57,8 +64,14 @@ _FLOW_OPTIONAL = (
 )
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans and integers (see the module docstring)."""
+class DefinitionSyntaxError(DefinitionError):
+    """A text that is not YAML or JSON at all (as opposed to one whose documents break
+    a rule or a limit)."""
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """SafeLoader with YAML 1.2 booleans and integers (see the module docstring); the
+    one built on libyaml where PyYAML has it, which parses several times faster."""
 
 
 _BOOL, _INT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int"
@@ -95,18 +108,99 @@ def load_documents(text: str, name: str = "<input>") -> list[dict]:
 
 
 def _parse(text: str, name: str) -> list[Any]:
+    too_large = text_problem(text)
+    if too_large:
+        raise DefinitionError([Problem(name, too_large)])
     if text.lstrip().startswith("{"):
         with suppress(json.JSONDecodeError):
-            return [json.loads(text)]
+            return [_checked_json(text, name)]
     try:
+        _refuse_aliases_and_depth(text, name)
         return [doc for doc in yaml.load_all(text, Loader=_Loader) if doc is not None]
+    except ValueError as err:  # a scalar YAML resolved but Python cannot build
+        raise DefinitionError([Problem(name, _value_message(err))]) from None
     except yaml.YAMLError as err:
-        raise DefinitionError([Problem(name, _yaml_message(err))]) from err
+        if getattr(err, "problem", None) == _LIBYAML_TOO_DEEP:
+            where = _position(err.problem_mark)
+            raise DefinitionError([Problem(name, _too_deep_message(where))]) from None
+        raise DefinitionSyntaxError([Problem(name, _yaml_message(err))]) from err
+
+
+# libyaml reads up to 1,024 characters ahead of the events it hands out, so it may
+# meet its own limit (1,000 levels) before our count of events passes ours.
+_LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"
+
+
+def _too_deep_message(where: str) -> str:
+    return f"YAML nested more than {MAX_DEPTH} levels deep at {where}"
+
+
+def _value_message(err: ValueError) -> str:
+    """Why a value cannot be read: a date that does not exist (`2026-02-30`), or a number
+    of more than 4,300 digits (Python's limit on reading integers)."""
+    if "integer string conversion" in str(err):
+        return "a number has more than 4300 digits"
+    return f"a value cannot be read: {err}"
+
+
+def _checked_json(text: str, name: str) -> Any:
+    try:
+        document = json.loads(text)
+    except RecursionError:  # the decoder recurses per level
+        document = None
+        found = ("", f"nested more than {MAX_DEPTH} levels deep (at most {MAX_DEPTH})")
+    except ValueError as err:
+        if isinstance(err, json.JSONDecodeError):
+            raise  # not JSON after all: read as YAML
+        document, found = None, ("", _value_message(err))
+    else:
+        found = document_problem(document)
+    if found:
+        loc, msg = found
+        raise DefinitionError([Problem(f"{name}: {loc}" if name and loc else name or loc, msg)])
+    return document
+
+
+def _refuse_aliases_and_depth(text: str, name: str) -> None:
+    """Raise `DefinitionError` at the first anchor or alias, the first collection
+    nested deeper than `MAX_DEPTH` or the value past `MAX_YAML_NODES`: one streaming
+    pass over the parser's events (made in C), so a refusal comes as soon as the fault
+    is read, and composing never recurses deeply nor builds more than the limit."""
+    depth = nodes = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.NodeEvent):
+            nodes += 1
+            if nodes > MAX_YAML_NODES:
+                where = _position(event.start_mark)
+                msg = f"YAML text holds more than {MAX_YAML_NODES} values, keys included"
+                raise DefinitionError([Problem(name, f"{msg} (passed at {where})")])
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            where = _position(event.start_mark)
+            raise DefinitionError(
+                [
+                    Problem(
+                        name,
+                        f"YAML anchor or alias at {where}: anchors (&name) and aliases "
+                        "(*name) are not accepted in definitions; write the value out",
+                    )
+                ]
+            )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                where = _position(event.start_mark)
+                raise DefinitionError([Problem(name, _too_deep_message(where))])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _position(mark: yaml.Mark) -> str:
+    return f"{mark.line + 1}:{mark.column + 1}"
 
 
 def _yaml_message(err: yaml.YAMLError) -> str:
     mark = getattr(err, "problem_mark", None)
-    where = f" at {mark.line + 1}:{mark.column + 1}" if mark else ""
+    where = f" at {_position(mark)}" if mark else ""
     return f"YAML syntax error{where}: {getattr(err, 'problem', None) or err}"
 
 
@@ -115,6 +209,7 @@ def validate_flow(
 ) -> FlowDefinition:
     """Validate a flow document. `start_flow` may name the flow itself or one of
     `known_flows`; `email.template` one of `known_templates`."""
+    _refuse_oversized(doc)
     check = Checker()
     raw = check.mapping(doc, "", required=("key", "trigger", "steps"), optional=_FLOW_OPTIONAL)
     if raw is None:
@@ -122,6 +217,14 @@ def validate_flow(
     flow = _read_flow(check, raw, known_flows, known_templates)
     check.raise_if_any()
     return flow
+
+
+def _refuse_oversized(doc: Any) -> None:
+    """The limits on size and nesting, checked before the document is read at all
+    (documents from JSON request bodies have not been through `load_documents`)."""
+    found = document_problem(doc)
+    if found:
+        raise DefinitionError([Problem(*found)])
 
 
 def _read_flow(
@@ -200,6 +303,7 @@ def _timezone(check: Checker, value: Any, loc: str) -> str | None:
 def validate_template(doc: Any) -> TemplateDefinition:
     """Validate an email template document (SPEC §2.8): `key`, `subject`, and `html`
     or `text` (or both); `kind: template` may be given."""
+    _refuse_oversized(doc)
     check = Checker()
     raw = check.mapping(doc, "", required=("key", "subject"), optional=("kind", "html", "text"))
     if raw is None:

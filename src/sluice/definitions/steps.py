@@ -14,7 +14,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sluice.addresses import AddressError, mailbox
-from sluice.definitions.durations import WEEKDAYS, parse_instant, parse_time_of_day
+from sluice.definitions.durations import (
+    WEEKDAYS,
+    check_instant_in_range,
+    format_duration,
+    parse_instant,
+    parse_time_of_day,
+)
+from sluice.definitions.limits import MAX_DURATION, MAX_STEPS
 from sluice.definitions.liquid import Template
 from sluice.definitions.model import (
     Action,
@@ -78,13 +85,23 @@ class StepReader:
         self.known_flows = known_flows
         self.known_templates = known_templates
         self._ids: set[str] = set()
+        self._count = 0
+        """Steps read so far, nested ones included."""
 
     def steps(
         self, value: Any, loc: str, path: str, *, non_empty: bool = False
     ) -> tuple[Step, ...]:
         """The steps of the list at `loc`; `path` is its dotted form for derived ids."""
         items = self.check.sequence(value, loc, non_empty=non_empty) or []
-        steps = [self.step(raw, item_loc(loc, i), f"{path}.{i}") for i, raw in enumerate(items)]
+        steps = []
+        for i, raw in enumerate(items):
+            self._count += 1
+            if self._count > MAX_STEPS:
+                # Said once, where the limit is passed; the rest is not read (bounded work).
+                if self._count == MAX_STEPS + 1:
+                    self.check.add(item_loc(loc, i), f"more than {MAX_STEPS} steps in the flow")
+                break
+            steps.append(self.step(raw, item_loc(loc, i), f"{path}.{i}"))
         return tuple(step for step in steps if step is not None)
 
     def step(self, raw: Any, loc: str, path: str) -> Step | None:
@@ -239,12 +256,31 @@ class StepReader:
     def _retries(self, value: Any, loc: str) -> RetryPolicy:
         """`retries: N` attempts, or `{attempts: N, backoff: 30s}`."""
         attempts = partial(self.check.integer, minimum=1)
-        if not isinstance(value, dict):
-            return RetryPolicy(attempts=attempts(value, loc))
-        raw = self.check.mapping(value, loc, optional=("attempts", "backoff")) or {}
-        return RetryPolicy(
-            **read_keys(raw, loc, {"attempts": attempts, "backoff": self.check.duration})
-        )
+        if isinstance(value, dict):
+            raw = self.check.mapping(value, loc, optional=("attempts", "backoff")) or {}
+            readers = {"attempts": attempts, "backoff": self.check.duration}
+            policy = RetryPolicy(**read_keys(raw, loc, readers))
+        else:
+            policy = RetryPolicy(attempts=attempts(value, loc))
+        if policy.attempts and policy.backoff:
+            self._check_longest_delay(policy, loc)
+        return policy
+
+    def _check_longest_delay(self, policy: RetryPolicy, loc: str) -> None:
+        """The delay doubles after each attempt (`RetryPolicy.backoff`): the last one,
+        backoff × 2^(attempts − 2), must stay within `MAX_DURATION` too."""
+        doublings = min(policy.attempts, 100) - 2  # 2^98 × 1s is far past the limit
+        if doublings < 1:
+            return
+        longest = int(policy.backoff.total_seconds()) * 2**doublings
+        if longest > MAX_DURATION.total_seconds():
+            self.check.add(
+                loc,
+                f"{policy.attempts} attempts with a backoff of {format_duration(policy.backoff)}"
+                " (doubled after each attempt) would wait more than "
+                f"{format_duration(MAX_DURATION)} (10 years) before the last one: use fewer "
+                "attempts or a shorter backoff",
+            )
 
     def _tag(self, value: Any, loc: str) -> TagAction:
         raw = self._changes(value, loc, ("add", "remove"))
@@ -296,7 +332,9 @@ class StepReader:
 
     def _instant(self, value: Any, loc: str):
         try:
-            return parse_instant(value)
+            instant = parse_instant(value)
+            check_instant_in_range(instant)
+            return instant
         except ValueError as err:
             self.check.add(loc, str(err))
             return None
@@ -342,12 +380,15 @@ class StepReader:
             self._split_branch(item, item_loc(loc, i), f"{path}.{i}.steps")
             for i, item in enumerate(items)
         ]
+        weights = [branch.weight for branch in branches]
+        if weights and None not in weights and not any(weights):
+            self.check.add(loc, "at least one branch needs a weight above 0")
         return SplitAction(branches=tuple(branches))
 
     def _split_branch(self, value: Any, loc: str, steps_path: str) -> SplitBranch:
         raw = self.check.mapping(value, loc, required=("weight", "steps")) or {}
         readers = {
-            "weight": partial(self.check.integer, minimum=1),
+            "weight": partial(self.check.integer, minimum=0),  # 0: a paused variant
             "steps": partial(self.steps, path=steps_path),
         }
         return SplitBranch(**read_keys(raw, loc, readers, required=("weight",)))

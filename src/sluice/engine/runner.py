@@ -349,8 +349,10 @@ class _Run:
     def _split(self, step: Step, action: SplitAction) -> None:
         splits = self.state.setdefault("splits", {})
         if step.id not in splits:
-            weights = [branch.weight for branch in action.branches]
-            splits[step.id] = self.rng.choices(range(len(weights)), weights=weights)[0]
+            # Only branches with a weight above 0 can be chosen: weight 0 pauses a variant.
+            live = [i for i, branch in enumerate(action.branches) if branch.weight > 0]
+            weights = [action.branches[i].weight for i in live]
+            splits[step.id] = self.rng.choices(live, weights=weights)[0]
         chosen = splits[step.id]
         branch = action.branches[chosen]
         self.log(step.id, "split", {"branch": chosen, "weight": branch.weight})

@@ -96,7 +96,10 @@ def _until_field(wait: WaitAction, began_at: datetime, fields: dict[str, Any]) -
         when = _as_instant(raw)
     except (ValueError, OverflowError, OSError):
         return WakeUp(began_at, f"field '{wait.until_field}' is not a date: {raw!r}")
-    target = when + wait.offset
+    try:
+        target = when + wait.offset
+    except OverflowError:  # a field near the end of the calendar (9999-12-31) plus offset
+        return WakeUp(began_at, f"field '{wait.until_field}' + offset is out of range: {raw!r}")
     if target <= began_at:
         return WakeUp(began_at, f"{target.isoformat()} ({wait.until_field} + offset) has passed")
     return WakeUp(target)

@@ -15,7 +15,7 @@ from sluice.definitions.problems import DefinitionError, Problem
 from sluice.service import Sluice
 from sluice.store import flows as flow_store
 from sluice.store.flows import UnknownFlow, as_yaml
-from sluice.ui.lines import line_of
+from sluice.ui.lines import lines_of
 
 EXAMPLES = Path(__file__).parent / "examples"
 NEW_FLOW = """\
@@ -46,7 +46,7 @@ def check(sluice: Sluice, text: str, key: str | None) -> Checked:
     try:
         documents = load_documents(text, "document")
     except DefinitionError as error:
-        return Checked(None, None, _located(text, error.problems))
+        return Checked(None, None, _located(text, error.problems, loaded=False))
     problems = []
     if len(documents) != 1:
         problems.append(Problem("", f"expected one flow definition, found {len(documents)}"))
@@ -64,7 +64,7 @@ def check(sluice: Sluice, text: str, key: str | None) -> Checked:
     except DefinitionError as error:
         problems += error.problems
     if problems:
-        return Checked(None, document, _located(text, problems))
+        return Checked(None, document, _located(text, problems, loaded=True))
     return Checked(flow, document, [])
 
 
@@ -77,8 +77,11 @@ def _exists(sluice: Sluice, key: object) -> bool:
     return True
 
 
-def _located(text: str, problems: list[Problem]) -> list[dict[str, Any]]:
-    return [{"loc": p.loc, "msg": p.msg, "line": line_of(text, p.loc, p.msg)} for p in problems]
+def _located(text: str, problems: list[Problem], *, loaded: bool) -> list[dict[str, Any]]:
+    lines = lines_of(text, [(p.loc, p.msg) for p in problems], loaded=loaded)
+    return [
+        {"loc": p.loc, "msg": p.msg, "line": line} for p, line in zip(problems, lines, strict=True)
+    ]
 
 
 def save(sluice: Sluice, checked: Checked, actor: str) -> int | None:

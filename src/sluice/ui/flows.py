@@ -11,6 +11,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from sluice.api.auth import sluice_of
+from sluice.definitions.limits import MAX_TEXT_BYTES
 from sluice.records import FlowStatus
 from sluice.service import Sluice
 from sluice.store import flows as flow_store
@@ -19,7 +20,7 @@ from sluice.ui import auth, canvas, editing, queries, render
 
 router = APIRouter(include_in_schema=False)
 Csrf = Annotated[str, Form(max_length=100)]
-Definition = Annotated[str, Form(max_length=1_000_000)]
+Definition = Annotated[str, Form(max_length=MAX_TEXT_BYTES)]
 STATS_SECONDS = 5.0
 """How long the per-step statistics of a flow are reused: they read the timelines of
 every session of the flow, so many open canvases share one reading."""
@@ -191,9 +192,7 @@ async def check_definition(request: Request, key: str | None = None) -> JSONResp
     """The editor's validation as you type: the problems, each with its line, and the
     canvas of the typed definition."""
     auth.check_csrf(request, request.headers.get("x-csrf-token"))
-    body = await request.body()
-    if len(body) > 1_000_000:
-        return JSONResponse({"problems": [{"loc": "", "msg": "too long", "line": 1}]})
+    body = await request.body()  # at most 5 MiB (api/limits.py); the checks refuse > 1 MiB
     text = body.decode("utf-8", errors="replace")
     sluice = sluice_of(request)
     checked = editing.check(sluice, text, key)

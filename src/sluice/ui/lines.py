@@ -37,18 +37,30 @@ def _child(node: yaml.Node, part: str | int) -> tuple[yaml.Node, yaml.Node] | No
     return None
 
 
-def line_of(text: str, loc: str, msg: str = "") -> int:
-    """The 1-based line that `loc` points at; a YAML syntax error's own line; else 1."""
-    syntax = _AT_LINE.search(msg) if msg.startswith("YAML syntax error") else None
-    if syntax:
-        return int(syntax.group(1))
+def lines_of(text: str, locs: list[tuple[str, str]], *, loaded: bool) -> list[int]:
+    """The 1-based line of each `(loc, msg)`: a YAML problem's own position (syntax
+    errors, anchors, nesting), else the line `loc` points at, else 1.
+
+    The text is composed once for them all, and only when it `loaded` as definitions,
+    so it is known to be within the limits (no aliases, nesting bounded)."""
+    root = _compose(text) if loaded else None
+    return [_line(root, loc, msg) for loc, msg in locs]
+
+
+def _compose(text: str) -> yaml.Node | None:
     try:
-        node = yaml.compose(text)
+        return yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError:
+        return None
+
+
+def _line(root: yaml.Node | None, loc: str, msg: str) -> int:
+    own = _AT_LINE.search(msg) if msg.startswith("YAML") else None
+    if own:
+        return int(own.group(1))
+    if root is None:
         return 1
-    if node is None:
-        return 1
-    line = node.start_mark.line
+    node, line = root, root.start_mark.line
     for part in _parts(loc):
         found = _child(node, part)
         if found is None:
