@@ -102,7 +102,14 @@ def test_a_script_of_offsets_starts_now(app, clock):
             [{"at": "+1d", "type": "a"}, {"at": "2026-05-01T09:00:00Z", "type": "b"}],
             "events[1].at: 2026-05-01T09:00:00Z is before events[0] (2026-05-02T09:00:00Z)",
         ),
-        ([{"at": "+999999999d", "type": "a"}], "events[0].at: '+999999999d' is too far"),
+        (
+            [{"at": "+999999999d", "type": "a"}],
+            "events[0].at: duration '999999999d' is too long: at most 3650d (10 years)",
+        ),
+        (
+            [{"at": "9999-12-31T00:00:00Z", "type": "a"}],
+            "events[0].at: '9999-12-31T00:00:00Z' is too far in the future",
+        ),
         ([{"at": "+2 days", "type": "a"}], "events[0].at: invalid duration '2 days'"),
     ],
 )
