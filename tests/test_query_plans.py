@@ -248,3 +248,12 @@ def test_a_dispatcher_round_reads_only_the_deliveries_that_are_due(parked):
         with app.db.read() as conn:
             assert delivery_store.next_attempt(conn, kinds=["webhook"]) is None
     assert_plans_read_only_what_they_need(app, statements)
+
+
+def test_a_live_stream_reads_only_what_is_new(parked):
+    app = parked.app
+    latest = app.latest_activity()
+    with recording(app) as statements:
+        assert app.activity_since(*latest) == ([], [])
+        assert [e["kind"] for _, e in app.timeline_since(1_000_001, 0)] == ["wait"]
+    assert_plans_read_only_what_they_need(app, statements)
