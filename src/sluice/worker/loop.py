@@ -52,7 +52,8 @@ class Worker:
         self.db, self.catalog, self.clock, self.config = db, catalog, clock, config
         self.batch_size, self.lease = batch_size, lease
         self.poll_interval = poll_interval
-        """The shortest sleep: while a session is due but held by another worker."""
+        """The sleep while a session is due but held by another worker (its batch is
+        in flight, or its lease has not run out)."""
         self.max_sleep = max_sleep
         """The longest sleep, in case a wake-up was lost (a dropped LISTEN connection)."""
         self.rng = rng or random.Random()
