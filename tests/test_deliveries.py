@@ -3,8 +3,9 @@ delivery in the step's transaction; the outcome moves the session on."""
 
 from __future__ import annotations
 
-from sluice.records import DeliveryState
+from sluice.records import DeliveryState, FlowStatus
 from sluice.store import deliveries as delivery_store
+from sluice.store import sessions as session_store
 
 FLOW = """
 key: hook
@@ -66,3 +67,26 @@ def test_a_failed_webhook_runs_on_failure_or_fails_the_session(driver, app, cloc
     assert driver.visitor("f@example.com")["tags"] == ["crm-failed", "after"]
     assert by_flow["strict"]["status"] == "failed"
     assert by_flow["strict"]["timeline"][-1]["kind"] == "failed"
+
+
+def test_an_outcome_for_a_stopped_or_paused_session_waits_for_it_without_making_it_due(
+    driver, app, clock
+):
+    """No claim may take such a session, so it gets no due time (which every claim
+    would read again, and an idle worker would wake for); it moves on with the
+    outcome once it is resumed or its flow is back on."""
+    driver.apply(FLOW)
+    driver.apply(FLOW.replace("key: hook", "key: other"))
+    started = driver.send("go", "s@example.com").sessions_started
+    by_flow = {driver.session(s)["flow"]: s for s in started}
+    app.stop_session(by_flow["hook"])
+    app.set_flow_status("other", FlowStatus.OFF)
+    for delivery in pending(app, clock):
+        finish(app, clock, delivery, DeliveryState.SENT, "webhook_delivered")
+    with app.db.read() as conn:
+        assert session_store.next_due(conn) is None
+    assert driver.run() == 0
+    app.resume_session(by_flow["hook"])
+    app.set_flow_status("other", FlowStatus.ON)
+    driver.run()
+    assert {driver.session(s)["status"] for s in started} == {"completed"}

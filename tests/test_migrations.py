@@ -17,7 +17,7 @@ from sluice.audience import TransactionalEmail
 from sluice.service import Sluice
 from sluice.settings import Settings
 from sluice.store.db import MIGRATIONS, Database, NewerSchema, head_revision
-from sluice.store.schema import metadata, suppressions, visitors
+from sluice.store.schema import flows, metadata, sessions, suppressions, visitors
 
 
 def test_migrations_produce_the_declared_schema(database_url):
@@ -143,3 +143,57 @@ def test_a_database_migrated_by_a_newer_sluice_is_refused_untouched(tmp_path):
         db.upgrade()
     assert db.schema_revision() == "9999"
     db.dispose()
+
+
+def test_sessions_no_worker_may_claim_lose_their_due_time_in_0007(database_url):
+    """Before 0007 a delivery outcome made a stopped session, or one of a flow that is
+    off, due; every claim then read it again. After 0007 only the sessions a worker may
+    claim keep a due time (the earliest of them is what an idle worker sleeps until)."""
+    db = Database(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    later = datetime(2026, 11, 2, tzinfo=UTC)
+    with db.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0006")
+        conn.execute(
+            flows.insert(),
+            [
+                {"key": key, "name": key, "status": status, "version": 1}
+                | {"created_at": now, "updated_at": now}
+                for key, status in [("live", "on"), ("paused", "off")]
+            ],
+        )
+        conn.execute(
+            sessions.insert(),
+            [
+                {
+                    "id": n,
+                    "visitor_id": n,
+                    "flow_key": flow,
+                    "flow_version": 1,
+                    "status": status,
+                    "step": "nap",
+                    "step_begun": True,
+                    "state": {},
+                    "origin_event_id": n,
+                    "depth": 0,
+                    "event_cursor": n,
+                    "due_at": due,
+                    "revision": 1,
+                    "started_at": now,
+                    "updated_at": now,
+                }
+                for n, flow, status, due in [
+                    (1, "live", "stopped", now),
+                    (2, "paused", "waiting", now),
+                    (3, "live", "waiting", later),
+                ]
+            ],
+        )
+    db.upgrade()
+    with db.read() as conn:
+        due = dict(conn.execute(sa.select(sessions.c.id, sessions.c.due_at)).all())
+    db.dispose()
+    assert due == {1: None, 2: None, 3: later}

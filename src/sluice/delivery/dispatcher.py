@@ -6,7 +6,9 @@ thread so they never stall the attempts in flight. Results are recorded in batch
 one transaction for all the attempts that ended since the last one.
 
 Time comes from the injected clock: when a delivery is due, when its lease runs out,
-when the next attempt is. `run_once()` is one round (claim, attempt, record) for tests
+when the next attempt is. An idle dispatcher sleeps until the next attempt is due,
+until it is woken (`wake()`: new deliveries, from the worker beside it), or for
+`max_sleep` at most. `run_once()` is one round (claim, attempt, record) for tests
 and tools; `run()` keeps attempts flowing until `stop()` is called.
 
 Crash safety: a claim is a lease, renewed while the attempt runs. A dispatcher that
@@ -63,6 +65,7 @@ class Dispatcher:
         lease: timedelta = timedelta(seconds=60),
         attempt_limit: timedelta = timedelta(seconds=90),
         poll_interval: float = 0.2,
+        max_sleep: float = 30.0,
         stop_grace: float = 10.0,
         rng: random.Random | None = None,
     ):
@@ -70,6 +73,8 @@ class Dispatcher:
         self.senders = {sender.kind: sender for sender in senders}
         self.in_flight, self.lease, self.attempt_limit = in_flight, lease, attempt_limit
         self.poll_interval, self.stop_grace = poll_interval, stop_grace
+        self.max_sleep = max_sleep
+        """The longest idle sleep, in case a wake-up was lost."""
         self.rng = rng or random.Random()
         self.name = f"{socket.gethostname()}:{threading.get_native_id()}:{id(self):x}"
         self.on_outcomes: Callable[[], None] | None = None
@@ -126,8 +131,10 @@ class Dispatcher:
                 if time.monotonic() - renewed > self.lease.total_seconds() / 3:
                     await self._renew(running.values())
                     renewed = time.monotonic()
-                if not ended and (len(claimed) < free or not free):
-                    await self._sleep()
+                if not ended and not free:
+                    await self._sleep(self.poll_interval)  # until an attempt ends
+                elif not ended and len(claimed) < free:
+                    await self._sleep(await self._idle_seconds())
             if running:  # give the attempts in flight a moment to end, then record them
                 await asyncio.wait(list(running), timeout=self.stop_grace)
                 for task in list(running):
@@ -152,13 +159,32 @@ class Dispatcher:
 
         return done
 
-    async def _sleep(self) -> None:
-        """Until an attempt ends or new work may be due, or the poll interval passes.
+    async def _idle_seconds(self) -> float:
+        """With every due delivery claimed: until the next attempt is due, and at most
+        `max_sleep`. One due already is held (in flight here, or by another dispatcher
+        until its lease runs out): look again after `poll_interval`."""
+        kinds = list(self.senders)
+
+        def next_attempt():
+            with self.db.read() as conn:
+                return delivery_store.next_attempt(conn, kinds=kinds)
+
+        try:
+            due = await asyncio.to_thread(next_attempt)
+        except sa.exc.OperationalError:
+            return self.poll_interval
+        if due is None:
+            return self.max_sleep
+        seconds = (due - self.clock.now()).total_seconds()
+        return self.poll_interval if seconds <= 0 else min(self.max_sleep, seconds)
+
+    async def _sleep(self, timeout: float) -> None:
+        """Until an attempt ends or new work may be due, or `timeout` seconds pass.
         Woken by an ending attempt, it lingers a moment so that the results of
         attempts ending together are recorded in one transaction, not one each; woken
         by new work, it claims it at once."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            await asyncio.wait_for(self._wake.wait(), timeout)
             if not self._work_due.is_set():
                 await asyncio.wait_for(self._work_due.wait(), BATCH_WINDOW)
         self._wake.clear()

@@ -21,9 +21,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sluice.records import DeliveryState, SessionStatus
+from sluice.records import DeliveryState, FlowStatus, SessionStatus
 from sluice.store.notify import TIMELINE_CHANNEL, WORK_CHANNEL, notify
-from sluice.store.schema import deliveries, sessions, timeline, visitors
+from sluice.store.schema import deliveries, flows, sessions, timeline, visitors
 
 _PENDING = sa.literal_column("'pending'")
 """A literal, not a parameter, so the planner can use the partial index of pending rows."""
@@ -118,6 +118,18 @@ def claim(
     ]
 
 
+def next_attempt(conn: Connection, *, kinds: Iterable[str]) -> datetime | None:
+    """When the earliest pending delivery of these kinds is due, claimed or not: a read
+    of `ix_deliveries_pending` from its start. An idle dispatcher sleeps until then."""
+    return conn.execute(
+        sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
+            deliveries.c.state == _PENDING,
+            deliveries.c.next_attempt_at.is_not(None),
+            deliveries.c.kind.in_(list(kinds)),
+        )
+    ).scalar()
+
+
 def record(conn: Connection, results: list[Result], *, now: datetime) -> list[str]:
     """Record attempts: a retry is scheduled, a final outcome is stored and handed to the
     session waiting for it (its state gets the outcome and it becomes due now, so the
@@ -190,28 +202,39 @@ def _wake_sessions(conn: Connection, final: list[tuple[int, Result]], now: datet
     """Put each final outcome into the state of the session that waits for it.
 
     A session waits for a delivery while `state.delivery.id` names it; one that moved
-    on meanwhile (it exited, or a person retried it) is left alone. A stopped session
-    keeps the outcome until it is resumed."""
+    on meanwhile (it exited, or a person retried it) is left alone. A stopped session,
+    or one whose flow is off, keeps the outcome until it is resumed, and gets no due
+    time meanwhile: a due time it cannot be claimed for would be read again by every
+    claim (`sessions.claim_due`)."""
     outcomes = {result.idempotency_id: result for _, result in final}
-    query = sa.select(sessions.c.id, sessions.c.status, sessions.c.state).where(
-        sessions.c.id.in_({session_id for session_id, _ in final})
-    )
+    query = sa.select(
+        sessions.c.id, sessions.c.status, sessions.c.flow_key, sessions.c.state
+    ).where(sessions.c.id.in_({session_id for session_id, _ in final}))
     if conn.dialect.name == "postgresql":
         query = query.order_by(sessions.c.id).with_for_update()
     changes = []
-    for session in conn.execute(query):
+    locked = conn.execute(query).all()
+    on = set(conn.execute(sa.select(flows.c.key).where(flows.c.status == FlowStatus.ON)).scalars())
+    for session in locked:
         result = outcomes.get(session.state.get("delivery", {}).get("id"))
         if result is None or session.status not in (SessionStatus.WAITING, SessionStatus.STOPPED):
             continue
         outcome = "failed" if result.state == DeliveryState.FAILED else "sent"
         state = dict(session.state)
         state["delivery"] = {"id": result.idempotency_id, "outcome": outcome, "error": result.error}
-        changes.append({"session": session.id, "new_state": state})
+        runnable = session.status == SessionStatus.WAITING and session.flow_key in on
+        changes.append(
+            {"session": session.id, "new_state": state, "due": now if runnable else None}
+        )
     if changes:
         conn.execute(
             sessions.update()
             .where(sessions.c.id == sa.bindparam("session"))
-            .values(state=sa.bindparam("new_state"), due_at=now, revision=sessions.c.revision + 1),
+            .values(
+                state=sa.bindparam("new_state"),
+                due_at=sa.bindparam("due"),
+                revision=sessions.c.revision + 1,
+            ),
             changes,
         )
 

@@ -1,9 +1,10 @@
 """Wake-ups across processes.
 
 On PostgreSQL, `NOTIFY` inside a transaction is delivered when it commits, so a
-listener never hears of work it cannot yet see. Listeners still poll: a notification
-only shortens the wait, it is never the guarantee. SQLite has a single process by
-design (the embedded worker), and its listeners poll.
+listener never hears of work it cannot yet see. A notification only shortens the
+wait, it is never the guarantee: a sleeping worker also wakes at the next due time,
+and after its longest sleep. SQLite has no notifications: a worker watches the file's
+`data_version` instead (worker/listener.py), and live streams poll.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.operators import custom_op
 
 from sluice.definitions.model import EntryRule
 from sluice.engine.work import MAX_CHAIN_DEPTH, FlowVersion, Transition, Work
@@ -54,13 +55,23 @@ class InvalidSessionState(ValueError):
 def claim_due(
     conn: Connection, *, worker: str, now: datetime, limit: int, lease: timedelta
 ) -> list[Session]:
+    """Claim up to `limit` sessions that are due, earliest first, for `lease`.
+
+    The query reads only due rows: it walks `ix_sessions_due` from the earliest due
+    time and stops after `limit` claimable rows, so its cost does not grow with the
+    sessions waiting for a later time (SPEC §5). That holds because only runnable
+    sessions of flows that are on have a due time (turning a flow off and stopping a
+    session clear it); the status and flow conditions are a safety net. On SQLite they
+    are kept from steering the planner: with them indexable it would rather read every
+    session of the flows that are on through `ix_sessions_flow_key_status_step` and sort
+    them (tests/test_query_plans.py)."""
     on_flows = sa.select(flows.c.key).where(flows.c.status == FlowStatus.ON)
     due = (
         sa.select(sessions.c.id)
         .where(
             sessions.c.due_at <= now,
-            sessions.c.status.in_(_RUNNABLE),
-            sessions.c.flow_key.in_(on_flows),
+            _unindexed(conn, sessions.c.status).in_(_RUNNABLE),
+            _unindexed(conn, sessions.c.flow_key).in_(on_flows),
             sa.or_(sessions.c.claim_expires_at.is_(None), sessions.c.claim_expires_at < now),
         )
         .order_by(sessions.c.due_at)
@@ -75,6 +86,22 @@ def claim_due(
         .returning(*sessions.c)
     )
     return sorted((Session.from_row(r) for r in rows), key=lambda s: s.id)
+
+
+def next_due(conn: Connection) -> datetime | None:
+    """The earliest due time of any session, claimed or not: one step into
+    `ix_sessions_due`. A worker with nothing to do sleeps until then."""
+    return conn.execute(
+        sa.select(sa.func.min(sessions.c.due_at)).where(sessions.c.due_at.is_not(None))
+    ).scalar()
+
+
+def _unindexed(conn: Connection, column: sa.ColumnElement) -> sa.ColumnElement:
+    """`column` as SQLite's planner may not use an index for (a unary `+`, SQLite's
+    documented way to say so); the column itself elsewhere."""
+    if conn.dialect.name != "sqlite":
+        return column
+    return sa.UnaryExpression(column, operator=custom_op("+"), type_=column.type)
 
 
 def renew_claims(conn: Connection, ids: list[int], *, worker: str, until: datetime) -> None:
@@ -427,6 +454,12 @@ def _change(conn, session: Session, now, **values) -> None:
     )
 
 
+def _due_now(conn: Connection, session: Session, now: datetime) -> datetime | None:
+    """`now` if the session's flow is on; else no due time (turning the flow on makes
+    its sessions due), so that no claim reads a session it may not take."""
+    return now if flow_store.get_flow(conn, session.flow_key).status == FlowStatus.ON else None
+
+
 def _require(session: Session, allowed, verb: str) -> None:
     if session.status not in allowed:
         names = " or ".join(sorted(s.value for s in allowed))
@@ -475,7 +508,14 @@ def stop(conn: Connection, session_id: int, *, now: datetime, actor: str) -> Ses
 def resume(conn: Connection, session_id: int, *, now: datetime, actor: str) -> Session:
     session = get(conn, session_id)
     _require(session, {SessionStatus.STOPPED}, "resumed")
-    _change(conn, session, now, status=session.resume_status, resume_status=None, due_at=now)
+    _change(
+        conn,
+        session,
+        now,
+        status=session.resume_status,
+        resume_status=None,
+        due_at=_due_now(conn, session, now),
+    )
     _log(conn, session, now, "resumed", {"by": actor})
     return get(conn, session_id)
 
@@ -496,7 +536,7 @@ def retry(
         step_begun=False,
         state=state,
         finished_at=None,
-        due_at=now,
+        due_at=_due_now(conn, session, now),
     )
     _log(conn, session, now, "retried", {"by": actor})
     return get(conn, session_id)

@@ -1,8 +1,11 @@
 """The worker: claim due sessions in batches, let the engine decide, apply the result.
 
 A timer is just a due time on the session row, found by the same claim query as any
-other work, so there is no scheduler. The loop sleeps until it is woken or its poll
-interval passes; `stop()` (from a signal handler) lets the current batch finish.
+other work, so there is no scheduler. With nothing to do, the loop sleeps until the
+next due time (one read of the due index), until it is woken (new work in this
+process, a notification from PostgreSQL, a commit by another connection to the SQLite
+file), or for `max_sleep` at most; docs/architecture.md, "Sleeping and waking".
+`stop()` (from a signal handler) lets the current batch finish.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from sluice.engine.runner import advance, failure
 from sluice.engine.work import EngineConfig, Transition, Work
 from sluice.records import Session
 from sluice.store import sessions as session_store
-from sluice.store.db import Database, retrying
+from sluice.store.db import Database, retrying, sqlite_path
 from sluice.store.flows import Catalog
-from sluice.worker.listener import Listener
+from sluice.worker.listener import DataVersionWatcher, Listener
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +46,16 @@ class Worker:
         batch_size: int = 200,
         lease: timedelta = timedelta(seconds=60),
         poll_interval: float = 0.5,
+        max_sleep: float = 30.0,
         rng: random.Random | None = None,
     ):
         self.db, self.catalog, self.clock, self.config = db, catalog, clock, config
-        self.batch_size, self.lease, self.poll_interval = batch_size, lease, poll_interval
+        self.batch_size, self.lease = batch_size, lease
+        self.poll_interval = poll_interval
+        """The sleep while a session is due but held by another worker (its batch is
+        in flight, or its lease has not run out)."""
+        self.max_sleep = max_sleep
+        """The longest sleep, in case a wake-up was lost (a dropped LISTEN connection)."""
         self.rng = rng or random.Random()
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.on_new_deliveries: Callable[[], None] | None = None
@@ -179,9 +188,10 @@ class Worker:
 
     def run_forever(self) -> None:
         log.info("worker %s started", self.name)
-        listener = None if self.db.is_sqlite else Listener(self.db.url, self._notified).start()
+        watcher = self._watcher()
         try:
             while not self._stop.is_set():
+                self._wake.clear()  # a wake-up during the batch is kept for the sleep
                 try:
                     busy = retrying(self.run_once)
                 except Exception:
@@ -189,13 +199,35 @@ class Worker:
                     busy = 0
                     self._stop.wait(2.0)
                 if not busy:
-                    # Jitter keeps many idle workers from polling in step.
-                    self._wake.wait(self.poll_interval * random.uniform(0.8, 1.2))
-                    self._wake.clear()
+                    self._wake.wait(self._idle_seconds())
         finally:
-            if listener:
-                listener.stop()
+            if watcher:
+                watcher.stop()
         log.info("worker %s stopped", self.name)
+
+    def _watcher(self) -> Listener | DataVersionWatcher | None:
+        """What wakes this worker when another connection makes work due."""
+        if not self.db.is_sqlite:
+            return Listener(self.db.url, self._notified).start()
+        path = sqlite_path(self.db.url)
+        return DataVersionWatcher(path, self._notified).start() if path else None
+
+    def _idle_seconds(self) -> float:
+        """How long to sleep with nothing claimable: until the next due time, and at
+        most `max_sleep`. A session due already is held by another worker (until its
+        batch ends or its lease runs out): look again after `poll_interval`, with
+        jitter so that many idle workers do not poll in step."""
+        try:
+            with self.db.read() as conn:
+                due = session_store.next_due(conn)
+        except sa.exc.OperationalError:
+            return self.poll_interval
+        if due is None:
+            return self.max_sleep
+        seconds = (due - self.clock.now()).total_seconds()
+        if seconds <= 0:
+            return self.poll_interval * random.uniform(0.8, 1.2)
+        return min(self.max_sleep, seconds)
 
     def wake(self) -> None:
         self._wake.set()
