@@ -41,7 +41,6 @@ import os
 import queue
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -177,7 +176,7 @@ class Cluster:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, **CREDENTIALS, "SLUICE_DATABASE_URL": url, **env}
-        log = open(f"{workdir}/sluice.log", "ab")  # noqa: SIM115 - closed with the workdir
+        log = open(os.environ.get("BENCH_LOG", f"{workdir}/sluice.log"), "ab")  # noqa: SIM115 - closed with the workdir
         quiet = {"cwd": workdir, "env": env, "stdout": log, "stderr": log}
         serve = [SLUICE, "serve", "--port", str(self.port)]
         if url.startswith("sqlite"):
@@ -197,7 +196,7 @@ class Cluster:
                 subprocess.Popen(
                     [
                         str(Path(sys.executable).parent / "py-spy"),
-                        "record", "--gil", "--rate", "50", "--format", "raw",
+                        "record", "--gil", "--rate", "100", "--format", "raw",
                         "-o", f"{profile}/{role}-{p.pid}.txt", "--pid", str(p.pid),
                     ],
                     stdout=subprocess.DEVNULL,
@@ -323,9 +322,7 @@ def db_size(url: str) -> int:
             with db.engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
             path = sqlite_path(db.url)
-            return sum(
-                os.path.getsize(p) for p in (path, f"{path}-wal") if os.path.exists(p)
-            )
+            return sum(os.path.getsize(p) for p in (path, f"{path}-wal") if os.path.exists(p))
         with db.read() as conn:
             return conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar()
     finally:
@@ -496,25 +493,42 @@ def park(url: str, args, n: int, env: dict[str, str], *, due: bool) -> dict[str,
     return result
 
 
-def summarise_profiles(directory: str, top: int = 25) -> None:
-    """The functions with the most samples (inclusive), per profile, from py-spy's raw
+def summarise_profiles(directory: str, top: int = 20) -> None:
+    """Per profile, Sluice's functions with the most samples (inclusive: the function
+    or what it calls), then the functions the samples were in (self), from py-spy's
     collapsed stacks."""
     for path in sorted(Path(directory).rglob("*.txt")):
         inclusive: Counter[str] = Counter()
+        own: Counter[str] = Counter()
         total = 0
         for line in path.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
             if not count.isdigit():
                 continue
             total += int(count)
-            for frame in set(stack.split(";")):
-                inclusive[frame.split(" (")[0] + " " + frame.rpartition("/")[2]] += int(count)
+            frames = [_function(frame) for frame in stack.split(";")]
+            for frame in set(frames):
+                inclusive[frame] += int(count)
+            own[frames[-1]] += int(count)
         if not total:
             continue
-        table = Table(f"{path.relative_to(directory)}: {total:,} samples with the GIL", "% of samples")
-        for frame, count in inclusive.most_common(top):
-            table.add_row(frame, f"{count * 100 / total:.1f}")
+        table = Table(title=f"{path.relative_to(directory)}: {total:,} samples holding the GIL")
+        table.add_column("Sluice function")
+        table.add_column("% incl.", justify="right")
+        table.add_column("function the sample was in")
+        table.add_column("% self", justify="right")
+        ours = [(f, c) for f, c in inclusive.most_common() if f.startswith("sluice/")][:top]
+        for (frame, count), (leaf, leaf_count) in zip(ours, own.most_common(top), strict=False):
+            table.add_row(
+                frame, f"{count * 100 / total:.1f}", leaf, f"{leaf_count * 100 / total:.1f}"
+            )
         console.print(table)
+
+
+def _function(frame: str) -> str:
+    """`Worker.run_once (sluice/worker/loop.py:73)` → `sluice/worker/loop.py:Worker.run_once`."""
+    name, _, where = frame.partition(" (")
+    return f"{where.rstrip(')').rpartition(':')[0]}:{name}"
 
 
 def show(title: str, results: dict[str, dict[str, str]]) -> None:
@@ -563,7 +577,11 @@ def main() -> None:
         if "pipeline" in runs:
             for label, env in variants.items():
                 with make() as url:
-                    slug = label.split()[0].lower() + "-" + (env.get("SLUICE_SQLITE_SYNCHRONOUS") or "")
+                    slug = (
+                        label.split()[0].lower()
+                        + "-"
+                        + (env.get("SLUICE_SQLITE_SYNCHRONOUS") or "")
+                    )
                     results["pipeline"][label] = pipeline(url, slug.strip("-"), args, env)
         for run, n in (("timers", args.timers_n), ("due", args.due_n)):
             if run in runs:
@@ -577,4 +595,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--summarise"]:
+        summarise_profiles(sys.argv[2])
+    else:
+        main()
