@@ -329,6 +329,20 @@ def db_size(url: str) -> int:
         db.dispose()
 
 
+def sqlite_objects(url: str) -> dict[str, int]:
+    """Bytes per table and index of an SQLite database (its `dbstat` table); empty on
+    PostgreSQL."""
+    if not url.startswith("sqlite"):
+        return {}
+    db = Database(url)
+    try:
+        with db.read() as conn:
+            rows = conn.exec_driver_sql("SELECT name, sum(pgsize) FROM dbstat GROUP BY name")
+            return dict(rows.all())
+    finally:
+        db.dispose()
+
+
 def count_waiting(url: str) -> int:
     db = Database(url)
     try:
@@ -455,7 +469,7 @@ def park(url: str, args, n: int, env: dict[str, str], *, due: bool) -> dict[str,
         cluster = Cluster(url, workdir, env, profile)
         try:
             put_flow(cluster, flow(receiver.url, "2h"))
-            before = db_size(url)
+            before, objects = db_size(url), sqlite_objects(url)
             ingest = produce(cluster, n, CREDENTIALS["SLUICE_SITE_UUID"])
             while (waiting := count_waiting(url)) < n:
                 if time.time() - ingest.first_send > args.stall * 10:
@@ -486,6 +500,10 @@ def park(url: str, args, n: int, env: dict[str, str], *, due: bool) -> dict[str,
                 result["idle CPU, % of a core"] = f"{idle * 100:.1f} %"
                 result["RSS while waiting"] = f"{cluster.rss() / 2**20:,.0f} MB"
                 result["disk per waiting session"] = f"{(db_size(url) - before) / n:,.0f} B"
+                grown = Counter(sqlite_objects(url))
+                grown.subtract(objects)
+                for name, size in grown.most_common(8):
+                    result[f"  of which {name}"] = f"{size / n:,.0f} B"
             result["peak RSS, all Sluice processes"] = f"{cluster.peak_rss / 2**20:,.0f} MB"
         finally:
             cluster.stop()
