@@ -47,4 +47,5 @@ bench: $(STAMP) $(EDITOR_JS)
 	$(PY) bench/delivery.py
 	$(PY) bench/workers.py
 	$(PY) bench/latency.py
+	$(PY) bench/pipeline.py
 	$(PY) bench/ui.py

@@ -7,9 +7,16 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 
-async def serve(port: int, ready, on_body: Callable[[bytes], Awaitable[None]]) -> None:
-    """Answer every request `200 ok` once `on_body(body)` has returned; set `ready`
-    when listening."""
+async def serve(
+    port: int,
+    ready,
+    on_body: Callable[..., Awaitable[None]],
+    *,
+    with_head: bool = False,
+) -> None:
+    """Answer every request `200 ok` once `on_body(body)` (with `with_head`:
+    `on_body(body, head)`, the request line and headers as bytes) has returned; set
+    `ready` when listening."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -19,7 +26,8 @@ async def serve(port: int, ready, on_body: Callable[[bytes], Awaitable[None]]) -
                 for line in head.split(b"\r\n"):
                     if line.lower().startswith(b"content-length:"):
                         length = int(line.split(b":", 1)[1])
-                await on_body(await reader.readexactly(length))
+                body = await reader.readexactly(length)
+                await (on_body(body, head) if with_head else on_body(body))
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Self
@@ -58,8 +59,21 @@ class DeliveryState(enum.StrEnum):
 class _FromRow:
     @classmethod
     def from_row(cls, row: Any) -> Self:
-        mapping = row._mapping
-        return cls(**{f.name: mapping[f.name] for f in fields(cls) if f.name in mapping})
+        taken = _positions(cls, row._fields)
+        if taken is None:  # a name twice in the row: the mapping says it is ambiguous
+            mapping = row._mapping
+            return cls(**{f.name: mapping[f.name] for f in fields(cls) if f.name in mapping})
+        return cls(**{name: row[index] for name, index in taken})
+
+
+@functools.cache
+def _positions(cls: type, columns: tuple[str, ...]) -> tuple[tuple[str, int], ...] | None:
+    """Where each of the dataclass's fields is in a row with these columns, found once
+    per kind of row (records are built by the thousand in each worker batch)."""
+    if len(set(columns)) != len(columns):
+        return None
+    names = {f.name for f in fields(cls)}
+    return tuple((name, index) for index, name in enumerate(columns) if name in names)
 
 
 @dataclass(frozen=True, kw_only=True)

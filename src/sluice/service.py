@@ -83,7 +83,11 @@ class Sluice:
     def __init__(self, settings: Settings, clock: Clock | None = None):
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.db = Database(settings.database_url, pool_size=settings.db_pool_size)
+        self.db = Database(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            synchronous=settings.sqlite_synchronous,
+        )
         self.catalog = Catalog()
         self.credentials = Credentials(self.db, settings)
         self._workers: list[Worker] = []

@@ -26,6 +26,7 @@ class Settings:
     webhook_secret: str | None = None
     lease_seconds: float = 60.0
     db_pool_size: int = 5
+    sqlite_synchronous: str = "full"
     metrics_port: int | None = None
     metrics_token: str | None = None
     request_header_timeout: float = 10.0
@@ -36,6 +37,8 @@ class Settings:
             mailbox(self.mail_from)  # every email is sent from it: refuse it here, once
         except AddressError as error:
             raise ValueError(f"SLUICE_MAIL_FROM: {error}") from None
+        if self.sqlite_synchronous.lower() not in ("full", "normal"):
+            raise ValueError("SLUICE_SQLITE_SYNCHRONOUS: must be full or normal")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:

@@ -50,8 +50,12 @@ def normalise_url(url: str) -> str:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 5):
+    def __init__(self, url: str, *, pool_size: int = 5, synchronous: str = "full"):
+        """`synchronous`: SQLite's `synchronous` pragma, `full` (a commit survives a
+        power loss) or `normal` (it survives a killed process only); see
+        docs/configuration.md. PostgreSQL ignores it."""
         self.url = normalise_url(url)
+        self.synchronous = synchronous.upper()
         self.is_sqlite = self.url.startswith("sqlite")
         self.engine = self._create_engine(pool_size)
         self._writer = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
@@ -84,7 +88,7 @@ class Database:
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA synchronous={self.synchronous}")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
