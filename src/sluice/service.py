@@ -80,10 +80,12 @@ class ApplyReport:
 
 
 class Sluice:
-    def __init__(self, settings: Settings, clock: Clock | None = None):
+    def __init__(self, settings: Settings, clock: Clock | None = None, *, read_only: bool = False):
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.db = Database(settings.database_url, pool_size=settings.db_pool_size)
+        self.db = Database(
+            settings.database_url, pool_size=settings.db_pool_size, read_only=read_only
+        )
         self.catalog = Catalog()
         self.credentials = Credentials(self.db, settings)
         self._workers: list[Worker] = []

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import orjson
 import sqlalchemy as sa
@@ -50,20 +51,27 @@ def normalise_url(url: str) -> str:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 5):
+    def __init__(self, url: str, *, pool_size: int = 5, read_only: bool = False):
+        """`read_only`: every transaction only reads, and a SQLite file that does not
+        exist is an error instead of being created (`sluice simulate` reads so)."""
         self.url = normalise_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
+        if read_only and self.is_sqlite and (path := sqlite_path(self.url)):
+            self.url = f"sqlite:///file:{quote(str(Path(path).resolve()))}?mode=ro&uri=true"
+        self.read_only = read_only
         self.engine = self._create_engine(pool_size)
         self._writer = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
 
     def _create_engine(self, pool_size: int) -> Engine:
         if not self.is_sqlite:
+            read_only = {"options": "-c default_transaction_read_only=on"}
             return sa.create_engine(
                 self.url,
                 json_serializer=_json_dumps,
                 json_deserializer=orjson.loads,
                 pool_size=pool_size,
                 pool_pre_ping=True,
+                connect_args=read_only if self.read_only else {},
             )
         path = sqlite_path(self.url)
         if path is not None:
@@ -83,6 +91,10 @@ class Database:
             # Let SQLAlchemy's "begin" event decide how transactions start.
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
+            if self.read_only:  # the file's journal mode stays as it was set
+                cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.close()
+                return
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
