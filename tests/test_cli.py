@@ -227,8 +227,9 @@ def test_serve_answers_health_checks_and_runs_the_embedded_worker(cli, tmp_path)
             time.sleep(0.1)
         assert as_json(cli("visitors", "show", "s@example.com", "--json"))["tags"] == ["served"]
     finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
+        server.send_signal(signal.SIGINT)  # Ctrl-C: drains and exits 0, no "Aborted!"
+        assert server.wait(timeout=30) == 0
+    assert "Aborted" not in server.stdout.read()
 
 
 def test_send_prints_the_ids_of_the_sessions_it_started(cli, tmp_path):
@@ -471,11 +472,11 @@ def test_definitions_beyond_the_limits_are_one_line_errors_without_traceback(cli
             ],
         ),
     ]:
-        for command in ("validate", "apply"):
+        for command, last in (("validate", ""), ("apply", "; nothing was saved")):
             done = cli("flows", command, str(path), expect=1)
             errors = done.stderr.strip().splitlines()
             assert "Traceback" not in done.stderr
-            assert errors[-1] == f"{len(lines)} problem(s); nothing was saved"
+            assert errors[-1] == f"{len(lines)} problem(s){last}"
             assert [e[: len(line)] for e, line in zip(errors, lines, strict=False)] == lines
             assert len(errors) == len(lines) + 1
     assert as_json(cli("flows", "list", "--json")) == []
@@ -487,5 +488,142 @@ def test_a_definition_file_that_is_not_utf8_is_a_one_line_error(cli, tmp_path):
     done = cli("flows", "validate", str(binary), expect=1)
     assert done.stderr.splitlines() == [
         "error: binary.yaml: not UTF-8 text (byte 0xff at offset 7)",
-        "1 problem(s); nothing was saved",
+        "1 problem(s)",
     ]
+
+
+def test_a_database_url_that_is_a_plain_path_is_a_sqlite_file(tmp_path):
+    (tmp_path / "x").mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "SLUICE_DATABASE_URL"}
+    run = functools.partial(subprocess.run, cwd=tmp_path, capture_output=True, text=True)
+    absolute = tmp_path / "x" / "sluice.db"
+    done = run([SLUICE, "--database-url", str(absolute), "flows", "list"], env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == (
+        f"no flows in sqlite:///{absolute} (add some with: sluice flows apply FILE)\n"
+    )
+    assert absolute.exists()
+    done = run([SLUICE, "flows", "list"], env={**env, "SLUICE_DATABASE_URL": "relative.db"})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith(f"no flows in sqlite:///{tmp_path.resolve()}/relative.db ")
+    assert (tmp_path / "relative.db").exists()
+    assert not (tmp_path / "sluice.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "mysql://u@h/db",
+            "unsupported scheme 'mysql' (use a file path, sqlite:///PATH or postgresql://…)",
+        ),
+        ("postgresql://u:secret@h:port/db", "not a valid URL: invalid literal for int()"),
+    ],
+)
+@pytest.mark.parametrize("command", [("flows", "list"), ("serve",), ("worker",)])
+def test_an_unusable_database_url_is_one_line_naming_the_setting(tmp_path, url, message, command):
+    for args, env in [
+        ([SLUICE, "--database-url", url, *command], dict(os.environ)),
+        ([SLUICE, *command], {**os.environ, "SLUICE_DATABASE_URL": url}),
+    ]:
+        done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert done.returncode == 1
+        assert done.stderr.startswith(f"error: SLUICE_DATABASE_URL: {message}")
+        assert len(done.stderr.splitlines()) == 1 and "secret" not in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("flows", "list"), ("db", "upgrade"), ("send", "go", "--email", "a@example.com"), ("worker",)],
+)
+def test_an_unreachable_database_ends_in_one_line_naming_it(tmp_path, command):
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"postgresql://ada:secret@127.0.0.1:{port}/sluice"
+    env = {**os.environ, "SLUICE_DATABASE_URL": url}
+    done = subprocess.run(
+        [SLUICE, *command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and "secret" not in done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"error: cannot reach the database at postgresql://ada:***@127.0.0.1:{port}/sluice: "
+        "connection refused"
+    )
+
+
+def test_serve_puts_its_own_port_in_email_links(cli, tmp_path):
+    flow = tmp_path / "f.yaml"
+    flow.write_text(
+        "key: f\ntrigger: {event: go}\nsteps: [{id: hi, email: {subject: Hi, html: x}}]\n"
+    )
+    cli("flows", "apply", str(flow))
+    cli("flows", "on", "f")
+    port = free_port()
+    env = {k: v for k, v in cli.env.items() if k != "SLUICE_PUBLIC_URL"}
+    server = subprocess.Popen(
+        [SLUICE, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout.readline() == f"Sluice is running at http://127.0.0.1:{port}/\n"
+        cli("send", "go", "--email", "s@example.com")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            messages = as_json(cli("visitors", "export", "s@example.com"))["messages"]
+            if messages:
+                break
+            time.sleep(0.1)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+    [email] = messages
+    assert email["payload"]["unsubscribe_url"].startswith(f"http://127.0.0.1:{port}/u?t=")
+
+
+ADA = (
+    "visitor: {email: ada@example.com, fields: {first_name: Ada}}\n"
+    "events:\n"
+    "  - {at: '+0s', type: $signup, details: {plan: pro}}\n"
+    "  - {at: '+3d', type: completed_setup}\n"
+)
+
+
+def test_simulate_without_a_database_creates_none_and_uses_the_files_given(tmp_path):
+    script = tmp_path / "ada.yaml"
+    script.write_text(ADA)
+    env = {k: v for k, v in os.environ.items() if k != "SLUICE_DATABASE_URL"}
+    run = functools.partial(subprocess.run, cwd=tmp_path, env=env, capture_output=True, text=True)
+    done = run([SLUICE, "simulate", str(EXAMPLES / "onboarding.yaml"), "--events", str(script)])
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "error: steps[2].else[0].email.template: unknown template 'nudge' (give its file too, "
+        "e.g. sluice simulate DIR, or apply it first)",
+        "1 problem(s)",
+    ]
+    done = run([SLUICE, "simulate", str(EXAMPLES), "--events", str(script), "--json"])
+    assert done.returncode == 0, done.stderr
+    sessions = json.loads(done.stdout)["sessions"]
+    onboarding = next(s for s in sessions if s["flow"] == "onboarding")
+    assert onboarding["status"] == "completed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ada.yaml"]  # no sluice.db
+
+
+def test_simulate_reads_the_templates_stored_and_changes_nothing(cli, tmp_path, database_url):
+    script = tmp_path / "ada.yaml"
+    script.write_text(ADA)
+    cli("flows", "apply", str(EXAMPLES / "nudge.yaml"))
+    if database_url.startswith("sqlite:///"):  # read-only: even a read-only file will do
+        Path(database_url.removeprefix("sqlite:///")).chmod(0o400)
+    result = as_json(
+        cli("simulate", str(EXAMPLES / "onboarding.yaml"), "--events", str(script), "--json")
+    )
+    [session] = result["sessions"]
+    sent = [e["data"]["subject"] for e in session["timeline"] if e["kind"] == "email_sent"]
+    assert sent[-1] == "Need a hand getting started, Ada?"  # the stored template nudge
+    assert as_json(cli("flows", "list", "--json")) == []
+    assert "no visitor" in cli("visitors", "show", "ada@example.com", expect=1).stderr
+    help_text = cli("simulate", "--help").stdout
+    assert "PATH is a definition file or a directory of them" in help_text
+    assert "--events FILE" in help_text

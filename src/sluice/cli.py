@@ -12,6 +12,7 @@ matching but not for the web stack, delivery or migrations (docs/benchmarks.md).
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -67,6 +68,37 @@ def _errors_as_user_errors(command):
     return wrapper
 
 
+class _SluiceGroup(click.Group):
+    """The root group: a database that cannot be reached, or fails, ends any command in
+    one line naming it (its password hidden) instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Exception as error:
+            message = _database_failure(error, ctx.obj)
+            if message is None:
+                raise
+            raise UserError(message) from None
+
+
+def _database_failure(error: Exception, settings: Settings | None) -> str | None:
+    """One line for a SQLAlchemy DBAPIError (OperationalError and the like); None for
+    anything else. SQLAlchemy is looked up, not imported: a command that never loaded
+    it cannot have failed in it."""
+    exc = sys.modules.get("sqlalchemy.exc")
+    if settings is None or exc is None or not isinstance(error, exc.DBAPIError):
+        return None
+    where = _label(settings.database_url)
+    # psycopg: 'connection failed: connection to server at "…", port 1 failed: Connection
+    # refused\n\tIs the server running…': the reason is after the last "failed: ".
+    reason = str(error.orig).strip().splitlines()[0].rsplit("failed: ", 1)[-1].strip()
+    reason = reason[:1].lower() + reason[1:]
+    if isinstance(error, exc.OperationalError):
+        return f"cannot reach the database at {where}: {reason}"
+    return f"the database at {where} failed: {reason}"
+
+
 def emit(data: Any) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
@@ -93,7 +125,10 @@ def progress(message: str) -> Iterator[None]:
 def database_label() -> str:
     """The database this command uses, as a URL a user can recognise: a SQLite path
     made absolute (`sluice.db` is relative to the working directory), a password hidden."""
-    url = click.get_current_context().find_root().obj.database_url
+    return _label(click.get_current_context().find_root().obj.database_url)
+
+
+def _label(url: str) -> str:
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
         return url if path in ("", ":memory:") else f"sqlite:///{Path(path).resolve()}"
@@ -108,13 +143,14 @@ def nothing_found(what: str, remedy: str = "") -> None:
     click.echo(f"{what} in {database_label()}" + (f" ({remedy})" if remedy else ""), err=True)
 
 
-@click.group(help="Sluice: customer-automation flows you own." + EXAMPLES)
+@click.group(cls=_SluiceGroup, help="Sluice: customer-automation flows you own." + EXAMPLES)
 @click.option(
     "--database-url",
     envvar="SLUICE_DATABASE_URL",
     default="sqlite:///sluice.db",
     show_default=True,
-    help="SQLite path or postgresql://… (env SLUICE_DATABASE_URL).",
+    help="A SQLite file path, sqlite:///PATH or postgresql://… (env SLUICE_DATABASE_URL); "
+    "give it before the command: sluice --database-url URL flows list.",
 )
 @click.pass_context
 def main(ctx: click.Context, database_url: str) -> None:
@@ -213,13 +249,16 @@ def _definition_files(paths: tuple[str, ...]) -> list[Path]:
     return files
 
 
-def _report_problems(error: DefinitionError, as_json: bool) -> None:
+def _report_problems(error: DefinitionError, as_json: bool, *, saves: bool) -> None:
+    """Print the problems and exit 1; `saves`: the command would have saved (apply),
+    so the last line says that nothing was."""
     if as_json:
         emit([p.as_dict() for p in error.problems])
     else:
         for problem in error.problems:
             click.echo(f"error: {problem}", err=True)
-        click.echo(f"{len(error.problems)} problem(s); nothing was saved", err=True)
+        saved = "; nothing was saved" if saves else ""
+        click.echo(f"{len(error.problems)} problem(s){saved}", err=True)
     sys.exit(1)
 
 
@@ -235,7 +274,7 @@ def flows_validate(ctx, paths, as_json) -> None:
     try:
         found_flows, found_templates = app.validate(read_documents(paths))
     except DefinitionError as error:
-        _report_problems(error, as_json)
+        _report_problems(error, as_json, saves=False)
     if as_json:
         emit([])
     else:
@@ -256,7 +295,7 @@ def flows_apply(ctx, paths, dry_run, as_json) -> None:
         with progress("validating and saving definitions…"):
             report = app.apply(read_documents(paths), dry_run=dry_run)
     except DefinitionError as error:
-        _report_problems(error, as_json)
+        _report_problems(error, as_json, saves=not dry_run)
     if as_json:
         emit({"dry_run": dry_run, **report.as_dict()})
         return
@@ -680,11 +719,21 @@ def webhook_secret(ctx, as_json) -> None:
 
 @main.command()
 @click.argument("path")
-@click.option("--events", "script_path", required=True, help="YAML or JSON event script.")
+@click.option(
+    "--events",
+    "script_path",
+    required=True,
+    metavar="FILE",
+    help="The event script: a YAML or JSON file.",
+)
 @json_option
 @click.pass_context
 def simulate(ctx, path, script_path, as_json) -> None:
     """Run a flow against a scripted visitor on a virtual clock; nothing is stored or sent.
+
+    PATH is a definition file or a directory of them (.yaml, .yml, .json). Templates
+    and flows they refer to come from those files, else from the database, which is
+    only read (and not created when it does not exist).
 
     The simulation starts at the script's first absolute `at`, or now when there is
     none; every `+offset` counts from that start."""
@@ -694,10 +743,11 @@ def simulate(ctx, path, script_path, as_json) -> None:
     try:
         documents = read_documents((path,))
         script = load_documents(definition_text(Path(script_path)), script_path)[0]
+        stored = _stored_for_simulation(ctx)
         with progress("simulating on a virtual clock…"):
-            result = simulate_flow(documents, script, stored=open_app(ctx))
+            result = simulate_flow(documents, script, stored=stored)
     except DefinitionError as error:
-        _report_problems(error, as_json)
+        _report_problems(_with_simulation_hints(error), as_json, saves=False)
     except (ScriptError, FileNotFoundError) as error:
         raise UserError(str(error)) from error
     if as_json:
@@ -705,6 +755,43 @@ def simulate(ctx, path, script_path, as_json) -> None:
         return
     for session in result["sessions"]:
         print_session(session)
+
+
+def _stored_for_simulation(ctx) -> Sluice | None:
+    """The database, opened read-only, for the templates and flows a simulation may
+    refer to; None when it is a SQLite file that does not exist (nothing is created)."""
+    from sluice.service import Sluice
+    from sluice.store.db import head_revision, sqlite_path
+
+    settings = ctx.find_root().obj
+    url = settings.database_url
+    path = sqlite_path(url) if url.startswith("sqlite") else None
+    if path is not None and not Path(path).is_file():
+        return None
+    app = Sluice(settings, read_only=True)
+    ctx.call_on_close(app.close)
+    revision = app.db.schema_revision()
+    if revision is None:
+        return None  # an empty database: nothing stored yet
+    if revision != head_revision():
+        raise UserError(
+            f"the database {database_label()} is at schema revision {revision}, not "
+            f"{head_revision()}: run `sluice db upgrade` first"
+        )
+    return app
+
+
+def _with_simulation_hints(error: DefinitionError) -> DefinitionError:
+    """An unknown template in a simulation: say how to give it."""
+    from sluice.definitions.parse import DefinitionError, Problem
+
+    hint = " (give its file too, e.g. sluice simulate DIR, or apply it first)"
+    return DefinitionError(
+        [
+            Problem(p.loc, p.msg + hint) if p.msg.startswith("unknown template ") else p
+            for p in error.problems
+        ]
+    )
 
 
 @main.command()
@@ -743,11 +830,18 @@ def worker(ctx, concurrency, lease, metrics_port) -> None:
 @click.option("--no-worker", is_flag=True, help="Serve HTTP only; workers run elsewhere.")
 @click.pass_context
 def serve(ctx, host, port, no_worker) -> None:
-    """Run the HTTP server with an embedded worker."""
-    from sluice.processes import CannotListen, listen, run_server
+    """Run the HTTP server with an embedded worker.
+
+    Links in the emails this process sends point at this host and port unless
+    SLUICE_PUBLIC_URL is set."""
+    from sluice.processes import CannotListen, listen, listening_url, run_server
+    from sluice.settings import env_name
 
     try:
         sock = listen(host, port)  # first: a port in use is told before anything starts
     except CannotListen as error:
         raise UserError(str(error)) from None
+    if not os.environ.get(env_name("public_url")):
+        root = ctx.find_root()
+        root.obj = replace(root.obj, public_url=listening_url(sock))
     run_server(open_app(ctx), sock=sock, with_worker=not no_worker)

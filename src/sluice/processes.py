@@ -82,6 +82,16 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def listening_url(sock: socket.socket) -> str:
+    """`http://host:port` of a bound socket, for people and links to reach it: a
+    wildcard address (0.0.0.0, ::) is named by this machine's loopback address."""
+    host, port = sock.getsockname()[:2]
+    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 def _settle_garbage_collector() -> None:
     """Everything built so far lives as long as the process: move it out of the
     collector's sight, and collect young objects less often. A batch of a thousand
@@ -143,9 +153,7 @@ def run_server(app: Sluice, *, sock: socket.socket, with_worker: bool) -> None:
         thread.start()
         dispatcher, dispatching = _start_dispatcher(app, worker, in_flight=500)
     generated = app.credentials.ensure()
-    host, port = sock.getsockname()[:2]
-    host = f"[{host}]" if ":" in host else host
-    print(f"Sluice is running at http://{host}:{port}/", flush=True)
+    print(f"Sluice is running at {listening_url(sock)}/", flush=True)
     print_new_credentials(generated)
     web = create_app(app)
     _settle_garbage_collector()
@@ -161,6 +169,11 @@ def run_server(app: Sluice, *, sock: socket.socket, with_worker: bool) -> None:
         # Open live streams must not hold a stopping server for ever.
         timeout_graceful_shutdown=STREAMS_DRAIN_SECONDS,
     )
+    # uvicorn restores the handlers it found and raises the signal it caught again once
+    # it has stopped: these make that a no-op, so Ctrl-C (SIGINT) drains and exits 0 as
+    # SIGTERM does, instead of a KeyboardInterrupt (click's "Aborted!", exit 1).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:

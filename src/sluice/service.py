@@ -80,13 +80,14 @@ class ApplyReport:
 
 
 class Sluice:
-    def __init__(self, settings: Settings, clock: Clock | None = None):
+    def __init__(self, settings: Settings, clock: Clock | None = None, *, read_only: bool = False):
         self.settings = settings
         self.clock = clock or SystemClock()
         self.db = Database(
             settings.database_url,
             pool_size=settings.db_pool_size,
             synchronous=settings.sqlite_synchronous,
+            read_only=read_only,
         )
         self.catalog = Catalog()
         self.credentials = Credentials(self.db, settings)

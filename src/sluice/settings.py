@@ -5,6 +5,7 @@ them all, and a test keeps the two in step."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields, replace
 
 from sluice.addresses import AddressError, mailbox
@@ -33,6 +34,7 @@ class Settings:
     request_body_timeout: float = 60.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "database_url", database_url(self.database_url))
         try:
             mailbox(self.mail_from)  # every email is sent from it: refuse it here, once
         except AddressError as error:
@@ -51,6 +53,33 @@ class Settings:
             values[f.name] = _convert(raw, f.type)
         settings = cls(**values)
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_SCHEMES = ("sqlite", "postgresql", "postgres", "postgresql+psycopg")
+
+
+def database_url(value: str) -> str:
+    """`value` as a SQLAlchemy URL: a plain path (no `scheme://`) is a SQLite file
+    there, relative to the working directory; `sqlite://` and `postgresql://` URLs
+    are kept as they are. Raises ValueError naming SLUICE_DATABASE_URL for any other
+    scheme or a URL SQLAlchemy cannot parse."""
+    scheme = _SCHEME.match(value)
+    if scheme is None:
+        return f"sqlite:///{value}"  # an absolute path gives sqlite:////abs/path
+    if scheme.group(1).lower() not in _SCHEMES:
+        raise ValueError(
+            f"SLUICE_DATABASE_URL: unsupported scheme {scheme.group(1)!r} "
+            "(use a file path, sqlite:///PATH or postgresql://…)"
+        )
+    from sqlalchemy.engine import make_url  # here: `sluice --help` never needs it
+
+    try:
+        make_url(value)
+    except Exception as error:  # ArgumentError, or ValueError for a bad port
+        # Not the value itself: it may hold a password.
+        raise ValueError(f"SLUICE_DATABASE_URL: not a valid URL: {error}") from None
+    return value
 
 
 def _convert(raw: str, annotation: str):

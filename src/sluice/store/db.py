@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import orjson
 import sqlalchemy as sa
@@ -50,24 +51,33 @@ def normalise_url(url: str) -> str:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 5, synchronous: str = "full"):
+    def __init__(
+        self, url: str, *, pool_size: int = 5, synchronous: str = "full", read_only: bool = False
+    ):
         """`synchronous`: SQLite's `synchronous` pragma, `full` (a commit survives a
         power loss) or `normal` (it survives a killed process only); see
-        docs/configuration.md. PostgreSQL ignores it."""
+        docs/configuration.md. PostgreSQL ignores it. `read_only`: every transaction
+        only reads, and a SQLite file that does not exist is an error instead of being
+        created (`sluice simulate` reads so)."""
         self.url = normalise_url(url)
         self.synchronous = synchronous.upper()
         self.is_sqlite = self.url.startswith("sqlite")
+        if read_only and self.is_sqlite and (path := sqlite_path(self.url)):
+            self.url = f"sqlite:///file:{quote(str(Path(path).resolve()))}?mode=ro&uri=true"
+        self.read_only = read_only
         self.engine = self._create_engine(pool_size)
         self._writer = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
 
     def _create_engine(self, pool_size: int) -> Engine:
         if not self.is_sqlite:
+            read_only = {"options": "-c default_transaction_read_only=on"}
             return sa.create_engine(
                 self.url,
                 json_serializer=_json_dumps,
                 json_deserializer=orjson.loads,
                 pool_size=pool_size,
                 pool_pre_ping=True,
+                connect_args=read_only if self.read_only else {},
             )
         path = sqlite_path(self.url)
         if path is not None:
@@ -87,6 +97,10 @@ class Database:
             # Let SQLAlchemy's "begin" event decide how transactions start.
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
+            if self.read_only:  # the file's journal mode stays as it was set
+                cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.close()
+                return
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={self.synchronous}")
             cursor.execute("PRAGMA busy_timeout=30000")
