@@ -511,3 +511,15 @@ def test_definitions_beyond_the_limits_are_refused_with_their_loc_and_nothing_is
         "msg": "duration '900000000d' is too long: at most 3650d (10 years)",
     }
     assert count(app, flow_versions) == 0
+
+
+def test_a_url_the_parser_cannot_read_is_422_at_its_path_everywhere(api, app):
+    flow = {"key": "v6", "trigger": {"event": "go"}, "steps": [{"webhook": {"url": "http://[::1"}}]}
+    problem = {
+        "loc": "steps[0].webhook.url",
+        "msg": "expected an http:// or https:// URL (Invalid IPv6 URL)",
+    }
+    assert refused(api.put("/flows/v6", json=flow)) == [problem]
+    assert api.post("/flows/v6/preview", json=flow).json()["problems"] == [problem]
+    assert refused(api.post("/apply", json=flow)) == [problem]
+    assert count(app, flow_versions) == 0

@@ -881,3 +881,40 @@ def test_a_yaml_text_of_more_than_100000_values_is_refused_before_they_are_built
         "flow.yaml",
         "YAML text holds more than 100000 values, keys included (passed at 16669:5)",
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://[::1", "expected an http:// or https:// URL (Invalid IPv6 URL)"),
+        ("http://::1]/", "expected an http:// or https:// URL (Invalid IPv6 URL)"),
+    ],
+)
+def test_a_url_urlsplit_cannot_read_is_a_problem_at_its_path(url, message):
+    assert problems(flow({"webhook": {"url": url}})) == [f"steps[0].webhook.url: {message}"]
+
+
+def test_a_reader_that_fails_on_odd_input_gives_a_problem_at_its_path():
+    """Any ValueError, OverflowError or TypeError a reader meets is a problem at the path
+    of the value read (here a YAML datetime on a day the zone cannot reach)."""
+    [document] = load_documents(
+        "key: t\ntrigger: {event: go}\nsteps:\n"
+        "  - wait: {until: 9999-12-31T23:00:00-05:00}\n"
+        "  - webhook: {url: 'http://[::1'}\n"
+    )
+    assert problems(document) == [
+        "steps[0].wait.until: time '9999-12-31T23:00:00-05:00' is out of range",
+        "steps[1].webhook.url: expected an http:// or https:// URL (Invalid IPv6 URL)",
+    ]
+
+
+def test_a_timezone_is_saved_as_its_canonical_name():
+    definition = validate_flow(flow({"exit": True}, timezone="europe/berlin"))
+    assert definition.source["timezone"] == "Europe/Berlin"
+
+
+@pytest.mark.parametrize("name", ["localtime", "posixrules", "Factory", "factory", "Europe"])
+def test_a_zone_file_that_names_no_place_is_not_a_timezone(name):
+    assert problems(flow({"exit": True}, timezone=name)) == [
+        f"timezone: unknown time zone {name!r}"
+    ]

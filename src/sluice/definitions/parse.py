@@ -38,7 +38,14 @@ from sluice.definitions.model import (
     TemplateDefinition,
     Trigger,
 )
-from sluice.definitions.problems import Checker, DefinitionError, Problem, read_keys
+from sluice.definitions.problems import (
+    Checker,
+    DefinitionError,
+    Problem,
+    UnreadableValue,
+    read_guarded,
+    read_keys,
+)
 from sluice.definitions.steps import StepReader
 from sluice.definitions.values import item_loc, to_jsonable
 
@@ -214,7 +221,10 @@ def validate_flow(
     raw = check.mapping(doc, "", required=("key", "trigger", "steps"), optional=_FLOW_OPTIONAL)
     if raw is None:
         raise DefinitionError(check.problems)
-    flow = _read_flow(check, raw, known_flows, known_templates)
+    try:
+        flow = _read_flow(check, raw, known_flows, known_templates)
+    except UnreadableValue as error:
+        check.add(error.loc, error.msg)
     check.raise_if_any()
     return flow
 
@@ -238,7 +248,7 @@ def _read_flow(
     reader = StepReader(
         check, flow_key=key, known_flows=known_flows, known_templates=known_templates
     )
-    return FlowDefinition(
+    definition = FlowDefinition(
         key=key,
         name=_optional(raw, "name", check.string) or key,
         description=_optional(raw, "description", check.string),
@@ -251,11 +261,14 @@ def _read_flow(
         steps=_optional(raw, "steps", partial(reader.steps, path="steps", non_empty=True), ()),
         source=to_jsonable(raw),
     )
+    if definition.timezone:  # saved as its canonical name (`europe/berlin`: `Europe/Berlin`)
+        definition.source["timezone"] = definition.timezone
+    return definition
 
 
 def _optional(raw: dict, key: str, read: Callable[[Any, str], Any], default: Any = None) -> Any:
     """Read a top-level key (its loc is the key itself), or `default` when absent."""
-    return read(raw[key], key) if key in raw else default
+    return read_guarded(read, raw[key], key) if key in raw else default
 
 
 def _enum(check: Checker, enum_class: type[StrEnum], value: Any, loc: str) -> Any:
@@ -312,15 +325,22 @@ def validate_template(doc: Any) -> TemplateDefinition:
         check.add("kind", f"expected 'template', found {raw['kind']!r}")
     if "html" not in raw and "text" not in raw:
         check.add("", "expected 'html' or 'text'")
-    template = TemplateDefinition(
+    try:
+        template = _read_template(check, raw)
+    except UnreadableValue as error:
+        check.add(error.loc, error.msg)
+    check.raise_if_any()
+    return template
+
+
+def _read_template(check: Checker, raw: dict) -> TemplateDefinition:
+    return TemplateDefinition(
         key=_optional(raw, "key", partial(check.slug, what="key")),
         subject=_optional(raw, "subject", check.template),
         html=_optional(raw, "html", partial(check.template, html=True)),
         text=_optional(raw, "text", check.template),
         source=to_jsonable(raw),
     )
-    check.raise_if_any()
-    return template
 
 
 def validate_documents(

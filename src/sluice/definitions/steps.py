@@ -41,7 +41,14 @@ from sluice.definitions.model import (
     WaitForAction,
     WebhookAction,
 )
-from sluice.definitions.problems import Checker, Reader, read_keys, unknown_key_message
+from sluice.definitions.problems import (
+    UNREADABLE,
+    Checker,
+    Reader,
+    UnreadableValue,
+    read_keys,
+    unknown_key_message,
+)
 from sluice.definitions.values import item_loc, key_loc
 
 ACTIONS = (
@@ -112,7 +119,14 @@ class StepReader:
         kind = self._kind(raw, loc)
         if kind is None:
             return None
-        action = self._action(kind, raw, loc, path)
+        try:
+            action = self._action(kind, raw, loc, path)
+        except UnreadableValue as error:
+            self.check.add(error.loc, error.msg)
+            return None
+        except UNREADABLE as error:  # from a reader called outside `read_keys`
+            self.check.add(key_loc(loc, kind), UnreadableValue(loc, error).msg)
+            return None
         return Step(id=step_id, kind=kind, action=action, loc=loc)
 
     def _id(self, raw: dict, loc: str) -> str | None:
@@ -232,7 +246,11 @@ class StepReader:
     def _url(self, value: Any, loc: str) -> Template | None:
         url = self.check.template(value, loc)
         if url is not None and url.is_literal:
-            parts = urlsplit(value)
+            try:
+                parts = urlsplit(value)
+            except ValueError as error:  # `http://[::1`: "Invalid IPv6 URL"
+                self.check.add(loc, f"expected an http:// or https:// URL ({error})")
+                return url
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 self.check.add(loc, "expected an http:// or https:// URL")
         return url
