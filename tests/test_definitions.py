@@ -857,7 +857,6 @@ def test_a_split_branch_may_have_weight_0_if_another_has_more():
     ("text", "message"),
     [
         ("key: x\nn: " + "1" * 5000 + "\n", "a number has more than 4300 digits"),
-        ('{"key": "x", "n": ' + "1" * 5000 + "}", "a number has more than 4300 digits"),
         ("key: x\nwhen: 2026-02-30\n", "a value cannot be read: day is out of range for month"),
     ],
 )
@@ -917,4 +916,58 @@ def test_a_timezone_is_saved_as_its_canonical_name():
 def test_a_zone_file_that_names_no_place_is_not_a_timezone(name):
     assert problems(flow({"exit": True}, timezone=name)) == [
         f"timezone: unknown time zone {name!r}"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "loc", "message"),
+    [
+        (
+            "key: a\ntrigger: {event: x}\ntrigger: {event: y}\n",
+            "f.yaml",
+            'duplicate key "trigger" at 3:1',
+        ),
+        (
+            "key: a\nsteps: []\nx: {a: 1, a: 2}\nsteps: []\n",
+            "f.yaml",
+            'duplicate key "steps" at 4:1',
+        ),
+        ('{"key": "a", "key": "b"}', "f.yaml", 'duplicate key "key" in a JSON object'),
+        (
+            '{"key": "a", "n": ' + "1" * 5000 + "}",
+            "f.yaml: n",
+            "integer out of range (at most 64 bits; write it as a string)",
+        ),
+        (
+            '{"key": "a", "n": 18446744073709551616}',
+            "f.yaml: n",
+            "integer out of range (at most 64 bits; write it as a string)",
+        ),
+        (
+            '{"key": ' + "[" * 3000 + "]" * 3000 + "}",
+            "f.yaml",
+            "nested more than 64 levels deep (at most 64)",
+        ),
+        ('{"key": "a", "n": NaN}', "f.yaml: n", "not a finite number (nan; write it as a string)"),
+        (
+            '{"key": "a", "n": 1e400}',
+            "f.yaml: n",
+            "not a finite number (inf; write it as a string)",
+        ),
+    ],
+)
+def test_a_text_with_a_key_twice_or_a_number_json_cannot_hold_is_refused(text, loc, message):
+    problem = load_problem(text, "f.yaml")
+    assert (problem.loc, problem.msg) == (loc, message)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [(".nan", "nan"), (".inf", "inf"), ("-.inf", "-inf"), ("1e400", "inf")]
+)
+def test_a_yaml_number_that_is_not_finite_is_a_problem_at_its_path(value, shown):
+    [document] = load_documents(
+        f"key: t\ntrigger: {{event: go}}\nsteps: [{{field: {{set: {{n: {value}}}}}}}]\n"
+    )
+    assert problems(document) == [
+        f"steps[0].field.set.n: not a finite number ({shown}; write it as a string)"
     ]

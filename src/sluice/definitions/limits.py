@@ -10,6 +10,7 @@ nesting before it is compiled. A check says what is wrong and where; it never ra
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -88,8 +89,9 @@ _STORABLE_INTEGERS = (-(2**63), 2**64)
 
 
 def _walk(document: Any) -> tuple[str, str] | None:
-    """The first collection deeper than `MAX_DEPTH`, or integer that a stored version
-    (JSON, serialised by orjson) cannot hold, as `(loc, msg)`; None when there is none."""
+    """The first collection deeper than `MAX_DEPTH`, or integer or non-finite number
+    (NaN, infinity: YAML `.nan`, `.inf`, `1e400`) that a stored version (JSON,
+    serialised by orjson) cannot hold, as `(loc, msg)`; None when there is none."""
     pending = [(document, "", 1)]
     while pending:
         value, loc, depth = pending.pop()
@@ -103,6 +105,9 @@ def _walk(document: Any) -> tuple[str, str] | None:
                 and not _STORABLE_INTEGERS[0] <= value < _STORABLE_INTEGERS[1]
             ):
                 return loc, "integer out of range (at most 64 bits; write it as a string)"
+            if isinstance(value, float) and not math.isfinite(value):
+                # JSON has no such number: it would be stored as null
+                return loc, f"not a finite number ({value}; write it as a string)"
             continue
         if depth > MAX_DEPTH:
             return loc, f"nested more than {MAX_DEPTH} levels deep (at most {MAX_DEPTH})"
