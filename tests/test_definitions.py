@@ -971,3 +971,12 @@ def test_a_yaml_number_that_is_not_finite_is_a_problem_at_its_path(value, shown)
     assert problems(document) == [
         f"steps[0].field.set.n: not a finite number ({shown}; write it as a string)"
     ]
+
+
+@pytest.mark.parametrize("value", ["a\r\nInjected: 1", "a\nb", "a\x00b", "a\x7f"])
+def test_a_literal_header_with_a_control_character_is_a_problem_at_its_path(value):
+    hook = {"webhook": {"url": "https://example.com", "headers": {"X-Lit": value, "X-Ok": "a\tb"}}}
+    assert problems(flow(hook)) == [
+        "steps[0].webhook.headers.X-Lit: a header value may not hold a control character "
+        "(a line break, a NUL…): it would end the header or the request"
+    ]

@@ -74,6 +74,8 @@ _EMAIL_KEYS = ("subject", "html", "text", "template", "from", "reply_to", "to")
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _WAIT_MODES = ("for", "until", "at", "until_field")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""Characters no header value may hold (RFC 9110 §5.5; a tab may)."""
 
 
 class StepReader:
@@ -267,6 +269,13 @@ class StepReader:
         for name, header in value.items():
             if isinstance(name, str) and _HEADER_NAME.fullmatch(name):
                 headers[name] = self.check.template(header, key_loc(loc, name))
+                literal = headers[name] is not None and headers[name].is_literal
+                if literal and _CONTROL.search(header):
+                    self.check.add(
+                        key_loc(loc, name),
+                        "a header value may not hold a control character (a line break, "
+                        "a NUL…): it would end the header or the request",
+                    )
             else:
                 self.check.add(key_loc(loc, name), f"invalid header name {name!r}")
         return headers
