@@ -62,7 +62,17 @@ def text_size_problem(size: int) -> str | None:
     a file, before reading it)."""
     if size <= MAX_TEXT_BYTES:
         return None
-    return f"the text is {size_text(size)}; at most {size_text(MAX_TEXT_BYTES)} can be read at once"
+    shown, limit = sizes_text(size, MAX_TEXT_BYTES)
+    return f"the text is {shown}; at most {limit} can be read at once"
+
+
+def sizes_text(size: int, limit: int) -> tuple[str, str]:
+    """`size` and `limit` as people read them, or as exact bytes when rounding would
+    show them alike (`1,048,645 bytes`, `1,048,576`)."""
+    shown, most = size_text(size), size_text(limit)
+    if shown == most:
+        return f"{size:,} bytes", f"{limit:,}"
+    return shown, most
 
 
 def document_problem(document: Any) -> tuple[str, str] | None:
@@ -78,9 +88,8 @@ def document_problem(document: Any) -> tuple[str, str] | None:
     except TypeError:  # over 254 levels, or an integer beyond 64 bits: the walk says where
         size = 0
     if size > MAX_DOCUMENT_BYTES:
-        return "", (
-            f"the definition is {size_text(size)} as JSON; at most {size_text(MAX_DOCUMENT_BYTES)}"
-        )
+        shown, limit = sizes_text(size, MAX_DOCUMENT_BYTES)
+        return "", f"the definition is {shown} as JSON; at most {limit}"
     return _walk(document)
 
 
