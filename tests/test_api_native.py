@@ -554,3 +554,17 @@ def test_numbers_json_cannot_hold_keys_twice_and_deep_json_are_422_at_their_loc(
             {"loc": "", "msg": "nested more than 64 levels deep (at most 64)"}
         ]
     assert count(app, flow_versions) == 0
+
+
+def test_an_integer_past_64_bits_in_an_event_becomes_the_nearest_float(api):
+    body = '{"type": "bought", "email": "big@example.com", "details": {"n": 18446744073709551616}}'
+    sent = api.post("/events", content=body, headers={"Content-Type": "application/json"})
+    assert sent.status_code == 200, sent.text
+    [event] = api.get("/visitors/big@example.com").json()["events"]
+    assert event["details"] == {"n": 1.8446744073709552e19}
+    huge = body.replace("18446744073709551616", "9" * 5000)
+    answer = api.post("/events", content=huge, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400
+    assert answer.json()["detail"].startswith(
+        "the request body is not valid JSON: number is infinity when parsed as double"
+    )
