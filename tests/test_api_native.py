@@ -511,3 +511,60 @@ def test_definitions_beyond_the_limits_are_refused_with_their_loc_and_nothing_is
         "msg": "duration '900000000d' is too long: at most 3650d (10 years)",
     }
     assert count(app, flow_versions) == 0
+
+
+def test_a_url_the_parser_cannot_read_is_422_at_its_path_everywhere(api, app):
+    flow = {"key": "v6", "trigger": {"event": "go"}, "steps": [{"webhook": {"url": "http://[::1"}}]}
+    problem = {
+        "loc": "steps[0].webhook.url",
+        "msg": "expected an http:// or https:// URL (Invalid IPv6 URL)",
+    }
+    assert refused(api.put("/flows/v6", json=flow)) == [problem]
+    assert api.post("/flows/v6/preview", json=flow).json()["problems"] == [problem]
+    assert refused(api.post("/apply", json=flow)) == [problem]
+    assert count(app, flow_versions) == 0
+
+
+def test_numbers_json_cannot_hold_keys_twice_and_deep_json_are_422_at_their_loc(api, app):
+    big = "steps[0].field.set.n"
+    out_of_range = "integer out of range (at most 64 bits; write it as a string)"
+    head = '{"trigger":{"event":"x"},"steps":[{"field":{"set":{"n":'
+    for number in ("18446744073709551616", "9" * 5000):
+        body = head + number + "}}}]}"
+        answer = api.put("/flows/w4", content=body, headers={"Content-Type": "application/json"})
+        assert refused(answer) == [{"loc": big, "msg": out_of_range}]
+    as_yaml = "trigger: {event: x}\nsteps: [{field: {set: {n: 18446744073709551616}}}]\n"
+    assert refused(api.put("/flows/w4", content=as_yaml, headers=YAML)) == [
+        {"loc": big, "msg": out_of_range}
+    ]
+    assert refused(api.post("/apply", content="key: w4\n" + as_yaml, headers=YAML)) == [
+        {"loc": big, "msg": out_of_range}
+    ]
+    nan = '{"trigger":{"event":"x"},"steps":[{"field":{"set":{"n":NaN}}}]}'
+    assert refused(api.put("/flows/w4", content=nan)) == [
+        {"loc": big, "msg": "not a finite number (nan; write it as a string)"}
+    ]
+    twice = '{"key":"w4","key":"w5","trigger":{"event":"x"},"steps":[{"exit":true}]}'
+    assert refused(api.post("/apply", content=twice)) == [
+        {"loc": "", "msg": 'duplicate key "key" in a JSON object'}
+    ]
+    deep_json = '{"trigger":' + "[" * 3000 + "]" * 3000 + "}"
+    for answer in (api.put("/flows/j", content=deep_json), api.post("/apply", content=deep_json)):
+        assert refused(answer) == [
+            {"loc": "", "msg": "nested more than 64 levels deep (at most 64)"}
+        ]
+    assert count(app, flow_versions) == 0
+
+
+def test_an_integer_past_64_bits_in_an_event_becomes_the_nearest_float(api):
+    body = '{"type": "bought", "email": "big@example.com", "details": {"n": 18446744073709551616}}'
+    sent = api.post("/events", content=body, headers={"Content-Type": "application/json"})
+    assert sent.status_code == 200, sent.text
+    [event] = api.get("/visitors/big@example.com").json()["events"]
+    assert event["details"] == {"n": 1.8446744073709552e19}
+    huge = body.replace("18446744073709551616", "9" * 5000)
+    answer = api.post("/events", content=huge, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400
+    assert answer.json()["detail"].startswith(
+        "the request body is not valid JSON: number is infinity when parsed as double"
+    )

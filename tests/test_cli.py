@@ -627,3 +627,41 @@ def test_simulate_reads_the_templates_stored_and_changes_nothing(cli, tmp_path, 
     help_text = cli("simulate", "--help").stdout
     assert "PATH is a definition file or a directory of them" in help_text
     assert "--events FILE" in help_text
+
+
+def test_a_definition_path_that_is_not_a_readable_regular_file_says_what_it_is(cli, tmp_path):
+    loop = tmp_path / "loop.yaml"
+    loop.symlink_to(tmp_path / "loop.yaml")
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    close = tmp_path / "close.yaml"
+    close.write_text("key: close\n#" + "x" * (1024 * 1024 + 56) + "\n")
+    for path, line in [
+        (loop, "error: loop.yaml: too many levels of symbolic links"),
+        (fifo, "error: pipe.yaml: not a regular file"),
+        (Path("/dev/zero"), "error: zero: not a regular file"),
+        (
+            close,
+            "error: close.yaml: the text is 1,048,645 bytes; at most 1,048,576 can be read at once",
+        ),
+    ]:
+        done = cli("flows", "validate", str(path), expect=1)
+        assert done.stderr.splitlines() == [line, "1 problem(s); nothing was saved"]
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("key: f\ntrigger: {event: go}\nsteps: [{exit: true}]\n")
+    done = cli("simulate", str(flow), "--events", "/dev/zero", expect=1)
+    assert done.stderr.splitlines() == [
+        "error: zero: not a regular file",
+        "1 problem(s); nothing was saved",
+    ]
+
+
+def test_a_definition_file_with_a_url_urlsplit_cannot_read_is_a_one_line_error(cli, tmp_path):
+    flow = tmp_path / "v6.yaml"
+    flow.write_text("key: v6\ntrigger: {event: go}\nsteps: [{webhook: {url: 'http://[::1'}}]\n")
+    for command in ("validate", "apply"):
+        done = cli("flows", command, str(flow), expect=1)
+        assert done.stderr.splitlines() == [
+            "error: steps[0].webhook.url: expected an http:// or https:// URL (Invalid IPv6 URL)",
+            "1 problem(s); nothing was saved",
+        ]

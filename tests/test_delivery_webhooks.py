@@ -273,8 +273,8 @@ def test_a_header_with_a_line_break_fails_the_step_without_a_request(driver, hoo
     driver.run()
     session = driver.session(sid)
     assert session["status"] == "failed"
-    assert (
-        "invalid request: Forbidden control character" in session["timeline"][-1]["data"]["error"]
+    assert session["timeline"][-1]["data"]["error"] == (
+        "webhook failed: header X-Plan contains a line break"
     )
     assert server.requests == []
 

@@ -155,3 +155,12 @@ def test_the_zone_of_a_time_of_day_wait_names_every_zone_passed_over():
 def test_weekdays_are_indexed_like_python():
     assert WEEKDAYS.index("mon") == date(2026, 1, 5).weekday()
     assert len(WEEKDAYS) == 7
+
+
+def test_a_visitor_zone_file_that_names_no_place_is_passed_over():
+    chosen = visitor_zone({"timezone": "localtime"}, "posixrules", "Factory")
+    assert chosen.zone.key == "UTC"
+    assert chosen.note == (
+        "visitor timezone 'localtime' and server timezone 'Factory' are not time zones; "
+        "used UTC (the last resort)"
+    )

@@ -218,20 +218,31 @@ def read_documents(paths: tuple[str, ...]) -> list[tuple[str, dict]]:
 
 
 def definition_text(path: Path) -> str:
-    """The text of a definition file: its size checked before it is read, UTF-8."""
-    from sluice.definitions.limits import text_size_problem
+    """The text of a definition file or event script, UTF-8: a regular file of at
+    most `MAX_TEXT_BYTES`, of which no more than that and one byte is ever read (a
+    file that grows while it is read, `/dev/zero` and a FIFO are never read whole)."""
+    import os
+    import stat
+
+    from sluice.definitions.limits import MAX_TEXT_BYTES, text_size_problem
     from sluice.definitions.parse import DefinitionError, Problem
 
     try:
-        too_large = text_size_problem(path.stat().st_size)
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO, a device, a socket
+            raise DefinitionError([Problem(path.name, "not a regular file")])
+        with path.open("rb") as file:
+            too_large = text_size_problem(os.fstat(file.fileno()).st_size)
+            data = file.read(MAX_TEXT_BYTES + 1) if not too_large else b""
+            too_large = too_large or text_size_problem(len(data))
         if too_large:
             raise DefinitionError([Problem(path.name, too_large)])
-        return path.read_bytes().decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as error:
         where = f"byte {error.object[error.start]:#04x} at offset {error.start}"
         raise DefinitionError([Problem(path.name, f"not UTF-8 text ({where})")]) from None
-    except OSError as error:
-        raise DefinitionError([Problem(path.name, error.strerror or str(error))]) from None
+    except OSError as error:  # `too many levels of symbolic links` for a loop
+        why = (error.strerror or str(error)).lower()
+        raise DefinitionError([Problem(path.name, why)]) from None
 
 
 def _definition_files(paths: tuple[str, ...]) -> list[Path]:
@@ -240,7 +251,7 @@ def _definition_files(paths: tuple[str, ...]) -> list[Path]:
         path = Path(raw)
         if path.is_dir():
             files += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
-        elif path.is_file():
+        elif path.exists() or path.is_symlink():  # not a regular file: definition_text says
             files.append(path)
         else:
             raise UserError(f"no such file or directory: {raw}")

@@ -1,4 +1,5 @@
-"""Reading request bodies: JSON (parsed with orjson), or YAML where a route takes it.
+"""Reading request bodies: JSON (parsed with orjson, but definitions with the standard
+library, see `_definitions_json`), or YAML where a route takes it.
 
 The body has been read and size-checked by `limits.RequestLimits` already; here it is
 parsed, and text that cannot be stored (a NUL character, which PostgreSQL refuses) is
@@ -7,6 +8,7 @@ refused with the path of the value that holds it.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -14,7 +16,12 @@ from fastapi import Request
 
 from sluice.api.errors import ApiError, invalid
 from sluice.definitions.limits import document_problem
-from sluice.definitions.parse import DefinitionError, DefinitionSyntaxError, load_documents
+from sluice.definitions.parse import (
+    DefinitionError,
+    DefinitionSyntaxError,
+    load_documents,
+    load_json,
+)
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
@@ -42,9 +49,24 @@ def _loads(body: bytes) -> Any:
 
 
 def _definitions_json(body: bytes) -> Any:
-    """The JSON in `body`, each definition in it within the definitions' limits on
-    nesting and size (422 at the path where a limit is passed)."""
-    parsed = _loads(body)
+    """The JSON in `body` (read by `parse.load_json`, so that integers stay exact and a
+    key given twice is seen), each definition in it within the definitions' limits on
+    nesting, size and numbers (422 at the path where a limit is passed)."""
+    if not body.strip():
+        raise ApiError(400, "the request body is empty; expected a JSON document")
+    try:
+        parsed = load_json(body)
+    except json.JSONDecodeError as error:
+        raise ApiError(400, f"the request body is not valid JSON: {error}") from None
+    except DefinitionError as error:
+        raise invalid([p.as_dict() for p in error.problems]) from None
+    _within_limits(parsed)
+    return parsed
+
+
+def _within_limits(parsed: Any) -> None:
+    """422 at the path of the first limit a definition (or, in a list, one of them)
+    passes; the loc of one in a list starts with its index."""
     documents = parsed if isinstance(parsed, list) else [parsed]
     for n, document in enumerate(documents):
         found = document_problem(document)
@@ -53,18 +75,19 @@ def _definitions_json(body: bytes) -> Any:
             if isinstance(parsed, list):  # `[1]`, `[1].steps[0]`, `[1][0]`
                 loc = f"[{n}]" + (f".{loc}" if loc and not loc.startswith("[") else loc)
             raise invalid([{"loc": loc, "msg": msg}])
-    return parsed
 
 
 def _yaml_documents(text: str) -> list[Any]:
     """The documents of a YAML body: 400 when it is not YAML, 422 for a document that
-    breaks a definitions' limit (anchors, nesting, size)."""
+    breaks a definitions' limit (anchors, nesting, size, numbers)."""
     try:
-        return load_documents(text, "")
+        documents = load_documents(text, "")
     except DefinitionSyntaxError as error:
         raise ApiError(400, str(error)) from None
     except DefinitionError as error:
         raise invalid([p.as_dict() for p in error.problems]) from None
+    _within_limits(documents if len(documents) != 1 else documents[0])
+    return documents
 
 
 def refuse_deep(document: Any) -> None:

@@ -16,7 +16,7 @@ import math
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo, available_timezones
 
 from sluice.definitions.limits import LATEST_INSTANT, MAX_DURATION
 
@@ -133,11 +133,19 @@ def parse_instant(value: str | datetime | date) -> datetime:
     else:
         raise ValueError(f"invalid time {value!r} (use ISO 8601, e.g. 2026-12-24T09:00:00Z)")
     if parsed.utcoffset() is None:
-        raise ValueError(f"time {str(value)!r} has no offset: add one, e.g. Z for UTC or +02:00")
+        raise ValueError(
+            f"time {_spelled(value)!r} has no offset: add one, e.g. Z for UTC or +02:00"
+        )
     try:
         return parsed.astimezone(UTC)
     except OverflowError:  # 9999-12-31T23:00:00-05:00 is after the last date there is
-        raise ValueError(f"time {str(value)!r} is out of range") from None
+        raise ValueError(f"time {_spelled(value)!r} is out of range") from None
+
+
+def _spelled(value: str | datetime) -> str:
+    """A time as the definition spells it: YAML reads an unquoted one as a `datetime`,
+    whose `str` has a space where the text had a `T`."""
+    return value if isinstance(value, str) else value.isoformat()
 
 
 def check_instant_in_range(instant: datetime) -> None:
@@ -151,15 +159,22 @@ def check_instant_in_range(instant: datetime) -> None:
 
 def parse_timezone(name: str) -> ZoneInfo:
     """The IANA time zone `name` names, in any case (`Europe/Berlin`, `europe/berlin`);
-    its `key` is the canonical spelling. `ValueError` when there is none."""
-    try:
-        return ZoneInfo(_zones_by_lower_name().get(name.lower(), name))
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory, "Europe"
-        raise ValueError(f"unknown time zone {name!r}") from None
+    its `key` is the canonical spelling. `ValueError` when there is none.
+
+    Only the zones of the IANA database are zones here (`zoneinfo.available_timezones`),
+    less the files that name no place: `localtime` and `posixrules` (whatever the host
+    set) and `Factory` (a placeholder whose abbreviation is "-00")."""
+    canonical = _zones_by_lower_name().get(name.lower())
+    if canonical is None:
+        raise ValueError(f"unknown time zone {name!r}")
+    return ZoneInfo(canonical)
+
+
+_NOT_PLACES = frozenset({"localtime", "posixrules", "factory"})
 
 
 @cache
 def _zones_by_lower_name() -> dict[str, str]:
     """Canonical IANA names by their lower case: people write `europe/berlin`, and the
     zone files are looked up case-sensitively on most systems (and not on macOS)."""
-    return {name.lower(): name for name in available_timezones()}
+    return {name.lower(): name for name in available_timezones() if name.lower() not in _NOT_PLACES}

@@ -10,6 +10,7 @@ nesting before it is compiled. A check says what is wrong and where; it never ra
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -61,7 +62,17 @@ def text_size_problem(size: int) -> str | None:
     a file, before reading it)."""
     if size <= MAX_TEXT_BYTES:
         return None
-    return f"the text is {size_text(size)}; at most {size_text(MAX_TEXT_BYTES)} can be read at once"
+    shown, limit = sizes_text(size, MAX_TEXT_BYTES)
+    return f"the text is {shown}; at most {limit} can be read at once"
+
+
+def sizes_text(size: int, limit: int) -> tuple[str, str]:
+    """`size` and `limit` as people read them, or as exact bytes when rounding would
+    show them alike (`1,048,645 bytes`, `1,048,576`)."""
+    shown, most = size_text(size), size_text(limit)
+    if shown == most:
+        return f"{size:,} bytes", f"{limit:,}"
+    return shown, most
 
 
 def document_problem(document: Any) -> tuple[str, str] | None:
@@ -77,9 +88,8 @@ def document_problem(document: Any) -> tuple[str, str] | None:
     except TypeError:  # over 254 levels, or an integer beyond 64 bits: the walk says where
         size = 0
     if size > MAX_DOCUMENT_BYTES:
-        return "", (
-            f"the definition is {size_text(size)} as JSON; at most {size_text(MAX_DOCUMENT_BYTES)}"
-        )
+        shown, limit = sizes_text(size, MAX_DOCUMENT_BYTES)
+        return "", f"the definition is {shown} as JSON; at most {limit}"
     return _walk(document)
 
 
@@ -88,8 +98,9 @@ _STORABLE_INTEGERS = (-(2**63), 2**64)
 
 
 def _walk(document: Any) -> tuple[str, str] | None:
-    """The first collection deeper than `MAX_DEPTH`, or integer that a stored version
-    (JSON, serialised by orjson) cannot hold, as `(loc, msg)`; None when there is none."""
+    """The first collection deeper than `MAX_DEPTH`, or integer or non-finite number
+    (NaN, infinity: YAML `.nan`, `.inf`, `1e400`) that a stored version (JSON,
+    serialised by orjson) cannot hold, as `(loc, msg)`; None when there is none."""
     pending = [(document, "", 1)]
     while pending:
         value, loc, depth = pending.pop()
@@ -103,6 +114,9 @@ def _walk(document: Any) -> tuple[str, str] | None:
                 and not _STORABLE_INTEGERS[0] <= value < _STORABLE_INTEGERS[1]
             ):
                 return loc, "integer out of range (at most 64 bits; write it as a string)"
+            if isinstance(value, float) and not math.isfinite(value):
+                # JSON has no such number: it would be stored as null
+                return loc, f"not a finite number ({value}; write it as a string)"
             continue
         if depth > MAX_DEPTH:
             return loc, f"nested more than {MAX_DEPTH} levels deep (at most {MAX_DEPTH})"

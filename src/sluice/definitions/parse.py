@@ -38,7 +38,14 @@ from sluice.definitions.model import (
     TemplateDefinition,
     Trigger,
 )
-from sluice.definitions.problems import Checker, DefinitionError, Problem, read_keys
+from sluice.definitions.problems import (
+    Checker,
+    DefinitionError,
+    Problem,
+    UnreadableValue,
+    read_guarded,
+    read_keys,
+)
 from sluice.definitions.steps import StepReader
 from sluice.definitions.values import item_loc, to_jsonable
 
@@ -73,8 +80,30 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     """SafeLoader with YAML 1.2 booleans and integers (see the module docstring); the
     one built on libyaml where PyYAML has it, which parses several times faster."""
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        """A mapping, refused (`_DuplicateKey`) when a key comes twice: PyYAML would keep
+        the last silently, and `trigger:` written twice loses the first."""
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            with suppress(TypeError):  # an unhashable key: PyYAML refuses it itself
+                if key in seen:
+                    raise _DuplicateKey(key, key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    def __init__(self, key: Any, mark: yaml.Mark):
+        super().__init__(problem=f"duplicate key {_json_spelling(key)}", problem_mark=mark)
+
+
+def _json_spelling(key: Any) -> str:
+    return json.dumps(key, default=str, ensure_ascii=False)
+
 
 _BOOL, _INT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL, _INT)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
@@ -86,6 +115,11 @@ _Loader.add_implicit_resolver(
     _INT,
     re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0x[0-9a-fA-F_]+|[-+]?[0-9][0-9_]*)$"),
     list("-+0123456789"),
+)
+# YAML 1.2 reads `1e400` as a number (1.1 wanted a dot): so it is refused as not finite
+# instead of becoming the string "1e400" unnoticed.
+_Loader.add_implicit_resolver(
+    _FLOAT, re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"), list("-+0123456789")
 )
 
 
@@ -119,6 +153,9 @@ def _parse(text: str, name: str) -> list[Any]:
         return [doc for doc in yaml.load_all(text, Loader=_Loader) if doc is not None]
     except ValueError as err:  # a scalar YAML resolved but Python cannot build
         raise DefinitionError([Problem(name, _value_message(err))]) from None
+    except _DuplicateKey as err:
+        where = _position(err.problem_mark)
+        raise DefinitionError([Problem(name, f"{err.problem} at {where}")]) from None
     except yaml.YAMLError as err:
         if getattr(err, "problem", None) == _LIBYAML_TOO_DEEP:
             where = _position(err.problem_mark)
@@ -144,21 +181,54 @@ def _value_message(err: ValueError) -> str:
 
 
 def _checked_json(text: str, name: str) -> Any:
-    try:
-        document = json.loads(text)
-    except RecursionError:  # the decoder recurses per level
-        document = None
-        found = ("", f"nested more than {MAX_DEPTH} levels deep (at most {MAX_DEPTH})")
-    except ValueError as err:
-        if isinstance(err, json.JSONDecodeError):
-            raise  # not JSON after all: read as YAML
-        document, found = None, ("", _value_message(err))
-    else:
-        found = document_problem(document)
+    document = load_json(text, name)
+    found = document_problem(document)
     if found:
         loc, msg = found
         raise DefinitionError([Problem(f"{name}: {loc}" if name and loc else name or loc, msg)])
     return document
+
+
+def load_json(text: str | bytes, name: str = "") -> Any:
+    """The JSON in `text`, read with the standard library (so that integers stay exact
+    and the limits see them: orjson turns one beyond 64 bits into a float unnoticed).
+
+    `json.JSONDecodeError` when it is not JSON; `DefinitionError` at `name` when a key
+    comes twice in one object, or the nesting is past what the parser recurses to (far
+    past `MAX_DEPTH`, so that is the limit named). An integer of 30 digits or more
+    is read as one past 64 bits (reading a huge one costs quadratic time), and
+    `document_problem` then refuses it at its path, with `NaN` and `Infinity`."""
+    try:
+        return json.loads(
+            text, object_pairs_hook=_unique_keys, parse_int=_integer, parse_constant=float
+        )
+    except RecursionError:  # the decoder recurses per level
+        msg = f"nested more than {MAX_DEPTH} levels deep (at most {MAX_DEPTH})"
+    except _DuplicateJsonKey as err:
+        msg = f"duplicate key {_json_spelling(err.key)} in a JSON object"
+    except ValueError as err:
+        if isinstance(err, json.JSONDecodeError):
+            raise
+        msg = _value_message(err)
+    raise DefinitionError([Problem(name, msg)])
+
+
+class _DuplicateJsonKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    mapping = dict(pairs)
+    if len(mapping) < len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateJsonKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return mapping
+
+
+def _integer(digits: str) -> int:
+    return int(digits) if len(digits) < 30 else 2**64
 
 
 def _refuse_aliases_and_depth(text: str, name: str) -> None:
@@ -214,7 +284,10 @@ def validate_flow(
     raw = check.mapping(doc, "", required=("key", "trigger", "steps"), optional=_FLOW_OPTIONAL)
     if raw is None:
         raise DefinitionError(check.problems)
-    flow = _read_flow(check, raw, known_flows, known_templates)
+    try:
+        flow = _read_flow(check, raw, known_flows, known_templates)
+    except UnreadableValue as error:
+        check.add(error.loc, error.msg)
     check.raise_if_any()
     return flow
 
@@ -238,7 +311,7 @@ def _read_flow(
     reader = StepReader(
         check, flow_key=key, known_flows=known_flows, known_templates=known_templates
     )
-    return FlowDefinition(
+    definition = FlowDefinition(
         key=key,
         name=_optional(raw, "name", check.string) or key,
         description=_optional(raw, "description", check.string),
@@ -251,11 +324,14 @@ def _read_flow(
         steps=_optional(raw, "steps", partial(reader.steps, path="steps", non_empty=True), ()),
         source=to_jsonable(raw),
     )
+    if definition.timezone:  # saved as its canonical name (`europe/berlin`: `Europe/Berlin`)
+        definition.source["timezone"] = definition.timezone
+    return definition
 
 
 def _optional(raw: dict, key: str, read: Callable[[Any, str], Any], default: Any = None) -> Any:
     """Read a top-level key (its loc is the key itself), or `default` when absent."""
-    return read(raw[key], key) if key in raw else default
+    return read_guarded(read, raw[key], key) if key in raw else default
 
 
 def _enum(check: Checker, enum_class: type[StrEnum], value: Any, loc: str) -> Any:
@@ -312,15 +388,22 @@ def validate_template(doc: Any) -> TemplateDefinition:
         check.add("kind", f"expected 'template', found {raw['kind']!r}")
     if "html" not in raw and "text" not in raw:
         check.add("", "expected 'html' or 'text'")
-    template = TemplateDefinition(
+    try:
+        template = _read_template(check, raw)
+    except UnreadableValue as error:
+        check.add(error.loc, error.msg)
+    check.raise_if_any()
+    return template
+
+
+def _read_template(check: Checker, raw: dict) -> TemplateDefinition:
+    return TemplateDefinition(
         key=_optional(raw, "key", partial(check.slug, what="key")),
         subject=_optional(raw, "subject", check.template),
         html=_optional(raw, "html", partial(check.template, html=True)),
         text=_optional(raw, "text", check.template),
         source=to_jsonable(raw),
     )
-    check.raise_if_any()
-    return template
 
 
 def validate_documents(

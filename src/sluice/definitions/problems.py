@@ -55,6 +55,32 @@ class DefinitionError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+class UnreadableValue(Exception):
+    """A reader met a value that a library it calls cannot take (`urlsplit` on
+    `http://[::1`, a date past the calendar): raised by `read_keys` with the value's
+    loc, and turned into a problem there by the step or document being read, so odd
+    input is a problem at its path and never a crash."""
+
+    def __init__(self, loc: str, error: Exception):
+        self.loc, self.msg = loc, f"a value cannot be read: {error}"
+        super().__init__(f"{loc}: {self.msg}")
+
+
+UNREADABLE = (ValueError, OverflowError, TypeError)
+"""What library calls raise for odd input (and `UnreadableValue` wraps)."""
+
+
+def read_guarded(read: Reader, value: Any, loc: str) -> Any:
+    """`read(value, loc)`, with an exception of `UNREADABLE` as `UnreadableValue` at
+    `loc` (the innermost loc wins: one raised deeper passes through)."""
+    try:
+        return read(value, loc)
+    except UnreadableValue:
+        raise
+    except UNREADABLE as error:
+        raise UnreadableValue(loc, error) from error
+
+
 def _one_of(names: Collection[str]) -> str:
     names = list(names)
     return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
@@ -212,9 +238,12 @@ def read_keys(
 
     Absent keys are left out, so the model's defaults apply, except `required` ones:
     they are None (their absence is a problem already, so the model is never used).
+    A reader that fails on odd input raises `UnreadableValue` at its key's loc.
     """
     return {
-        _FIELD_NAMES.get(key, key): read(raw[key], key_loc(loc, key)) if key in raw else None
+        _FIELD_NAMES.get(key, key): (
+            read_guarded(read, raw[key], key_loc(loc, key)) if key in raw else None
+        )
         for key, read in readers.items()
         if key in raw or key in required
     }

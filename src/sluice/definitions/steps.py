@@ -41,7 +41,14 @@ from sluice.definitions.model import (
     WaitForAction,
     WebhookAction,
 )
-from sluice.definitions.problems import Checker, Reader, read_keys, unknown_key_message
+from sluice.definitions.problems import (
+    UNREADABLE,
+    Checker,
+    Reader,
+    UnreadableValue,
+    read_keys,
+    unknown_key_message,
+)
 from sluice.definitions.values import item_loc, key_loc
 
 ACTIONS = (
@@ -67,6 +74,8 @@ _EMAIL_KEYS = ("subject", "html", "text", "template", "from", "reply_to", "to")
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _WAIT_MODES = ("for", "until", "at", "until_field")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""Characters no header value may hold (RFC 9110 §5.5; a tab may)."""
 
 
 class StepReader:
@@ -112,7 +121,14 @@ class StepReader:
         kind = self._kind(raw, loc)
         if kind is None:
             return None
-        action = self._action(kind, raw, loc, path)
+        try:
+            action = self._action(kind, raw, loc, path)
+        except UnreadableValue as error:
+            self.check.add(error.loc, error.msg)
+            return None
+        except UNREADABLE as error:  # from a reader called outside `read_keys`
+            self.check.add(key_loc(loc, kind), UnreadableValue(loc, error).msg)
+            return None
         return Step(id=step_id, kind=kind, action=action, loc=loc)
 
     def _id(self, raw: dict, loc: str) -> str | None:
@@ -232,7 +248,11 @@ class StepReader:
     def _url(self, value: Any, loc: str) -> Template | None:
         url = self.check.template(value, loc)
         if url is not None and url.is_literal:
-            parts = urlsplit(value)
+            try:
+                parts = urlsplit(value)
+            except ValueError as error:  # `http://[::1`: "Invalid IPv6 URL"
+                self.check.add(loc, f"expected an http:// or https:// URL ({error})")
+                return url
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 self.check.add(loc, "expected an http:// or https:// URL")
         return url
@@ -249,6 +269,13 @@ class StepReader:
         for name, header in value.items():
             if isinstance(name, str) and _HEADER_NAME.fullmatch(name):
                 headers[name] = self.check.template(header, key_loc(loc, name))
+                literal = headers[name] is not None and headers[name].is_literal
+                if literal and _CONTROL.search(header):
+                    self.check.add(
+                        key_loc(loc, name),
+                        "a header value may not hold a control character (a line break, "
+                        "a NUL…): it would end the header or the request",
+                    )
             else:
                 self.check.add(key_loc(loc, name), f"invalid header name {name!r}")
         return headers

@@ -93,6 +93,9 @@ class WebhookSender:
             {"user-agent": "Sluice", "content-type": content_type, "accept-encoding": "identity"}
         )
         headers.update({str(k): str(v) for k, v in (request.get("headers") or {}).items()})
+        for name, value in headers.items():
+            if "\r" in value or "\n" in value:  # rendered from a template: no retry can help
+                return Attempt(Verdict.FAILED, error=f"header {name} contains a line break")
         headers.update(self._signature(delivery.idempotency_id, body))
         timeout = min(float(request.get("timeout") or 10.0), MAX_TIMEOUT)
         attempt = delivery.attempts + 1

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from sluice.definitions.durations import parse_instant, parse_timezone
 from sluice.definitions.model import WaitAction
 
@@ -95,14 +97,21 @@ def _until_field(wait: WaitAction, began_at: datetime, fields: dict[str, Any]) -
     try:
         when = _as_instant(raw)
     except (ValueError, OverflowError, OSError):
-        return WakeUp(began_at, f"field '{wait.until_field}' is not a date: {raw!r}")
+        return WakeUp(began_at, f"field '{wait.until_field}' is not a date: {_as_json(raw)}")
     try:
         target = when + wait.offset
     except OverflowError:  # a field near the end of the calendar (9999-12-31) plus offset
-        return WakeUp(began_at, f"field '{wait.until_field}' + offset is out of range: {raw!r}")
+        return WakeUp(
+            began_at, f"field '{wait.until_field}' + offset is out of range: {_as_json(raw)}"
+        )
     if target <= began_at:
         return WakeUp(began_at, f"{target.isoformat()} ({wait.until_field} + offset) has passed")
     return WakeUp(target)
+
+
+def _as_json(raw: Any) -> str:
+    """A field's value as the visitor's JSON spells it (`true`, `"soon"`), not Python."""
+    return orjson.dumps(raw, default=str).decode()
 
 
 def _as_instant(raw: Any) -> datetime:
