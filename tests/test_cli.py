@@ -646,22 +646,19 @@ def test_a_definition_path_that_is_not_a_readable_regular_file_says_what_it_is(c
         ),
     ]:
         done = cli("flows", "validate", str(path), expect=1)
-        assert done.stderr.splitlines() == [line, "1 problem(s); nothing was saved"]
+        assert done.stderr.splitlines() == [line, "1 problem(s)"]
     flow = tmp_path / "flow.yaml"
     flow.write_text("key: f\ntrigger: {event: go}\nsteps: [{exit: true}]\n")
     done = cli("simulate", str(flow), "--events", "/dev/zero", expect=1)
-    assert done.stderr.splitlines() == [
-        "error: zero: not a regular file",
-        "1 problem(s); nothing was saved",
-    ]
+    assert done.stderr.splitlines() == ["error: zero: not a regular file", "1 problem(s)"]
 
 
 def test_a_definition_file_with_a_url_urlsplit_cannot_read_is_a_one_line_error(cli, tmp_path):
     flow = tmp_path / "v6.yaml"
     flow.write_text("key: v6\ntrigger: {event: go}\nsteps: [{webhook: {url: 'http://[::1'}}]\n")
-    for command in ("validate", "apply"):
+    for command, last in (("validate", ""), ("apply", "; nothing was saved")):
         done = cli("flows", command, str(flow), expect=1)
         assert done.stderr.splitlines() == [
             "error: steps[0].webhook.url: expected an http:// or https:// URL (Invalid IPv6 URL)",
-            "1 problem(s); nothing was saved",
+            f"1 problem(s){last}",
         ]
