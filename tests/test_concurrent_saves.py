@@ -1,0 +1,64 @@
+"""Saves that arrive at the same time: each one gets its own version, on both databases."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import sqlalchemy as sa
+
+from api_support import Api, served
+from sluice.api.app import create_app
+from sluice.store.schema import flow_versions
+
+SAVES = 20
+
+
+def _parallel(calls) -> list[httpx.Response]:
+    with ThreadPoolExecutor(max_workers=SAVES) as pool:
+        return list(pool.map(lambda call: call(), calls))
+
+
+def _versions(app) -> list[int]:
+    with app.db.read() as conn:
+        return list(
+            conn.execute(
+                sa.select(flow_versions.c.version)
+                .where(flow_versions.c.flow_key == "race")
+                .order_by(flow_versions.c.version)
+            ).scalars()
+        )
+
+
+def test_concurrent_saves_of_one_flow_each_get_their_own_version(app):
+    with served(create_app(app)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        api = Api(app, client)
+
+        def save(days: int):
+            body = f"key: race\ntrigger: {{event: race}}\nsteps:\n  - wait: {days}d\n"
+            return lambda: api.put(
+                "/flows/race", content=body, headers={"Content-Type": "application/yaml"}
+            )
+
+        first = _parallel([save(days) for days in range(1, SAVES + 1)])
+        assert sorted(r.status_code for r in first) == [200] * (SAVES - 1) + [201]
+        assert _versions(app) == list(range(1, SAVES + 1))
+        # ... and again for a flow that exists
+        again = _parallel([save(days) for days in range(SAVES + 1, 2 * SAVES + 1)])
+        assert {r.status_code for r in again} == {200}
+        assert _versions(app) == list(range(1, 2 * SAVES + 1))
+        assert api.get("/flows/race").json()["version"] == 2 * SAVES
+
+
+def test_concurrent_applies_of_one_template_each_get_their_own_version(app):
+    with served(create_app(app)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        api = Api(app, client)
+
+        def apply(n: int):
+            document = {"kind": "template", "key": "nudge", "subject": f"Stuck {n}?", "text": "Hi"}
+            return lambda: api.post("/apply", json=[document])
+
+        answers = _parallel([apply(n) for n in range(SAVES)])
+        assert {r.status_code for r in answers} == {200}, [r.text for r in answers]
+        assert sorted(r.json()["templates"]["nudge"] for r in answers) == list(range(1, SAVES + 1))
+        assert api.get("/templates/nudge").json()["version"] == SAVES
