@@ -62,3 +62,19 @@ def test_concurrent_applies_of_one_template_each_get_their_own_version(app):
         assert {r.status_code for r in answers} == {200}, [r.text for r in answers]
         assert sorted(r.json()["templates"]["nudge"] for r in answers) == list(range(1, SAVES + 1))
         assert api.get("/templates/nudge").json()["version"] == SAVES
+
+
+def test_of_concurrent_creations_of_one_subscriber_tag_or_field_only_one_answers_201(app):
+    with served(create_app(app)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        api = Api(app, client)
+        bodies = {
+            "/fetch/subscribers": {"subscriber": {"email": "race@example.com"}},
+            "/fetch/tags": {"tag": {"name": "racer"}},
+            "/fetch/fields": {"field": {"key": "lap"}},
+        }
+        for path, body in bodies.items():
+            answers = _parallel([lambda p=path, b=body: api.bento_post(p, b)] * SAVES)
+            codes = sorted(r.status_code for r in answers)
+            assert codes == [200] * (SAVES - 1) + [201], (path, codes)
+        subscribers = api.bento_get("/fetch/subscribers", email="race@example.com").json()
+        assert subscribers["data"]["attributes"]["email"] == "race@example.com"

@@ -130,9 +130,8 @@ class Audience:
 
     def _register(self, register, listing, name: str) -> tuple[Any, bool]:
         with self.app.db.write() as conn:
-            existed = bool(listing(conn, [name]))
-            register(conn, [name], self.app.clock.now())
-            return listing(conn, [name])[0], not existed
+            created = register(conn, [name], self.app.clock.now())
+            return listing(conn, [name])[0], name in created
 
     def workflows(self) -> list[dict[str, Any]]:
         """Every flow with the subjects of its email steps."""
