@@ -127,9 +127,7 @@ def create(conn: Connection, email: str, now: datetime) -> bool:
     The insert itself decides, so of concurrent calls for one new address exactly one
     answers True (a look-up first would let several see it missing)."""
     inserted = conn.execute(
-        _insert(conn)
-        .on_conflict_do_nothing(index_elements=["email_key"])
-        .returning(visitors.c.id),
+        _insert(conn).on_conflict_do_nothing(index_elements=["email_key"]).returning(visitors.c.id),
         _new_row(stored_email(email), email_key(email), now),
     )
     return inserted.first() is not None
