@@ -489,3 +489,16 @@ def test_a_definition_file_that_is_not_utf8_is_a_one_line_error(cli, tmp_path):
         "error: binary.yaml: not UTF-8 text (byte 0xff at offset 7)",
         "1 problem(s); nothing was saved",
     ]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error"),
+    [
+        ("--details", '{"a": "\\u0000"}', "details.a: text may not contain a NUL character"),
+        ("--fields", '{"b": ["x\\u0000"]}', "fields.b[0]: text may not contain a NUL character"),
+    ],
+)
+def test_send_refuses_what_no_database_can_store_in_one_line(cli, option, value, error):
+    done = cli("send", "x", "--email", "a@example.com", option, value, expect=1)
+    assert done.stderr == f"error: {error}\n"
+    assert "no visitor" in cli("visitors", "show", "a@example.com", expect=1).stderr
