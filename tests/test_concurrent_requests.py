@@ -1,7 +1,10 @@
-"""Saves that arrive at the same time: each one gets its own version, on both databases."""
+"""Requests that arrive at the same time, on both databases: each save gets its own
+version, one creation answers 201, and a slow batch keeps no one else waiting."""
 
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -9,7 +12,7 @@ import sqlalchemy as sa
 
 from api_support import Api, served
 from sluice.api.app import create_app
-from sluice.store.schema import flow_versions
+from sluice.store.schema import flow_versions, visitors
 
 SAVES = 20
 
@@ -78,3 +81,37 @@ def test_of_concurrent_creations_of_one_subscriber_tag_or_field_only_one_answers
             assert codes == [200] * (SAVES - 1) + [201], (path, codes)
         subscribers = api.bento_get("/fetch/subscribers", email="race@example.com").json()
         assert subscribers["data"]["attributes"]["email"] == "race@example.com"
+
+
+def test_an_event_is_accepted_while_a_batch_of_heavy_emails_renders(app):
+    heavy = "<p>{% for i in (1..10000) %}{{ i }}{% endfor %}</p>"
+    emails = [
+        {"to": f"r{n}@example.com", "subject": "Hi", "html_body": heavy, "transactional": True}
+        for n in range(60)
+    ]
+    finished: dict[str, float] = {}
+    with served(create_app(app)) as url, httpx.Client(base_url=url, timeout=120) as client:
+        api = Api(app, client)
+
+        def batch():
+            answer = api.bento_post("/batch/emails", {"emails": emails})
+            finished["batch"] = time.monotonic()
+            finished["results"] = answer.json()["results"]
+
+        sender = threading.Thread(target=batch)
+        sender.start()
+        deadline = time.monotonic() + 30
+        while _count(app, visitors) < len(emails):  # the recipients exist: rendering began
+            assert time.monotonic() < deadline, "the batch did not begin"
+            time.sleep(0.01)
+        event = api.post("/events", json={"type": "visit", "email": "e@example.com"})
+        finished["event"] = time.monotonic()
+        sender.join(timeout=120)
+    assert event.status_code == 200
+    assert finished["results"] == len(emails)
+    assert finished["event"] < finished["batch"]
+
+
+def _count(app, table) -> int:
+    with app.db.read() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
