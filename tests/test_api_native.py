@@ -254,6 +254,21 @@ def test_text_the_database_cannot_store_is_refused_by_field(api, app):
     assert nul.json()["errors"] == [
         {"index": 0, "loc": "details.n", "msg": "text may not contain a NUL character"}
     ]
+    unstorable = api.post(
+        "/events",
+        json={
+            "type": "t\x00",
+            "email": "a@example.com",
+            "details": {"list": ["ok", "\x00"]},
+            "fields": {"x": {"y": "\x00"}},
+            "idempotency_key": "k\x00",
+        },
+    )
+    assert unstorable.status_code == 422
+    assert unstorable.json()["errors"] == [
+        {"index": 0, "loc": loc, "msg": "text may not contain a NUL character"}
+        for loc in ("type", "idempotency_key", "details.list[1]", "fields.x.y")
+    ]
     long_key = {
         "type": "$purchase",
         "email": "a@example.com",

@@ -662,3 +662,23 @@ def test_a_definition_file_with_a_url_urlsplit_cannot_read_is_a_one_line_error(c
             "error: steps[0].webhook.url: expected an http:// or https:// URL (Invalid IPv6 URL)",
             f"1 problem(s){last}",
         ]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error"),
+    [
+        ("--details", '{"a": "\\u0000"}', "details.a: text may not contain a NUL character"),
+        ("--fields", '{"b": ["x\\u0000"]}', "fields.b[0]: text may not contain a NUL character"),
+    ],
+)
+def test_send_refuses_what_no_database_can_store_in_one_line(cli, option, value, error):
+    done = cli("send", "x", "--email", "a@example.com", option, value, expect=1)
+    assert done.stderr == f"error: {error}\n"
+    assert "no visitor" in cli("visitors", "show", "a@example.com", expect=1).stderr
+
+
+def test_an_address_that_is_no_email_is_a_one_line_error(cli):
+    shown = cli("visitors", "show", "notanemail", expect=1)
+    assert shown.stderr == "error: not an email address: 'notanemail'\n"
+    sent = cli("send", "x", "--email", "a..b@example.com", expect=1)
+    assert sent.stderr == "error: email: not an email address: 'a..b@example.com'\n"

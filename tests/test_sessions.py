@@ -507,6 +507,31 @@ def test_a_template_over_a_limit_fails_its_session_quickly_and_the_worker_goes_o
     assert driver.visitor("h@example.com")["tags"] == ["fine"]
 
 
+@pytest.mark.parametrize(
+    "step",
+    [
+        "field: {set: {x: '{{ \"a%00b\" | url_decode }}'}}",
+        "tag: {add: ['{{ \"t%00\" | url_decode }}']}",
+        "email: {subject: '{{ \"s%00\" | url_decode }}', text: t}",
+        "email: {subject: s, html: '<p>{{ \"%00\" | url_decode }}</p>'}",
+        "track: {type: 'e{{ \"%00\" | url_decode }}'}",
+        "webhook: {url: 'https://hooks.example/x', body: {v: '{{ \"%00\" | url_decode }}'}}",
+    ],
+)
+def test_a_step_whose_rendered_text_holds_a_nul_character_fails_and_changes_nothing(driver, step):
+    driver.apply(
+        f"key: nul\ntrigger: {{event: go}}\nsteps:\n  - {step}\n  - tag: {{add: [after]}}\n"
+    )
+    [sid] = driver.send("go", "n@example.com").sessions_started
+    session = driver.session(sid)
+    assert session["status"] == "failed"
+    assert session["timeline"][-1]["data"]["error"] == (
+        "steps[0]: the rendered text contains a NUL character"
+    )
+    visitor = driver.visitor("n@example.com")
+    assert (visitor["tags"], visitor["fields"]) == ([], {})
+
+
 def test_the_example_emails_render_data_as_text_and_their_own_html_as_html(driver):
     driver.apply_example("onboarding.yaml", "nudge.yaml", "abandoned-cart.yaml")
     driver.send("$signup", "o@example.com", fields={"first_name": "Ann & Bo"})

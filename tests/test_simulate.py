@@ -117,3 +117,32 @@ def test_a_script_out_of_order_or_out_of_range_is_refused(app, events, message):
     with pytest.raises(ScriptError) as refused:
         simulate_flow(documents(), script(*events), stored=app)
     assert str(refused.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("script_", "message"),
+    [
+        (
+            {
+                "visitor": {"email": "sim@example.com"},
+                "events": [{"type": "a", "details": {"n": 2**64}}],
+            },
+            "events[0]: details.n: a whole number beyond 64 bits (-2^63 to 2^64-1) cannot be stored",
+        ),
+        (
+            {
+                "visitor": {"email": "sim@example.com"},
+                "events": [{"type": "a", "details": {"s": "\x00"}}],
+            },
+            "events[0]: details.s: text may not contain a NUL character",
+        ),
+        (
+            {"visitor": {"email": "sim@example.com", "fields": {"n": -(2**70)}}, "events": []},
+            "visitor.fields.n: a whole number beyond 64 bits (-2^63 to 2^64-1) cannot be stored",
+        ),
+    ],
+)
+def test_a_script_with_what_no_database_can_store_is_refused_at_its_path(app, script_, message):
+    with pytest.raises(ScriptError) as refused:
+        simulate_flow(documents(), script_, stored=app)
+    assert str(refused.value) == message

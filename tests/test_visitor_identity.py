@@ -103,3 +103,51 @@ def test_an_api_email_from_is_one_mailbox_without_line_breaks(api, app):
     [message] = api.get("/messages", params={"email": SPELLINGS[1]}).json()
     assert message["payload"]["to"] == STORED
     assert message["payload"]["from"] == "Shop, Inc <shop@example.com>"
+
+
+NOT_SENDABLE = {
+    "ü@example.com": "'ü@example.com': the part before @ must be ASCII (SMTPUTF8 is not used)",
+    "<a@example.com>": "not an email address: '<a@example.com>'",
+    "a@xn--zz.example": "the domain 'xn--zz.example' is not a valid domain name (Invalid A-label)",
+    f"a@{'d' * 70}.example": f"the domain '{'d' * 70}.example' is not a valid domain name "
+    "(Label too long)",
+    f"{'l' * 65}@example.com": "the part before @ is longer than 64 characters",
+    "a..b@example.com": "not an email address: 'a..b@example.com'",
+    ".a@example.com": "not an email address: '.a@example.com'",
+    "a@-example.com": "the domain '-example.com' is not a valid domain name "
+    "(Label must not start or end with a hyphen)",
+    "a@example.com.": "not an email address: 'a@example.com.'",
+    f"{'l' * 64}@{'d' * 60}.{'d' * 60}.{'d' * 60}.example": "longer than 254 characters",
+}
+
+
+@pytest.mark.parametrize(("address", "msg"), NOT_SENDABLE.items(), ids=range(len(NOT_SENDABLE)))
+def test_an_address_sluice_cannot_send_to_is_refused_at_every_edge(api, app, address, msg):
+    event = api.post("/events", json={"type": "$signup", "email": address})
+    assert (event.status_code, event.json()["errors"]) == (
+        422,
+        [{"index": 0, "loc": "email", "msg": msg}],
+    )
+    bento = api.bento_post("/batch/events", {"events": [{"type": "x", "email": address}]})
+    assert bento.json()["errors"] == [{"index": 0, "error": f"email: {msg}"}]
+    imported = api.bento_post("/batch/subscribers", {"subscribers": [{"email": address}]})
+    assert imported.json()["errors"] == [{"index": 0, "error": f"email: {msg}"}]
+    created = api.bento_post("/fetch/subscribers", {"subscriber": {"email": address}})
+    assert created.status_code == 422 and msg in created.text
+    moved = {"command": "change_email", "email": "ada@example.com", "query": address}
+    assert api.bento_post("/fetch/commands", {"command": moved}).json()["errors"] == [
+        {"index": 0, "error": f"query: {msg}"}
+    ]
+    email = {"to": address, "subject": "Hi", "html_body": "<p>Hi</p>", "transactional": True}
+    sent = api.bento_post("/batch/emails", {"emails": [email]})
+    assert sent.json()["errors"] == [{"index": 0, "error": f"to: {msg}"}]
+    assert count(app, visitors) == 0 and count(app, events) == 0
+
+
+def test_a_sessions_filter_by_something_that_is_no_address_is_422(api):
+    answer = api.get("/sessions", params={"email": "notanemail"})
+    assert answer.status_code == 422
+    assert answer.json()["detail"] == [
+        {"loc": "email", "msg": "not an email address: 'notanemail'"}
+    ]
+    assert api.get("/sessions", params={"email": "nobody@example.com"}).json() == []

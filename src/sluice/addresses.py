@@ -19,8 +19,13 @@ from email.utils import formataddr, unquote
 import idna
 
 MAX_EMAIL = 320
-"""Longest address accepted (RFC 3696 errata: 64 for the local part, 255 the domain)."""
-_VISITOR_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+"""Longest mailbox accepted (RFC 3696 errata: 64 for the local part, 255 the domain)."""
+MAX_VISITOR_EMAIL = 254
+"""Longest visitor address: what fits an SMTP path (RFC 5321 §4.5.3.1.3, 256 with <>)."""
+MAX_LOCAL_PART = 64
+"""RFC 5321 §4.5.3.1.1."""
+_DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+"""RFC 5322 §3.2.3 dot-atom: no leading, trailing or doubled dot, no quoting."""
 _LINE_BREAK = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]")
 """What `str.splitlines` breaks at: a header value holding one could add headers."""
 _NAMED = re.compile(r"^(?P<name>.*)<(?P<address>[^<>]*)>$", re.DOTALL)
@@ -45,15 +50,33 @@ def ascii_domain(domain: str) -> str:
 def visitor_email(value: str) -> str:
     """A visitor's address as stored: stripped, the domain in its ASCII form.
 
-    The local part keeps its case (it is the recipient's to decide). Raises
-    `AddressError` for anything but `local@domain.tld`, or when longer than MAX_EMAIL."""
+    The one check of "is this an address Sluice can send to", used wherever a
+    visitor's address comes in (events, Bento items and imports, `change_email`,
+    `batch/emails` recipients, the CLI). The local part keeps its case (it is the
+    recipient's to decide). Raises `AddressError` unless the value is
+    `local@domain.tld` where `local` is an RFC 5322 dot-atom of ASCII characters of
+    at most 64, the domain has at least two labels and is a valid IDNA 2008 name
+    (UTS #46; labels of letters, digits and inner hyphens, at most 63 characters, a
+    valid `xn--` form; no trailing dot), and the whole is at most 254 characters."""
     value = value.strip()
-    if not _VISITOR_EMAIL.match(value) or "\x00" in value:
+    local, at, domain = value.rpartition("@")
+    if at and not local.isascii():
+        raise AddressError(
+            f"{value[:100]!r}: the part before @ must be ASCII (SMTPUTF8 is not used)"
+        )
+    if not at or not _DOT_ATOM.match(local) or "." not in domain or domain.endswith("."):
         raise AddressError(f"not an email address: {value[:100]!r}")
-    local, domain = value.rsplit("@", 1)
-    value = f"{local}@{ascii_domain(domain)}"
-    if max(len(value), len(email_key(value))) > MAX_EMAIL:  # lower() may lengthen it
-        raise AddressError(f"longer than {MAX_EMAIL} characters")
+    if len(local) > MAX_LOCAL_PART:
+        raise AddressError(f"the part before @ is longer than {MAX_LOCAL_PART} characters")
+    try:
+        domain = idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as error:
+        raise AddressError(
+            f"the domain {domain[:100]!r} is not a valid domain name ({error})"
+        ) from None
+    value = f"{local}@{domain}"
+    if len(value) > MAX_VISITOR_EMAIL:
+        raise AddressError(f"longer than {MAX_VISITOR_EMAIL} characters")
     return value
 
 

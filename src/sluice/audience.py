@@ -130,9 +130,8 @@ class Audience:
 
     def _register(self, register, listing, name: str) -> tuple[Any, bool]:
         with self.app.db.write() as conn:
-            existed = bool(listing(conn, [name]))
-            register(conn, [name], self.app.clock.now())
-            return listing(conn, [name])[0], not existed
+            created = register(conn, [name], self.app.clock.now())
+            return listing(conn, [name])[0], name in created
 
     def workflows(self) -> list[dict[str, Any]]:
         """Every flow with the subjects of its email steps."""
@@ -152,7 +151,13 @@ class Audience:
 
     def send_emails(self, emails: Sequence[tuple[int, TransactionalEmail]]) -> dict[int, str]:
         """Render and store the emails as deliveries; returns why each one that was
-        not stored was not, by its index."""
+        not stored was not, by its index.
+
+        Rendering holds no transaction: a template may take a while (up to the limits
+        of docs/definitions.md), and on SQLite a write transaction keeps every other
+        writer, a single event too, waiting. So the recipients are created in one short
+        transaction, the emails rendered, and stored in another, which checks again
+        that no recipient was erased or unsubscribed meanwhile."""
         now = self.app.clock.now()
         settings = self.app.settings
         state = DeliveryState.PENDING if settings.smtp_url else DeliveryState.OUTBOX
@@ -163,24 +168,44 @@ class Audience:
             people = visitor_store.upsert(
                 conn, (e.to for _, e in emails if e.to not in erased), now
             )
+        rendered = []
+        for index, email in emails:
+            visitor = people.get(visitor_store.email_key(email.to))
+            why = _refusal(email, visitor, erased)
+            if why:
+                errors[index] = why
+                continue
+            try:
+                payload = _render(email, visitor, settings.mail_from, now)
+            except TemplateError as error:
+                errors[index] = str(error)
+                continue
+            payload["message_id"] = f"<api.{uuidlib.uuid4().hex}@{domain}>"
+            rendered.append((index, email, visitor.id, payload))
+        if not rendered:
+            return errors
+        with self.app.db.write() as conn:
+            erased = outbox.erased_addresses(conn, (e.to for _, e, _, _ in rendered))
+            current = visitor_store.load_by_ids(conn, [v for _, _, v, _ in rendered], lock=False)
             ready = []
-            for index, email in emails:
-                if email.to in erased:
-                    errors[index] = "to: the address was erased; it is never emailed again"
-                    continue
-                visitor = people[visitor_store.email_key(email.to)]
-                if not email.transactional and visitor.unsubscribed_at is not None:
-                    errors[index] = "to: the visitor unsubscribed (send it as transactional?)"
-                    continue
-                try:
-                    payload = _render(email, visitor, settings.mail_from, now)
-                except TemplateError as error:
-                    errors[index] = str(error)
-                    continue
-                payload["message_id"] = f"<api.{uuidlib.uuid4().hex}@{domain}>"
-                ready.append((visitor.id, payload))
+            for index, email, visitor_id, payload in rendered:
+                why = _refusal(email, current.get(visitor_id), erased)
+                if why:
+                    errors[index] = why
+                else:
+                    ready.append((visitor_id, payload))
             outbox.add_emails(conn, ready, state=state, now=now)
         return errors
+
+
+def _refusal(email: TransactionalEmail, visitor, erased: set[str]) -> str | None:
+    """Why `email` is not sent to `visitor` (None when it is): erased, or unsubscribed
+    from a marketing email."""
+    if email.to in erased or visitor is None:
+        return "to: the address was erased; it is never emailed again"
+    if not email.transactional and visitor.unsubscribed_at is not None:
+        return "to: the visitor unsubscribed (send it as transactional?)"
+    return None
 
 
 def _runs(commands: Sequence[tuple[int, Command]]) -> list[list[tuple[int, Command]]]:

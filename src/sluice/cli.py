@@ -605,6 +605,12 @@ def visitors() -> None:
 @_errors_as_user_errors
 def visitors_show(ctx, email, as_json) -> None:
     """A visitor's profile: fields, tags, subscription, sessions, recent events."""
+    from sluice.addresses import AddressError, visitor_email
+
+    try:
+        visitor_email(email)
+    except AddressError as error:
+        raise UserError(str(error)) from None
     profile = open_app(ctx).visitor(email)
     if as_json:
         emit(profile)

@@ -1,5 +1,10 @@
 """Checking events where they come in (CLI, API, simulations): a bad event gets a
-precise error naming the field, and nothing is stored."""
+precise error naming the field, and nothing is stored.
+
+Beyond their shape, events are checked for what neither database can store, so that
+every input path refuses it alike: text holding a NUL character (PostgreSQL refuses
+it in text and JSON) and whole numbers beyond 64 bits (JSON columns are written with
+orjson, which takes -2^63 to 2^64-1)."""
 
 from __future__ import annotations
 
@@ -13,6 +18,9 @@ from sluice.addresses import MAX_EMAIL, visitor_email
 from sluice.store.ingest import IncomingEvent
 
 MAX_DETAILS_BYTES = 64 * 1024
+_SMALLEST_INT, _LARGEST_INT = -(2**63), 2**64 - 1
+NUL_MSG = "text may not contain a NUL character"
+BIG_INT_MSG = "a whole number beyond 64 bits (-2^63 to 2^64-1) cannot be stored"
 
 
 class InvalidInput(ValueError):
@@ -41,7 +49,11 @@ class EventInput(BaseModel):
     @field_validator("details")
     @classmethod
     def _small_details(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if len(orjson.dumps(value)) > MAX_DETAILS_BYTES:
+        try:
+            size = len(orjson.dumps(value))
+        except orjson.JSONEncodeError:
+            return value  # a number beyond 64 bits: `unstorable` names where
+        if size > MAX_DETAILS_BYTES:
             raise ValueError("details are larger than 64 KiB")
         return value
 
@@ -63,12 +75,60 @@ class EventInput(BaseModel):
             source=source,
         )
 
+    def unstorable(self) -> list[dict[str, str]]:
+        """`{loc, msg}` for each value of this valid event that no database can store."""
+        found = []
+        for name in ("type", "idempotency_key"):
+            if "\x00" in (getattr(self, name) or ""):
+                found.append({"loc": name, "msg": NUL_MSG})
+        found += unstorable(self.details, "details")
+        if self.fields is not None:
+            found += unstorable(self.fields, "fields")
+        return found
+
     @classmethod
     def checked(cls, data: Any, *, source: str, loc: str = "") -> IncomingEvent:
+        """`data` as an event; `InvalidInput` listing every fault (paths after `loc`)."""
         try:
-            return cls.model_validate(data).incoming(source)
+            event = cls.model_validate(data)
         except ValidationError as error:
             raise InvalidInput(problems(error, loc)) from None
+        if found := event.unstorable():
+            raise InvalidInput([{**p, "loc": f"{loc}{p['loc']}"} for p in found])
+        return event.incoming(source)
+
+
+def unstorable(value: Any, loc: str) -> list[dict[str, str]]:
+    """`{loc, msg}` for each string (value or key) holding a NUL character and each
+    whole number beyond 64 bits in `value` (JSON types), `loc` naming `value`."""
+    try:
+        if b"\\u0000" not in orjson.dumps(value):  # NUL is written escaped: a quick pass
+            return []
+    except orjson.JSONEncodeError:
+        pass  # a number beyond 64 bits (or a type JSON lacks): walk to say where
+    found: list[dict[str, str]] = []
+    _walk(value, loc, found)
+    return found
+
+
+def _walk(value: Any, loc: str, found: list[dict[str, str]]) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            found.append({"loc": loc, "msg": NUL_MSG})
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int):
+        if not _SMALLEST_INT <= value <= _LARGEST_INT:
+            found.append({"loc": loc, "msg": BIG_INT_MSG})
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{loc}.{key}" if loc else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                found.append({"loc": path, "msg": NUL_MSG})
+            _walk(item, path, found)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _walk(item, f"{loc}[{index}]", found)
 
 
 def problems(error: ValidationError, prefix: str = "") -> list[dict[str, str]]:

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from sluice.clock import FakeClock, SystemClock
 from sluice.definitions.durations import parse_duration, parse_instant
-from sluice.edge import EventInput, InvalidInput
+from sluice.edge import EventInput, InvalidInput, unstorable
 from sluice.records import FlowStatus, SessionStatus
 from sluice.service import Sluice
 from sluice.settings import Settings
@@ -82,6 +82,8 @@ def _read_script(script: Any, now: datetime):
         raise ScriptError("visitor: needs an 'email'")
     if not isinstance(visitor.get("fields", {}), dict):
         raise ScriptError("visitor.fields: must be a mapping")
+    if found := unstorable(visitor.get("fields", {}), "visitor.fields"):
+        raise ScriptError(str(InvalidInput(found)))
     if not isinstance(visitor.get("tags", []), list):
         raise ScriptError("visitor.tags: must be a list")
     raw_events = script.get("events", [])

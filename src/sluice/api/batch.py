@@ -5,8 +5,8 @@ costs the other 999 events).
 Events are validated by `edge.EventInput` through a TypeAdapter over the whole list
 (one call into pydantic-core for a thousand events); only when that finds faults are
 the faulty items told apart from the good ones. A few checks are added that the
-database needs: no NUL characters in text, idempotency keys of at most 200
-characters, and dates that can be stored.
+database needs (`EventInput.unstorable`: no NUL characters in text, no numbers beyond
+64 bits), idempotency keys of at most 200 characters, and dates that can be stored.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from sluice.api.bodies import nul_paths
 from sluice.api.errors import ApiError
 from sluice.edge import EventInput, problems
 from sluice.store.ingest import IncomingEvent
@@ -83,11 +82,8 @@ def check_events(
     *,
     source: str,
     prepare: Callable[[Any], Any] | None = None,
-    may_hold_nul: bool = True,
 ) -> Checked[IncomingEvent]:
-    """Validate event items; `prepare` may adapt each item first (Bento's quirks).
-    `may_hold_nul=False` skips looking for NUL characters (the caller saw the raw
-    body, and it has no `\\u0000` escape)."""
+    """Validate event items; `prepare` may adapt each item first (Bento's quirks)."""
     if prepare is not None:
         items = [prepare(item) for item in items]
     checked: Checked[IncomingEvent] = Checked()
@@ -107,7 +103,7 @@ def check_events(
         good = [i for i in range(len(items)) if i not in faults]
         models = list(zip(good, _EVENTS.validate_python([items[i] for i in good]), strict=True))
     for index, model in models:
-        found = _storable(model, items[index], may_hold_nul)
+        found = _storable(model)
         if found:
             checked.add_problems(index, found)
         else:
@@ -115,7 +111,7 @@ def check_events(
     return checked
 
 
-def _storable(model: EventInput, raw: Any, may_hold_nul: bool) -> Problems:
+def _storable(model: EventInput) -> Problems:
     """What the database could not store of an otherwise valid event."""
     found: Problems = []
     if model.date is not None:
@@ -128,9 +124,7 @@ def _storable(model: EventInput, raw: Any, may_hold_nul: bool) -> Problems:
     if key is not None and len(str(key)) > MAX_KEY:
         where = "idempotency_key" if model.idempotency_key else "details.unique.key"
         found.append({"loc": where, "msg": f"longer than {MAX_KEY} characters"})
-    if may_hold_nul and isinstance(raw, dict):
-        found += [{"loc": p, "msg": "text may not contain a NUL character"} for p in nul_paths(raw)]
-    return found
+    return found + model.unstorable()
 
 
 def check_each(items: list[Any], check: Callable[[Any], T]) -> Checked[T]:

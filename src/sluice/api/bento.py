@@ -72,9 +72,7 @@ def _single(data: Any, key: str, check) -> Any:
 def batch_events(request: Request, body: Body) -> JSONResponse:
     data = _read(request, body)
     events = items_of(data, "events", limit=1000, noun="events")
-    checked = check_events(
-        events, source="api", prepare=items.bento_event, may_hold_nul=b"\\u0000" in body
-    )
+    checked = check_events(events, source="api", prepare=items.bento_event)
     accepted = 0
     if checked.valid:
         result = sluice_of(request).send([event for _, event in checked.valid])

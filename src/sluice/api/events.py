@@ -30,7 +30,7 @@ def send_events(request: Request, body: Annotated[bytes, Depends(raw_body)]) -> 
     if not isinstance(data, dict):
         raise ApiError(400, 'expected an event object or {"events": [...]}')
     events = items_of(data, "events", limit=1000, noun="events") if "events" in data else [data]
-    checked = check_events(events, source="api", may_hold_nul=b"\\u0000" in body)
+    checked = check_events(events, source="api")
     content = {
         "accepted": 0,
         "duplicates": 0,

@@ -6,9 +6,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
+from sluice.addresses import AddressError, visitor_email
 from sluice.api import schemas
 from sluice.api.auth import require_key, sluice_of
 from sluice.api.docs import errors_doc
+from sluice.api.errors import invalid
 from sluice.api.paging import Cursor, Limit, link_next, read_cursor
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_key)])
@@ -40,7 +42,12 @@ def list_sessions(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> list[dict[str, Any]]:
-    """Sessions, newest first, a page at a time."""
+    """Sessions, newest first, a page at a time; 422 for an `email` that is no address."""
+    if email is not None:
+        try:
+            visitor_email(email)
+        except AddressError as error:
+            raise invalid([{"loc": "email", "msg": str(error)}]) from None
     rows = sluice_of(request).sessions(
         email=email, flow=flow, status=status, limit=limit, before_id=read_cursor(cursor)
     )

@@ -183,9 +183,11 @@ class Template:
         if self._bound is None:
             return self.source
         try:
-            return self._bound.render(context)
+            return _without_nul(self._bound.render(context))
         except LiquidError as err:
             raise _render_error(err) from err
+        except TemplateError:
+            raise
         except Exception as err:  # the template is user code over user data: never raise
             raise TemplateError(f"Liquid error: {type(err).__name__}: {err}") from err
 
@@ -197,7 +199,9 @@ class Template:
         output = next(n for n in self._bound.nodes if not _is_whitespace(n))
         render_context = sandbox.SandboxContext(self._bound, globals=dict(context))
         try:
-            return sandbox.plain(output.expression.evaluate(render_context))
+            return _without_nul(sandbox.plain(output.expression.evaluate(render_context)))
+        except TemplateError:
+            raise
         except LiquidError as err:
             raise _render_error(err) from err
         except Exception as err:  # as for render
@@ -213,6 +217,24 @@ class Template:
 
     def __repr__(self) -> str:
         return f"Template({self.source!r})"
+
+
+def _without_nul(value: Any) -> Any:
+    """`value`, unless a string in it holds a NUL character (`url_decode` of `%00`,
+    say): PostgreSQL cannot store one in text or JSON, so on both databases the step
+    that rendered it fails instead of one database storing it and the other failing
+    the whole session's save."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise TemplateError("the rendered text contains a NUL character")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _without_nul(key)
+            _without_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            _without_nul(item)
+    return value
 
 
 def _is_whitespace(node: Node) -> bool:

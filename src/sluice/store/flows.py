@@ -100,6 +100,7 @@ def save_flow(conn: Connection, flow: FlowDefinition, *, now: datetime, actor: s
     Sessions of a flow that is on become due so that workers move them to the new
     version promptly (a session waiting two days must not keep a changed wait until
     then); those of a flow that is off move when it is turned on."""
+    _lock_key(conn, "flow", flow.key)
     current = conn.execute(sa.select(flows).where(flows.c.key == flow.key)).first()
     old = stored_definition(conn, flow.key, current.version) if current else None
     if old == flow.source:
@@ -136,6 +137,20 @@ def save_flow(conn: Connection, flow: FlowDefinition, *, now: datetime, actor: s
         )
     _audit(conn, flow.key, now, actor, "version", version, diff(old, flow.source))
     return version
+
+
+def _lock_key(conn: Connection, kind: str, key: str) -> None:
+    """Serialise saves of one flow or template until this transaction ends.
+
+    Two saves read the current version, then insert the next: without a lock, two
+    concurrent ones on PostgreSQL pick the same number and one fails on the primary
+    key. A row lock cannot cover a key not stored yet, so the lock is a
+    transaction-scoped advisory lock on a hash of the key (a hash collision only makes
+    two keys wait for each other). SQLite needs none: its writers take turns."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"{kind}:{key}"}
+        )
 
 
 _RUNNABLE = [SessionStatus.ACTIVE, SessionStatus.WAITING]
@@ -231,6 +246,8 @@ def list_changes(conn: Connection, key: str) -> list[dict]:
 
 
 def save_template(conn: Connection, template: TemplateDefinition, *, now: datetime) -> int | None:
+    """Store a new version if the template changed; returns it, or None if unchanged."""
+    _lock_key(conn, "template", template.key)
     current = conn.execute(sa.select(templates).where(templates.c.key == template.key)).first()
     if current:
         old = conn.execute(

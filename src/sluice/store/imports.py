@@ -102,9 +102,7 @@ def change_email(conn: Connection, old: str, new: str, now: datetime) -> str | N
 
 def create_visitor(conn: Connection, email: str, now: datetime) -> bool:
     """Create the visitor unless it exists; True when it was created now."""
-    existed = visitor_store.find(conn, email) is not None
-    visitor_store.upsert(conn, [email], now)
-    return not existed
+    return visitor_store.create(conn, email, now)
 
 
 def find_by_uuid(conn: Connection, uuid: str):

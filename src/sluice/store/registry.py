@@ -2,7 +2,8 @@
 `fetch/fields`: each name gets an id and a creation time the first time it is seen.
 
 Registering is an insert that ignores names already there, so concurrent writers
-never conflict and a name keeps its first id.
+never conflict and a name keeps its first id; it returns the names it inserted, so
+that of concurrent requests for one new name exactly one learns it created it.
 """
 
 from __future__ import annotations
@@ -34,22 +35,30 @@ def _insert(conn: Connection, table: sa.Table):
     return dialect.insert(table)
 
 
-def register_tags(conn: Connection, names: Iterable[str], now: datetime) -> None:
+def register_tags(conn: Connection, names: Iterable[str], now: datetime) -> set[str]:
+    """Register the tag names not registered yet; returns those it registered."""
     wanted = sorted({n for n in names if n and len(n) <= MAX_NAME})
-    if wanted:
-        conn.execute(
-            _insert(conn, tags).on_conflict_do_nothing(index_elements=["name"]),
-            [{"name": name, "created_at": now} for name in wanted],
-        )
+    if not wanted:
+        return set()
+    inserted = conn.execute(
+        _insert(conn, tags).on_conflict_do_nothing(index_elements=["name"]).returning(tags.c.name),
+        [{"name": name, "created_at": now} for name in wanted],
+    )
+    return set(inserted.scalars())
 
 
-def register_fields(conn: Connection, keys: Iterable[str], now: datetime) -> None:
+def register_fields(conn: Connection, keys: Iterable[str], now: datetime) -> set[str]:
+    """Register the field keys not registered yet; returns those it registered."""
     wanted = sorted({k for k in keys if k and len(k) <= MAX_NAME})
-    if wanted:
-        conn.execute(
-            _insert(conn, custom_fields).on_conflict_do_nothing(index_elements=["key"]),
-            [{"key": key, "name": field_name(key), "created_at": now} for key in wanted],
-        )
+    if not wanted:
+        return set()
+    inserted = conn.execute(
+        _insert(conn, custom_fields)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(custom_fields.c.key),
+        [{"key": key, "name": field_name(key), "created_at": now} for key in wanted],
+    )
+    return set(inserted.scalars())
 
 
 def list_tags(conn: Connection, names: Iterable[str] | None = None) -> list[Any]:

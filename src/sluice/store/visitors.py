@@ -115,21 +115,34 @@ def upsert(conn: Connection, emails: Iterable[str], now: datetime) -> dict[str, 
     found = _load(conn, visitors.c.email_key.in_(list(wanted)))
     missing = [key for key in wanted if key not in found]
     if missing:
-        rows = [
-            {
-                "uuid": str(uuidlib.uuid4()),
-                "email": wanted[key],
-                "email_key": key,
-                "fields": {},
-                "tags": [],
-                "created_at": now,
-                "updated_at": now,
-            }
-            for key in missing
-        ]
+        rows = [_new_row(wanted[key], key, now) for key in missing]
         conn.execute(_insert(conn).on_conflict_do_nothing(index_elements=["email_key"]), rows)
         found.update(_load(conn, visitors.c.email_key.in_(missing)))
     return found
+
+
+def create(conn: Connection, email: str, now: datetime) -> bool:
+    """Create the visitor unless one has this address; True when this call created it.
+
+    The insert itself decides, so of concurrent calls for one new address exactly one
+    answers True (a look-up first would let several see it missing)."""
+    inserted = conn.execute(
+        _insert(conn).on_conflict_do_nothing(index_elements=["email_key"]).returning(visitors.c.id),
+        _new_row(stored_email(email), email_key(email), now),
+    )
+    return inserted.first() is not None
+
+
+def _new_row(email: str, key: str, now: datetime) -> dict[str, Any]:
+    return {
+        "uuid": str(uuidlib.uuid4()),
+        "email": email,
+        "email_key": key,
+        "fields": {},
+        "tags": [],
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def load_by_ids(
