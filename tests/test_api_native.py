@@ -341,6 +341,19 @@ def test_a_session_is_stopped_resumed_and_a_finished_one_refuses(api, driver, cl
     assert api.get("/sessions/99999999999999999999").status_code == 422
 
 
+@pytest.mark.parametrize("session_id", ["9223372036854775808", "99999999999999999999"])
+@pytest.mark.parametrize(
+    "method, path",
+    [("GET", ""), ("GET", "/stream"), ("POST", "/stop"), ("POST", "/resume"), ("POST", "/retry")],
+)
+def test_a_session_id_beyond_64_bits_is_refused_at_its_path(api, session_id, method, path):
+    response = api.request(method, f"/sessions/{session_id}{path}")
+    assert response.status_code == 422
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == "path.session_id"
+    assert problem["msg"] == "Input should be less than or equal to 9223372036854775807"
+
+
 # -- visitors and messages -------------------------------------------------------------
 
 
