@@ -363,10 +363,10 @@ def test_a_definition_just_under_its_limit_is_saved_from_the_editor(browser, slu
 
 
 def test_a_definition_over_its_limit_is_refused_in_the_editor(browser, sluice):
-    response = post(browser, "/flows/_new", definition=padded_to(1_100_000))
+    response = post(browser, "/flows/_new", definition=padded_to(1_300_000))
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("text/html")
-    assert "the text is 1 MiB; at most 1 MiB can be read at once" in unescape(response.text)
+    assert "the text is 1.2 MiB; at most 1 MiB can be read at once" in unescape(response.text)
     assert '<textarea name="definition"' in response.text
     assert sluice.list_flows() == []
 
