@@ -354,6 +354,30 @@ def test_a_session_id_beyond_64_bits_is_refused_at_its_path(api, session_id, met
     assert problem["msg"] == "Input should be less than or equal to 9223372036854775807"
 
 
+@pytest.mark.parametrize(
+    "path, query, names",
+    [
+        ("/sessions", "email=a@example.com&email=b@example.com", ["email"]),
+        ("/sessions", "limit=1&status=active&limit=2&status=waiting", ["status", "limit"]),
+        ("/messages", "email=a@example.com&email=b@example.com", ["email"]),
+        ("/apply", "dry_run=true&dry_run=false", ["dry_run"]),
+    ],
+)
+def test_a_query_parameter_given_twice_is_refused_naming_it(api, path, query, names):
+    """The last value would otherwise win silently."""
+    method = "POST" if path == "/apply" else "GET"
+    response = api.request(method, f"{path}?{query}")
+    assert response.status_code == 422
+    assert sorted(p["loc"] for p in response.json()["detail"]) == sorted(
+        f"query.{name}" for name in names
+    )
+    assert {p["msg"] for p in response.json()["detail"]} == {"given more than once; give one value"}
+
+
+def test_other_query_parameters_repeated_are_ignored_as_before(api):
+    assert api.get("/sessions?unknown=1&unknown=2&limit=5").status_code == 200
+
+
 # -- visitors and messages -------------------------------------------------------------
 
 
