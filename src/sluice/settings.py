@@ -10,9 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from urllib.parse import urlsplit
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from sluice.addresses import AddressError, mailbox
 
 
@@ -123,6 +120,10 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str], str | None]:
 
 
 def _database_url(value: str) -> str | None:
+    # Here, not at the top: `sluice --help` loads no database library.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         url = make_url(value)
     except (ArgumentError, ValueError) as error:
