@@ -356,6 +356,43 @@ def test_a_session_is_stopped_resumed_and_a_finished_one_refuses(api, driver, cl
     assert api.get("/sessions/99999999999999999999").status_code == 422
 
 
+@pytest.mark.parametrize("session_id", ["9223372036854775808", "99999999999999999999"])
+@pytest.mark.parametrize(
+    "method, path",
+    [("GET", ""), ("GET", "/stream"), ("POST", "/stop"), ("POST", "/resume"), ("POST", "/retry")],
+)
+def test_a_session_id_beyond_64_bits_is_refused_at_its_path(api, session_id, method, path):
+    response = api.request(method, f"/sessions/{session_id}{path}")
+    assert response.status_code == 422
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == "path.session_id"
+    assert problem["msg"] == "Input should be less than or equal to 9223372036854775807"
+
+
+@pytest.mark.parametrize(
+    "path, query, names",
+    [
+        ("/sessions", "email=a@example.com&email=b@example.com", ["email"]),
+        ("/sessions", "limit=1&status=active&limit=2&status=waiting", ["status", "limit"]),
+        ("/messages", "email=a@example.com&email=b@example.com", ["email"]),
+        ("/apply", "dry_run=true&dry_run=false", ["dry_run"]),
+    ],
+)
+def test_a_query_parameter_given_twice_is_refused_naming_it(api, path, query, names):
+    """The last value would otherwise win silently."""
+    method = "POST" if path == "/apply" else "GET"
+    response = api.request(method, f"{path}?{query}")
+    assert response.status_code == 422
+    assert sorted(p["loc"] for p in response.json()["detail"]) == sorted(
+        f"query.{name}" for name in names
+    )
+    assert {p["msg"] for p in response.json()["detail"]} == {"given more than once; give one value"}
+
+
+def test_other_query_parameters_repeated_are_ignored_as_before(api):
+    assert api.get("/sessions?unknown=1&unknown=2&limit=5").status_code == 200
+
+
 # -- visitors and messages -------------------------------------------------------------
 
 

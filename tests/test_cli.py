@@ -315,6 +315,15 @@ def test_a_command_that_finds_nothing_names_its_database(cli, database_url):
         assert done.stderr.endswith(f" in {where}\n")
 
 
+@pytest.mark.parametrize("session_id", ["9223372036854775808", "99999999999999999999", "0"])
+@pytest.mark.parametrize("action", ["show", "stop", "resume", "retry"])
+def test_a_session_id_beyond_64_bits_is_a_missing_session(cli, database_url, action, session_id):
+    """Neither database can hold such an id (SQLite would raise OverflowError,
+    PostgreSQL a DataError): it names no session."""
+    done = cli("sessions", action, session_id, expect=1)
+    assert done.stderr == f"error: no session {session_id} in {shown_database(database_url)}\n"
+
+
 def test_a_newcomer_in_another_directory_is_told_which_database_is_empty(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

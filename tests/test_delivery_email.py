@@ -415,6 +415,47 @@ steps:
     assert smtp.received == []
 
 
+def test_a_reply_to_or_from_that_renders_empty_is_left_out(driver, mailer, smtp):
+    """A visitor without the field the address comes from still gets the email: no
+    Reply-To, and the default sender (SLUICE_MAIL_FROM)."""
+    flow = """
+key: managed
+trigger: {event: signed_up}
+steps:
+  - email:
+      from: '{{ visitor.sender }}'
+      reply_to: '{{ visitor.manager_email }}'
+      subject: Hi
+      text: Hi
+"""
+    driver.apply(flow)
+    [sid] = driver.send("signed_up", "li@example.com").sessions_started
+    assert deliver(dispatcher_for(mailer)) == 1
+    [mail] = smtp.received
+    assert mail.message.get_all("Reply-To") is None
+    assert getaddresses(mail.message.get_all("From")) == [("Acme", "hello@acme.test")]
+    assert mail.recipients == ["li@example.com"]
+    driver.run()
+    assert driver.session(sid)["status"] == "completed"
+
+
+def test_a_to_that_renders_empty_fails_its_step_saying_so(driver, mailer, smtp):
+    flow = """
+key: nobody
+trigger: {event: signed_up}
+steps:
+  - {id: mail, email: {to: '{{ visitor.assistant_email }}', subject: Hi, text: Hi}}
+"""
+    driver.apply(flow)
+    [sid] = driver.send("signed_up", "li@example.com").sessions_started
+    assert deliver(dispatcher_for(mailer)) == 0
+    session = driver.session(sid)
+    assert session["status"] == "failed"
+    [failed] = [e["data"] for e in session["timeline"] if e["kind"] == "failed"]
+    assert failed["error"] == "steps[0].email.to: no address given"
+    assert smtp.received == []
+
+
 def test_a_literal_address_that_can_never_be_sent_is_a_validation_problem(driver, mailer):
     flow = """
 key: bad

@@ -154,6 +154,33 @@ def test_headers_larger_than_64_kib_are_refused(server):
     assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
 
 
+def send_header(base: str, size: int) -> bytes:
+    """One request with a single `size`-byte header, sent at once; the answer."""
+    host, port = base.removeprefix("http://").split(":")
+    head = b"GET /healthz HTTP/1.1\r\nHost: sluice.test\r\nX-Padding: "
+    with socket.create_connection((host, int(port))) as client:
+        # The server reads what follows a refused request: the whole send succeeds.
+        client.sendall(head + b"x" * size + b"\r\nConnection: close\r\n\r\n")
+        client.settimeout(5.0)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("size", [70_000, 100_000, 131_000])
+def test_one_header_over_64_kib_is_refused_even_when_it_arrives_whole(server, size):
+    """The chunk that completes the headers counts towards the limit too."""
+    answer = send_header(server[0], size)
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+
+
+def test_one_header_under_64_kib_is_served(server):
+    answer = send_header(server[0], 60_000)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.endswith(b'{"status":"ok"}')
+
+
 def test_the_database_file_and_its_wal_are_readable_by_the_owner_only(server):
     """The file holds the signing key: whoever reads it could forge a login."""
     _, database = server

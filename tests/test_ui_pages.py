@@ -334,6 +334,88 @@ def test_a_new_flow_from_the_editor(browser, sluice):
     assert again.status_code == 422 and "exists already" in again.text
 
 
+SMALL_FLOW = """\
+key: padded
+trigger:
+  event: $signup
+steps:
+  - id: settle
+    wait: 2d
+"""
+
+
+def padded_to(size: int) -> str:
+    """SMALL_FLOW with comment lines making it `size` bytes (ASCII)."""
+    line = "# " + "x" * 97 + "\n"
+    text = SMALL_FLOW + line * ((size - len(SMALL_FLOW)) // len(line))
+    return text + "#" * (size - len(text) - 1) + "\n"
+
+
+def test_a_definition_just_under_its_limit_is_saved_from_the_editor(browser, sluice):
+    """The form itself takes a definition as large as the definition limit allows,
+    even percent-encoded (python-multipart alone stops at 1 MiB of encoded bytes)."""
+    text = padded_to(1_040_034)
+    assert len(text) == 1_040_034
+    response = post(browser, "/flows/_new", definition=text)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/flows/padded"
+    assert sluice.show_flow("padded")["version"] == 1
+
+
+def test_a_definition_over_its_limit_is_refused_in_the_editor(browser, sluice):
+    response = post(browser, "/flows/_new", definition=padded_to(1_300_000))
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("text/html")
+    assert "the text is 1.2 MiB; at most 1 MiB can be read at once" in unescape(response.text)
+    assert '<textarea name="definition"' in response.text
+    assert sluice.list_flows() == []
+
+
+def test_a_definition_sent_as_a_file_is_a_page_saying_so(browser, sluice):
+    response = browser.post(
+        "/flows/_new",
+        data={"csrf": csrf(browser)},
+        files={"definition": ("flow.yaml", SMALL_FLOW.encode(), "application/yaml")},
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("text/html")
+    assert "definition: must be typed in the form, not sent as a file" in unescape(response.text)
+    assert sluice.list_flows() == []
+
+
+def test_a_query_value_the_page_does_not_know_is_a_page_saying_so(browser):
+    response = browser.get("/flows/anything?tab=secrets")
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("text/html")
+    assert "tab: String should match pattern" in unescape(response.text)
+
+
+@pytest.mark.parametrize("session_id", ["abc", "99999999999999999999", "9223372036854775808", "0"])
+@pytest.mark.parametrize("method, path", [("GET", ""), ("POST", "/stop"), ("POST", "/resume")])
+def test_a_session_id_that_is_not_one_is_the_404_page(browser, session_id, method, path):
+    if method == "GET":
+        response = browser.get(f"/sessions/{session_id}{path}")
+    else:
+        response = post(browser, f"/sessions/{session_id}{path}")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert f"There is no session {session_id}." in response.text
+
+
+def test_the_scripts_get_json_for_a_session_id_that_is_not_one(browser):
+    for path in ("/ui/sessions/99999999999999999999/header", "/ui/sessions/abc/stream"):
+        response = browser.get(path)
+        assert response.status_code == 404
+        assert response.json() == {"detail": f"There is no session {path.split('/')[3]}."}
+
+
+def test_a_visitor_email_too_long_to_be_one_is_the_404_page(browser):
+    email = "a" * 400 + "@example.com"
+    response = browser.get(f"/visitors/{email}")
+    assert response.status_code == 404
+    assert f"No visitor has the email {email}." in response.text
+
+
 # -- visitors and sessions -------------------------------------------------------------
 
 

@@ -833,12 +833,20 @@ def _with_simulation_hints(error: DefinitionError) -> DefinitionError:
 @click.pass_context
 def worker(ctx, concurrency, lease, metrics_port) -> None:
     """Run a worker only (scale-out: many of them against one PostgreSQL)."""
-    from sluice.processes import run_worker
+    from sluice.processes import CannotListen, listen, run_worker
 
     if lease is not None:
         ctx.find_root().obj = replace(ctx.find_root().obj, lease_seconds=lease)
-    app = open_app(ctx)
-    run_worker(app, concurrency=concurrency, metrics_port=metrics_port or app.settings.metrics_port)
+    metrics_port = metrics_port or ctx.find_root().obj.metrics_port
+    metrics_socket = None
+    if metrics_port:
+        try:  # first: a port in use is told before anything starts
+            metrics_socket = listen(
+                "0.0.0.0", metrics_port, flag="--metrics-port", what="metrics port"
+            )
+        except CannotListen as error:
+            raise UserError(str(error)) from None
+    run_worker(open_app(ctx), concurrency=concurrency, metrics_socket=metrics_socket)
 
 
 @main.command()

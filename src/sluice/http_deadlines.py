@@ -20,12 +20,19 @@ long a response takes (live streams go on for hours). See docs/deployment.md.
 from __future__ import annotations
 
 import asyncio
+import re
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 MAX_HEADER_BYTES = 64 * 1024
 """The request line and headers together; httptools has no limit of its own."""
 
+
+LINGER_SECONDS = 2.0
+"""How long a refused connection's further bytes are read and dropped before closing."""
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+"""The blank line ending the headers (HTTP/1.1 parsers accept a bare LF too)."""
 
 _EXPLANATIONS = {
     408: b"The request was not received in time.\n",
@@ -41,28 +48,41 @@ class RequestDeadlines:
     _timer: asyncio.TimerHandle | None = None
     _request = None  # the last request cycle whose headers arrived
     _header_bytes = 0
+    _refused = False
+    _header_tail = b""  # the last bytes counted, for a blank line split across chunks
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self._arm(self.header_timeout)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # the rest of a refused request: read and dropped (see `_refuse`)
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            # Waiting for a request's headers: count them, up to and including the
+            # blank line that ends them, before the parser sees them (the chunk that
+            # completes the headers counts too).
+            seen = self._header_tail + data
+            end = _HEADER_END.search(seen)
+            counted = (end.end() - len(self._header_tail)) if end else len(data)
+            self._header_bytes += counted
+            self._header_tail = b"" if end else seen[-3:]
+            if self._header_bytes > MAX_HEADER_BYTES:
+                self._refuse(431, "Request Header Fields Too Large")
+                return
         super().data_received(data)
         if self.transport.is_closing():
             return
         cycle = self.cycle
         if cycle is not None and cycle is not self._request:
             # The headers of a new request are in: the body's deadline starts.
-            self._request, self._header_bytes = cycle, 0
+            self._request, self._header_bytes, self._header_tail = cycle, 0, b""
             self._arm(self.body_timeout)
-        elif cycle is None or cycle.response_complete:
-            self._header_bytes += len(data)
-            if self._header_bytes > MAX_HEADER_BYTES:
-                self._refuse(431, "Request Header Fields Too Large")
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self._header_bytes = 0
+        self._header_bytes, self._header_tail = 0, b""
         self._arm(self.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -100,7 +120,15 @@ class RequestDeadlines:
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
         )
         self.transport.write(head.encode() + body)
-        self.transport.close()
+        # Closing with the client's bytes still unread would send a TCP reset, which
+        # can discard the answer before the client reads it: end our side, drop what
+        # still comes, and close after a moment (nginx's "lingering close").
+        self._refused = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self._timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        else:
+            self.transport.close()
 
 
 def protocol_class(*, header_timeout: float, body_timeout: float) -> type[asyncio.Protocol]:

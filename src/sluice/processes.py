@@ -9,9 +9,11 @@ import logging
 import signal
 import socket
 import threading
+from wsgiref.simple_server import WSGIRequestHandler
 
 import uvicorn
-from prometheus_client import start_http_server
+from prometheus_client import make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from sluice import http_deadlines, metrics
 from sluice.api.app import create_app
@@ -58,9 +60,10 @@ class CannotListen(OSError):
     of this machine's, or a port below 1024 needs privileges."""
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to `host`:`port`, for uvicorn to serve on. Bound before the
-    process starts anything else, so a port in use is one clear error at once; raises
+def listen(host: str, port: int, *, flag: str = "--port", what: str = "port") -> socket.socket:
+    """A TCP socket bound to `host`:`port`, for uvicorn (or the metrics server) to
+    serve on. Bound before the process starts anything else, so a port in use is one
+    clear error at once, naming `what` and the `flag` that chooses it; raises
     CannotListen."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
@@ -76,7 +79,7 @@ def listen(host: str, port: int) -> socket.socket:
         sock.close()
         if error.errno == errno.EADDRINUSE:
             raise CannotListen(
-                f"port {port} on {host} is in use; choose another with --port"
+                f"{what} {port} on {host} is in use; choose another with {flag}"
             ) from None
         raise CannotListen(f"cannot listen on {host}:{port}: {error.strerror}") from None
     return sock
@@ -125,10 +128,30 @@ def _start_dispatcher(
     return dispatcher, thread
 
 
-def run_worker(app: Sluice, *, concurrency: int, metrics_port: int | None = None) -> None:
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args) -> None:
+        pass  # a scrape every few seconds is not worth a log line
+
+
+def _serve_metrics(app: Sluice, sock: socket.socket) -> None:
+    """Prometheus metrics of `app` on the already bound `sock` (see `listen`), from a
+    daemon thread: prometheus_client's own server would bind the port itself, late."""
+    server = ThreadingWSGIServer(sock.getsockname()[:2], _QuietHandler, bind_and_activate=False)
+    server.socket.close()
+    server.socket, server.server_address = sock, sock.getsockname()
+    server.server_name, server.server_port = server.server_address[:2]
+    server.setup_environ()
+    server.server_activate()
+    server.set_app(make_wsgi_app(metrics.registry_for(app.db, app.clock.now)))
+    threading.Thread(target=server.serve_forever, name="sluice-metrics", daemon=True).start()
+
+
+def run_worker(
+    app: Sluice, *, concurrency: int, metrics_socket: socket.socket | None = None
+) -> None:
     _logging()
-    if metrics_port:
-        start_http_server(metrics_port, registry=metrics.registry_for(app.db, app.clock.now))
+    if metrics_socket is not None:
+        _serve_metrics(app, metrics_socket)
     worker = app.worker(batch_size=max(50, concurrency * 10))
     dispatcher, dispatching = _start_dispatcher(app, worker, in_flight=concurrency * 50)
 

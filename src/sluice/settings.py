@@ -4,9 +4,12 @@ them all, and a test keeps the two in step."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
+from urllib.parse import urlsplit
 
 from sluice.addresses import AddressError, mailbox
 
@@ -34,23 +37,30 @@ class Settings:
     request_body_timeout: float = 60.0
 
     def __post_init__(self) -> None:
+        """Checks every value (from the environment or a CLI flag) before anything
+        starts; raises ValueError "SLUICE_NAME: what is wrong"."""
         object.__setattr__(self, "database_url", database_url(self.database_url))
-        try:
-            mailbox(self.mail_from)  # every email is sent from it: refuse it here, once
-        except AddressError as error:
-            raise ValueError(f"SLUICE_MAIL_FROM: {error}") from None
-        if self.sqlite_synchronous.lower() not in ("full", "normal"):
-            raise ValueError("SLUICE_SQLITE_SYNCHRONOUS: must be full or normal")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            check = _CHECKS.get(f.name)
+            problem = check(value) if check is not None and value is not None else None
+            if problem:
+                raise ValueError(f"{env_name(f.name)}: {problem}")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
+        """The settings from `environ` (default os.environ) and `overrides` (CLI flags;
+        None means not given); raises ValueError "SLUICE_NAME: what is wrong"."""
         environ = os.environ if environ is None else environ
         values = {}
         for f in fields(cls):
             raw = environ.get(env_name(f.name))
             if raw is None or raw == "":
                 continue
-            values[f.name] = _convert(raw, f.type)
+            try:
+                values[f.name] = _convert(raw, f.type)
+            except ValueError as error:
+                raise ValueError(f"{env_name(f.name)}: {error}") from None
         settings = cls(**values)
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -82,15 +92,76 @@ def database_url(value: str) -> str:
     return value
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def _convert(raw: str, annotation: str):
     annotation = annotation.removesuffix(" | None")
     if annotation == "bool":
-        return raw.lower() in ("1", "true", "yes", "on")
+        if raw.lower() not in _TRUE + _FALSE:
+            raise ValueError(f"must be true or false, not {raw!r}")
+        return raw.lower() in _TRUE
     if annotation == "float":
-        return float(raw)
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"must be a number, not {raw!r}") from None
     if annotation == "int":
-        return int(raw)
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"must be a whole number, not {raw!r}") from None
     return raw
+
+
+def _between(low: float, high: float, *, low_open: bool = False) -> Callable[[float], str | None]:
+    def check(value: float) -> str | None:
+        below = value <= low if low_open else value < low
+        if not math.isfinite(value) or below or value > high:
+            least = "more than" if low_open else "at least"
+            return f"must be {least} {low:g} and at most {high:g}, not {value:g}"
+        return None
+
+    return check
+
+
+def _mailbox(value: str) -> str | None:
+    try:
+        mailbox(value)  # every email is sent from it: refuse it here, once
+    except AddressError as error:
+        return str(error)
+    return None
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        shape = f"must be a {' or '.join(s + '://' for s in schemes)}… URL"
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 -- raises ValueError for a port that is not one
+        except ValueError as error:
+            return f"{shape}: {error}"
+        if parts.scheme not in schemes or not parts.hostname:
+            return f"{shape}, not {value!r}"
+        return None
+
+    return check
+
+
+_CHECKS: dict[str, Callable] = {
+    "public_url": _url(("http", "https")),
+    "smtp_url": _url(("smtp", "smtps")),
+    "mail_from": _mailbox,
+    "sqlite_synchronous": lambda v: (
+        None if v.lower() in ("full", "normal") else "must be full or normal"
+    ),
+    "lease_seconds": _between(1, 3600),  # as `sluice worker --lease`
+    "db_pool_size": _between(1, 1000),
+    "metrics_port": _between(1, 65535),
+    "request_header_timeout": _between(0, 86400, low_open=True),
+    "request_body_timeout": _between(0, 86400, low_open=True),
+}
+"""What each setting must be: a function from its value to a problem, or None."""
 
 
 def env_name(field_name: str) -> str:

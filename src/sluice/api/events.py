@@ -14,8 +14,11 @@ from sluice.api.batch import check_events, items_of
 from sluice.api.bodies import parse_json, raw_body
 from sluice.api.docs import body_doc, errors_doc
 from sluice.api.errors import ApiError
+from sluice.api.query import one_value_each
 
-router = APIRouter(prefix="/api", tags=["Events"], dependencies=[Depends(require_key)])
+router = APIRouter(
+    prefix="/api", tags=["Events"], dependencies=[Depends(require_key), Depends(one_value_each)]
+)
 
 
 @router.post(

@@ -20,11 +20,12 @@ from sluice.api.bodies import (
 )
 from sluice.api.docs import body_doc, errors_doc
 from sluice.api.errors import invalid
+from sluice.api.query import one_value_each
 from sluice.definitions.problems import DefinitionError
 from sluice.edge import problems
 from sluice.records import FlowStatus
 
-router = APIRouter(prefix="/api", dependencies=[Depends(require_key)])
+router = APIRouter(prefix="/api", dependencies=[Depends(require_key), Depends(one_value_each)])
 Key = Annotated[str, Path(max_length=64, description="The flow's key (a slug).")]
 TemplateKey = Annotated[str, Path(max_length=64, description="The template's key (a slug).")]
 Body = Annotated[bytes, Depends(raw_body)]

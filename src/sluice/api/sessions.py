@@ -12,8 +12,9 @@ from sluice.api.auth import require_key, sluice_of
 from sluice.api.docs import errors_doc
 from sluice.api.errors import invalid
 from sluice.api.paging import Cursor, Limit, link_next, read_cursor
+from sluice.api.query import one_value_each
 
-router = APIRouter(prefix="/api", dependencies=[Depends(require_key)])
+router = APIRouter(prefix="/api", dependencies=[Depends(require_key), Depends(one_value_each)])
 ACTOR = "api"
 MAX_ID = 2**63 - 1
 SessionId = Annotated[int, Path(ge=1, le=MAX_ID, description="The session's id.")]

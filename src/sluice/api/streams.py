@@ -27,12 +27,15 @@ from starlette.concurrency import run_in_threadpool
 
 from sluice.api.auth import require_key, sluice_of
 from sluice.api.docs import errors_doc
+from sluice.api.query import one_value_each
 from sluice.api.sessions import SessionId
 from sluice.service import Sluice
 from sluice.store.notify import TIMELINE_CHANNEL
 from sluice.worker.listener import Listener
 
-router = APIRouter(prefix="/api", tags=["Streams"], dependencies=[Depends(require_key)])
+router = APIRouter(
+    prefix="/api", tags=["Streams"], dependencies=[Depends(require_key), Depends(one_value_each)]
+)
 
 KEEPALIVE = 15.0
 """Seconds between comments sent to an idle stream, so that proxies keep it open."""

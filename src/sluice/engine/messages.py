@@ -63,6 +63,10 @@ def email(run: _Run, step: Step) -> tuple[NewDelivery | None, str | None]:
 
     def address(name: str, template, default: str | None) -> str | None:
         value = template.render(context).strip() if template else default
+        if value == "" and name != "to":
+            # Rendered empty (`{{ visitor.manager_email }}` of a visitor without one):
+            # as if not given. A `to` rendered empty has no one to go to: it fails.
+            value = default
         if value is not None:
             try:
                 mailbox(value)

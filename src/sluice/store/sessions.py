@@ -425,7 +425,15 @@ def _emails(conn, visitor_ids) -> dict[int, str]:
 # -- a person acting on one session -------------------------------------------------
 
 
+MAX_ID = 2**63 - 1
+"""The largest id a session can have (a signed 64-bit integer in both databases)."""
+
+
 def get(conn: Connection, session_id: int) -> Session:
+    """The session `session_id`; raises SessionNotFound, also for an id no session can
+    have (beyond 64 bits SQLite raises OverflowError and PostgreSQL a DataError)."""
+    if not 0 < session_id <= MAX_ID:
+        raise SessionNotFound(f"no session {session_id}")
     row = conn.execute(sa.select(sessions).where(sessions.c.id == session_id)).first()
     if row is None:
         raise SessionNotFound(f"no session {session_id}")

@@ -15,8 +15,9 @@ from sluice.api import streams
 from sluice.api.auth import sluice_of
 from sluice.delivery.email import InvalidMessage, build_message
 from sluice.ui import auth, queries, render
+from sluice.ui.errors import PageRoute
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
 PAGE = 50
 _MIME_HEADERS = {"Content-Type", "Content-Transfer-Encoding", "MIME-Version"}
 

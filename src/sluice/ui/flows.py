@@ -17,10 +17,14 @@ from sluice.service import Sluice
 from sluice.store import flows as flow_store
 from sluice.store.flows import UnknownFlow
 from sluice.ui import auth, canvas, editing, queries, render
+from sluice.ui.errors import PageRoute
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
 Csrf = Annotated[str, Form(max_length=100)]
-Definition = Annotated[str, Form(max_length=MAX_TEXT_BYTES)]
+Definition = Annotated[str, Form()]  # its size is checked with the definition (editing.check)
+DEFINITION_FORM = {"max_part_size": 3 * MAX_TEXT_BYTES + 1024}
+"""A form field as large as a definition may be, percent-encoded (each byte at most
+three); python-multipart's default (1 MiB) would refuse a definition under its limit."""
 STATS_SECONDS = 5.0
 """How long the per-step statistics of a flow are reused: they read the timelines of
 every session of the flow, so many open canvases share one reading."""
@@ -90,7 +94,7 @@ def new_flow_page(request: Request) -> HTMLResponse:
     return render.page(request, "editor_new.html", text=editing.NEW_FLOW, problems=[])
 
 
-@router.post("/flows/_new")
+@router.post("/flows/_new", form_limits=DEFINITION_FORM)
 def create_flow(request: Request, csrf: Csrf = "", definition: Definition = ""):
     session = auth.check_csrf(request, csrf)
     sluice = sluice_of(request)
@@ -166,7 +170,7 @@ def _versions(sluice: Sluice, key: str, flow: dict, a: int | None, b: int | None
     return {"a": a, "b": b, "diff": rows, "changes": sluice.flow_changes(key)}
 
 
-@router.post("/flows/{key}/edit")
+@router.post("/flows/{key}/edit", form_limits=DEFINITION_FORM)
 def save_flow(request: Request, key: str, csrf: Csrf = "", definition: Definition = ""):
     session = auth.check_csrf(request, csrf)
     sluice = sluice_of(request)

@@ -12,9 +12,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from sluice.api.auth import sluice_of
 from sluice.ui import auth, render
+from sluice.ui.errors import PageRoute
 from sluice.ui.throttle import LoginThrottle
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
 
 def _login_form(

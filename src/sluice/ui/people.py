@@ -16,8 +16,9 @@ from sluice.service import Sluice, VisitorNotFound
 from sluice.store import sessions as session_store
 from sluice.store.sessions import InvalidSessionState, SessionNotFound
 from sluice.ui import auth, queries, render
+from sluice.ui.errors import PageRoute
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
 SessionId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 TABS = ("overview", "flows", "events", "emails")
 
