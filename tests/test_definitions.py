@@ -856,11 +856,18 @@ def test_a_split_branch_may_have_weight_0_if_another_has_more():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("key: x\nn: " + "1" * 5000 + "\n", "a number has more than 4300 digits"),
-        ("key: x\nwhen: 2026-02-30\n", "a value cannot be read: day is out of range for month"),
+        ("key: x\nn: " + "1" * 5000 + "\n", "a number has more than 4300 digits at 2:4"),
+        (
+            "key: x\nwhen: 2026-02-30\n",
+            "a value cannot be read: day is out of range for month at 2:7",
+        ),
+        (
+            "key: x\nsteps: [{wait: {until: 2026-02-30T10:00:00Z}}]\n",
+            "a value cannot be read: day is out of range for month at 2:24",
+        ),
     ],
 )
-def test_a_value_python_cannot_build_is_one_problem(text, message):
+def test_a_value_python_cannot_build_is_one_problem_at_its_position(text, message):
     problem = load_problem(text)
     assert (problem.loc, problem.msg) == ("flow.yaml", message)
 

@@ -92,6 +92,20 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
                 seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """The value of `node`; a scalar that YAML resolves but Python cannot build (a
+        date that does not exist, a number of more than 4,300 digits) is refused with
+        its position (`_Unreadable`)."""
+        try:
+            return super().construct_object(node, deep=deep)
+        except ValueError as err:
+            raise _Unreadable(_value_message(err), node.start_mark) from None
+
+
+class _Unreadable(yaml.constructor.ConstructorError):
+    def __init__(self, problem: str, mark: yaml.Mark):
+        super().__init__(problem=problem, problem_mark=mark)
+
 
 class _DuplicateKey(yaml.constructor.ConstructorError):
     def __init__(self, key: Any, mark: yaml.Mark):
@@ -151,9 +165,7 @@ def _parse(text: str, name: str) -> list[Any]:
     try:
         _refuse_aliases_and_depth(text, name)
         return [doc for doc in yaml.load_all(text, Loader=_Loader) if doc is not None]
-    except ValueError as err:  # a scalar YAML resolved but Python cannot build
-        raise DefinitionError([Problem(name, _value_message(err))]) from None
-    except _DuplicateKey as err:
+    except (_DuplicateKey, _Unreadable) as err:
         where = _position(err.problem_mark)
         raise DefinitionError([Problem(name, f"{err.problem} at {where}")]) from None
     except yaml.YAMLError as err:
