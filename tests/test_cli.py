@@ -678,6 +678,7 @@ def test_a_definition_file_with_a_url_urlsplit_cannot_read_is_a_one_line_error(c
     [
         ("--details", '{"a": "\\u0000"}', "details.a: text may not contain a NUL character"),
         ("--fields", '{"b": ["x\\u0000"]}', "fields.b[0]: text may not contain a NUL character"),
+        ("--details", '{"\\u0000": 1}', "details.\\u0000: text may not contain a NUL character"),
     ],
 )
 def test_send_refuses_what_no_database_can_store_in_one_line(cli, option, value, error):

@@ -122,7 +122,9 @@ def _walk(value: Any, loc: str, found: list[dict[str, str]]) -> None:
             found.append({"loc": loc, "msg": BIG_INT_MSG})
     elif isinstance(value, dict):
         for key, item in value.items():
-            path = f"{loc}.{key}" if loc else str(key)
+            # A NUL in a key is named escaped: the path is printed and sent as text.
+            name = str(key).replace("\x00", "\\u0000")
+            path = f"{loc}.{name}" if loc else name
             if isinstance(key, str) and "\x00" in key:
                 found.append({"loc": path, "msg": NUL_MSG})
             _walk(item, path, found)
