@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -35,6 +35,60 @@ steps:
 CHUNK = 20_000
 
 
+def parked_rows(ids: range, now: datetime) -> tuple[list[dict], list[dict], list[dict]]:
+    """The rows of sessions parked at `nap` of FLOW (key `parked`, version 1), as the
+    worker leaves them, one each per id: `(visitors, events, sessions)`, the visitor,
+    its event and its session sharing the id. Also used by tests/test_query_plans.py."""
+    return (
+        [
+            {
+                "id": i,
+                "uuid": f"00000000-0000-4000-8000-{i:012d}",
+                "email": f"p{i}@example.com",
+                "email_key": f"p{i}@example.com",
+                "fields": {},
+                "tags": [],
+                "created_at": now,
+                "updated_at": now,
+            }
+            for i in ids
+        ],
+        [
+            {
+                "id": i,
+                "visitor_id": i,
+                "type": "go",
+                "details": {},
+                "date": now,
+                "accepted_at": now,
+                "source": "api",
+            }
+            for i in ids
+        ],
+        [
+            {
+                "id": i,
+                "visitor_id": i,
+                "flow_key": "parked",
+                "flow_version": 1,
+                "status": "waiting",
+                "step": "nap",
+                "step_begun": True,
+                "state": {},
+                "origin_event_id": i,
+                "depth": 0,
+                "event_cursor": i,
+                "wake_at": now + timedelta(hours=2),
+                "due_at": now + timedelta(hours=2),
+                "revision": 1,
+                "started_at": now,
+                "updated_at": now,
+            }
+            for i in ids
+        ],
+    )
+
+
 def load(path: str, count: int) -> None:
     app = Sluice(Settings(database_url=f"sqlite:///{path}", signing_key="k"), SystemClock())
     app.upgrade()
@@ -46,60 +100,10 @@ def load(path: str, count: int) -> None:
     for start in range(first, first + count, CHUNK):
         ids = range(start, min(start + CHUNK, first + count))
         with app.db.write() as conn:
-            conn.execute(
-                visitors.insert(),
-                [
-                    {
-                        "id": i,
-                        "uuid": f"00000000-0000-4000-8000-{i:012d}",
-                        "email": f"p{i}@example.com",
-                        "email_key": f"p{i}@example.com",
-                        "fields": {},
-                        "tags": [],
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for i in ids
-                ],
-            )
-            conn.execute(
-                events.insert(),
-                [
-                    {
-                        "id": i,
-                        "visitor_id": i,
-                        "type": "go",
-                        "details": {},
-                        "date": now,
-                        "accepted_at": now,
-                        "source": "api",
-                    }
-                    for i in ids
-                ],
-            )
-            conn.execute(
-                sessions.insert(),
-                [
-                    {
-                        "visitor_id": i,
-                        "flow_key": "parked",
-                        "flow_version": 1,
-                        "status": "waiting",
-                        "step": "nap",
-                        "step_begun": True,
-                        "state": {},
-                        "origin_event_id": i,
-                        "depth": 0,
-                        "event_cursor": i,
-                        "wake_at": now + timedelta(hours=2),
-                        "due_at": now + timedelta(hours=2),
-                        "revision": 1,
-                        "started_at": now,
-                        "updated_at": now,
-                    }
-                    for i in ids
-                ],
-            )
+            for table, rows in zip(
+                (visitors, events, sessions), parked_rows(ids, now), strict=True
+            ):
+                conn.execute(table.insert(), rows)
     app.close()
 
 

@@ -14,9 +14,11 @@ statistics, as an installation does; PostgreSQL after ANALYZE, as autovacuum lea
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import re
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -27,6 +29,14 @@ from sluice.store import deliveries as delivery_store
 from sluice.store import sessions as session_store
 from sluice.store.ingest import IncomingEvent
 from sluice.store.schema import deliveries, events, sessions, timeline, visitors
+
+# The bulk writer of parked sessions is the benchmark's (bench/parked.py).
+_spec = importlib.util.spec_from_file_location(
+    "parked", Path(__file__).resolve().parents[1] / "bench" / "parked.py"
+)
+parked = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(parked)
+parked_rows = parked.parked_rows
 
 WAITING = 20_000
 BATCH_ROWS = 1_000
@@ -49,61 +59,8 @@ def park(app, count: int) -> None:
     now = app.clock.now()
     ids = range(1_000_001, 1_000_001 + count)
     with app.db.write() as conn:
-        conn.execute(
-            visitors.insert(),
-            [
-                {
-                    "id": i,
-                    "uuid": f"00000000-0000-4000-8000-{i:012d}",
-                    "email": f"p{i}@example.com",
-                    "email_key": f"p{i}@example.com",
-                    "fields": {},
-                    "tags": [],
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for i in ids
-            ],
-        )
-        conn.execute(
-            events.insert(),
-            [
-                {
-                    "id": i,
-                    "visitor_id": i,
-                    "type": "go",
-                    "details": {},
-                    "date": now,
-                    "accepted_at": now,
-                    "source": "api",
-                }
-                for i in ids
-            ],
-        )
-        conn.execute(
-            sessions.insert(),
-            [
-                {
-                    "id": i,
-                    "visitor_id": i,
-                    "flow_key": "parked",
-                    "flow_version": 1,
-                    "status": "waiting",
-                    "step": "nap",
-                    "step_begun": True,
-                    "state": {},
-                    "origin_event_id": i,
-                    "depth": 0,
-                    "event_cursor": i,
-                    "wake_at": now + timedelta(hours=2),
-                    "due_at": now + timedelta(hours=2),
-                    "revision": 1,
-                    "started_at": now,
-                    "updated_at": now,
-                }
-                for i in ids
-            ],
-        )
+        for table, rows in zip((visitors, events, sessions), parked_rows(ids, now), strict=True):
+            conn.execute(table.insert(), rows)
         conn.execute(
             timeline.insert(),
             [
