@@ -221,7 +221,6 @@ def definition_text(path: Path) -> str:
     """The text of a definition file or event script, UTF-8: a regular file of at
     most `MAX_TEXT_BYTES`, of which no more than that and one byte is ever read (a
     file that grows while it is read, `/dev/zero` and a FIFO are never read whole)."""
-    import os
     import stat
 
     from sluice.definitions.limits import MAX_TEXT_BYTES, text_size_problem

@@ -62,7 +62,7 @@ def email_hashes(email: str) -> set[str]:
     for an IDNA domain also the hash of its Unicode form, which is what Sluice hashed
     before domains were kept in IDNA form (migration 0005): such an erasure still counts."""
     key = email_key(email)
-    hashes = {hashlib.sha256(key.encode()).hexdigest()}
+    hashes = {email_hash(email)}
     local, _, domain = key.rpartition("@")
     if "xn--" in domain:
         with contextlib.suppress(idna.IDNAError):

@@ -13,10 +13,10 @@ from sluice.api.docs import errors_doc
 from sluice.api.errors import invalid
 from sluice.api.paging import Cursor, Limit, link_next, read_cursor
 from sluice.api.query import one_value_each
+from sluice.store.sessions import MAX_ID
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_key), Depends(one_value_each)])
 ACTOR = "api"
-MAX_ID = 2**63 - 1
 SessionId = Annotated[int, Path(ge=1, le=MAX_ID, description="The session's id.")]
 Email = Annotated[str, Path(max_length=320, description="The visitor's email.")]
 Status = Literal["active", "waiting", "stopped", "completed", "exited", "failed"]

@@ -31,6 +31,7 @@ from sluice.api.query import one_value_each
 from sluice.api.sessions import SessionId
 from sluice.service import Sluice
 from sluice.store.notify import TIMELINE_CHANNEL
+from sluice.store.sessions import MAX_ID
 from sluice.worker.listener import Listener
 
 router = APIRouter(
@@ -139,7 +140,7 @@ def _last_event_id(header: str | None) -> str | None:
 async def session_stream(
     request: Request,
     session_id: SessionId,
-    after: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
     last_event_id: Annotated[str | None, Header(max_length=40)] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: the session's timeline entries (`event: timeline`, data

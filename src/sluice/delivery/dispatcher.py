@@ -45,7 +45,7 @@ from sluice.delivery.limit import AdaptiveLimit
 from sluice.delivery.sender import Attempt, Sender, Verdict
 from sluice.records import DeliveryState
 from sluice.store import deliveries as delivery_store
-from sluice.store.db import Database, retrying
+from sluice.store.db import Database, error_line, retrying
 from sluice.store.deliveries import Delivery, Result
 
 log = logging.getLogger(__name__)
@@ -346,7 +346,7 @@ class Dispatcher:
             except sa.exc.OperationalError:
                 raise
             except Exception as error:
-                reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+                reason = error_line(error) or type(error).__name__
                 log.exception("delivery %s: its result was refused", delivery.idempotency_id)
                 failed = self._failed(delivery, f"could not record the outcome: {reason}")
                 try:

@@ -214,6 +214,13 @@ def head_revision() -> str:
     return max(path.name[:4] for path in (MIGRATIONS / "versions").glob("[0-9]" * 4 + "_*.py"))
 
 
+def error_line(error: Exception) -> str:
+    """The first line of `error`'s message, for a timeline ("" when it has none): for a
+    database error, the database's own message without the statement and parameters."""
+    detail = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return detail[0] if detail else ""
+
+
 def retrying(operation, *, attempts: int = len(_RETRY_DELAYS) + 1):
     """Run `operation()` again when the database is briefly unavailable or locked."""
     for delay in (*_RETRY_DELAYS[: attempts - 1], None):

@@ -207,22 +207,24 @@ def _wake_sessions(conn: Connection, final: list[tuple[int, Result]], now: datet
     time meanwhile: a due time it cannot be claimed for would be read again by every
     claim (`sessions.claim_due`)."""
     outcomes = {result.idempotency_id: result for _, result in final}
+    on_flows = sa.select(flows.c.key).where(flows.c.status == FlowStatus.ON)
     query = sa.select(
-        sessions.c.id, sessions.c.status, sessions.c.flow_key, sessions.c.state
+        sessions.c.id,
+        sessions.c.status,
+        sessions.c.state,
+        sessions.c.flow_key.in_(on_flows).label("flow_on"),
     ).where(sessions.c.id.in_({session_id for session_id, _ in final}))
     if conn.dialect.name == "postgresql":
         query = query.order_by(sessions.c.id).with_for_update()
     changes = []
-    locked = conn.execute(query).all()
-    on = set(conn.execute(sa.select(flows.c.key).where(flows.c.status == FlowStatus.ON)).scalars())
-    for session in locked:
+    for session in conn.execute(query).all():
         result = outcomes.get(session.state.get("delivery", {}).get("id"))
         if result is None or session.status not in (SessionStatus.WAITING, SessionStatus.STOPPED):
             continue
         outcome = "failed" if result.state == DeliveryState.FAILED else "sent"
         state = dict(session.state)
         state["delivery"] = {"id": result.idempotency_id, "outcome": outcome, "error": result.error}
-        runnable = session.status == SessionStatus.WAITING and session.flow_key in on
+        runnable = session.status == SessionStatus.WAITING and session.flow_on
         changes.append(
             {"session": session.id, "new_state": state, "due": now if runnable else None}
         )

@@ -14,6 +14,7 @@ from sluice import views
 from sluice.api import streams
 from sluice.api.auth import sluice_of
 from sluice.delivery.email import InvalidMessage, build_message
+from sluice.store.sessions import MAX_ID
 from sluice.ui import auth, queries, render
 from sluice.ui.errors import PageRoute
 
@@ -37,8 +38,8 @@ def _headers(message: dict) -> list[tuple[str, str]]:
 def outbox(
     request: Request,
     email: Annotated[str, Query(max_length=320)] = "",
-    before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
-    id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> HTMLResponse:
     auth.session_of(request)
     messages = sluice_of(request).messages(

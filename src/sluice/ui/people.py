@@ -14,12 +14,12 @@ from sluice.api import streams
 from sluice.api.auth import sluice_of
 from sluice.service import Sluice, VisitorNotFound
 from sluice.store import sessions as session_store
-from sluice.store.sessions import InvalidSessionState, SessionNotFound
+from sluice.store.sessions import MAX_ID, InvalidSessionState, SessionNotFound
 from sluice.ui import auth, queries, render
 from sluice.ui.errors import PageRoute
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
-SessionId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+SessionId = Annotated[int, Path(ge=1, le=MAX_ID)]
 TABS = ("overview", "flows", "events", "emails")
 
 
@@ -122,7 +122,7 @@ def act(
 async def session_stream(
     request: Request,
     session_id: SessionId,
-    after: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
     last_event_id: Annotated[str | None, Header(max_length=40)] = None,
 ) -> Response:
     """The API's timeline stream, for a logged-in person."""

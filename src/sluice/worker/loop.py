@@ -28,7 +28,7 @@ from sluice.engine.runner import advance, failure
 from sluice.engine.work import EngineConfig, Transition, Work
 from sluice.records import Session
 from sluice.store import sessions as session_store
-from sluice.store.db import Database, retrying, sqlite_path
+from sluice.store.db import Database, error_line, retrying, sqlite_path
 from sluice.store.flows import Catalog
 from sluice.worker.listener import DataVersionWatcher, Listener
 
@@ -243,7 +243,6 @@ class Worker:
 
 
 def _words(error: Exception) -> str:
-    """One line for the timeline: the error's type and its first line (a database
-    error's own message, without the statement and parameters)."""
-    detail = str(getattr(error, "orig", None) or error).strip().splitlines()
-    return f"{type(error).__name__}: {detail[0]}" if detail else type(error).__name__
+    """One line for the timeline: the error's type and its first line."""
+    line = error_line(error)
+    return f"{type(error).__name__}: {line}" if line else type(error).__name__
