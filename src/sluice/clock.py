@@ -7,6 +7,7 @@ milliseconds.
 
 from __future__ import annotations
 
+import random
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -42,3 +43,19 @@ class FakeClock:
     def set(self, when: datetime) -> None:
         with self._lock:
             self._now = when
+
+
+def idle_seconds(
+    due: datetime | None, now: datetime, *, poll_interval: float, max_sleep: float
+) -> float:
+    """How long an idle loop (worker or dispatcher) sleeps, in seconds: until `due`,
+    the next due time it read, and at most `max_sleep`; with nothing due, `max_sleep`.
+    When `due` has passed, what is due is held elsewhere (another batch, or another
+    process until its lease runs out): `poll_interval` with ±20 % jitter, so that many
+    idle processes do not look again in step."""
+    if due is None:
+        return max_sleep
+    seconds = (due - now).total_seconds()
+    if seconds <= 0:
+        return poll_interval * random.uniform(0.8, 1.2)
+    return min(max_sleep, seconds)

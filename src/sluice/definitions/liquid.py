@@ -34,7 +34,7 @@ the right: `a and b or c` means `a and (b or c)`; use parentheses to say otherwi
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,14 +182,7 @@ class Template:
         """Render with `context`; `TemplateError` when a limit is hit or a filter fails."""
         if self._bound is None:
             return self.source
-        try:
-            return _without_nul(self._bound.render(context))
-        except LiquidError as err:
-            raise _render_error(err) from err
-        except TemplateError:
-            raise
-        except Exception as err:  # the template is user code over user data: never raise
-            raise TemplateError(f"Liquid error: {type(err).__name__}: {err}") from err
+        return _guarded(lambda: self._bound.render(context))
 
     def render_value(self, context: Mapping[str, Any]) -> Any:
         """A single output's value as JSON types (SPEC §7: a webhook body value that is
@@ -198,14 +191,7 @@ class Template:
             return self.render(context)
         output = next(n for n in self._bound.nodes if not _is_whitespace(n))
         render_context = sandbox.SandboxContext(self._bound, globals=dict(context))
-        try:
-            return _without_nul(sandbox.plain(output.expression.evaluate(render_context)))
-        except TemplateError:
-            raise
-        except LiquidError as err:
-            raise _render_error(err) from err
-        except Exception as err:  # as for render
-            raise TemplateError(f"Liquid error: {type(err).__name__}: {err}") from err
+        return _guarded(lambda: sandbox.plain(output.expression.evaluate(render_context)))
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -217,6 +203,20 @@ class Template:
 
     def __repr__(self) -> str:
         return f"Template({self.source!r})"
+
+
+def _guarded(render: Callable[[], Any]) -> Any:
+    """`render()`, its result checked by `_without_nul`; every failure of it as a
+    `TemplateError`, since a template is user code over user data: it never raises
+    anything else."""
+    try:
+        return _without_nul(render())
+    except TemplateError:
+        raise
+    except LiquidError as err:
+        raise _render_error(err) from err
+    except Exception as err:
+        raise TemplateError(f"Liquid error: {type(err).__name__}: {err}") from err
 
 
 def _without_nul(value: Any) -> Any:

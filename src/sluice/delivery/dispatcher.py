@@ -39,7 +39,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from sluice.clock import Clock
+from sluice.clock import Clock, idle_seconds
 from sluice.delivery import retry
 from sluice.delivery.limit import AdaptiveLimit
 from sluice.delivery.sender import Attempt, Sender, Verdict
@@ -160,9 +160,8 @@ class Dispatcher:
         return done
 
     async def _idle_seconds(self) -> float:
-        """With every due delivery claimed: until the next attempt is due, and at most
-        `max_sleep`. One due already is held (in flight here, or by another dispatcher
-        until its lease runs out): look again after `poll_interval`."""
+        """With every due delivery claimed, how long to sleep (`clock.idle_seconds`):
+        one due already is in flight here, or held by another dispatcher."""
         kinds = list(self.senders)
 
         def next_attempt():
@@ -173,10 +172,9 @@ class Dispatcher:
             due = await asyncio.to_thread(next_attempt)
         except sa.exc.OperationalError:
             return self.poll_interval
-        if due is None:
-            return self.max_sleep
-        seconds = (due - self.clock.now()).total_seconds()
-        return self.poll_interval if seconds <= 0 else min(self.max_sleep, seconds)
+        return idle_seconds(
+            due, self.clock.now(), poll_interval=self.poll_interval, max_sleep=self.max_sleep
+        )
 
     async def _sleep(self, timeout: float) -> None:
         """Until an attempt ends or new work may be due, or `timeout` seconds pass.

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from sluice import metrics
-from sluice.clock import Clock
+from sluice.clock import Clock, idle_seconds
 from sluice.engine.runner import advance, failure
 from sluice.engine.work import EngineConfig, Transition, Work
 from sluice.records import Session
@@ -213,21 +213,15 @@ class Worker:
         return DataVersionWatcher(path, self._notified).start() if path else None
 
     def _idle_seconds(self) -> float:
-        """How long to sleep with nothing claimable: until the next due time, and at
-        most `max_sleep`. A session due already is held by another worker (until its
-        batch ends or its lease runs out): look again after `poll_interval`, with
-        jitter so that many idle workers do not poll in step."""
+        """How long to sleep with nothing claimable (`clock.idle_seconds`)."""
         try:
             with self.db.read() as conn:
                 due = session_store.next_due(conn)
         except sa.exc.OperationalError:
             return self.poll_interval
-        if due is None:
-            return self.max_sleep
-        seconds = (due - self.clock.now()).total_seconds()
-        if seconds <= 0:
-            return self.poll_interval * random.uniform(0.8, 1.2)
-        return min(self.max_sleep, seconds)
+        return idle_seconds(
+            due, self.clock.now(), poll_interval=self.poll_interval, max_sleep=self.max_sleep
+        )
 
     def wake(self) -> None:
         self._wake.set()
