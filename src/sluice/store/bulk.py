@@ -1,4 +1,5 @@
-"""Inserting many rows at once and learning their ids, fast on both databases.
+"""Inserting and updating many rows at once (and learning new rows' ids), fast on
+both databases.
 
 The ids are chosen before the insert, so that one `executemany` of a single
 statement inserts every row (SQLAlchemy would otherwise build one statement per row
@@ -13,7 +14,7 @@ thousands of placeholders that the driver parses anew for every batch):
   that rows keep their order (events are matched in the order of their ids).
 
 The rows also skip SQLAlchemy's per-row parameter handling, which costs more than
-the insert itself at a thousand rows: each column's own bind processor (the same
+the statement itself at a thousand rows: each column's own bind processor (the same
 function SQLAlchemy would call) is applied in one tight loop, and the instants every
 row of a batch shares (`now`) are converted once.
 """
@@ -114,4 +115,72 @@ def _prepare(conn, table: sa.Table, keys: tuple[str, ...], *, with_id: bool):
         processors = [t.dialect_impl(dialect).bind_processor(dialect) for t in types]
         instants = [isinstance(t, UTCDateTime) for t in types]
         prepared = _PREPARED[cache_key] = (sql, processors, instants)
+    return prepared
+
+
+def update_many(
+    conn: Connection,
+    table: sa.Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    shared: dict[str, Any] | None = None,
+) -> None:
+    """`UPDATE table SET … WHERE id = row["id"]` for each of `rows` (all with the same
+    keys, `id` among them), in one `executemany`. `shared` gives what every row gets
+    besides its own values: a value (converted once) or an SQL expression over the row
+    whose own constants are plain numbers (`{"revision": table.c.revision + 1}`)."""
+    if not rows:
+        return
+    dialect = conn.dialect
+    shared = shared or {}
+    keys = tuple(key for key in rows[0] if key != "id")
+    constants = tuple(k for k, v in shared.items() if not isinstance(v, sa.ColumnElement))
+    expressions = tuple((k, v) for k, v in shared.items() if k not in constants)
+    sql, names = _prepare_update(conn, table, keys, constants, expressions)
+    values: dict[str, Sequence[Any]] = {"b_id": [row["id"] for row in rows]}
+    for key in keys:
+        process = table.c[key].type.dialect_impl(dialect).bind_processor(dialect)
+        column = [row[key] for row in rows]
+        values[f"v_{key}"] = column if process is None else list(map(process, column))
+    for key in constants:
+        process = table.c[key].type.dialect_impl(dialect).bind_processor(dialect)
+        value = shared[key] if process is None else process(shared[key])
+        values[f"c_{key}"] = [value] * len(rows)
+    columns = [values[name] for name in names]
+    if dialect.paramstyle == "qmark":
+        params: list[Any] = list(zip(*columns, strict=True))
+    else:
+        params = [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+    conn.exec_driver_sql(sql, params)
+
+
+_PREPARED_UPDATES: dict[tuple, tuple[str, list[str]]] = {}
+
+
+def _prepare_update(conn, table, keys, constants, expressions) -> tuple[str, list[str]]:
+    """The SQL of an update and the names of its parameters in the driver's order.
+    Expressions are written with their constants inline, so that every parameter is
+    one of the row's values (`v_`), a shared constant (`c_`) or the id (`b_id`)."""
+    dialect = conn.dialect
+    inline = {
+        key: sa.literal_column(
+            str(expression.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+        )
+        for key, expression in expressions
+    }
+    cache_key = (dialect.name, table.name, keys, constants, tuple(map(str, inline.values())))
+    prepared = _PREPARED_UPDATES.get(cache_key)
+    if prepared is None:
+        statement = (
+            table.update()
+            .where(table.c.id == sa.bindparam("b_id"))
+            .values(
+                **{k: sa.bindparam(f"v_{k}", type_=table.c[k].type) for k in keys},
+                **{k: sa.bindparam(f"c_{k}", type_=table.c[k].type) for k in constants},
+                **inline,
+            )
+        )
+        compiled = statement.compile(dialect=dialect)
+        names = list(compiled.positiontup or compiled.binds)
+        prepared = _PREPARED_UPDATES[cache_key] = (compiled.string, names)
     return prepared

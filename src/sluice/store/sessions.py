@@ -36,6 +36,7 @@ from sluice.store import flows as flow_store
 from sluice.store import registry
 from sluice.store import visitors as visitor_store
 from sluice.store.budget import CausedBudget, spent_reason
+from sluice.store.bulk import insert_many, update_many
 from sluice.store.flows import Catalog
 from sluice.store.ingest import Candidate, Cause, IncomingEvent, ingest, start_sessions
 from sluice.store.notify import TIMELINE_CHANNEL, WORK_CHANNEL, notify
@@ -288,22 +289,17 @@ _SESSION_COLUMNS = (
 
 
 def _update_sessions(conn, transitions, now) -> None:
-    values = {name: sa.bindparam(f"v_{name}") for name in _SESSION_COLUMNS}
-    conn.execute(
-        sessions.update()
-        .where(sessions.c.id == sa.bindparam("b_id"))
-        .values(
-            **values,
-            paused_since=None,
-            claimed_by=None,
-            claim_expires_at=None,
-            revision=sessions.c.revision + 1,
-            updated_at=now,
-        ),
-        [
-            {"b_id": t.session_id, **{f"v_{n}": getattr(t, n) for n in _SESSION_COLUMNS}}
-            for t in transitions
-        ],
+    update_many(
+        conn,
+        sessions,
+        [{"id": t.session_id, **{n: getattr(t, n) for n in _SESSION_COLUMNS}} for t in transitions],
+        shared={
+            "paused_since": None,
+            "claimed_by": None,
+            "claim_expires_at": None,
+            "revision": sessions.c.revision + 1,
+            "updated_at": now,
+        },
     )
 
 
@@ -320,8 +316,7 @@ def _insert_timeline(conn, transitions) -> None:
         for t in transitions
         for entry in t.timeline
     ]
-    if rows:
-        conn.execute(timeline.insert(), rows)
+    insert_many(conn, timeline, rows)
 
 
 def _insert_deliveries(conn, transitions, now) -> None:
@@ -344,8 +339,7 @@ def _insert_deliveries(conn, transitions, now) -> None:
         for t in transitions
         for d in t.deliveries
     ]
-    if rows:
-        conn.execute(deliveries.insert(), rows)
+    insert_many(conn, deliveries, rows)
 
 
 def _follow_ups(conn, catalog: Catalog, transitions, now, budget: CausedBudget) -> None:
