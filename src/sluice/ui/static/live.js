@@ -1,6 +1,8 @@
 // Live updates of Sluice's pages: the canvas counts (polled), a session's timeline and
-// the activity feed (Server-Sent Events), and the flow editor. Every value from the
-// server is put into the page as text, never as HTML, except the fragments the server
+// the activity feed (Server-Sent Events), and the flow editor; and what every page
+// needs on a phone and with a keyboard or screen reader: the top bar's menu button,
+// confirmations, focusable scrolling boxes, announcements. Every value from the server
+// is put into the page as text, never as HTML, except the fragments the server
 // rendered (and escaped) itself.
 "use strict";
 
@@ -37,6 +39,60 @@ function markLive(ok) {
     dot.classList.toggle("off", !ok);
     dot.textContent = ok ? "live" : "reconnecting…";
   }
+}
+
+// -- every page ----------------------------------------------------------------------
+
+// On a narrow screen the top bar's links, search and log-out fold behind its Menu
+// button (the stylesheet hides them while the bar is `collapsible` and not `open`).
+// Without this script the button stays hidden and the bar just wraps.
+function foldTopbar(bar) {
+  const button = bar.querySelector("[data-menu-button]");
+  if (!button) return;
+  bar.classList.add("collapsible");
+  button.hidden = false;
+  const show = (open) => {
+    bar.classList.toggle("open", open);
+    button.setAttribute("aria-expanded", String(open));
+  };
+  button.addEventListener("click", () => show(!bar.classList.contains("open")));
+  bar.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && bar.classList.contains("open")) {
+      show(false);
+      button.focus();
+    }
+  });
+}
+
+// A form with `data-confirm="question"` is sent only once the question is confirmed
+// (Turn off, Stop Flow): one click on the wrong row must not stop anything.
+function confirmForms() {
+  document.addEventListener("submit", (event) => {
+    const question = event.target.dataset?.confirm;
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+}
+
+// A box that scrolls on its own (a table in its card, the canvas) and holds nothing
+// focusable gets a tab stop, so that keyboards can scroll it too.
+const SCROLLERS = ".card, .mail-list";
+const FOCUSABLE = "a[href], button, input, select, textarea, [tabindex]";
+
+function reachScrollers() {
+  for (const box of document.querySelectorAll(SCROLLERS)) {
+    const scrolls = box.scrollWidth > box.clientWidth || box.scrollHeight > box.clientHeight;
+    if (scrolls && !box.hasAttribute("tabindex") && !box.querySelector(FOCUSABLE)) {
+      box.tabIndex = 0;
+      if (!box.hasAttribute("aria-label")) box.setAttribute("aria-label", box.querySelector("h2")?.textContent || "Scrolling box");
+      box.setAttribute("role", box.getAttribute("role") || "region");
+    }
+  }
+}
+
+// Screen readers hear what a live page added (the `role=status` region in base.html).
+function announce(text) {
+  const region = document.querySelector("[data-announce]");
+  if (region) region.textContent = text.replace(/\s+/g, " ").trim();
 }
 
 // -- the canvas ------------------------------------------------------------------------
@@ -150,7 +206,9 @@ function followTimeline(table) {
   source.addEventListener("timeline", (message) => {
     if (body.querySelector(`[data-entry="${CSS.escape(message.lastEventId)}"]`)) return;
     const entry = JSON.parse(message.data);
-    body.append(timelineRow(message.lastEventId, entry));
+    const row = timelineRow(message.lastEventId, entry);
+    body.append(row);
+    announce(row.innerText);
     if (STATUS_KINDS.has(entry.kind)) refreshHeader();
   });
 }
@@ -213,6 +271,11 @@ function startEditor(form) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  const topbar = document.querySelector("[data-topbar]");
+  if (topbar) foldTopbar(topbar);
+  confirmForms();
+  reachScrollers();
+  window.addEventListener("resize", reachScrollers);
   const canvas = document.querySelector("[data-live-url]");
   if (canvas) followCanvas(canvas);
   const figures = document.querySelector("[data-figures-url]");
