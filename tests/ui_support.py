@@ -1,7 +1,7 @@
 """Helpers for the web UI's browser tests: a real `sluice serve`, Chromium, the login,
 and realistic data to look at.
 
-`serve(database, **settings)` runs `sluice serve` (embedded worker and dispatcher) on
+`chromium()` launches Debian's Chromium headless. `serve(database, **settings)` runs `sluice serve` (embedded worker and dispatcher) on
 a SQLite file with the test credentials and any further settings (an SMTP server, private
 webhook addresses allowed), and yields its base URL and settings.
 
@@ -96,6 +96,21 @@ def serve(database: Path, **settings) -> Iterator[tuple[str, Settings]]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@contextmanager
+def chromium():
+    """Debian's Chromium, headless, driven by Playwright (which never downloads one)."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        raise AssertionError(
+            "Chromium is missing: `make test` installs it (apt-get install chromium)"
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 def _healthy(base: str) -> bool:
@@ -239,7 +254,7 @@ def seed(app: Sluice, *, hook: WebhookServer, smtp: SmtpServer, visitors: int = 
     definition["steps"][1]["wait"] = "3d"
     app.apply([("onboarding.yaml", definition)], actor="ops")
     return Seeded(
-        visitors=emails + [bounced],
+        visitors=[*emails, bounced],
         onboarded=onboarded,
         bounced=bounced,
         failed_session=failed["id"],
