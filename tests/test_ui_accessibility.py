@@ -155,7 +155,7 @@ def test_the_login_page_passes_axe_and_fits_the_screen(browser, installation):
 
 def test_the_top_bar_folds_behind_a_menu_button_on_a_phone(phone):
     phone.goto("/")
-    menu = phone.get_by_role("button", name="Menu")
+    menu = phone.get_by_role("button", name="Menu", exact=True)
     assert menu.get_attribute("aria-expanded") == "false"
     assert not phone.get_by_role("link", name="Outbox").is_visible()
     menu.click()
@@ -194,6 +194,8 @@ def test_the_canvas_and_tables_scroll_in_their_own_box_on_a_phone(phone, install
 def test_the_skip_link_is_the_first_tab_stop_and_skips_the_top_bar(browser, installation):
     context, page = logged_in(browser, installation[0], DESKTOP)
     page.goto("/outbox")
+    assert page.get_by_role("link", name="Visitors").is_visible()  # no Menu button here
+    assert not page.locator("[data-menu-button]").is_visible()
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
     page.keyboard.press("Enter")
