@@ -1,16 +1,18 @@
 """Helpers for the web UI's browser tests: a real `sluice serve`, Chromium, the login,
 and realistic data to look at.
 
-`chromium()` launches Debian's Chromium headless. `serve(database, **settings)` runs `sluice serve` (embedded worker and dispatcher) on
-a SQLite file with the test credentials and any further settings (an SMTP server, private
-webhook addresses allowed), and yields its base URL and settings.
+`chromium()` launches Debian's Chromium headless. `serve(database, **settings)` runs
+`sluice serve` (embedded worker and dispatcher) on a SQLite file with the test
+credentials and any further settings (an SMTP server, private webhook addresses
+allowed), and yields its base URL and settings.
 
 `seed(app, hook=…, smtp=…)` fills that installation, through the same database, the
 way an application and an operator would, and returns a `Seeded` naming what a test
 can open:
 
-- a couple of hundred visitors (fields, tags, a few unsubscribed), forty of them in
-  the onboarding flow with their welcome email sent over SMTP;
+- a couple of hundred visitors (fields, a few unsubscribed), forty of them in the
+  onboarding flow with their welcome email sent over SMTP, the others tagged
+  `reader` by a flow whose sessions completed;
 - one visitor whose welcome email the SMTP server refused (550): a failed email in
   the outbox;
 - two flows whose webhooks go to `hook`, which answers 500: `crm-sync`, whose
@@ -146,7 +148,16 @@ def send(app: Sluice, event_type: str, email: str, **options) -> None:
 
 # -- realistic data ------------------------------------------------------------------
 
-CRM_SYNC = """
+FLOWS = """
+key: readers
+name: Readers
+description: Tag the visitors who read the docs.
+trigger: {event: page_viewed}
+entry: once
+steps:
+  - id: mark_reader
+    tag: {add: [reader]}
+---
 key: crm-sync
 name: CRM sync
 description: Tell the CRM when a visitor changes plan.
@@ -181,7 +192,7 @@ class Seeded:
     bounced: str
     """The visitor whose welcome email the SMTP server refused."""
     failed_session: int
-    """A churn-alert session, failed: its webhook answered 500 and had no retries."""
+    """A churn-alert session, failed: its webhook answered 500 to its one attempt."""
     failed_message: int
     """The refused email's id in the outbox."""
     retrying_sessions: list[int]
@@ -207,10 +218,10 @@ def seed(app: Sluice, *, hook: WebhookServer, smtp: SmtpServer, visitors: int = 
     documents = []
     for path in sorted(EXAMPLES.glob("*.yaml")):
         documents += [(path.name, d) for d in load_documents(path.read_text(), path.name)]
-    hooks = CRM_SYNC.replace("URL", hook.url("/crm"))
-    documents += [("hooks.yaml", d) for d in load_documents(hooks, "hooks.yaml")]
+    flows = FLOWS.replace("URL", hook.url("/crm"))
+    documents += [("seed.yaml", d) for d in load_documents(flows, "seed.yaml")]
     app.apply(documents, actor="ops")
-    for key in ("onboarding", "abandoned-cart", "crm-sync", "churn-alert"):
+    for key in ("onboarding", "abandoned-cart", "readers", "crm-sync", "churn-alert"):
         app.set_flow_status(key, FlowStatus.ON, actor="ops")
 
     emails = [f"{FIRST_NAMES[i % 10].lower()}.{i}@example.com" for i in range(visitors)]
@@ -227,6 +238,10 @@ def seed(app: Sluice, *, hook: WebhookServer, smtp: SmtpServer, visitors: int = 
         ]
     )
     wait_for(lambda: len(smtp.received) >= len(onboarded), timeout=60)
+    readers = len(emails) - len(onboarded)
+    wait_for(
+        lambda: len(app.sessions(flow="readers", status="completed", limit=readers)) == readers
+    )
     for email in emails[-5:]:
         app.unsubscribe_by_link(app.visitor(email)["uuid"])
 
