@@ -6,7 +6,7 @@ and failed sessions, an edited flow).
 On every page, at a desktop width and at 390 × 844 (a phone), axe-core (from npm,
 ui/frontend) finds no violation of impact serious or critical, and at 390 px nothing
 is wider than the screen. Then what a person does with them: the top bar's Menu
-button, the skip link, the confirmations before Turn off and Stop Flow, and the
+button (and the wrapped bar without scripts), the skip link, the confirmations before Turn off and Stop Flow, and the
 announcement of a timeline entry."""
 
 from __future__ import annotations
@@ -172,6 +172,20 @@ def test_the_top_bar_folds_behind_a_menu_button_on_a_phone(phone):
     phone.keyboard.press("Enter")
     phone.wait_for_url("**/visitors?q=ada.1")
     assert phone.locator("#visitors tbody tr").count() >= 1
+
+
+def test_without_scripts_the_top_bar_wraps_instead(browser, installation):
+    context = browser.new_context(
+        base_url=installation[0], viewport=PHONE, java_script_enabled=False
+    )
+    page = context.new_page()
+    log_in(page)
+    page.goto("/activity")
+    assert not page.locator("[data-menu-button]").is_visible()
+    assert page.get_by_role("link", name="Outbox").is_visible()
+    assert page.locator("header input[name=q]").is_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    context.close()
 
 
 def test_the_canvas_and_tables_scroll_in_their_own_box_on_a_phone(phone, installation):

@@ -44,13 +44,11 @@ function markLive(ok) {
 // -- every page ----------------------------------------------------------------------
 
 // On a narrow screen the top bar's links, search and log-out fold behind its Menu
-// button (the stylesheet hides them while the bar is `collapsible` and not `open`).
-// Without this script the button stays hidden and the bar just wraps.
+// button: the stylesheet hides them while the bar is not `open` (and scripts run: the
+// `js` class base.html puts on <html>; without it the bar just wraps).
 function foldTopbar(bar) {
   const button = bar.querySelector("[data-menu-button]");
   if (!button) return;
-  bar.classList.add("collapsible");
-  button.hidden = false;
   const show = (open) => {
     bar.classList.toggle("open", open);
     button.setAttribute("aria-expanded", String(open));
