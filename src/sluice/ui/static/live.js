@@ -72,7 +72,9 @@ function confirmForms() {
 }
 
 // A box that scrolls on its own (a table in its card, the canvas) and holds nothing
-// focusable gets a tab stop, so that keyboards can scroll it too.
+// focusable gets a tab stop, so that keyboards can scroll it too; checked again when
+// the window is resized or the page's content changes (a live row, the editor's
+// preview), at most once a frame.
 const SCROLLERS = ".card, .mail-list";
 const FOCUSABLE = "a[href], button, input, select, textarea, [tabindex]";
 
@@ -85,6 +87,21 @@ function reachScrollers() {
       box.setAttribute("role", box.getAttribute("role") || "region");
     }
   }
+}
+
+function followScrollers() {
+  let pending = false;
+  const check = () => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => {
+      pending = false;
+      reachScrollers();
+    });
+  };
+  reachScrollers();
+  window.addEventListener("resize", check);
+  new MutationObserver(check).observe(document.querySelector("main") || document.body, { childList: true, subtree: true });
 }
 
 // Screen readers hear what a live page added (the `role=status` region in base.html).
@@ -272,8 +289,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const topbar = document.querySelector("[data-topbar]");
   if (topbar) foldTopbar(topbar);
   confirmForms();
-  reachScrollers();
-  window.addEventListener("resize", reachScrollers);
+  followScrollers();
   const canvas = document.querySelector("[data-live-url]");
   if (canvas) followCanvas(canvas);
   const figures = document.querySelector("[data-figures-url]");
