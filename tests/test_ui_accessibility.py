@@ -193,6 +193,8 @@ def test_the_canvas_and_tables_scroll_in_their_own_box_on_a_phone(phone, install
     canvas = phone.locator(".canvas-card")
     assert canvas.evaluate("box => box.scrollWidth > box.clientWidth")
     assert canvas.get_attribute("tabindex") == "0"  # keyboards can scroll it
+    trigger = phone.locator(".canvas .trigger").bounding_box()  # opens on the main lane
+    assert trigger["x"] >= 0 and trigger["x"] + trigger["width"] <= PHONE["width"]
     scrolled = "box => { box.scrollLeft = box.scrollWidth; return box.scrollLeft }"
     assert canvas.evaluate(scrolled) == canvas.evaluate("box => box.scrollWidth - box.clientWidth")
     assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]

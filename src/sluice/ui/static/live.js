@@ -153,6 +153,14 @@ async function refreshCounts(root) {
   }
 }
 
+// A canvas wider than its box (branches side by side, a phone) opens scrolled to its
+// middle, where the trigger and the main lane are.
+function centreCanvas() {
+  for (const box of document.querySelectorAll(".canvas-card")) {
+    box.scrollLeft = (box.scrollWidth - box.clientWidth) / 2;
+  }
+}
+
 function followCanvas(root) {
   refreshCounts(root);
   setInterval(() => refreshCounts(root), 2000);
@@ -290,6 +298,7 @@ document.addEventListener("DOMContentLoaded", () => {
   if (topbar) foldTopbar(topbar);
   confirmForms();
   followScrollers();
+  centreCanvas();
   const canvas = document.querySelector("[data-live-url]");
   if (canvas) followCanvas(canvas);
   const figures = document.querySelector("[data-figures-url]");
