@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The web UI's flow editor (CodeMirror), bundled from the npm registry; rebuilt only
+# The web UI's flow editor (CodeMirror), bundled from the npm registry (npm ci also brings
+# axe-core, which tests/test_ui_accessibility.py runs in the browser); rebuilt only
 # when its sources or locked dependencies change.
 $(EDITOR_JS): $(FRONTEND)/package.json $(FRONTEND)/package-lock.json $(FRONTEND)/src/*.js
 	cd $(FRONTEND) && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent

@@ -8,12 +8,6 @@ and reads the outbox. Each page is saved as a screenshot in build/screenshots/."
 from __future__ import annotations
 
 import importlib.util
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,8 +15,17 @@ import pytest
 from sluice.definitions.parse import load_documents
 from sluice.records import FlowStatus
 from sluice.service import Sluice
-from sluice.settings import Settings
-from sluice.store.ingest import IncomingEvent
+from ui_support import (
+    EXAMPLES,
+    PASSWORD,
+    ROOT,
+    SECRET_KEY,
+    chromium,
+    log_in,
+    send,
+    serve,
+    wait_for,
+)
 
 sync_api = pytest.importorskip("playwright.sync_api")
 TIMEOUT = 10_000
@@ -31,21 +34,7 @@ expect = sync_api.expect
 expect.set_options(timeout=TIMEOUT)
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
-SLUICE = str(Path(sys.executable).with_name("sluice"))
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SHOTS = ROOT / "build" / "screenshots"
-EXAMPLES = ROOT / "src" / "sluice" / "ui" / "examples"
-PASSWORD = "browser-test-password"
-SECRET_KEY = "s" + "b" * 48
 ONBOARDING_STEPS = [
     "welcome",
     "settle",
@@ -59,53 +48,11 @@ ONBOARDING_STEPS = [
 BROKEN = "key: onboarding\ntrigger:\n  event: $signup\nsteps:\n  - id: settle\n    wait: 2 days\n"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`sluice serve` on a fresh SQLite file; yields (base URL, settings)."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing: `make test` installs it (apt-get install chromium)")
-    database = tmp_path_factory.mktemp("ui") / "sluice.db"
-    settings = Settings(
-        database_url=f"sqlite:///{database}",
-        admin_password=PASSWORD,
-        secret_key=SECRET_KEY,
-        signing_key="browser-test-signing-key",
-    )
-    env = {
-        **os.environ,
-        "SLUICE_DATABASE_URL": settings.database_url,
-        "SLUICE_ADMIN_PASSWORD": PASSWORD,
-        "SLUICE_SECRET_KEY": SECRET_KEY,
-        "SLUICE_SIGNING_KEY": settings.signing_key,
-    }
-    port = free_port()
-    process = subprocess.Popen(
-        [SLUICE, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz").status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail(f"sluice serve did not start: {process.stderr.read()}")
-    yield base, settings
-    process.terminate()
-    process.wait(timeout=30)
+    with serve(tmp_path_factory.mktemp("ui") / "sluice.db") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +65,8 @@ def facade(server):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")
@@ -146,33 +91,10 @@ def page(context):
     assert errors == [], f"errors in the page's scripts: {errors}"
 
 
-def log_in(page) -> None:
-    page.goto("/")
-    assert "/login" in page.url
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda url: "/login" not in url)
-
-
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
-
-
-def send(facade: Sluice, event_type: str, email: str, **options) -> None:
-    facade.send([IncomingEvent(type=event_type, email=email, **options)])
-
-
-def wait_for(condition, timeout: float = 10.0):
-    """Poll until `condition()` is truthy (the server's worker runs on its own)."""
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.1)
-    return result
 
 
 def session_through_api(server, facade: Sluice, session_id: int) -> dict:
@@ -275,6 +197,7 @@ def test_the_canvas_shows_every_step_and_its_live_count(page, seeded):
 
 def test_turning_a_flow_off_and_on(page, seeded):
     page.goto("/flows/onboarding")
+    page.once("dialog", lambda dialog: dialog.accept())  # "Turn off Onboarding? …"
     page.get_by_role("button", name="Turn off").click()
     page.wait_for_selector("[data-flow-status]:has-text('off')")
     assert seeded.show_flow("onboarding")["status"] == "off"
@@ -336,6 +259,7 @@ def test_stop_flow_and_resume_from_the_visitors_flows_tab(page, server, seeded):
     row.locator("a").first.click()
     page.wait_for_url("**/sessions/*")
     session_id = int(page.url.rsplit("/", 1)[1])
+    page.once("dialog", lambda dialog: dialog.accept())  # "Stop session #… ?"
     page.get_by_role("button", name="Stop Flow").click()
     page.wait_for_selector("button:has-text('Resume')")
     assert session_through_api(server, seeded, session_id)["status"] == "stopped"

@@ -70,6 +70,13 @@ function attach(textarea, { validateUrl, csrf, preview, status, list }) {
       yaml(),
       lintGutter(),
       linter(validate, { delay: 300 }),
+      // The editable area is named as the text area was, and an explicit tab stop (it
+      // is one already, as contenteditable) tells checkers such as axe-core that its
+      // scrolling box can be reached by keyboard.
+      EditorView.contentAttributes.of({
+        "aria-label": textarea.getAttribute("aria-label") || "Definition",
+        tabindex: "0",
+      }),
       EditorView.updateListener.of((update) => {
         if (update.docChanged) textarea.value = update.state.doc.toString();
       }),

@@ -1,6 +1,8 @@
 // Live updates of Sluice's pages: the canvas counts (polled), a session's timeline and
-// the activity feed (Server-Sent Events), and the flow editor. Every value from the
-// server is put into the page as text, never as HTML, except the fragments the server
+// the activity feed (Server-Sent Events), and the flow editor; and what every page
+// needs on a phone and with a keyboard or screen reader: the top bar's menu button,
+// confirmations, focusable scrolling boxes, announcements. Every value from the server
+// is put into the page as text, never as HTML, except the fragments the server
 // rendered (and escaped) itself.
 "use strict";
 
@@ -37,6 +39,75 @@ function markLive(ok) {
     dot.classList.toggle("off", !ok);
     dot.textContent = ok ? "live" : "reconnecting…";
   }
+}
+
+// -- every page ----------------------------------------------------------------------
+
+// On a narrow screen the top bar's links, search and log-out fold behind its Menu
+// button: the stylesheet hides them while the bar is not `open` (and scripts run: the
+// `js` class base.html puts on <html>; without it the bar just wraps).
+function foldTopbar(bar) {
+  const button = bar.querySelector("[data-menu-button]");
+  if (!button) return;
+  const show = (open) => {
+    bar.classList.toggle("open", open);
+    button.setAttribute("aria-expanded", String(open));
+  };
+  button.addEventListener("click", () => show(!bar.classList.contains("open")));
+  bar.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && bar.classList.contains("open")) {
+      show(false);
+      button.focus();
+    }
+  });
+}
+
+// A form with `data-confirm="question"` is sent only once the question is confirmed
+// (Turn off, Stop Flow): one click on the wrong row must not stop anything.
+function confirmForms() {
+  document.addEventListener("submit", (event) => {
+    const question = event.target.dataset?.confirm;
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+}
+
+// A box that scrolls on its own (a table in its card, the canvas) and holds nothing
+// focusable gets a tab stop, so that keyboards can scroll it too; checked again when
+// the window is resized or the page's content changes (a live row, the editor's
+// preview), at most once a frame.
+const SCROLLERS = ".card, .mail-list";
+const FOCUSABLE = "a[href], button, input, select, textarea, [tabindex]";
+
+function reachScrollers() {
+  for (const box of document.querySelectorAll(SCROLLERS)) {
+    const scrolls = box.scrollWidth > box.clientWidth || box.scrollHeight > box.clientHeight;
+    if (scrolls && !box.hasAttribute("tabindex") && !box.querySelector(FOCUSABLE)) {
+      box.tabIndex = 0;
+      if (!box.hasAttribute("aria-label")) box.setAttribute("aria-label", box.querySelector("h2")?.textContent || "Scrolling box");
+      box.setAttribute("role", box.getAttribute("role") || "region");
+    }
+  }
+}
+
+function followScrollers() {
+  let pending = false;
+  const check = () => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => {
+      pending = false;
+      reachScrollers();
+    });
+  };
+  reachScrollers();
+  window.addEventListener("resize", check);
+  new MutationObserver(check).observe(document.querySelector("main") || document.body, { childList: true, subtree: true });
+}
+
+// Screen readers hear what a live page added (the `role=status` region in base.html).
+function announce(text) {
+  const region = document.querySelector("[data-announce]");
+  if (region) region.textContent = text.replace(/\s+/g, " ").trim();
 }
 
 // -- the canvas ------------------------------------------------------------------------
@@ -79,6 +150,14 @@ async function refreshCounts(root) {
   }
   for (const node of document.querySelectorAll("[data-conversion]")) {
     node.textContent = `${(data.conversion * 100).toFixed(1)} %`;
+  }
+}
+
+// A canvas wider than its box (branches side by side, a phone) opens scrolled to its
+// middle, where the trigger and the main lane are.
+function centreCanvas() {
+  for (const box of document.querySelectorAll(".canvas-card")) {
+    box.scrollLeft = (box.scrollWidth - box.clientWidth) / 2;
   }
 }
 
@@ -150,7 +229,9 @@ function followTimeline(table) {
   source.addEventListener("timeline", (message) => {
     if (body.querySelector(`[data-entry="${CSS.escape(message.lastEventId)}"]`)) return;
     const entry = JSON.parse(message.data);
-    body.append(timelineRow(message.lastEventId, entry));
+    const row = timelineRow(message.lastEventId, entry);
+    body.append(row);
+    announce(row.innerText);
     if (STATUS_KINDS.has(entry.kind)) refreshHeader();
   });
 }
@@ -213,6 +294,11 @@ function startEditor(form) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  const topbar = document.querySelector("[data-topbar]");
+  if (topbar) foldTopbar(topbar);
+  confirmForms();
+  followScrollers();
+  centreCanvas();
   const canvas = document.querySelector("[data-live-url]");
   if (canvas) followCanvas(canvas);
   const figures = document.querySelector("[data-figures-url]");
