@@ -79,14 +79,14 @@ class Sentence:
         return Markup("").join(_html(part) for part in self.parts)
 
 
-def when(moment: datetime) -> str:
-    """An instant to the second: `2026-12-02 17:12:05 UTC`."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+def when(moment: datetime | str) -> str:
+    """An instant (or its ISO 8601 text) to the second: `2026-12-02 17:12:05 UTC`."""
+    return _instant(moment).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def relative(moment: datetime, now: datetime) -> str:
+def relative(moment: datetime | str, now: datetime) -> str:
     """`in 2 days`, `5 min ago`, `just now`."""
-    seconds = (moment - now).total_seconds()
+    seconds = (_instant(moment) - now).total_seconds()
     future, seconds = seconds > 0, abs(seconds)
     if seconds < 45:
         return "in a few seconds" if future else "just now"
@@ -647,14 +647,16 @@ def _split(say: _Say) -> list:
     ]
 
 
+def _values(values: dict[str, Any]) -> list:
+    """` (plan = "pro", seats = 3)`, or nothing for no values."""
+    if not values:
+        return []
+    pairs = [[code(name), " = ", code(value(v))] for name, v in values.items()]
+    return [" (", *_listed(pairs, ", "), ")"]
+
+
 def _event_tracked(say: _Say) -> list:
-    details = say.data.get("details") or {}
-    parts: list = ["Recorded the event ", code(say.data["type"])]
-    if details:
-        parts.append(" (")
-        parts += _listed([[code(k), " = ", code(value(v))] for k, v in details.items()], ", ")
-        parts.append(")")
-    return parts
+    return ["Recorded the event ", code(say.data["type"]), *_values(say.data.get("details"))]
 
 
 def _track_skipped(say: _Say) -> list:
@@ -789,13 +791,27 @@ KINDS = tuple(_TELLERS)
 # -- for the pages and the CLI ---------------------------------------------------------
 
 
+def event_sentence(event: dict[str, Any]) -> Sentence:
+    """An accepted event (`views.event_view`), as the Activity feed tells it."""
+    details = event.get("details")
+    told = _values(details) if isinstance(details, dict) else []
+    return Sentence((Part("Received the event "), code(event["type"]), *map(_plain, told)))
+
+
 def session_lines(
-    conn: Connection, session: dict[str, Any], entries: Sequence[tuple[int, dict]], now: datetime
+    conn: Connection,
+    session: dict[str, Any],
+    entries: Sequence[tuple[int, dict]],
+    now: datetime,
+    *,
+    before: tuple[int, dict] | None = None,
 ) -> list[Line]:
     """The lines of one session's timeline entries `(id, entry)`; `session` is its
-    view (SPEC §3.4 shape)."""
-    rows = [
-        {**entry, "id": entry_id, "session_id": session["id"], "flow": session["flow"]}
-        for entry_id, entry in entries
-    ]
-    return narrate(rows, gather(conn, rows, now))
+    view (SPEC §3.4 shape), `before` the entry shown last (see `narrate`)."""
+
+    def row(entry_id: int, entry: dict) -> dict[str, Any]:
+        return {**entry, "id": entry_id, "session_id": session["id"], "flow": session["flow"]}
+
+    rows = [row(*e) for e in entries]
+    shown = row(*before) if before else None
+    return narrate(rows, gather(conn, rows, now), before=shown)
