@@ -142,7 +142,7 @@ class _Delivery:
 class Facts:
     """What `gather` read for a batch of entries, and the time they are told at."""
 
-    now: datetime
+    now: datetime | None
     deliveries: dict[tuple[int, str | None, str], list[_Delivery]] = field(default_factory=dict)
     messages: dict[str, _Delivery] = field(default_factory=dict)
     event_types: dict[int, str] = field(default_factory=dict)
@@ -165,7 +165,7 @@ _DELIVERY_KINDS = {
 }
 
 
-def gather(conn: Connection, rows: Sequence[dict[str, Any]], now: datetime) -> Facts:
+def gather(conn: Connection, rows: Sequence[dict[str, Any]], now: datetime | None) -> Facts:
     """Read the deliveries and origin events the rows tell of: at most two queries."""
     facts = Facts(now=now)
     sessions = {r["session_id"] for r in rows if r["kind"] in _DELIVERY_KINDS}
@@ -259,6 +259,8 @@ class Line:
     """The raw entries told here (`{at, step, kind, data}`): the folded `step` first."""
     replaces: int | None = None
     """Live: the id of the "Began step" line shown before, which this one folds in."""
+    position: int = 0
+    """Where it goes in the timeline: the id of the `step` row it folds in, else `id`."""
 
     @property
     def tone(self) -> str:
@@ -279,41 +281,39 @@ def narrate(
     """Lines for timeline rows, oldest first. A row is an entry with its `id` and
     `session_id` (and, optionally, the session's `flow` and visitor `email`).
 
+    A `step` row folds into the next row of the same session and step, which takes its
+    place in the order: the outcome of a `start_flow` step is written after the steps
+    that ran after it, in the same transaction, yet reads where its step began.
     `before` is the row shown last (a live stream's previous one): a `step` row there
-    is folded into the first new line of its step, which then `replaces` its line."""
-    pending: dict[int, dict[str, Any]] = {}  # per session: a `step` row nothing followed yet
+    folds into the first new row of its step, whose line then `replaces` its line."""
+    pending: dict[tuple[int, str | None], dict[str, Any]] = {}  # `step` rows not followed yet
     shown: set[int] = set()
     if before is not None and before["kind"] == "step":
-        pending[before["session_id"]] = before
+        pending[(before["session_id"], before["step"])] = before
         shown.add(before["id"])
     step_kinds: dict[tuple[int, str | None], str] = {}
     lines: list[Line] = []
 
     def alone(step_row: dict[str, Any]) -> None:
         if step_row["id"] not in shown:
-            lines.append(_line(step_row, facts, (), step_kinds))
+            lines.append(_line(step_row, facts, None, step_kinds))
 
     for row in rows:
-        session = row["session_id"]
+        key = (row["session_id"], row["step"])
         if row["kind"] == "step":
-            if session in pending:
-                alone(pending.pop(session))
-            step_kinds[(session, row["step"])] = str((row["data"] or {}).get("kind", ""))
-            pending[session] = row
+            if key in pending:  # the same step again (a retry) before anything followed
+                alone(pending.pop(key))
+            step_kinds[key] = str((row["data"] or {}).get("kind", ""))
+            pending[key] = row
             continue
-        folded = pending.pop(session, None)
-        if folded is not None and folded["step"] != row["step"]:
-            alone(folded)
-            folded = None
-        lines.append(_line(row, facts, (folded,) if folded else (), step_kinds))
+        lines.append(_line(row, facts, pending.pop(key, None), step_kinds))
     for step_row in pending.values():
         alone(step_row)
-    lines.sort(key=lambda line: line.id)
+    lines.sort(key=lambda line: (line.position, line.id))
     return lines
 
 
-def _line(row, facts: Facts, folded: tuple, step_kinds) -> Line:
-    fold = folded[0] if folded else None
+def _line(row, facts: Facts, folded: dict[str, Any] | None, step_kinds) -> Line:
     return Line(
         id=row["id"],
         session_id=row["session_id"],
@@ -322,8 +322,9 @@ def _line(row, facts: Facts, folded: tuple, step_kinds) -> Line:
         step_kind=step_kinds.get((row["session_id"], row["step"])) or None,
         kind=row["kind"],
         sentence=sentence(row, facts),
-        entries=tuple(_raw(r) for r in (*folded, row)),
-        replaces=fold["id"] if fold is not None else None,
+        entries=tuple(_raw(r) for r in ([folded] if folded else []) + [row]),
+        replaces=folded["id"] if folded is not None else None,
+        position=folded["id"] if folded is not None else row["id"],
     )
 
 
@@ -390,11 +391,12 @@ def outbox_link(delivery: _Delivery) -> str | None:
     return "/outbox?" + urlencode({"email": delivery.email, "id": delivery.id})
 
 
-def _listed(parts: list[list[Part | str]], joiner: str = ", ") -> list[Part | str]:
+def _listed(parts: list[list[Part | str]], joiner: str = ", ", last: str = " and ") -> list:
+    """The parts joined: `a, b and c`."""
     out: list[Part | str] = []
     for i, piece in enumerate(parts):
         if i:
-            out.append(" and " if i == len(parts) - 1 else joiner)
+            out.append(last if i == len(parts) - 1 else joiner)
         out += piece
     return out
 
@@ -551,7 +553,7 @@ def _changes(done: list[list], removed: list[str], noun: str) -> list:
         pieces.append(["removed " + words, *_listed([[code(name)] for name in removed])])
     if pieces and not done:
         pieces[0][0] = pieces[0][0].capitalize()
-    return _listed(pieces, "; ")
+    return _listed(pieces, "; ", "; ")
 
 
 def _tags_changed(say: _Say) -> list:
@@ -621,22 +623,7 @@ def _branch(say: _Say) -> list:
         parts.append(f" could not be evaluated ({say.data['error']})")
     else:
         parts.append(" was true" if result else " was false")
-    reads = say.data.get("values") or {}
-    if reads:
-        parts.append(" (")
-        parts += _listed(
-            [
-                [
-                    code(path),
-                    " is not set" if read is None else " = ",
-                    "" if read is None else code(value(read)),
-                ]
-                for path, read in reads.items()
-            ],
-            ", ",
-        )
-        parts.append(")")
-    return parts
+    return parts + _values(say.data.get("values"))
 
 
 def _split(say: _Say) -> list:
@@ -648,11 +635,14 @@ def _split(say: _Say) -> list:
 
 
 def _values(values: dict[str, Any]) -> list:
-    """` (plan = "pro", seats = 3)`, or nothing for no values."""
+    """` (plan = "pro", seats = 3, x is not set)`, or nothing for no values."""
     if not values:
         return []
-    pairs = [[code(name), " = ", code(value(v))] for name, v in values.items()]
-    return [" (", *_listed(pairs, ", "), ")"]
+    pairs = [
+        [code(name), " is not set"] if v is None else [code(name), " = ", code(value(v))]
+        for name, v in values.items()
+    ]
+    return [" (", *_listed(pairs, ", ", ", "), ")"]
 
 
 def _event_tracked(say: _Say) -> list:
@@ -743,7 +733,7 @@ def _unknown(say: _Say) -> list:
     parts: list = [kind]
     if say.data:
         parts.append(": ")
-        parts += _listed([[str(k), " ", code(value(v))] for k, v in say.data.items()], ", ")
+        parts += _listed([[str(k), " ", code(value(v))] for k, v in say.data.items()], ", ", ", ")
     return parts
 
 
@@ -799,19 +789,22 @@ def event_sentence(event: dict[str, Any]) -> Sentence:
 
 
 def session_lines(
-    conn: Connection,
+    conn: Connection | None,
     session: dict[str, Any],
     entries: Sequence[tuple[int, dict]],
-    now: datetime,
+    now: datetime | None,
     *,
     before: tuple[int, dict] | None = None,
 ) -> list[Line]:
     """The lines of one session's timeline entries `(id, entry)`; `session` is its
-    view (SPEC §3.4 shape), `before` the entry shown last (see `narrate`)."""
+    view (SPEC §3.4 shape), `before` the entry shown last (see `narrate`). Without
+    `conn` (a simulation, whose database is gone) they are told from the entries
+    alone; without `now`, instants have no relative form."""
 
     def row(entry_id: int, entry: dict) -> dict[str, Any]:
         return {**entry, "id": entry_id, "session_id": session["id"], "flow": session["flow"]}
 
     rows = [row(*e) for e in entries]
     shown = row(*before) if before else None
-    return narrate(rows, gather(conn, rows, now), before=shown)
+    facts = gather(conn, rows, now) if conn is not None else Facts(now=now)
+    return narrate(rows, facts, before=shown)
