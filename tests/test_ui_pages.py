@@ -403,7 +403,7 @@ def test_a_session_id_that_is_not_one_is_the_404_page(browser, session_id, metho
 
 
 def test_the_scripts_get_json_for_a_session_id_that_is_not_one(browser):
-    for path in ("/ui/sessions/99999999999999999999/header", "/ui/sessions/abc/stream"):
+    for path in ("/ui/sessions/99999999999999999999/stream", "/ui/sessions/abc/stream"):
         response = browser.get(path)
         assert response.status_code == 404
         assert response.json() == {"detail": f"There is no session {path.split('/')[3]}."}
