@@ -105,6 +105,7 @@ def feed_rows(conn, new_events, entries, now: datetime) -> list[FeedRow]:
         for e in new_events
     ]
     sessions = {e["session_id"]: e for e in entries}
+    entries = sorted(entries, key=lambda e: e["id"])  # oldest first, for the `step` rows
     for line in narration.narrate(entries, narration.gather(conn, entries, now)):
         session = sessions[line.session_id]
         rows.append(
