@@ -363,7 +363,7 @@ def test_a_step_row_shown_live_gives_way_to_the_line_that_folds_it():
     facts = narration.Facts(now=None)
     [alone] = narration.narrate([step], facts)
     assert (alone.id, alone.sentence.text()) == (7, "Began step `call` (webhook)")
-    [line] = narration.narrate([attempt], facts, before=step)
+    [line] = narration.narrate([attempt], facts, before=[step])
     assert (line.id, line.replaces) == (8, 7)
     assert [e["kind"] for e in line.entries] == ["step", "webhook_delivered"]
     assert line.sentence.text() == "Webhook delivered: HTTP 200"

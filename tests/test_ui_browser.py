@@ -436,6 +436,13 @@ def test_the_activity_feed_is_live(page, seeded):
     send(seeded, "completed_setup", "dee@example.com", details={"note": "<i>html</i>"})
     row = page.wait_for_selector("[data-activity] tr.fresh:has-text('completed_setup')")
     assert "<i>html</i>" in row.inner_text()  # shown as text, not markup
+    # A step's row, sent alone while its webhook is attempted, gives way to the outcome.
+    with_live_flow(seeded)
+    send(seeded, "live_go", "fay@example.com")
+    fay = page.locator("[data-activity] tr", has_text="fay@example.com")
+    expect(fay.filter(has_text="Failed: webhook failed")).to_have_count(1, timeout=30_000)
+    expect(fay.filter(has_text="Webhook to 127.0.0.1 gave up")).to_have_count(1)
+    expect(fay.filter(has_text="Began step")).to_have_count(0)
     shot(page, "11-activity")
 
 

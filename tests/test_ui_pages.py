@@ -5,15 +5,19 @@ and can do, and what a stranger, a forged form or hostile visitor data cannot do
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from datetime import timedelta
 from html import unescape
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from api_support import served, sse_messages
 from conftest import Driver
+from sluice import views
 from sluice.api.app import create_app
 from sluice.records import FlowStatus
 from sluice.service import Sluice
@@ -643,3 +647,49 @@ def test_the_editor_check_refuses_definitions_beyond_the_limits_at_their_line(br
         assert message in problem["msg"] and problem["line"] == line
         assert "canvas" not in answer.json()
     assert time.perf_counter() - started < 5  # five refusals; one took 50 s before
+
+
+def first_message(app: Sluice, browser: TestClient, path: str) -> dict:
+    """The first message of one of the pages' live streams, over a real connection."""
+    cookies = {"sluice_ui": browser.cookies["sluice_ui"]}
+    with (
+        served(create_app(app)) as url,
+        httpx.Client(base_url=url, cookies=cookies, timeout=10) as client,
+        client.stream("GET", path) as response,
+    ):
+        assert response.status_code == 200
+        message = next(sse_messages(response.iter_lines()))
+    return {**message, "data": json.loads(message["data"])}
+
+
+def test_the_live_streams_send_sentences_and_a_step_shown_alone_gives_way(browser, driver):
+    """The page showed a step that nothing had followed ("Began step"); its outcome,
+    written later, comes as the row that replaces it, with the session's header."""
+    driver.apply(
+        "key: hook\ntrigger: {event: go}\n"
+        "steps: [{id: call, webhook: {url: '{{ event.details.url }}'}}]\n"
+    )
+    [sid] = driver.send("go", "cy@example.com", details={"url": "x"}).sessions_started
+    asyncio.run(driver.app.dispatcher().run_once())
+    driver.run()
+    with driver.app.db.read() as conn:
+        ids = {entry["kind"]: i for i, entry in views.timeline_since(conn, sid, 0)}
+    step = ids["step"]
+    message = first_message(driver.app, browser, f"/ui/sessions/{sid}/stream?after={step}")
+    assert message["event"] == "timeline" and message["id"] == str(ids["failed"])
+    rows = message["data"]["rows"]
+    assert f'data-entry="{ids["webhook_failed"]}" data-replaces="{step}"' in rows
+    assert feed(rows)[0].startswith("Webhook to x gave up after 1 attempt")
+    assert "badge-failed" in message["data"]["header"]
+
+    events = driver.app.visitor("cy@example.com")["events"]
+    after = f"e{events[0]['id']}.t{step}"
+    message = first_message(driver.app, browser, f"/ui/activity/stream?after={after}")
+    assert message["event"] == "rows"
+    rows = message["data"]["rows"]
+    assert f'data-item="t{ids["webhook_failed"]}" data-replaces="t{step}"' in rows
+    assert feed(rows) == [
+        "Failed: webhook failed: invalid URL 'x': not an absolute http:// or https:// URL",
+        "Webhook to x gave up after 1 attempt: invalid URL 'x': not an absolute http:// or "
+        "https:// URL",
+    ]

@@ -276,7 +276,7 @@ def narrate(
     rows: Iterable[dict[str, Any]],
     facts: Facts,
     *,
-    before: dict[str, Any] | None = None,
+    before: Iterable[dict[str, Any]] = (),
 ) -> list[Line]:
     """Lines for timeline rows, oldest first. A row is an entry with its `id` and
     `session_id` (and, optionally, the session's `flow` and visitor `email`).
@@ -284,13 +284,15 @@ def narrate(
     A `step` row folds into the next row of the same session and step, which takes its
     place in the order: the outcome of a `start_flow` step is written after the steps
     that ran after it, in the same transaction, yet reads where its step began.
-    `before` is the row shown last (a live stream's previous one): a `step` row there
-    folds into the first new row of its step, whose line then `replaces` its line."""
+    `before` are the rows shown last, one per session (a live stream's previous
+    ones): a `step` row there folds into the first new row of its step, whose line
+    then `replaces` its line."""
     pending: dict[tuple[int, str | None], dict[str, Any]] = {}  # `step` rows not followed yet
     shown: set[int] = set()
-    if before is not None and before["kind"] == "step":
-        pending[(before["session_id"], before["step"])] = before
-        shown.add(before["id"])
+    for earlier in before:
+        if earlier["kind"] == "step":
+            pending[(earlier["session_id"], earlier["step"])] = earlier
+            shown.add(earlier["id"])
     step_kinds: dict[tuple[int, str | None], str] = {}
     lines: list[Line] = []
 
@@ -805,6 +807,6 @@ def session_lines(
         return {**entry, "id": entry_id, "session_id": session["id"], "flow": session["flow"]}
 
     rows = [row(*e) for e in entries]
-    shown = row(*before) if before else None
+    shown = [row(*before)] if before else []
     facts = gather(conn, rows, now) if conn is not None else Facts(now=now)
     return narrate(rows, facts, before=shown)

@@ -318,6 +318,35 @@ def activity_since(
     )
 
 
+def last_entries(conn: Connection, session_ids: set[int], up_to: int) -> list[dict[str, Any]]:
+    """Each session's newest timeline entry with an id up to `up_to` (in the shape of
+    `activity_since`'s entries, without `email`): what a live feed showed last of it."""
+    if not session_ids:
+        return []
+    newest = (
+        sa.select(sa.func.max(timeline.c.id))
+        .where(timeline.c.session_id.in_(session_ids), timeline.c.id <= up_to)
+        .group_by(timeline.c.session_id)
+    )
+    rows = conn.execute(
+        sa.select(timeline, sessions.c.flow_key)
+        .join(sessions, sessions.c.id == timeline.c.session_id, isouter=True)
+        .where(timeline.c.id.in_(newest))
+    )
+    return [
+        {
+            "id": r.id,
+            "session_id": r.session_id,
+            "flow": r.flow_key,
+            "at": r.at.isoformat(),
+            "step": r.step,
+            "kind": r.kind,
+            "data": r.data,
+        }
+        for r in rows
+    ]
+
+
 def template_views(conn: Connection, key: str | None = None) -> list[dict[str, Any]]:
     """Email templates with their current definition and versions."""
     query = sa.select(templates).order_by(templates.c.key)

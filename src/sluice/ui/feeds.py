@@ -83,15 +83,18 @@ class FeedRow:
     session_id: int | None = None
     flow: str | None = None
     step: str | None = None
+    replaces: str | None = None
+    """Live: the key of the "Began step" row shown before, which this one folds in."""
 
     @property
     def tone(self) -> str:
         return self.sentence.tone
 
 
-def feed_rows(conn, new_events, entries, now: datetime) -> list[FeedRow]:
+def feed_rows(conn, new_events, entries, now: datetime, before=()) -> list[FeedRow]:
     """Rows for events and timeline entries (`views.activity_since` shapes), newest
-    first; an event before the session entries it caused at the same instant."""
+    first; an event before the session entries it caused at the same instant.
+    `before`: each session's entry shown last, live (see `narration.narrate`)."""
     rows = [
         FeedRow(
             key=f"e{e['id']}",
@@ -106,7 +109,8 @@ def feed_rows(conn, new_events, entries, now: datetime) -> list[FeedRow]:
     ]
     sessions = {e["session_id"]: e for e in entries}
     entries = sorted(entries, key=lambda e: e["id"])  # oldest first, for the `step` rows
-    for line in narration.narrate(entries, narration.gather(conn, entries, now)):
+    facts = narration.gather(conn, entries, now)
+    for line in narration.narrate(entries, facts, before=before):
         session = sessions[line.session_id]
         rows.append(
             FeedRow(
@@ -120,6 +124,7 @@ def feed_rows(conn, new_events, entries, now: datetime) -> list[FeedRow]:
                 session_id=line.session_id,
                 flow=session["flow"],
                 step=line.step,
+                replaces=f"t{line.replaces}" if line.replaces else None,
             )
         )
     rows.sort(key=lambda row: row.order, reverse=True)
@@ -233,7 +238,10 @@ async def activity_stream(
             new_events, entries = views.activity_since(conn, *position, only=only)
             if not new_events and not entries:
                 return [], position
-            rows = feed_rows(conn, new_events, entries, now)
+            # A step shown alone in an earlier message folds into its outcome now.
+            sessions = {e["session_id"] for e in entries if e["kind"] != "step"}
+            shown = views.last_entries(conn, sessions, position[1])
+            rows = feed_rows(conn, new_events, entries, now, before=shown)
         position = (
             new_events[-1]["id"] if new_events else position[0],
             entries[-1]["id"] if entries else position[1],

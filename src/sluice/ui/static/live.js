@@ -136,7 +136,10 @@ function followActivity(table) {
   follow(table.dataset.stream, "rows", (batch) => {
     body.querySelector(".empty-row")?.remove();
     const rows = rowsOf(batch.rows).filter((row) => !body.querySelector(`[data-item="${CSS.escape(row.dataset.item)}"]`));
-    for (const row of rows) row.classList.add("fresh");
+    for (const row of rows) {
+      row.classList.add("fresh");
+      if (row.dataset.replaces) body.querySelector(`[data-item="${CSS.escape(row.dataset.replaces)}"]`)?.remove();
+    }
     body.prepend(...rows);
     while (body.rows.length > 200) body.deleteRow(-1);
   });
