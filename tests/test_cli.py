@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -20,6 +21,8 @@ import pytest
 
 from conftest import EXAMPLES
 from sluice.cli import main
+from sluice.service import Sluice
+from sluice.settings import Settings
 
 SLUICE = str(Path(sys.executable).parent / "sluice")
 
@@ -87,6 +90,48 @@ def test_a_new_user_applies_the_examples_and_watches_a_session(cli, tmp_path):
     assert as_json(cli("sessions", "show", sid, "--json"))["paused"] is True
     changes = as_json(cli("flows", "changes", "onboarding", "--json"))
     assert [c["action"] for c in changes] == ["version", "on", "off"]
+
+
+def test_sessions_show_tells_the_timeline_in_sentences_and_json_is_unchanged(
+    cli, tmp_path, database_url
+):
+    cli("flows", "apply", str(EXAMPLES))
+    cli("flows", "on", "onboarding")
+    sent = as_json(
+        cli(
+            "send",
+            "$signup",
+            "--email",
+            "ada@example.com",
+            "--fields",
+            '{"first_name": "Ada"}',
+            "--json",
+        )
+    )
+    sid = sent["sessions_started"][0]
+    subprocess_worker_pass(cli)
+    cli("sessions", "stop", str(sid))
+    lines = cli("sessions", "show", str(sid)).stdout.splitlines()
+    assert lines[0] == f"session {sid}: onboarding v1 for ada@example.com: stopped at settle"
+    timeline = lines[1:]
+    when = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"
+    assert all(re.match(rf"  {when}  ", line) for line in timeline), timeline
+    told = [re.sub(rf"^  {when}  ", "", line) for line in timeline]
+    origin = as_json(cli("sessions", "show", str(sid), "--json"))["origin_event"]["id"]
+    assert told[0] == f"Entered the flow *onboarding* (v1), started by `$signup` (event {origin})"
+    assert told[1] == (
+        "welcome  Put *Welcome, Ada!* to ada@example.com in the outbox, unsent: no SMTP server "
+        "is set up (view email)"
+    )
+    assert re.fullmatch(rf"settle  Waiting until {when} \(in 2 days\)", told[2])
+    assert told[3] == "settle  Stopped by cli; it stays here until resumed"
+    assert not any("{" in line for line in told)  # no raw JSON
+    # --json prints the session as the API does, timeline entries and all.
+    app = Sluice(Settings(database_url=database_url, signing_key="k"))
+    try:
+        assert as_json(cli("sessions", "show", str(sid), "--json")) == app.session(sid)
+    finally:
+        app.close()
 
 
 def test_an_invalid_definition_lists_every_problem_and_saves_nothing(cli, tmp_path):
@@ -192,7 +237,7 @@ def test_simulate_prints_the_timeline_and_stores_nothing(cli, tmp_path):
     assert result["visitor"]["tags"] == ["customer"]
     assert as_json(cli("flows", "list", "--json")) == []
     text = cli("simulate", str(EXAMPLES / "abandoned-cart.yaml"), "--events", str(script)).stdout
-    assert "event_received" in text
+    assert "Received `$purchase`, the event it was waiting for" in text
 
 
 def free_port() -> int:

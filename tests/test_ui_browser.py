@@ -285,12 +285,87 @@ def test_the_timeline_updates_without_a_reload(page, seeded):
     assert page.evaluate("window.notReloaded") is True
 
 
+LIVE = """\
+key: live
+trigger: {event: live_go}
+entry: every_time
+steps:
+  - {id: pause, wait: 4s}
+  - {id: notify, webhook: {url: 'http://127.0.0.1:9/hook'}}
+"""
+
+
+def with_live_flow(facade: Sluice) -> None:
+    if "live" not in {f["key"] for f in facade.list_flows()}:
+        facade.apply([("live.yaml", d) for d in load_documents(LIVE, "live.yaml")])
+        facade.set_flow_status("live", FlowStatus.ON)
+
+
+def test_a_session_moving_on_reads_live_in_sentences_and_its_header_follows(page, seeded):
+    """The session waits, moves on to a webhook that is refused (a loopback address)
+    and fails, while the page is open: the new rows arrive as sentences, a "Began step"
+    row gives way to the row that tells its outcome, and the header moves along."""
+    with_live_flow(seeded)
+    send(seeded, "live_go", "liv@example.com")
+    sid = wait_for(lambda: seeded.sessions(email="liv@example.com", status="waiting"))[0]["id"]
+    page.goto(f"/sessions/{sid}")
+    page.evaluate("window.notReloaded = true")
+    page.wait_for_selector("[data-live-state]:has-text('live')")
+    header = page.locator("[data-session-header]")
+    expect(header).to_contain_text("at pause")
+    expect(header).to_contain_text("wakes")
+    timeline = page.locator("[data-timeline] tbody")
+    expect(timeline).to_contain_text("Waiting until")
+
+    failed = timeline.locator("tr", has_text="Failed: webhook failed")
+    expect(failed).to_have_count(1, timeout=30_000)
+    expect(timeline).to_contain_text("The wait is over")
+    expect(timeline).to_contain_text("Webhook to 127.0.0.1 gave up after 1 attempt")
+    expect(timeline).not_to_contain_text("Began step")  # folded into its outcome
+    expect(header).to_contain_text("at notify")
+    expect(header.locator(".badge-failed")).to_have_count(1)
+    expect(header).not_to_contain_text("wakes")
+    expect(header).to_contain_text("Finished: nothing to stop or resume.")
+    # The raw entries stay behind the toggle, the folded `step` among them.
+    gave_up = timeline.locator("tr", has_text="gave up")
+    gave_up.locator("summary").click()
+    raw = gave_up.locator("pre").inner_text()
+    assert '"kind": "step"' in raw and '"kind": "webhook_failed"' in raw
+    assert page.evaluate("window.notReloaded") is True
+    shot(page, "10b-session-live")
+
+
+def test_the_activity_feed_filtered_to_errors_stays_filtered_live(page, seeded):
+    with_live_flow(seeded)
+    page.goto("/activity")
+    page.select_option("select[name=flow]", "live")
+    page.check("input[name=errors]")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**/activity?flow=live&kind=&errors=true")
+    page.wait_for_selector("[data-live-state]:has-text('live')")
+    send(seeded, "live_go", "err@example.com")
+    feed = page.locator("[data-activity] tbody")
+    row = feed.locator("tr.fresh", has_text="Failed: webhook failed")
+    expect(row).to_have_count(1, timeout=30_000)
+    expect(row).to_contain_text("err@example.com")
+    expect(feed).not_to_contain_text("Received the event")  # events are not errors
+    expect(feed).not_to_contain_text("Waiting until")
+    shot(page, "11b-activity-errors")
+
+
 def test_the_activity_feed_is_live(page, seeded):
     page.goto("/activity")
     page.wait_for_selector("[data-live-state]:has-text('live')")
     send(seeded, "completed_setup", "dee@example.com", details={"note": "<i>html</i>"})
     row = page.wait_for_selector("[data-activity] tr.fresh:has-text('completed_setup')")
     assert "<i>html</i>" in row.inner_text()  # shown as text, not markup
+    # A step's row, sent alone while its webhook is attempted, gives way to the outcome.
+    with_live_flow(seeded)
+    send(seeded, "live_go", "fay@example.com")
+    fay = page.locator("[data-activity] tr", has_text="fay@example.com")
+    expect(fay.filter(has_text="Failed: webhook failed")).to_have_count(1, timeout=30_000)
+    expect(fay.filter(has_text="Webhook to 127.0.0.1 gave up")).to_have_count(1)
+    expect(fay.filter(has_text="Began step")).to_have_count(0)
     shot(page, "11-activity")
 
 

@@ -4,15 +4,20 @@ and can do, and what a stranger, a forged form or hostile visitor data cannot do
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import time
 from datetime import timedelta
 from html import unescape
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from api_support import served, sse_messages
 from conftest import Driver
+from sluice import views
 from sluice.api.app import create_app
 from sluice.records import FlowStatus
 from sluice.service import Sluice
@@ -403,7 +408,7 @@ def test_a_session_id_that_is_not_one_is_the_404_page(browser, session_id, metho
 
 
 def test_the_scripts_get_json_for_a_session_id_that_is_not_one(browser):
-    for path in ("/ui/sessions/99999999999999999999/header", "/ui/sessions/abc/stream"):
+    for path in ("/ui/sessions/99999999999999999999/stream", "/ui/sessions/abc/stream"):
         response = browser.get(path)
         assert response.status_code == 404
         assert response.json() == {"detail": f"There is no session {path.split('/')[3]}."}
@@ -519,7 +524,98 @@ def test_the_activity_page_lists_events_and_session_changes(browser, driver):
     driver.apply_example("nudge.yaml", "onboarding.yaml")
     driver.send("$signup", "ada@example.com")
     page = browser.get("/activity").text
-    assert "$signup" in page and "email_sent" in page and "ada@example.com" in page
+    assert "Received the event <code>$signup</code>" in page and "ada@example.com" in page
+    assert "Put <em>Welcome, friend!</em> to ada@example.com in the outbox" in page
+    assert '<main class="page full">' in page  # the whole width
+
+
+def feed(page: str) -> list[str]:
+    """The sentences of the Activity feed's rows, as text."""
+    return [
+        unescape(re.sub(r"<[^>]+>", "", sentence))
+        for sentence in re.findall(r'<p class="sentence">(.*?)</p>', page, re.S)
+    ]
+
+
+def test_the_activity_feed_filters_by_flow_kind_and_errors_only(browser, driver):
+    driver.apply_example("nudge.yaml", "onboarding.yaml", "abandoned-cart.yaml")
+    driver.apply(
+        "key: hook\ntrigger: {event: go}\n"
+        "steps: [{id: call, webhook: {url: '{{ event.details.url }}'}}]\n"
+    )
+    driver.send("$signup", "ada@example.com")
+    driver.send("checkout_started", "bob@example.com", details={"cart_id": "c1"})
+    driver.send("go", "cy@example.com", details={"url": "x"})  # no URL: it fails at once
+    asyncio.run(driver.app.dispatcher().run_once())
+    driver.run()
+
+    everything = feed(browser.get("/activity").text)
+    assert any(s.startswith("Received the event $signup") for s in everything)
+    assert not any(s.startswith("Began step") for s in everything)  # folded into their rows
+    carts = feed(browser.get("/activity?flow=abandoned-cart").text)
+    assert carts and all("$signup" not in s and "Welcome" not in s for s in carts)
+    assert any(s.startswith("Entered the flow abandoned-cart") for s in carts)
+    sent = feed(browser.get("/activity?kind=email_sent").text)
+    assert sent == [
+        "Put Welcome, friend! to ada@example.com in the outbox, unsent: no SMTP "
+        "server is set up (view email)"
+    ]
+    events = feed(browser.get("/activity?kind=event").text)
+    assert len(events) == 3 and all(s.startswith("Received the event") for s in events)
+    errors = browser.get("/activity?errors=true")
+    told = feed(errors.text)
+    assert len(told) == 2, told
+    assert told[0].startswith("Failed: webhook failed: invalid URL 'x'")
+    assert told[1].startswith("Webhook to x gave up after 1 attempt: invalid URL 'x'")
+    assert 'name="errors" value="true" checked' in errors.text
+    stream = re.search(r'data-stream="([^"]+)"', errors.text).group(1)
+    assert unescape(stream).endswith("&errors=True")  # the live rows are filtered too
+    assert feed(browser.get("/activity?flow=onboarding&errors=true").text) == []
+    assert (
+        "Nothing matches this filter yet"
+        in browser.get("/activity?flow=onboarding&errors=true").text
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("flow=nope", "There is no flow 'nope'."),
+        ("kind=sparkles", "'sparkles' is not a kind of activity: choose one from the Kind list."),
+        ("flow=" + "x" * 65, "flow: String should have at most 64 characters"),
+        ("errors=maybe", "errors: Input should be a valid boolean"),
+    ],
+)
+def test_a_bad_activity_filter_says_what_is_wrong(browser, driver, query, message):
+    driver.apply_example("nudge.yaml", "onboarding.yaml")
+    page = browser.get(f"/activity?{query}")
+    assert page.status_code in (400, 422)
+    assert message in unescape(page.text)
+    assert "data-stream" not in page.text
+    refused = browser.get(f"/ui/activity/stream?{query}")
+    assert refused.status_code == 422 and message in refused.json()["detail"]
+
+
+def test_the_session_page_tells_the_timeline_with_the_raw_data_behind_a_toggle(browser, driver):
+    driver.apply_example("nudge.yaml", "onboarding.yaml")
+    [sid] = driver.send("$signup", "ada@example.com", fields={"first_name": "Ada"}).sessions_started
+    page = browser.get(f"/sessions/{sid}").text
+    told = feed(page)
+    assert told[1:] == [
+        "Put Welcome, Ada! to ada@example.com in the outbox, unsent: no SMTP server is set up "
+        "(view email)",
+        "Waiting until 2026-01-07 08:00:00 UTC (in 2 days)",
+    ]
+    assert page.count('<details class="raw">') == 3  # three lines; the `step` rows folded
+    assert page.count("&#34;kind&#34;: &#34;step&#34;") == 2  # yet in the raw data
+    assert 'aria-live="polite"' in page
+    header = re.search(r"<div class=\"session-head\".*?</p>", page, re.S).group(0)
+    assert "wakes" in header and "in 2 days" in header and "at <code>settle</code>" in header
+    post(browser, f"/sessions/{sid}/stop")
+    stopped = browser.get(f"/sessions/{sid}").text
+    header = re.search(r"<div class=\"session-head\".*?</p>", stopped, re.S).group(0)
+    assert "wakes" not in header and "in 2 days" not in header  # a stopped session sleeps
+    assert feed(stopped)[-1] == "Stopped by ui:admin; it stays here until resumed"
 
 
 def test_the_editor_check_refuses_definitions_beyond_the_limits_at_their_line(browser):
@@ -551,3 +647,49 @@ def test_the_editor_check_refuses_definitions_beyond_the_limits_at_their_line(br
         assert message in problem["msg"] and problem["line"] == line
         assert "canvas" not in answer.json()
     assert time.perf_counter() - started < 5  # five refusals; one took 50 s before
+
+
+def first_message(app: Sluice, browser: TestClient, path: str) -> dict:
+    """The first message of one of the pages' live streams, over a real connection."""
+    cookies = {"sluice_ui": browser.cookies["sluice_ui"]}
+    with (
+        served(create_app(app)) as url,
+        httpx.Client(base_url=url, cookies=cookies, timeout=10) as client,
+        client.stream("GET", path) as response,
+    ):
+        assert response.status_code == 200
+        message = next(sse_messages(response.iter_lines()))
+    return {**message, "data": json.loads(message["data"])}
+
+
+def test_the_live_streams_send_sentences_and_a_step_shown_alone_gives_way(browser, driver):
+    """The page showed a step that nothing had followed ("Began step"); its outcome,
+    written later, comes as the row that replaces it, with the session's header."""
+    driver.apply(
+        "key: hook\ntrigger: {event: go}\n"
+        "steps: [{id: call, webhook: {url: '{{ event.details.url }}'}}]\n"
+    )
+    [sid] = driver.send("go", "cy@example.com", details={"url": "x"}).sessions_started
+    asyncio.run(driver.app.dispatcher().run_once())
+    driver.run()
+    with driver.app.db.read() as conn:
+        ids = {entry["kind"]: i for i, entry in views.timeline_since(conn, sid, 0)}
+    step = ids["step"]
+    message = first_message(driver.app, browser, f"/ui/sessions/{sid}/stream?after={step}")
+    assert message["event"] == "timeline" and message["id"] == str(ids["failed"])
+    rows = message["data"]["rows"]
+    assert f'data-entry="{ids["webhook_failed"]}" data-replaces="{step}"' in rows
+    assert feed(rows)[0].startswith("Webhook to x gave up after 1 attempt")
+    assert "badge-failed" in message["data"]["header"]
+
+    events = driver.app.visitor("cy@example.com")["events"]
+    after = f"e{events[0]['id']}.t{step}"
+    message = first_message(driver.app, browser, f"/ui/activity/stream?after={after}")
+    assert message["event"] == "rows"
+    rows = message["data"]["rows"]
+    assert f'data-item="t{ids["webhook_failed"]}" data-replaces="t{step}"' in rows
+    assert feed(rows) == [
+        "Failed: webhook failed: invalid URL 'x': not an absolute http:// or https:// URL",
+        "Webhook to x gave up after 1 attempt: invalid URL 'x': not an absolute http:// or "
+        "https:// URL",
+    ]

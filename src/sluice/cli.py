@@ -555,15 +555,25 @@ def sessions(ctx, email, flow, status, limit, as_json) -> None:
     )
 
 
-def print_session(session: dict) -> None:
+def print_session(app: Sluice | None, session: dict) -> None:
+    """The session, then its timeline in the UI's sentences, one line per row, time
+    first (docs/sessions.md); `app` None for a simulated session."""
+    from sluice import narration
+
     paused = " (paused: flow is off)" if session["paused"] else ""
     click.echo(
         f"session {session['id']}: {session['flow']} v{session['flow_version']} "
         f"for {session['email']}: {session['status']}{paused} at {session['step'] or '-'}"
     )
-    for entry in session["timeline"]:
-        data = orjson.dumps(entry["data"]).decode() if entry["data"] else ""
-        click.echo(f"  {entry['at']}  {entry['step'] or '-':<20} {entry['kind']:<16} {data}")
+    # The view's entries carry no ids: their order is all the sentences need.
+    entries = list(enumerate(session["timeline"], 1))
+    if app is None:
+        lines = narration.session_lines(None, session, entries, None)
+    else:
+        with app.db.read() as conn:
+            lines = narration.session_lines(conn, session, entries, app.clock.now())
+    for line in lines:
+        click.echo(f"  {line.text()}")
 
 
 def _session_command(name: str, action: str, help_text: str):
@@ -578,7 +588,7 @@ def _session_command(name: str, action: str, help_text: str):
         if as_json:
             emit(session)
         else:
-            print_session(session)
+            print_session(app, session)
 
     return command
 
@@ -770,7 +780,7 @@ def simulate(ctx, path, script_path, as_json) -> None:
         emit(result)
         return
     for session in result["sessions"]:
-        print_session(session)
+        print_session(None, session)
 
 
 def _stored_for_simulation(ctx) -> Sluice | None:

@@ -4,6 +4,7 @@ The CLI's `--json` and the HTTP API print exactly these."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -235,21 +236,60 @@ def latest_activity(conn: Connection) -> tuple[int, int]:
     )
 
 
+@dataclass(frozen=True)
+class ActivityFilter:
+    """Which activity to show: timeline entries of one `flow`, of some `kinds` (the
+    kind `event` stands for accepted events, which belong to no flow); None is all."""
+
+    flow: str | None = None
+    kinds: frozenset[str] | None = None
+
+    @property
+    def events(self) -> bool:
+        return self.flow is None and (self.kinds is None or "event" in self.kinds)
+
+    def entries(self, query: sa.Select) -> sa.Select | None:
+        """`query` (of timeline rows joined with their sessions) narrowed to the
+        filter; None when it lets no entry through."""
+        if self.kinds is not None:
+            kinds = sorted(self.kinds - {"event"})
+            if not kinds:
+                return None
+            query = query.where(timeline.c.kind.in_(kinds))
+        if self.flow is not None:
+            query = query.where(sessions.c.flow_key == self.flow)
+        return query
+
+
+EVERYTHING = ActivityFilter()
+
+
 def activity_since(
-    conn: Connection, after_event: int, after_entry: int, *, limit: int = 200
+    conn: Connection,
+    after_event: int,
+    after_entry: int,
+    *,
+    limit: int = 200,
+    only: ActivityFilter = EVERYTHING,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Events and timeline entries (of every session) written after the given ids,
-    oldest first, each with the visitor's email; the activity feed."""
-    new_events = conn.execute(
-        sa.select(events).where(events.c.id > after_event).order_by(events.c.id).limit(limit)
-    ).all()
-    entries = conn.execute(
+    oldest first, each with the visitor's email; the activity feed, filtered by
+    `only`."""
+    new_events = (
+        conn.execute(
+            sa.select(events).where(events.c.id > after_event).order_by(events.c.id).limit(limit)
+        ).all()
+        if only.events
+        else []
+    )
+    query = only.entries(
         sa.select(timeline, sessions.c.flow_key)
         .join(sessions, sessions.c.id == timeline.c.session_id, isouter=True)
         .where(timeline.c.id > after_entry)
         .order_by(timeline.c.id)
         .limit(limit)
-    ).all()
+    )
+    entries = conn.execute(query).all() if query is not None else []
     ids = {r.visitor_id for r in new_events} | {r.visitor_id for r in entries}
     emails = (
         dict(
@@ -276,6 +316,35 @@ def activity_since(
             for r in entries
         ],
     )
+
+
+def last_entries(conn: Connection, session_ids: set[int], up_to: int) -> list[dict[str, Any]]:
+    """Each session's newest timeline entry with an id up to `up_to` (in the shape of
+    `activity_since`'s entries, without `email`): what a live feed showed last of it."""
+    if not session_ids:
+        return []
+    newest = (
+        sa.select(sa.func.max(timeline.c.id))
+        .where(timeline.c.session_id.in_(session_ids), timeline.c.id <= up_to)
+        .group_by(timeline.c.session_id)
+    )
+    rows = conn.execute(
+        sa.select(timeline, sessions.c.flow_key)
+        .join(sessions, sessions.c.id == timeline.c.session_id, isouter=True)
+        .where(timeline.c.id.in_(newest))
+    )
+    return [
+        {
+            "id": r.id,
+            "session_id": r.session_id,
+            "flow": r.flow_key,
+            "at": r.at.isoformat(),
+            "step": r.step,
+            "kind": r.kind,
+            "data": r.data,
+        }
+        for r in rows
+    ]
 
 
 def template_views(conn: Connection, key: str | None = None) -> list[dict[str, Any]]:

@@ -97,7 +97,8 @@ def wakeups_of(request: Request) -> Wakeups:
     return state.wakeups
 
 
-def _message(event_id: str, name: str, data: Any) -> bytes:
+def message(event_id: str, name: str, data: Any) -> bytes:
+    """One Server-Sent Event: `data` as JSON."""
     return b"id: %s\nevent: %s\ndata: %s\n\n" % (
         event_id.encode(),
         name.encode(),
@@ -132,6 +133,22 @@ def _last_event_id(header: str | None) -> str | None:
     return header.strip() if header and header.strip() else None
 
 
+def start_after(after: int | None, last_event_id: str | None) -> int:
+    """Where a session's stream starts: after the entry `after`, else after the one
+    the reconnecting browser names in `Last-Event-ID`, else from the start."""
+    if after is not None:
+        return after
+    given = _last_event_id(last_event_id)
+    return int(given) if given and given.isdigit() and len(given) < 19 else 0
+
+
+def sse(request: Request, read, start: Any) -> StreamingResponse:
+    """A stream of what `read(position)` returns, `(messages, new_position)`, from
+    `start` on, woken as new rows are written."""
+    body = _follow(wakeups_of(request), read, start)
+    return StreamingResponse(body, media_type="text/event-stream", headers=_HEADERS)
+
+
 @router.get(
     "/sessions/{session_id}/stream",
     response_class=StreamingResponse,
@@ -148,18 +165,14 @@ async def session_stream(
     each new entry as it is written. `after` (or `Last-Event-ID`) starts after an id."""
     sluice = sluice_of(request)
     await run_in_threadpool(sluice.session, session_id)  # 404 for an unknown session
-    start = after
-    if start is None:
-        given = _last_event_id(last_event_id)
-        start = int(given) if given and given.isdigit() and len(given) < 19 else 0
+    start = start_after(after, last_event_id)
 
     def read(position: int) -> tuple[list[bytes], int]:
         entries = sluice.timeline_since(session_id, position)
-        messages = [_message(str(i), "timeline", entry) for i, entry in entries]
+        messages = [message(str(i), "timeline", entry) for i, entry in entries]
         return messages, entries[-1][0] if entries else position
 
-    body = _follow(wakeups_of(request), read, start)
-    return StreamingResponse(body, media_type="text/event-stream", headers=_HEADERS)
+    return sse(request, read, start)
 
 
 @router.get(
@@ -175,7 +188,7 @@ async def activity_stream(
     accepted events (`event: event`, with the visitor's email) and timeline entries of
     every session (`event: timeline`, with `session_id`, `flow` and `email`)."""
     sluice = sluice_of(request)
-    start = _activity_position(_last_event_id(last_event_id))
+    start = activity_position(_last_event_id(last_event_id))
     if start is None:
         start = await run_in_threadpool(sluice.latest_activity)
 
@@ -185,16 +198,15 @@ async def activity_stream(
         last_entry = entries[-1]["id"] if entries else position[1]
         messages = []
         for event in new_events:
-            messages.append(_message(f"e{event['id']}.t{position[1]}", "event", event))
+            messages.append(message(f"e{event['id']}.t{position[1]}", "event", event))
         for entry in entries:
-            messages.append(_message(f"e{last_event}.t{entry['id']}", "timeline", entry))
+            messages.append(message(f"e{last_event}.t{entry['id']}", "timeline", entry))
         return messages, (last_event, last_entry)
 
-    body = _follow(wakeups_of(request), read, start)
-    return StreamingResponse(body, media_type="text/event-stream", headers=_HEADERS)
+    return sse(request, read, start)
 
 
-def _activity_position(given: str | None) -> tuple[int, int] | None:
+def activity_position(given: str | None) -> tuple[int, int] | None:
     """`e12.t34` → (12, 34); None for anything else."""
     if not given or not given.startswith("e") or ".t" not in given:
         return None

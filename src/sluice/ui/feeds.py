@@ -1,19 +1,24 @@
-"""The outbox (emails as rendered) and the activity feed."""
+"""The outbox (emails as rendered) and the activity feed, told in sentences
+(`sluice.narration`) and filtered by flow, kind and errors only."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from email.policy import default
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
-from sluice import views
+from sluice import narration, views
 from sluice.api import streams
 from sluice.api.auth import sluice_of
 from sluice.delivery.email import InvalidMessage, build_message
+from sluice.store import flows as flow_store
 from sluice.store.sessions import MAX_ID
 from sluice.ui import auth, queries, render
 from sluice.ui.errors import PageRoute
@@ -59,15 +64,145 @@ def outbox(
     )
 
 
+# -- the activity feed -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeedRow:
+    """One row of the Activity feed: an accepted event or a timeline line."""
+
+    key: str
+    """`e12` for event 12, `t34` for timeline entry 34."""
+    order: tuple
+    at: datetime
+    email: str | None
+    kind: str
+    """`event`, or the timeline entry's kind."""
+    sentence: narration.Sentence
+    entries: tuple[dict[str, Any], ...]
+    session_id: int | None = None
+    flow: str | None = None
+    step: str | None = None
+    replaces: str | None = None
+    """Live: the key of the "Began step" row shown before, which this one folds in."""
+
+    @property
+    def tone(self) -> str:
+        return self.sentence.tone
+
+
+def feed_rows(conn, new_events, entries, now: datetime, before=()) -> list[FeedRow]:
+    """Rows for events and timeline entries (`views.activity_since` shapes), newest
+    first; an event before the session entries it caused at the same instant.
+    `before`: each session's entry shown last, live (see `narration.narrate`)."""
+    rows = [
+        FeedRow(
+            key=f"e{e['id']}",
+            order=(e["accepted_at"], False, e["id"]),
+            at=datetime.fromisoformat(e["accepted_at"]),
+            email=e["email"],
+            kind="event",
+            sentence=narration.event_sentence(e),
+            entries=({k: e[k] for k in ("type", "details", "fields", "date")},),
+        )
+        for e in new_events
+    ]
+    sessions = {e["session_id"]: e for e in entries}
+    entries = sorted(entries, key=lambda e: e["id"])  # oldest first, for the `step` rows
+    facts = narration.gather(conn, entries, now)
+    for line in narration.narrate(entries, facts, before=before):
+        session = sessions[line.session_id]
+        rows.append(
+            FeedRow(
+                key=f"t{line.id}",
+                order=(line.entries[-1]["at"], True, line.id),
+                at=line.at,
+                email=session["email"],
+                kind=line.kind,
+                sentence=line.sentence,
+                entries=line.entries,
+                session_id=line.session_id,
+                flow=session["flow"],
+                step=line.step,
+                replaces=f"t{line.replaces}" if line.replaces else None,
+            )
+        )
+    rows.sort(key=lambda row: row.order, reverse=True)
+    return rows
+
+
+class BadFilter(ValueError):
+    """A filter of the Activity feed that names nothing; the message says which."""
+
+
+def activity_filter(conn, flow: str, kind: str, errors: bool) -> views.ActivityFilter:
+    """The filter the Activity form asks for; raises BadFilter."""
+    flow, kind = flow.strip(), kind.strip()
+    if flow:
+        try:
+            flow_store.get_flow(conn, flow)
+        except flow_store.UnknownFlow:
+            raise BadFilter(f"There is no flow '{flow}'.") from None
+    if kind and kind not in FEED_KINDS:
+        raise BadFilter(f"'{kind}' is not a kind of activity: choose one from the Kind list.")
+    kinds = None
+    if kind:
+        kinds = frozenset({kind})
+    if errors:
+        kinds = narration.ERROR_KINDS & kinds if kinds is not None else narration.ERROR_KINDS
+    return views.ActivityFilter(flow=flow or None, kinds=kinds)
+
+
+FEED_KINDS = ("event", *narration.KINDS)
+FlowFilter = Annotated[str, Query(max_length=64)]
+KindFilter = Annotated[str, Query(max_length=32)]
+
+
 @router.get("/activity")
-def activity(request: Request) -> HTMLResponse:
+def activity(
+    request: Request,
+    flow: FlowFilter = "",
+    kind: KindFilter = "",
+    errors: bool = False,
+) -> HTMLResponse:
     auth.session_of(request)
-    with sluice_of(request).db.read() as conn:
-        last_event, last_entry = views.latest_activity(conn)
-        items = queries.recent_activity(conn, limit=PAGE)
-    # The stream goes on from what the page shows, so nothing falls in between.
-    after = f"e{last_event}.t{last_entry}"
-    return render.page(request, "activity.html", items=items, after=after)
+    sluice = sluice_of(request)
+    now = sluice.clock.now()
+    problem, rows, after = None, [], ""
+    with sluice.db.read() as conn:
+        flows = [f.key for f in flow_store.list_flows(conn)]
+        try:
+            only = activity_filter(conn, flow, kind, errors)
+        except BadFilter as error:
+            problem = str(error)
+        else:
+            last_event, last_entry = views.latest_activity(conn)
+            items = queries.recent_activity(conn, limit=PAGE, only=only)
+            rows = feed_rows(
+                conn,
+                [i for i in items if i["item"] == "event"],
+                [i for i in items if i["item"] == "timeline"],
+                now,
+            )
+            # The stream goes on from what the page shows, so nothing falls in between.
+            after = f"e{last_event}.t{last_entry}"
+    filters = {"flow": flow.strip(), "kind": kind.strip(), "errors": errors}
+    stream = "/ui/activity/stream?" + urlencode(
+        {"after": after, **{k: v for k, v in filters.items() if v}}
+    )
+    return render.page(
+        request,
+        "activity.html",
+        status=400 if problem else 200,
+        rows=rows,
+        now=now,
+        problem=problem,
+        filters=filters,
+        filtered=any(filters.values()),
+        flows=flows,
+        kinds=FEED_KINDS,
+        stream=None if problem else stream,
+    )
 
 
 @router.get("/ui/activity/stream")
@@ -75,8 +210,43 @@ async def activity_stream(
     request: Request,
     after: Annotated[str | None, Query(max_length=60)] = None,
     last_event_id: Annotated[str | None, Header(max_length=60)] = None,
+    flow: FlowFilter = "",
+    kind: KindFilter = "",
+    errors: bool = False,
 ) -> Response:
-    """The API's activity stream, for a logged-in person; `after` (`e12.t34`, as the
-    page gives it) is where it starts unless the browser reconnects with its own."""
+    """The Activity feed's new rows, rendered and filtered as the page is: one message
+    per batch, `{"rows": HTML}` (newest first). `after` (`e12.t34`, as the page gives
+    it) is where it starts unless the browser reconnects with its own."""
     auth.session_of(request)
-    return await streams.activity_stream(request, last_event_id or after)
+    sluice = sluice_of(request)
+
+    def choose() -> views.ActivityFilter:
+        with sluice.db.read() as conn:
+            return activity_filter(conn, flow, kind, errors)
+
+    try:
+        only = await run_in_threadpool(choose)
+    except BadFilter as error:
+        return JSONResponse({"detail": str(error)}, status_code=422)
+    start = streams.activity_position(last_event_id or after)
+    if start is None:
+        start = await run_in_threadpool(sluice.latest_activity)
+
+    def read(position: tuple[int, int]) -> tuple[list[bytes], tuple[int, int]]:
+        now = sluice.clock.now()
+        with sluice.db.read() as conn:
+            new_events, entries = views.activity_since(conn, *position, only=only)
+            if not new_events and not entries:
+                return [], position
+            # A step shown alone in an earlier message folds into its outcome now.
+            sessions = {e["session_id"] for e in entries if e["kind"] != "step"}
+            shown = views.last_entries(conn, sessions, position[1])
+            rows = feed_rows(conn, new_events, entries, now, before=shown)
+        position = (
+            new_events[-1]["id"] if new_events else position[0],
+            entries[-1]["id"] if entries else position[1],
+        )
+        html = render.fragment("_feed_rows.html", rows=rows, now=now)
+        return [streams.message("e{}.t{}".format(*position), "rows", {"rows": html})], position
+
+    return streams.sse(request, read, start)

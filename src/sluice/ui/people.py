@@ -7,8 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
-from sluice import views
+from sluice import narration, views
 from sluice.addresses import email_key
 from sluice.api import streams
 from sluice.api.auth import sluice_of
@@ -60,10 +61,13 @@ def visitor_page(
 
 
 def _session_context(sluice: Sluice, session_id: int) -> dict:
+    now = sluice.clock.now()
     with sluice.db.read() as conn:
         session = views.session_views(conn, [session_store.get(conn, session_id)])[0]
         entries = views.timeline_since(conn, session_id, 0, limit=2000)
-    return {"session": session, "entries": entries}
+        lines = narration.session_lines(conn, session, entries, now)
+    after = entries[-1][0] if entries else 0
+    return {"session": session, "lines": lines, "after": after, "now": now}
 
 
 def _session_page(request: Request, session_id: int, *, error: str | None = None, status=200):
@@ -78,15 +82,6 @@ def _session_page(request: Request, session_id: int, *, error: str | None = None
 def session_page(request: Request, session_id: SessionId) -> HTMLResponse:
     auth.session_of(request)
     return _session_page(request, session_id)
-
-
-@router.get("/ui/sessions/{session_id}/header")
-def session_header(request: Request, session_id: SessionId) -> HTMLResponse:
-    """The session's status and buttons, re-read when its timeline changes."""
-    session = auth.session_of(request)
-    with sluice_of(request).db.read() as conn:
-        view = views.session_views(conn, [session_store.get(conn, session_id)])[0]
-    return HTMLResponse(render.fragment("_session_header.html", session=view, csrf=session.csrf))
 
 
 @router.post("/sessions/{session_id}/stop")
@@ -125,6 +120,26 @@ async def session_stream(
     after: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
     last_event_id: Annotated[str | None, Header(max_length=40)] = None,
 ) -> Response:
-    """The API's timeline stream, for a logged-in person."""
-    auth.session_of(request)
-    return await streams.session_stream(request, session_id, after, last_event_id)
+    """The session's new timeline lines, rendered: one message per batch,
+    `{"rows": HTML, "header": HTML}` with `id:` its last entry's id; the header comes
+    with every batch, read with it, so it never lags behind the timeline."""
+    csrf = auth.session_of(request).csrf
+    sluice = sluice_of(request)
+    await run_in_threadpool(sluice.session, session_id)  # 404 for an unknown session
+
+    def read(position: int) -> tuple[list[bytes], int]:
+        now = sluice.clock.now()
+        with sluice.db.read() as conn:
+            # From the entry shown last, so that a `step` it began folds into what follows.
+            entries = views.timeline_since(conn, session_id, max(position - 1, 0))
+            before = entries.pop(0) if entries and entries[0][0] == position else None
+            if not entries:
+                return [], position
+            session = views.session_views(conn, [session_store.get(conn, session_id)])[0]
+            lines = narration.session_lines(conn, session, entries, now, before=before)
+        rows = render.fragment("_timeline_lines.html", lines=lines, now=now)
+        header = render.fragment("_session_header.html", session=session, csrf=csrf, now=now)
+        data = {"rows": rows, "header": header}
+        return [streams.message(str(entries[-1][0]), "timeline", data)], entries[-1][0]
+
+    return streams.sse(request, read, streams.start_after(after, last_event_id))

@@ -97,12 +97,25 @@ def search_visitors(conn: Connection, query: str, *, limit: int = 50) -> list[di
     return [dict(r._mapping) for r in rows]
 
 
-def recent_activity(conn: Connection, *, limit: int = 50) -> list[dict[str, Any]]:
-    """The newest events and timeline entries, newest first, in the shapes of the
-    activity stream (`views.activity_since`)."""
-    first_event = _nth_newest(conn, events, limit) or 1
-    first_entry = _nth_newest(conn, timeline, limit) or 1
-    new_events, entries = views.activity_since(conn, first_event - 1, first_entry - 1, limit=limit)
+def recent_activity(
+    conn: Connection, *, limit: int = 50, only: views.ActivityFilter = views.EVERYTHING
+) -> list[dict[str, Any]]:
+    """The newest events and timeline entries that `only` lets through, newest first,
+    in the shapes of the activity stream (`views.activity_since`)."""
+    first_event = (
+        _nth_newest(conn, sa.select(events.c.id).order_by(events.c.id.desc()), limit)
+        if only.events
+        else None
+    )
+    entries = only.entries(
+        sa.select(timeline.c.id)
+        .join(sessions, sessions.c.id == timeline.c.session_id, isouter=True)
+        .order_by(timeline.c.id.desc())
+    )
+    first_entry = _nth_newest(conn, entries, limit) if entries is not None else None
+    new_events, entries = views.activity_since(
+        conn, (first_event or 1) - 1, (first_entry or 1) - 1, limit=limit, only=only
+    )
     items = [{**e, "item": "event", "at": e["accepted_at"]} for e in new_events]
     items += [{**e, "item": "timeline"} for e in entries]
     # Newest first; an event before the session entries it caused at the same instant.
@@ -110,10 +123,8 @@ def recent_activity(conn: Connection, *, limit: int = 50) -> list[dict[str, Any]
     return items[:limit]
 
 
-def _nth_newest(conn: Connection, table: sa.Table, n: int) -> int | None:
-    """The id of the n-th newest row (the oldest of the newest n)."""
-    return conn.execute(
-        sa.select(sa.func.min(sa.literal_column("id"))).select_from(
-            sa.select(table.c.id).order_by(table.c.id.desc()).limit(n).subquery()
-        )
-    ).scalar()
+def _nth_newest(conn: Connection, ids: sa.Select, n: int) -> int | None:
+    """The n-th newest of the ids that `ids` selects, newest first (the oldest of the
+    newest n)."""
+    newest = ids.limit(n).subquery()
+    return conn.execute(sa.select(sa.func.min(newest.c.id))).scalar()

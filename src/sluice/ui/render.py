@@ -12,6 +12,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from sluice import narration
 from sluice.ui import auth
 
 NOTICE_COOKIE = "sluice_notice"
@@ -61,7 +62,7 @@ def quote_path(text: str) -> str:
     return quote(str(text), safe="@")
 
 
-environment.globals["quote"] = quote_path
+environment.globals.update(quote=quote_path, instant=narration.when, relative=narration.relative)
 
 
 def page(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:

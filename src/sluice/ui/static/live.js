@@ -1,37 +1,18 @@
-// Live updates of Sluice's pages: the canvas counts (polled), a session's timeline and
-// the activity feed (Server-Sent Events), and the flow editor; and what every page
-// needs on a phone and with a keyboard or screen reader: the top bar's menu button,
-// confirmations, focusable scrolling boxes, announcements. Every value from the server
-// is put into the page as text, never as HTML, except the fragments the server
-// rendered (and escaped) itself.
+// Live updates of Sluice's pages: the canvas counts (polled), a session's timeline with
+// its header and the activity feed (Server-Sent Events of rows the server rendered),
+// and the flow editor; and what every page needs on a phone and with a keyboard or
+// screen reader: the top bar's menu button, confirmations, focusable scrolling boxes,
+// announcements. Every value from the server is put into the page as text, never as
+// HTML, except the fragments the server rendered (and escaped) itself.
 "use strict";
 
-const STATUS_KINDS = new Set(["stopped", "resumed", "paused", "completed", "exited", "failed", "retried", "waiting", "wait_ended", "migrated"]);
 const STATS = { email: ["sent", "opened", "clicked", "failed"], webhook: ["delivered", "failed"] };
-
-function when(iso) {
-  const d = new Date(iso);
-  const pad = (n) => String(n).padStart(2, "0");
-  return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())} UTC`;
-}
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
   if (text !== undefined && text !== null) node.textContent = text;
   return node;
-}
-
-function cell(...children) {
-  const td = el("td");
-  for (const child of children) if (child) td.append(child);
-  return td;
-}
-
-function link(href, text) {
-  const a = el("a", null, text);
-  a.href = href;
-  return a;
 }
 
 function markLive(ok) {
@@ -197,87 +178,51 @@ function followFigures(table) {
   setInterval(() => refreshFigures(table), 5000);
 }
 
-// -- a session's timeline --------------------------------------------------------------
+// -- a session's timeline and the activity feed ------------------------------------------
 
-async function refreshHeader() {
-  const holder = document.querySelector("[data-header-url]");
-  if (!holder) return;
-  const response = await fetch(holder.dataset.headerUrl, { credentials: "same-origin" });
-  if (response.ok) holder.innerHTML = await response.text();
+// Rows the server rendered (and escaped): the sentences of new timeline entries.
+function rowsOf(html) {
+  const holder = document.createElement("template");
+  holder.innerHTML = html;
+  return [...holder.content.querySelectorAll("tr")];
 }
 
-function timelineRow(id, entry) {
-  const tr = el("tr", "fresh");
-  tr.dataset.entry = id;
-  tr.append(
-    cell(el("span", null, when(entry.at))),
-    cell(el("code", null, entry.step || "")),
-    cell(el("span", `kind kind-${entry.kind}`, entry.kind)),
-    cell(entry.data && Object.keys(entry.data).length ? el("code", null, JSON.stringify(entry.data)) : null),
-  );
-  tr.children[0].className = "nowrap muted";
-  tr.children[3].className = "data";
-  return tr;
+function follow(url, name, onMessage) {
+  const source = new EventSource(url);
+  source.onopen = () => markLive(true);
+  source.onerror = () => markLive(false);
+  source.addEventListener(name, (message) => onMessage(JSON.parse(message.data)));
 }
 
 function followTimeline(table) {
   const body = table.tBodies[0];
   const url = `${table.dataset.stream}?after=${encodeURIComponent(table.dataset.after)}`;
-  const source = new EventSource(url);
-  source.onopen = () => markLive(true);
-  source.onerror = () => markLive(false);
-  source.addEventListener("timeline", (message) => {
-    if (body.querySelector(`[data-entry="${CSS.escape(message.lastEventId)}"]`)) return;
-    const entry = JSON.parse(message.data);
-    const row = timelineRow(message.lastEventId, entry);
-    body.append(row);
-    announce(row.innerText);
-    if (STATUS_KINDS.has(entry.kind)) refreshHeader();
+  follow(url, "timeline", (batch) => {
+    for (const row of rowsOf(batch.rows)) {
+      if (body.querySelector(`[data-entry="${CSS.escape(row.dataset.entry)}"]`)) continue;
+      // A step's "Began step" line gives way to the first line that tells what it did.
+      if (row.dataset.replaces) body.querySelector(`[data-entry="${CSS.escape(row.dataset.replaces)}"]`)?.remove();
+      row.classList.add("fresh");
+      body.append(row);
+      announce(row.innerText);
+    }
+    const header = document.querySelector("[data-session-header-holder]");
+    if (header && batch.header) header.innerHTML = batch.header;
   });
-}
-
-// -- the activity feed -----------------------------------------------------------------
-
-function activityRow(kind, item) {
-  const tr = el("tr", kind === "event" ? "fresh feed-event" : "fresh");
-  const visitor = item.email ? link(`/visitors/${encodeURIComponent(item.email)}`, item.email) : null;
-  if (kind === "event") {
-    tr.append(
-      cell(el("span", null, when(item.accepted_at))),
-      cell(visitor),
-      cell(el("span", "kind kind-event", item.type)),
-      cell(),
-      cell(el("code", null, JSON.stringify(item.details))),
-    );
-  } else {
-    const where = cell(link(`/sessions/${item.session_id}`, `#${item.session_id}`), ` ${item.flow || ""}`);
-    if (item.step) where.append(" · ", el("code", null, item.step));
-    where.className = "nowrap";
-    tr.append(
-      cell(el("span", null, when(item.at))),
-      cell(visitor),
-      cell(el("span", `kind kind-${item.kind}`, item.kind)),
-      where,
-      cell(item.data && Object.keys(item.data).length ? el("code", null, JSON.stringify(item.data)) : null),
-    );
-  }
-  tr.children[0].className = "nowrap muted";
-  tr.children[4].className = "data";
-  return tr;
 }
 
 function followActivity(table) {
   const body = table.tBodies[0];
-  const source = new EventSource(table.dataset.stream);
-  source.onopen = () => markLive(true);
-  source.onerror = () => markLive(false);
-  const add = (kind) => (message) => {
+  follow(table.dataset.stream, "rows", (batch) => {
     body.querySelector(".empty-row")?.remove();
-    body.prepend(activityRow(kind, JSON.parse(message.data)));
+    const rows = rowsOf(batch.rows).filter((row) => !body.querySelector(`[data-item="${CSS.escape(row.dataset.item)}"]`));
+    for (const row of rows) {
+      row.classList.add("fresh");
+      if (row.dataset.replaces) body.querySelector(`[data-item="${CSS.escape(row.dataset.replaces)}"]`)?.remove();
+    }
+    body.prepend(...rows);
     while (body.rows.length > 200) body.deleteRow(-1);
-  };
-  source.addEventListener("event", add("event"));
-  source.addEventListener("timeline", add("timeline"));
+  });
 }
 
 // -- the editor ------------------------------------------------------------------------
