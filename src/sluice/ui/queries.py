@@ -63,7 +63,9 @@ def flow_figures(conn: Connection, catalog: Catalog, now: datetime) -> dict[str,
             "sessions": started,
             "entered_24h": entered.get(flow.key, 0),
             "converted": met,
-            "conversion": stats.conversion(met, started) if started and (has_goals or met) else None,
+            "conversion": stats.conversion(met, started)
+            if started and (has_goals or met)
+            else None,
             "conversion_text": stats.conversion_text(met, started, has_goals),
             "health": health.of_flow(troubles.get(flow.key, {})),
         }
