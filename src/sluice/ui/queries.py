@@ -58,14 +58,13 @@ def flow_figures(conn: Connection, catalog: Catalog, now: datetime) -> dict[str,
         started = sum(counts[flow.key].values())
         met = converted.get(flow.key, 0)
         has_goals = bool(catalog.flow(conn, flow.key, flow.version).tree.definition.exit_rules)
+        shown = started and (has_goals or met)  # else the text says "—" or "no goal"
         figures[flow.key] = {
             "counts": counts[flow.key],
             "sessions": started,
             "entered_24h": entered.get(flow.key, 0),
             "converted": met,
-            "conversion": stats.conversion(met, started)
-            if started and (has_goals or met)
-            else None,
+            "conversion": stats.conversion(met, started) if shown else None,
             "conversion_text": stats.conversion_text(met, started, has_goals),
             "health": health.of_flow(troubles.get(flow.key, {})),
         }
