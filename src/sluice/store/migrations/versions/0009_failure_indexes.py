@@ -19,7 +19,12 @@ branch_labels = None
 depends_on = None
 
 _INDEXES = (
-    ("ix_sessions_failed", "sessions", ["flow_key", "step", "finished_at"], "status = 'failed'"),
+    (
+        "ix_sessions_failed",
+        "sessions",
+        ["flow_key", "status", "finished_at", "step"],
+        "status = 'failed'",
+    ),
     (
         "ix_deliveries_retrying",
         "deliveries",
