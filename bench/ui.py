@@ -4,9 +4,10 @@
 The data is bulk-inserted straight into a fresh database (executemany on SQLite, COPY
 on PostgreSQL): the example flows, visitors with three events each, sessions spread
 over the flows' steps and statuses and over the last 60 days, two timeline entries per
-session plus a goal for some, and an email for every fifth session. Each page is then
-requested in-process (the ASGI app, no socket) after one warm-up request, and the
-median and slowest of several requests are reported. The results are printed and
+session plus a goal for some, and an email for every fifth session (failed for a failed
+session, being retried for some waiting ones). Each page is then requested in-process
+(the ASGI app, no socket) after one warm-up request, and the median and slowest of
+several requests are reported. The results are printed and
 appended to docs/benchmarks.md.
 
 BENCH_UI_SESSIONS and BENCH_UI_VISITORS change the scale.
@@ -93,6 +94,8 @@ def generate(step_ids: dict[str, list[str]]):
                     None,
                     0,
                     "api",
+                    None,
+                    0,
                 )
             )
     entry_id = 0
@@ -154,6 +157,14 @@ def generate(step_ids: dict[str, list[str]]):
                 "unsubscribe_url": "http://127.0.0.1:8000/u?t=x",
                 "message_id": f"<{s}.welcome@localhost>",
             }
+            # In trouble, for the flows list's health and the canvas: the emails of
+            # failed sessions failed, and one in ten of waiting sessions is retried.
+            state, attempts, next_at, error = "outbox", 0, None, None
+            if status == "failed":
+                state, attempts, error = "failed", 8, "550 5.1.1 No such mailbox"
+            elif status == "waiting" and s % 50 == 0:
+                state, attempts, error = "pending", 2, "cannot connect to smtp: refused"
+                next_at = _time(NOW + timedelta(hours=1))
             rows["deliveries"].append(
                 (
                     s // 5,
@@ -163,15 +174,15 @@ def generate(step_ids: dict[str, list[str]]):
                     step,
                     "email",
                     payload["message_id"],
-                    "outbox",
+                    state,
                     _json(payload),
-                    0,
+                    attempts,
                     8,
-                    None,
-                    None,
+                    next_at,
+                    error,
                     None,
                     _time(started),
-                    _time(started),
+                    finished or _time(started),
                 )
             )
     return rows

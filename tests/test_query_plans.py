@@ -29,6 +29,7 @@ from sluice.store import deliveries as delivery_store
 from sluice.store import sessions as session_store
 from sluice.store.ingest import IncomingEvent
 from sluice.store.schema import deliveries, events, sessions, timeline, visitors
+from sluice.ui import health
 
 # The bulk writer of parked sessions is the benchmark's (bench/parked.py).
 _spec = importlib.util.spec_from_file_location(
@@ -213,4 +214,26 @@ def test_a_live_stream_reads_only_what_is_new(parked):
     with recording(app) as statements:
         assert app.activity_since(*latest) == ([], [])
         assert [e["kind"] for _, e in app.timeline_since(1_000_001, 0)] == ["wait"]
+    assert_plans_read_only_what_they_need(app, statements)
+
+
+def test_what_is_failing_is_read_from_the_rows_in_trouble_only(parked):
+    """The canvas polls it every 2 seconds, the flows list every 5, for every flow."""
+    app = parked.app
+    with app.db.write() as conn:  # one delivery being retried, one failed, one session failed
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id.in_([1, 2]))
+            .values(state=sa.case((deliveries.c.id == 1, "pending"), else_="failed"))
+        )
+        conn.execute(
+            sessions.update()
+            .where(sessions.c.id == 1_000_001)
+            .values(status="failed", finished_at=app.clock.now())
+        )
+    with recording(app) as statements, app.db.read() as conn:
+        found = health.by_step(conn, ["parked", "other"], app.clock.now())
+    assert {step: h.view() for step, h in found["parked"].items()} == {
+        "nap": {"retrying": 1, "failed": 1, "sessions_failed": 1, "failing": True}
+    }
     assert_plans_read_only_what_they_need(app, statements)

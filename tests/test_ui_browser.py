@@ -8,10 +8,12 @@ and reads the outbox. Each page is saved as a screenshot in build/screenshots/."
 from __future__ import annotations
 
 import importlib.util
+import re
 
 import httpx
 import pytest
 
+from delivery_servers import WebhookServer
 from sluice.definitions.parse import load_documents
 from sluice.records import FlowStatus
 from sluice.service import Sluice
@@ -51,7 +53,7 @@ BROKEN = "key: onboarding\ntrigger:\n  event: $signup\nsteps:\n  - id: settle\n 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`sluice serve` on a fresh SQLite file; yields (base URL, settings)."""
-    with serve(tmp_path_factory.mktemp("ui") / "sluice.db") as running:
+    with serve(tmp_path_factory.mktemp("ui") / "sluice.db", webhook_allow_private=True) as running:
         yield running
 
 
@@ -168,6 +170,10 @@ def test_the_flows_list(page, seeded):
     assert onboarding.locator("[data-status]").inner_text() == "on"
     expect(onboarding.locator('[data-figure="counts"]')).to_have_text("2 waiting")
     expect(onboarding.locator('[data-figure="entered_24h"]')).to_have_text("2")
+    expect(onboarding.locator('[data-figure="conversion"]')).to_have_text("0.0 %")
+    expect(onboarding.locator('[data-figure="health"]')).to_have_text("ok")
+    cart = page.locator('tr[data-flow="abandoned-cart"]')
+    expect(cart.locator('[data-figure="conversion"]')).to_have_text("no goal")
     assert "v1" in onboarding.inner_text()
     assert (
         page.locator('tr[data-flow="trial-ending"]')
@@ -417,3 +423,40 @@ def test_a_new_flow_from_the_editor(page, seeded):
     page.get_by_role("button", name="Save new version").click()
     page.wait_for_url("**/flows/winback")
     assert seeded.show_flow("winback")["status"] == "off"
+
+
+# -- failures --------------------------------------------------------------------------
+
+CRM = """
+key: crm
+name: CRM sync
+trigger: {event: synced}
+steps:
+  - id: call
+    webhook: {url: 'URL', retries: {attempts: 8, backoff: 1h}}
+  - {id: after, tag: {add: [in_crm]}}
+"""
+
+
+def test_a_failing_webhook_is_red_on_the_canvas_and_in_the_flows_list(page, seeded):
+    with WebhookServer(answers=[500] * 20) as endpoint:
+        documents = load_documents(CRM.replace("URL", endpoint.url()), "crm.yaml")
+        seeded.apply([("crm.yaml", d) for d in documents])
+        seeded.set_flow_status("crm", FlowStatus.ON)
+        page.goto("/flows/crm")
+        box = page.locator('[data-step="call"]')
+        expect(box.locator('[data-stat="retrying"] b')).to_have_text("0")
+        for n in range(3):  # while the page is open
+            send(seeded, "synced", f"crm{n}@example.com")
+        wait_for(lambda: len(endpoint.requests) >= 3)
+        expect(box.locator('[data-stat="retrying"] b')).to_have_text("3")
+        expect(box.locator('[data-stat="delivered"] b')).to_have_text("0")
+        expect(box).to_have_class(re.compile(r"\bfailing\b"))
+        assert "3 deliveries waiting for another attempt" in box.get_attribute("title")
+        expect(page.locator('[data-step="after"]')).not_to_have_class(re.compile("failing"))
+        shot(page, "17-canvas-failing-webhook")
+        page.goto("/")
+        health = page.locator('tr[data-flow="crm"] [data-figure="health"]')
+        expect(health).to_have_text("1 failing step")
+        assert health.locator("a").get_attribute("href") == "/flows/crm"
+        shot(page, "18-flows-health")

@@ -209,7 +209,10 @@ def test_the_flows_list_shows_status_version_sessions_and_conversion(browser, dr
         "counts": {"waiting": 1, "exited": 1},
         "sessions": 2,
         "entered_24h": 2,
+        "converted": 1,
         "conversion": 0.5,
+        "conversion_text": "50.0 %",
+        "health": {"failing_steps": 0, "failed_24h": 0},
     }
     assert figures["abandoned-cart"]["sessions"] == 0
     assert figures["abandoned-cart"]["conversion"] is None

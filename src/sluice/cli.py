@@ -404,14 +404,16 @@ def flows_off(ctx, key, as_json) -> None:
 @_errors_as_user_errors
 def flows_stats(ctx, key, as_json) -> None:
     """Per-step counts: sessions there now, entered, and what deliveries did."""
+    from sluice.stats import conversion_text
+
     stats = open_app(ctx).flow_stats(key)
     if as_json:
         emit(stats)
         return
-    click.echo(
-        f"{key} v{stats['version']}: {stats['sessions']} session(s), "
-        f"{stats['goals']} goal(s), conversion {stats['conversion']:.1%}"
-    )
+    conversion = conversion_text(stats["converted"], stats["sessions"], stats["has_goals"])
+    if conversion != "no goal":
+        conversion = f"{stats['converted']} converted, conversion {conversion}"
+    click.echo(f"{key} v{stats['version']}: {stats['sessions']} session(s), {conversion}")
     rows = []
     for row in stats["steps"]:
         extra = {k: v for k, v in row.items() if k not in ("step", "kind", "here", "entered")}

@@ -1,5 +1,12 @@
 """Per-flow statistics: where sessions are, how many entered each step, what the
-email and webhook steps did, and how many reached the goal."""
+email and webhook steps did, and how many reached the goal.
+
+Conversion is the share of the flow's sessions that met a goal (an exit rule): each
+session counts once, however many `goal` entries it has. An `exit` step is not a
+conversion: it is the flow's own way out, not something the visitor did. A flow whose
+current version has no goals has no conversion ("no goal"), unless sessions met the
+goals of an earlier version. The rate is rounded once, here, to a tenth of a percent
+(half up), and every place shows it through `conversion_text`."""
 
 from __future__ import annotations
 
@@ -68,6 +75,11 @@ def flow_stats(conn: Connection, catalog: Catalog, key: str) -> dict[str, Any]:
             goals += count
         elif kind in _COUNTED_KINDS:
             per_step[step][_COUNTED_KINDS[kind]] += count
+    converted = conn.execute(
+        sa.select(sa.func.count(sa.distinct(timeline.c.session_id))).where(
+            timeline.c.session_id.in_(in_flow), timeline.c.kind == sa.literal_column("'goal'")
+        )
+    ).scalar_one()
     started = conn.execute(
         sa.select(sa.func.count()).select_from(sessions).where(sessions.c.flow_key == key)
     ).scalar_one()
@@ -84,6 +96,29 @@ def flow_stats(conn: Connection, catalog: Catalog, key: str) -> dict[str, Any]:
         "version": flow.version,
         "sessions": started,
         "goals": goals,
-        "conversion": round(goals / started, 4) if started else 0.0,
+        "has_goals": bool(tree.definition.exit_rules),
+        "converted": converted,
+        "conversion": conversion(converted, started),
         "steps": steps,
     }
+
+
+def conversion(converted: int, sessions: int) -> float:
+    """The share of sessions converted, rounded half up to a tenth of a percent
+    (0.123 is 12.3 %); 0.0 without sessions."""
+    return _per_mille(converted, sessions) / 1000
+
+
+def _per_mille(converted: int, sessions: int) -> int:
+    return (converted * 2000 + sessions) // (2 * sessions) if sessions else 0
+
+
+def conversion_text(converted: int, sessions: int, has_goals: bool) -> str:
+    """The conversion as every page and the CLI show it: `12.3 %`, `no goal` for a flow
+    without goals (that none of its sessions met), `—` before its first session."""
+    if not has_goals and not converted:
+        return "no goal"
+    if not sessions:
+        return "—"
+    tenths = _per_mille(converted, sessions)
+    return f"{tenths // 10}.{tenths % 10} %"

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sluice.addresses import email_key
-from sluice.records import FlowStatus, Session
+from sluice.records import DeliveryState, FlowStatus, Session
 from sluice.store import flows as flow_store
 from sluice.store.schema import (
     deliveries,
@@ -184,6 +184,8 @@ def _message_view(r) -> dict[str, Any]:
         "idempotency_id": r.idempotency_id,
         "state": r.state,
         "attempts": r.attempts,
+        "error": r.last_error,
+        "next_attempt_at": _iso(r.next_attempt_at) if r.state == DeliveryState.PENDING else None,
         "payload": r.payload,
         "created_at": _iso(r.created_at),
     }

@@ -378,6 +378,8 @@ class Message(BaseModel):
     idempotency_id: str
     state: str
     attempts: int
+    error: str | None  # why the last attempt failed: the SMTP reply, or the error
+    next_attempt_at: str | None  # when a pending email is attempted (again)
     payload: Json
     created_at: str
 
@@ -403,8 +405,10 @@ class FlowStats(BaseModel):
     flow: str
     version: int
     sessions: int
-    goals: int
-    conversion: float
+    goals: int  # `goal` entries on the timelines of the flow's sessions
+    has_goals: bool  # whether the flow's current version has goals (exit rules)
+    converted: int  # sessions that met a goal, each counted once
+    conversion: float  # converted / sessions, to a tenth of a percent (0.123); else 0.0
     steps: list[StepStats]
 
 

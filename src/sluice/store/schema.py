@@ -210,6 +210,18 @@ sessions = sa.Table(
     sa.Index(None, "visitor_id", "flow_key"),
     sa.Index(None, "flow_key", "status", "step"),
     sa.Index(None, "flow_key", "started_at"),
+    # Sessions failed, by when, for the health of flows and their steps (ui/health.py).
+    # `status` is a column too, constant as it is: SQLite plans without statistics and
+    # would otherwise prefer `(flow_key, status, step)` and read every failed session.
+    sa.Index(
+        "ix_sessions_failed",
+        "flow_key",
+        "status",
+        "finished_at",
+        "step",
+        postgresql_where=sa.text("status = 'failed'"),
+        sqlite_where=sa.text("status = 'failed'"),
+    ),
     sa.Index(
         "ix_sessions_due",
         "due_at",
@@ -268,6 +280,23 @@ deliveries = sa.Table(
         "next_attempt_at",
         postgresql_where=sa.text("state = 'pending'"),
         sqlite_where=sa.text("state = 'pending'"),
+    ),
+    # Deliveries being retried and deliveries failed, per flow and step, for the
+    # canvas and the flows list (ui/health.py).
+    sa.Index(
+        "ix_deliveries_retrying",
+        "flow_key",
+        "step",
+        postgresql_where=sa.text("state = 'pending' AND attempts > 0"),
+        sqlite_where=sa.text("state = 'pending' AND attempts > 0"),
+    ),
+    sa.Index(
+        "ix_deliveries_failed",
+        "flow_key",
+        "step",
+        "updated_at",
+        postgresql_where=sa.text("state = 'failed'"),
+        sqlite_where=sa.text("state = 'failed'"),
     ),
     sqlite_autoincrement=True,  # ids of erased rows never come back (migration 0004)
 )

@@ -14,9 +14,10 @@ from sluice.api.auth import sluice_of
 from sluice.definitions.limits import MAX_TEXT_BYTES
 from sluice.records import FlowStatus
 from sluice.service import Sluice
+from sluice.stats import conversion_text
 from sluice.store import flows as flow_store
 from sluice.store.flows import UnknownFlow
-from sluice.ui import auth, canvas, editing, queries, render
+from sluice.ui import auth, canvas, editing, health, queries, render
 from sluice.ui.errors import PageRoute
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
@@ -52,7 +53,7 @@ def flow_figures(request: Request) -> JSONResponse:
     auth.session_of(request)
     sluice = sluice_of(request)
     with sluice.db.read() as conn:
-        return JSONResponse(queries.flow_figures(conn, sluice.clock.now()))
+        return JSONResponse(queries.flow_figures(conn, sluice.catalog, sluice.clock.now()))
 
 
 @router.post("/flows/examples")
@@ -230,13 +231,15 @@ def _cached_stats(sluice: Sluice, key: str) -> dict:
 
 @router.get("/ui/flows/{key}/live")
 def live_counts(request: Request, key: str) -> Response:
-    """What the canvas shows and updates: sessions at each step, their statuses, and
-    the per-step statistics."""
+    """What the canvas shows and updates: sessions at each step, their statuses, the
+    per-step statistics, what is failing at each step (read each time: it is a few
+    index entries), and the conversion."""
     auth.session_of(request)
     sluice = sluice_of(request)
     try:
         with sluice.db.read() as conn:
             flow, here = _flow(conn, key)
+            troubles = health.by_step(conn, [key], sluice.clock.now()).get(key, {})
         stats = _cached_stats(sluice, key)
     except UnknownFlow:
         return JSONResponse({"detail": f"unknown flow '{key}'"}, status_code=404)
@@ -246,6 +249,10 @@ def live_counts(request: Request, key: str) -> Response:
             "counts": flow["counts"],
             "here": here,
             "stats": {row["step"]: row for row in stats["steps"]},
+            "health": {step: h.view() for step, h in troubles.items() if step is not None},
             "conversion": stats["conversion"],
+            "conversion_text": conversion_text(
+                stats["converted"], stats["sessions"], stats["has_goals"]
+            ),
         }
     )

@@ -11,19 +11,22 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sluice import views
+from sluice import stats, views
 from sluice.addresses import email_key
 from sluice.records import UNFINISHED
 from sluice.store import flows as flow_store
+from sluice.store.flows import Catalog
 from sluice.store.schema import events, sessions, timeline, visitors
+from sluice.ui import health
 
 _UNFINISHED = [s.value for s in UNFINISHED]
 
 
-def flow_figures(conn: Connection, now: datetime) -> dict[str, dict[str, Any]]:
-    """Per flow: sessions by status, sessions started in the last 24 h, and conversion
-    (goals reached per session started, as in `flow_stats`). These read every session,
-    so the flows list loads them after the page (see `live.js`)."""
+def flow_figures(conn: Connection, catalog: Catalog, now: datetime) -> dict[str, dict[str, Any]]:
+    """Per flow: sessions by status, sessions started in the last 24 h, conversion (as
+    in `flow_stats`: sessions that met a goal, per session started) with its text, and
+    its health (`health.of_flow`). These read every session, so the flows list loads
+    them after the page (see `live.js`)."""
     counts: dict[str, dict[str, int]] = defaultdict(dict)
     for key, status, count in conn.execute(
         sa.select(sessions.c.flow_key, sessions.c.status, sa.func.count()).group_by(
@@ -33,9 +36,9 @@ def flow_figures(conn: Connection, now: datetime) -> dict[str, dict[str, Any]]:
         counts[key][status] = count
     # A literal, not a parameter: SQLite uses the partial index of goals only then.
     goal = sa.literal_column("'goal'")
-    goals = dict(
+    converted = dict(
         conn.execute(
-            sa.select(sessions.c.flow_key, sa.func.count())
+            sa.select(sessions.c.flow_key, sa.func.count(sa.distinct(timeline.c.session_id)))
             .select_from(timeline.join(sessions, sessions.c.id == timeline.c.session_id))
             .where(timeline.c.kind == goal)
             .group_by(sessions.c.flow_key)
@@ -48,14 +51,22 @@ def flow_figures(conn: Connection, now: datetime) -> dict[str, dict[str, Any]]:
             .group_by(sessions.c.flow_key)
         ).all()
     )
+    flows = flow_store.list_flows(conn)
+    troubles = health.by_step(conn, [flow.key for flow in flows], now)
     figures = {}
-    for flow in flow_store.list_flows(conn):
+    for flow in flows:
         started = sum(counts[flow.key].values())
+        met = converted.get(flow.key, 0)
+        has_goals = bool(catalog.flow(conn, flow.key, flow.version).tree.definition.exit_rules)
+        shown = started and (has_goals or met)  # else the text says "—" or "no goal"
         figures[flow.key] = {
             "counts": counts[flow.key],
             "sessions": started,
             "entered_24h": entered.get(flow.key, 0),
-            "conversion": goals.get(flow.key, 0) / started if started else None,
+            "converted": met,
+            "conversion": stats.conversion(met, started) if shown else None,
+            "conversion_text": stats.conversion_text(met, started, has_goals),
+            "health": health.of_flow(troubles.get(flow.key, {})),
         }
     return figures
 

@@ -6,7 +6,8 @@
 // HTML, except the fragments the server rendered (and escaped) itself.
 "use strict";
 
-const STATS = { email: ["sent", "opened", "clicked", "failed"], webhook: ["delivered", "failed"] };
+const STATS = { email: ["sent", "opened", "clicked", "retrying", "failed"], webhook: ["delivered", "retrying", "failed"] };
+const TROUBLE = new Set(["retrying", "failed"]);
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -93,15 +94,18 @@ function announce(text) {
 
 // -- the canvas ------------------------------------------------------------------------
 
-function renderStats(box, kind, row) {
+function renderStats(box, kind, row, trouble) {
   const holder = box.querySelector("[data-stats]");
   if (!holder || !row) return;
   const names = STATS[kind] || ["entered"];
   holder.replaceChildren(
     ...names.map((name) => {
-      const item = el("span", `stat-chip stat-${name}`);
+      // Deliveries being retried and failed come from the deliveries (`health`), read
+      // on every poll; the rest from the timeline's statistics.
+      const value = TROUBLE.has(name) ? trouble[name] || 0 : row[name] || 0;
+      const item = el("span", `stat-chip stat-${name}${TROUBLE.has(name) && value ? " bad" : ""}`);
       item.dataset.stat = name;
-      item.append(el("b", null, (row[name] || 0).toLocaleString()), ` ${name}`);
+      item.append(el("b", null, value.toLocaleString()), ` ${name}`);
       return item;
     }),
   );
@@ -123,14 +127,17 @@ async function refreshCounts(root) {
     count.dataset.count = String(here);
     count.textContent = here.toLocaleString();
     box.classList.toggle("occupied", here > 0);
+    const trouble = data.health[step] || {};
+    box.classList.toggle("failing", Boolean(trouble.failing));
+    box.title = trouble.failing ? failingTitle(trouble) : "";
     const row = data.stats[step];
-    if (row) renderStats(box, row.kind, row);
+    if (row) renderStats(box, row.kind, row, trouble);
   }
   for (const node of document.querySelectorAll("[data-status-count]")) {
     node.textContent = (data.counts[node.dataset.statusCount] || 0).toLocaleString();
   }
   for (const node of document.querySelectorAll("[data-conversion]")) {
-    node.textContent = `${(data.conversion * 100).toFixed(1)} %`;
+    node.textContent = data.conversion_text;
   }
 }
 
@@ -140,6 +147,14 @@ function centreCanvas() {
   for (const box of document.querySelectorAll(".canvas-card")) {
     box.scrollLeft = (box.scrollWidth - box.clientWidth) / 2;
   }
+}
+
+function failingTitle(trouble) {
+  const parts = [];
+  if (trouble.retrying) parts.push(`${trouble.retrying.toLocaleString()} deliveries waiting for another attempt`);
+  if (trouble.sessions_failed) parts.push(`${trouble.sessions_failed.toLocaleString()} sessions failed here in the last 24 h`);
+  if (!parts.length) parts.push("deliveries failed here in the last 24 h");
+  return `Failing: ${parts.join("; ")}`;
 }
 
 function followCanvas(root) {
@@ -168,9 +183,22 @@ async function refreshFigures(table) {
     );
     row.querySelector('[data-figure="counts"]').replaceChildren(...(chips.length ? chips : [el("span", "muted", "none yet")]));
     row.querySelector('[data-figure="entered_24h"]').textContent = flow.entered_24h.toLocaleString();
-    row.querySelector('[data-figure="conversion"]').textContent =
-      flow.conversion === null ? "—" : `${(flow.conversion * 100).toFixed(1)} %`;
+    row.querySelector('[data-figure="conversion"]').textContent = flow.conversion_text;
+    renderHealth(row.querySelector('[data-figure="health"]'), flow.health, row.dataset.flow);
   }
+}
+
+function renderHealth(holder, health, key) {
+  const { failing_steps: steps, failed_24h: failed } = health;
+  holder.classList.toggle("bad", Boolean(steps || failed));
+  if (!steps && !failed) {
+    holder.replaceChildren(el("span", "muted", "ok"));
+    return;
+  }
+  const parts = [];
+  if (steps) parts.push(`${steps.toLocaleString()} failing step${steps === 1 ? "" : "s"}`);
+  if (failed) parts.push(`${failed.toLocaleString()} failed (24 h)`);
+  holder.replaceChildren(link(`/flows/${encodeURIComponent(key)}`, parts.join(" · ")));
 }
 
 function followFigures(table) {
