@@ -150,7 +150,10 @@ def change(
             f"{LABELS.get(p['loc'], p['loc']).format(what)}: {p['msg']}" for p in error.problems
         ]
         return _visitor_page(
-            request, visitor, error="; ".join(problems) + ". Nothing was changed.", status=422,
+            request,
+            visitor,
+            error="; ".join(problems) + ". Nothing was changed.",
+            status=422,
             form={"command": command, "name": name, "value": value},
         )
     changed = sluice.change_visitor(found, actor=f"ui:{session.user}")
@@ -233,9 +236,11 @@ SUMMARY_VALUE = 60
 
 
 def summary(event: dict[str, Any], *, pairs: int = 6) -> str:
-    """An event's details and fields as short `key: value` text (`plan: pro · items: 3`);
-    long values are cut with `…`, and after `pairs` pairs, `+N more`."""
-    found = [*(event["details"] or {}).items(), *(event["fields"] or {}).items()]
+    """An event's details, then its fields, as short `key: value` text by key
+    (`items: 3 · plan: pro`); long values are cut with `…`, and after `pairs` pairs
+    comes `+N more`."""
+    # By name: PostgreSQL's JSONB keeps no order of keys.
+    found = [*sorted((event["details"] or {}).items()), *sorted((event["fields"] or {}).items())]
     parts = []
     for key, value in found[:pairs]:
         text = value if isinstance(value, str) else orjson.dumps(value).decode()
