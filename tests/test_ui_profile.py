@@ -284,6 +284,24 @@ def test_search_by_any_part_of_the_email_a_field_and_a_tag_paged(browser, sluice
     assert total == 12 and emails[0] == "user001@shop.example"
     total, emails, _ = listed(q="r00", tag="vip")
     assert emails == ["user001@shop.example"]
+    # Values the stored JSON text escapes, or holds as they are.
+    for key, value in (("note", 'say "hi" \\o/'), ("city", "Zürich")):
+        sluice.audience.run_commands(
+            [
+                (
+                    0,
+                    items.command(
+                        {
+                            "command": "add_field",
+                            "email": "user007@shop.example",
+                            "query": {"key": key, "value": value},
+                        }
+                    ),
+                )
+            ]
+        )
+    assert listed(q="note:'say \"hi\" \\o/'")[1] == ["user007@shop.example"]
+    assert listed(q="city:Zürich")[1] == ["user007@shop.example"]
     total, emails, page = listed(q="plan:gold")
     assert total == 0 and "No visitor matches" in page
     total, emails, page = listed(q="%")  # LIKE's wildcards are plain characters
