@@ -131,6 +131,8 @@ def test_bad_input_is_said_on_the_profile_and_changes_nothing(
     alert = re.search(r'<div class="alert" role="alert" data-error>(.*?)</div>', response.text)
     assert alert and unescape(alert.group(1)) == f"{message}. Nothing was changed."
     assert driver.visitor("ada@example.com") == before
+    # The page answers at the form's address: its tabs still lead to the profile.
+    assert 'href="/visitors/ada@example.com?tab=events"' in response.text
 
 
 def test_a_forged_or_cross_site_change_is_refused(browser, driver):

@@ -50,7 +50,7 @@ def search(
     query = queries.VisitorQuery.parse(q, tag)
     with sluice_of(request).db.read() as conn:
         found, total = queries.search_visitors(conn, query, page=page)
-    if total == 1 and query.emails == (q,) and email_key(found[0]["email"]) == email_key(q):
+    if total == 1 and query.emails == (q.strip(),) and email_key(found[0]["email"]) == email_key(q):
         return RedirectResponse(
             f"/visitors/{render.quote_path(found[0]['email'])}", status_code=303
         )
