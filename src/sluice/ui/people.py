@@ -156,7 +156,10 @@ def change(
             status=422,
             form={"command": command, "name": name, "value": value},
         )
-    changed = sluice.change_visitor(found, actor=f"ui:{session.user}")
+    try:
+        changed = sluice.change_visitor(found, actor=f"ui:{session.user}")
+    except VisitorNotFound:  # erased meanwhile
+        return render.not_found(request, f"No visitor has the email {email}.")
     notice = _DONE[command].format(name=found.name) if changed else "Nothing to change."
     target = f"/visitors/{render.quote_path(visitor['email'])}"
     return render.redirect(request, target, notice)
