@@ -26,7 +26,7 @@ from pathlib import Path
 
 import orjson
 import psycopg
-from databases import on_each
+from databases import SCRATCH, on_each
 from fastapi.testclient import TestClient
 
 from sluice.api.app import create_app
@@ -227,6 +227,22 @@ def bulk_insert(app: Sluice, rows) -> None:
         conn.execute("VACUUM ANALYZE")
 
 
+SEARCHES = {
+    "search, part of the email `?q=tor4321`": "/visitors?q=tor4321",
+    "search, part matching all, page 1,000 `?q=example&page=1000`": (
+        "/visitors?q=example&page=1000"
+    ),
+    "search, part matching none `?q=nobody`": "/visitors?q=nobody",
+    "search by field `?q=first_name:v77777`": "/visitors?q=first_name:v77777",
+    "search by tag, page 2 `?tag=customer&page=2`": "/visitors?tag=customer&page=2",
+    "search, part + field + tag `?q=visitor9 first_name:v99999&tag=customer`": (
+        "/visitors?q=visitor9+first_name:v99999&tag=customer"
+    ),
+}
+"""The visitor search (docs/ui.md): each is a count and a page of 50 over all visitors.
+`BENCH_UI_ONLY=search` measures only these, on SQLite."""
+
+
 def pages(rows) -> dict[str, str]:
     visitor = rows["sessions"][SESSIONS // 2][1]
     email = f"visitor{visitor}@example.com"
@@ -236,6 +252,7 @@ def pages(rows) -> dict[str, str]:
         "flow editor `?tab=edit`": "/flows/onboarding?tab=edit",
         "flow versions `?tab=versions`": "/flows/onboarding?tab=versions",
         "visitor search `/visitors?q=visitor12`": "/visitors?q=visitor12",
+        **SEARCHES,
         "visitor profile `/visitors/{email}`": f"/visitors/{email}",
         "visitor Flows tab": f"/visitors/{email}?tab=flows",
         "visitor Emails tab": f"/visitors/{email}?tab=emails",
@@ -296,8 +313,11 @@ def run(url: str) -> dict[str, tuple[float, float]]:
     rows = generate(step_ids)
     bulk_insert(app, rows)
     print(f"  {url.split(':')[0]}: data inserted in {time.perf_counter() - started:.0f} s")
+    wanted = pages(rows)
+    if os.environ.get("BENCH_UI_ONLY") == "search":
+        wanted = SEARCHES
     try:
-        return measure(app, pages(rows))
+        return measure(app, wanted)
     finally:
         app.close()
 
@@ -320,11 +340,13 @@ def report(results: dict[str, dict[str, tuple[float, float]]]) -> str:
 
 
 def main() -> None:
-    results = on_each(run)
+    only_search = os.environ.get("BENCH_UI_ONLY") == "search"
+    results = on_each(run, {"SQLite": SCRATCH["SQLite"]} if only_search else SCRATCH)
     text = report(results)
     print(text)
-    with RESULTS.open("a") as out:
-        out.write(text)
+    if not only_search:
+        with RESULTS.open("a") as out:
+            out.write(text)
 
 
 if __name__ == "__main__":

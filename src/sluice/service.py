@@ -24,12 +24,13 @@ from sluice.settings import Settings
 from sluice.stats import flow_stats
 from sluice.store import deliveries as delivery_store
 from sluice.store import flows as flow_store
-from sluice.store import registry
+from sluice.store import imports, registry
 from sluice.store import sessions as session_store
 from sluice.store import visitors as visitor_store
 from sluice.store.db import Database
 from sluice.store.flows import Catalog
-from sluice.store.ingest import IncomingEvent, IngestResult, ingest
+from sluice.store.imports import Change
+from sluice.store.ingest import IncomingEvent, IngestResult, ingest, record
 from sluice.store.schema import (
     deliveries,
     events,
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
     from sluice.worker.loop import Worker
 
 _UNFINISHED = [s.value for s in UNFINISHED]
+
+PROFILE_EDIT = "$profile_edit"
+"""The type of the event that records a person's change of a visitor (`change_visitor`)."""
 
 
 class _DryRun(Exception):
@@ -351,6 +355,49 @@ class Sluice:
         with self.db.read() as conn:
             return views.visitor_view(conn, self._visitor_row(conn, email))
 
+    def change_visitor(self, change: Change, actor: str = "cli") -> bool:
+        """A person's change of one visitor (a plain command of Bento's API: add or
+        remove a tag, set or remove a field, subscribe or unsubscribe), applied as
+        Bento's plain commands are, so it starts and wakes no session: no trigger names
+        a change of data (SPEC §7 Triggers). When it changed something, a
+        `$profile_edit` event records it in the visitor's history:
+        `{"command", "tag" | "field" (, "value"), "by": actor}`. Returns whether the
+        visitor changed; raises VisitorNotFound (it never creates one)."""
+        now = self.clock.now()
+        with self.db.write() as conn:
+            row = self._visitor_row(conn, change.email)
+            if not imports.apply_changes(conn, [change], now):
+                return False
+            details: dict[str, Any] = {"command": change.command}
+            if change.command in ("add_tag", "remove_tag"):
+                details["tag"] = change.name
+            elif change.command in ("add_field", "remove_field"):
+                details["field"] = change.name
+            if change.command == "add_field":
+                details["value"] = change.value
+            details["by"] = actor
+            event = IncomingEvent(type=PROFILE_EDIT, email=row.email, details=details, source="ui")
+            record(conn, row.id, event, now)
+        return True
+
+    def erasure_counts(self, email: str) -> dict[str, int]:
+        """What `erase_visitor` would delete: `{events, sessions, unfinished, emails,
+        webhooks, fields, tags}` (sessions keep their rows, without timeline or
+        visitor; the unfinished ones exit). Raises VisitorNotFound."""
+        with self.db.read() as conn:
+            row = self._visitor_row(conn, email)
+            mine = sessions.c.visitor_id == row.id
+            counts = {
+                "events": _count(conn, events, events.c.visitor_id == row.id),
+                "sessions": _count(conn, sessions, mine),
+                "unfinished": _count(conn, sessions, mine, sessions.c.status.in_(_UNFINISHED)),
+            }
+            for kind, name in (("email", "emails"), ("webhook", "webhooks")):
+                counts[name] = _count(
+                    conn, deliveries, deliveries.c.visitor_id == row.id, deliveries.c.kind == kind
+                )
+            return counts | {"fields": len(row.fields), "tags": len(row.tags)}
+
     def export_visitor(self, email: str) -> dict[str, Any]:
         """Everything stored about the visitor (GDPR access)."""
         with self.db.read() as conn:
@@ -412,3 +459,7 @@ class Sluice:
             if not exists:
                 conn.execute(suppressions.insert().values(email_hash=hashed, created_at=now))
         return {"erased": True, "sessions_exited": len(exited)}
+
+
+def _count(conn, table: sa.Table, *conditions) -> int:
+    return conn.execute(sa.select(sa.func.count()).select_from(table).where(*conditions)).scalar()

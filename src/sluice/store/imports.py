@@ -57,8 +57,9 @@ def import_subscribers(conn: Connection, rows: Sequence[SubscriberImport], now: 
     registry.register_fields(conn, (k for r in rows for k in r.fields), now)
 
 
-def apply_changes(conn: Connection, changes: Sequence[Change], now: datetime) -> None:
-    """Apply the changes in order; visitors that do not exist yet are created."""
+def apply_changes(conn: Connection, changes: Sequence[Change], now: datetime) -> set[int]:
+    """Apply the changes in order; visitors that do not exist yet are created. Returns
+    the ids of the visitors whose data changed (adding a tag they have changes none)."""
     people = visitor_store.upsert(conn, (c.email for c in changes), now)
     for change in changes:
         visitor = people[visitor_store.email_key(change.email)]
@@ -78,6 +79,7 @@ def apply_changes(conn: Connection, changes: Sequence[Change], now: datetime) ->
     visitor_store.write_back(conn, people.values(), now)
     registry.register_tags(conn, (c.name for c in changes if c.command == "add_tag"), now)
     registry.register_fields(conn, (c.name for c in changes if c.command == "add_field"), now)
+    return {v.id for v in people.values() if v.dirty}
 
 
 def change_email(conn: Connection, old: str, new: str, now: datetime) -> str | None:

@@ -139,6 +139,15 @@ def ingest(
     return result
 
 
+def record(conn: Connection, visitor_id: int, event: IncomingEvent, now: datetime) -> int:
+    """Store `event` in the visitor's history as a record of what was done to them, not
+    as something they did: it is matched against no trigger, wakes no session and has
+    no effect of its own (a person's change on the profile, docs/ui.md). Returns its id."""
+    (event_id,) = insert_returning_ids(conn, events, [_event_row(visitor_id, event, None, now)])
+    notify(conn, TIMELINE_CHANNEL)
+    return event_id
+
+
 def _known_keys(conn, incoming, people) -> set[tuple[int, str, str]]:
     keyed = [
         (people[visitor_store.email_key(e.email)].id, e.type, e.key) for e in incoming if e.key
