@@ -130,6 +130,7 @@ def test_stop_flow_from_the_flows_tab(page, seeded):
     session_id = seeded.sessions(email="ada@example.com", flow="onboarding")[0]["id"]
     page.goto("/visitors/ada@example.com?tab=flows")
     row = page.locator(f"#sessions tr[data-session='{session_id}']")
+    page.once("dialog", lambda dialog: dialog.accept())  # the confirmation (Stop Flow asks)
     row.get_by_role("button", name="Stop Flow").click()
     page.wait_for_url("**/visitors/ada@example.com?tab=flows")
     expect(row.locator(".badge").first).to_have_text("stopped")
