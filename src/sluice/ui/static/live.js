@@ -16,6 +16,12 @@ function el(tag, className, text) {
   return node;
 }
 
+function link(href, text) {
+  const a = el("a", null, text);
+  a.href = href;
+  return a;
+}
+
 function markLive(ok) {
   for (const dot of document.querySelectorAll("[data-live-state]")) {
     dot.classList.toggle("off", !ok);
