@@ -24,6 +24,7 @@ from sluice.settings import Settings
 from sluice.stats import flow_stats
 from sluice.store import deliveries as delivery_store
 from sluice.store import flows as flow_store
+from sluice.store import refusals as refusal_store
 from sluice.store import registry
 from sluice.store import sessions as session_store
 from sluice.store import visitors as visitor_store
@@ -358,11 +359,12 @@ class Sluice:
             profile = views.visitor_view(conn, row, event_limit=1_000_000)
             profile["sessions"] = [self.session(s["id"]) for s in profile["sessions"]]
             profile["messages"] = views.message_views(conn, row.id)
+            profile["trigger_refusals"] = refusal_store.of_visitor(conn, row.id)
             return profile
 
     def erase_visitor(self, email: str, actor: str = "cli") -> dict[str, Any]:
         """GDPR erasure: unfinished sessions exit (`erased`); events, fields, tags,
-        timelines and message contents are deleted; only a hash of the address stays,
+        timelines, trigger refusals and message contents are deleted; only a hash of the address stays,
         so it is never emailed again by accident."""
         now = self.clock.now()
         with self.db.write() as conn:
@@ -404,6 +406,7 @@ class Sluice:
                 )
             conn.execute(events.delete().where(events.c.visitor_id == row.id))
             conn.execute(deliveries.delete().where(deliveries.c.visitor_id == row.id))
+            refusal_store.erase(conn, row.id)
             conn.execute(visitors.delete().where(visitors.c.id == row.id))
             hashed = email_hash(row.email)
             exists = conn.execute(

@@ -382,9 +382,27 @@ class Message(BaseModel):
     created_at: str
 
 
+class RefusedEvent(BaseModel):
+    id: int
+    type: str
+
+
+class TriggerRefusal(BaseModel):
+    """The latest event that matched a flow's trigger by type but started no session
+    there, and why (docs/sessions.md, "Why didn't they get it?")."""
+
+    flow: str
+    at: str
+    event: RefusedEvent
+    reason: Literal["condition_false", "entry_rule", "flow_off", "budget"]
+    data: Json
+    refusals: int = Field(description="How many such events the flow refused, in all.")
+
+
 class VisitorExport(Visitor):
     sessions: list[SessionWithTimeline]  # type: ignore[assignment]
     messages: list[Message]
+    trigger_refusals: list[TriggerRefusal]
 
 
 class Erased(BaseModel):
