@@ -18,6 +18,7 @@ from sluice.definitions.model import FlowDefinition
 from sluice.definitions.parse import validate_documents
 from sluice.engine.tree import FlowTree
 from sluice.engine.work import EngineConfig
+from sluice.explain import Explanation, explain
 from sluice.links import email_hash
 from sluice.records import UNFINISHED, FlowStatus, SessionStatus
 from sluice.settings import Settings
@@ -352,6 +353,13 @@ class Sluice:
         with self.db.read() as conn:
             return views.visitor_view(conn, self._visitor_row(conn, email))
 
+    def explain(self, email: str, flow: str, step: str | None = None) -> Explanation:
+        """Why the visitor got the flow (or its step), or why not (explain.py); raises
+        VisitorNotFound, UnknownFlow, or UnknownStep for a step not in the flow."""
+        with self.db.read() as conn:
+            row = self._visitor_row(conn, email)
+            return explain(conn, self.catalog, row, flow, step, self.clock.now())
+
     def export_visitor(self, email: str) -> dict[str, Any]:
         """Everything stored about the visitor (GDPR access)."""
         with self.db.read() as conn:
@@ -364,8 +372,8 @@ class Sluice:
 
     def erase_visitor(self, email: str, actor: str = "cli") -> dict[str, Any]:
         """GDPR erasure: unfinished sessions exit (`erased`); events, fields, tags,
-        timelines, trigger refusals and message contents are deleted; only a hash of the address stays,
-        so it is never emailed again by accident."""
+        timelines, trigger refusals and message contents are deleted; only a hash of the
+        address stays, so it is never emailed again by accident."""
         now = self.clock.now()
         with self.db.write() as conn:
             row = self._visitor_row(conn, email)

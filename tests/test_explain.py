@@ -1,0 +1,207 @@
+""" "Why didn't they get it?": the trigger's refusals recorded at ingest, and the
+explanation built from them and the sessions, by the library, the API and the CLI.
+
+Each test runs on SQLite and on PostgreSQL, with the clock under the test's control."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from api_support import api_in_process
+from sluice.explain import UnknownStep
+from sluice.records import FlowStatus
+from sluice.service import VisitorNotFound
+from sluice.store.flows import UnknownFlow
+from sluice.store.schema import trigger_refusals
+
+ONBOARDING = """
+key: onboarding
+entry: once
+trigger: {event: signup}
+exit:
+  - event: purchase
+steps:
+  - id: settle
+    wait: 2d
+  - id: check
+    if: 'visitor.tags contains "activated"'
+    then:
+      - id: thanks
+        email: {subject: 'Thanks', html: '<p>Thanks</p>'}
+    else:
+      - id: nudge
+        email: {subject: 'Need a hand?', html: '<p>Hi</p>'}
+"""
+
+BIG_SPENDERS = """
+key: big
+trigger:
+  event: order
+  if: 'event.details.amount > 100 and visitor.plan == "pro"'
+steps:
+  - id: hello
+    email: {subject: 'Hi', html: '<p>Hi</p>'}
+"""
+
+
+def refusal_rows(app) -> list:
+    with app.db.read() as conn:
+        return conn.execute(sa.select(trigger_refusals)).all()
+
+
+def test_a_visitor_refused_by_once_is_told_which_session_blocked_them(driver, app):
+    driver.apply(ONBOARDING)
+    [first] = driver.send("signup", "ada@example.com").sessions_started
+    for _ in range(3):
+        assert driver.send("signup", "ada@example.com").sessions_started == []
+    answer = app.explain("ada@example.com", "onboarding")
+    assert answer.verdict == "entry_rule"
+    assert f"session #{first} already ran" in answer.sentence
+    assert "`once`" in answer.sentence and "refused 3 of their events" in answer.sentence
+    assert {"label": f"Session #{first}", "href": f"/sessions/{first}"} in [
+        link.__dict__ for link in answer.links
+    ]
+    assert answer.facts["refusal"]["data"] == {"rule": "once", "session": first}
+    # bounded: one row per visitor and flow, however many events were refused
+    assert len(refusal_rows(app)) == 1
+
+
+def test_a_session_started_in_the_same_batch_is_the_one_that_blocked(driver, app):
+    from sluice.store.ingest import IncomingEvent
+
+    driver.apply(ONBOARDING)
+    result = app.send([IncomingEvent(type="signup", email="b@example.com") for _ in range(2)])
+    [started] = result.sessions_started
+    answer = app.explain("b@example.com", "onboarding")
+    assert answer.facts["refusal"]["data"] == {"rule": "once", "session": started}
+    assert answer.facts["refusal"]["refusals"] == 1
+
+
+def test_a_false_trigger_condition_is_explained_with_the_values_it_read(driver, app):
+    driver.apply(BIG_SPENDERS)
+    driver.send("order", "c@example.com", details={"amount": 40}, fields={"plan": "free"})
+    answer = app.explain("c@example.com", "big")
+    assert answer.verdict == "condition_false"
+    assert answer.facts["refusal"]["data"]["values"] == {
+        "event.details.amount": 40,
+        "visitor.plan": "free",
+    }
+    assert '`event.details.amount > 100 and visitor.plan == "pro"` was false' in (answer.sentence)
+    assert 'event.details.amount = 40, visitor.plan = "free"' in answer.sentence
+    # a later event that passes gives them the flow, and the answer follows it
+    driver.send("order", "c@example.com", details={"amount": 400}, fields={"plan": "pro"})
+    received = app.explain("c@example.com", "big", "hello")
+    assert received.verdict == "received" and "sent the email “Hi”" in received.sentence
+
+
+def test_a_visitor_who_met_the_goal_before_the_step_exited_on_it(driver, app, clock):
+    driver.apply(ONBOARDING)
+    [sid] = driver.send("signup", "d@example.com").sessions_started
+    driver.advance(timedelta(hours=5))
+    driver.send("purchase", "d@example.com")
+    answer = app.explain("d@example.com", "onboarding", "nudge")
+    assert answer.verdict == "goal_exit"
+    assert f"Session #{sid} exited on its goal before reaching the step" in answer.sentence
+    assert "a purchase event came" in answer.sentence and "at step settle" in answer.sentence
+
+
+def test_an_unsubscribed_visitor_is_told_the_email_was_skipped(driver, app):
+    driver.apply(ONBOARDING)
+    driver.send("$unsubscribe", "e@example.com")
+    driver.send("signup", "e@example.com")
+    driver.advance(timedelta(days=2))
+    answer = app.explain("e@example.com", "onboarding", "nudge")
+    assert answer.verdict == "email_skipped"
+    assert "they were unsubscribed" in answer.sentence
+    assert answer.facts["entry"]["data"] == {"reason": "unsubscribed"}
+
+
+def test_a_visitor_still_waiting_is_told_until_when(driver, app, clock):
+    driver.apply(ONBOARDING)
+    [sid] = driver.send("signup", "f@example.com").sessions_started
+    until = (clock.now() + timedelta(days=2)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    answer = app.explain("f@example.com", "onboarding", "thanks")
+    assert answer.verdict == "waiting"
+    assert answer.sentence == (
+        f"Session #{sid} has not reached the step yet: it is at step settle, "
+        f"waiting until {until} (in 2 d)."
+    )
+
+
+def test_the_branch_that_went_the_other_way_is_shown_with_its_values(driver, app):
+    driver.apply(ONBOARDING)
+    driver.send("signup", "g@example.com")
+    driver.advance(timedelta(days=2))
+    answer = app.explain("g@example.com", "onboarding", "thanks")
+    assert answer.verdict == "branch_other_way"
+    assert '`visitor.tags contains "activated"` was false (visitor.tags = [])' in (answer.sentence)
+    assert app.explain("g@example.com", "onboarding", "nudge").verdict == "received"
+    assert app.explain("g@example.com", "onboarding").verdict == "received"
+
+
+def test_a_flow_that_was_off_when_the_event_came_says_so(driver, app):
+    driver.apply(ONBOARDING, on=False)
+    driver.send("signup", "h@example.com")
+    answer = app.explain("h@example.com", "onboarding")
+    assert answer.verdict == "flow_off"
+    assert answer.sentence.endswith("started no session: the flow was off when it came.")
+    # turned on later, the next event starts a session, and the answer follows it
+    app.set_flow_status("onboarding", FlowStatus.ON)
+    driver.send("signup", "h@example.com")
+    assert app.explain("h@example.com", "onboarding").verdict == "waiting"
+
+
+def test_a_visitor_without_a_trigger_event_was_never_triggered(driver, app):
+    driver.apply(ONBOARDING)
+    driver.send("pageview", "i@example.com")
+    answer = app.explain("i@example.com", "onboarding")
+    assert answer.verdict == "never_triggered"
+    assert answer.sentence == "Never triggered: no signup event has come for this visitor."
+    assert refusal_rows(app) == []
+
+
+def test_mistakes_name_what_is_unknown(driver, app):
+    driver.apply(ONBOARDING)
+    driver.send("signup", "j@example.com")
+    with pytest.raises(VisitorNotFound):
+        app.explain("nobody@example.com", "onboarding")
+    with pytest.raises(UnknownFlow):
+        app.explain("j@example.com", "nope")
+    with pytest.raises(UnknownStep, match="flow 'onboarding' has no step 'nope'"):
+        app.explain("j@example.com", "onboarding", "nope")
+
+
+def test_refusals_are_exported_and_erased_with_the_visitor(driver, app):
+    driver.apply(ONBOARDING)
+    driver.send("signup", "k@example.com")
+    driver.send("signup", "k@example.com")
+    driver.send("signup", "other@example.com")
+    driver.send("signup", "other@example.com")
+    [exported] = app.export_visitor("k@example.com")["trigger_refusals"]
+    assert exported["flow"] == "onboarding" and exported["reason"] == "entry_rule"
+    assert len(refusal_rows(app)) == 2
+    app.erase_visitor("k@example.com")
+    assert len(refusal_rows(app)) == 1
+    assert app.explain("other@example.com", "onboarding").verdict == "entry_rule"
+
+
+def test_the_api_explains_and_rejects_what_is_unknown(driver, app):
+    driver.apply(BIG_SPENDERS)
+    driver.send("order", "l@example.com", details={"amount": 5})
+    with api_in_process(app) as api:
+        answer = api.get("/visitors/l@example.com/explain", params={"flow": "big"})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["verdict"] == "condition_false" and body["email"] == "l@example.com"
+        assert body["facts"]["refusal"]["data"]["values"]["event.details.amount"] == 5
+        missing = api.get("/visitors/x@example.com/explain", params={"flow": "big"})
+        assert missing.status_code == 404
+        assert api.get("/visitors/l@example.com/explain", params={"flow": "x"}).status_code == 404
+        bad = api.get("/visitors/l@example.com/explain", params={"flow": "big", "step": "x"})
+        assert bad.status_code == 422
+        assert bad.json() == {"detail": [{"loc": "step", "msg": "flow 'big' has no step 'x'"}]}
+        schema = api.client.get("/api/openapi.json").json()
+        assert "/api/visitors/{email}/explain" in schema["paths"]
