@@ -1,21 +1,29 @@
-""" "Why didn't they get it?": the trigger's refusals recorded at ingest, and the
+"""Why didn't they get it? The trigger's refusals recorded at ingest, and the
 explanation built from them and the sessions, by the library, the API and the CLI.
 
 Each test runs on SQLite and on PostgreSQL, with the clock under the test's control."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
+import test_cli
+import test_ui_pages
 from api_support import api_in_process
+from conftest import Driver
 from sluice.explain import UnknownStep
 from sluice.records import FlowStatus
 from sluice.service import VisitorNotFound
 from sluice.store.flows import UnknownFlow
 from sluice.store.schema import trigger_refusals
+
+cli = test_cli.cli  # the `sluice` command, run as a user runs it
+# The web UI in-process, with a logged-in client.
+sluice, anonymous, browser = test_ui_pages.sluice, test_ui_pages.anonymous, test_ui_pages.browser
 
 ONBOARDING = """
 key: onboarding
@@ -205,3 +213,50 @@ def test_the_api_explains_and_rejects_what_is_unknown(driver, app):
         assert bad.json() == {"detail": [{"loc": "step", "msg": "flow 'big' has no step 'x'"}]}
         schema = api.client.get("/api/openapi.json").json()
         assert "/api/visitors/{email}/explain" in schema["paths"]
+
+
+def test_the_cli_explains_in_a_sentence_or_json_and_mistakes_are_one_line(cli, tmp_path):
+    (tmp_path / "flows.yaml").write_text(ONBOARDING)
+    cli("flows", "apply", "flows.yaml")
+    cli("flows", "on", "onboarding")
+    cli("send", "signup", "--email", "m@example.com")
+    cli("send", "signup", "--email", "m@example.com")
+    done = cli("visitors", "explain", "m@example.com", "--flow", "onboarding")
+    first_line = done.stdout.splitlines()[0]
+    assert first_line.startswith("entry_rule: Their latest signup event")
+    assert "session #1 already ran" in first_line
+    assert "Session #1: sluice sessions show 1" in done.stdout
+    as_json = json.loads(
+        cli("visitors", "explain", "m@example.com", "--flow", "onboarding", "--json").stdout
+    )
+    assert as_json["verdict"] == "entry_rule" and as_json["facts"]["refusal"]["refusals"] == 1
+    step = cli("visitors", "explain", "m@example.com", "--flow", "onboarding", "--step", "nudge")
+    assert step.stdout.startswith("in_progress: Session #1 has not reached the step yet")
+    for args, message in [
+        (("--flow", "onboarding", "--step", "nope"), "error: flow 'onboarding' has no step 'nope'"),
+        (("--flow", "nope"), "error: unknown flow 'nope' in "),
+    ]:
+        mistake = cli("visitors", "explain", "m@example.com", *args, expect=1)
+        assert mistake.stderr.startswith(message) and len(mistake.stderr.splitlines()) == 1
+    unknown = cli("visitors", "explain", "x@example.com", "--flow", "onboarding", expect=1)
+    assert unknown.stderr.startswith("error: no visitor with email 'x@example.com'")
+
+
+def test_the_why_not_page_answers_and_says_what_is_unknown(sluice, clock, browser):
+    Driver(sluice, clock).apply(BIG_SPENDERS.replace("key: big", "key: big\nname: <b>Big</b>"))
+    Driver(sluice, clock).send("order", "n@example.com", details={"amount": 1})
+    profile = browser.get("/visitors/n@example.com?tab=flows").text
+    assert "&lt;b&gt;Big&lt;/b&gt;" in profile and "<b>Big</b>" not in profile
+    assert 'href="/why-not?email=n%40example.com&amp;flow=big">Why not?</a>' in profile
+    page = browser.get("/why-not", params={"email": "n@example.com", "flow": "big"})
+    assert page.status_code == 200 and 'data-verdict="condition_false"' in page.text
+    assert "event.details.amount = 1" in page.text
+    step = {"email": "n@example.com", "flow": "big", "step": "nope"}
+    refused = browser.get("/why-not", params=step)
+    assert refused.status_code == 422 and "flow &#39;big&#39; has no step &#39;nope&#39;" in (
+        refused.text
+    )
+    nobody = browser.get("/why-not", params={"email": "x@example.com", "flow": "big"})
+    assert nobody.status_code == 404 and "No visitor has the email x@example.com" in nobody.text
+    no_flow = browser.get("/why-not", params={"email": "n@example.com", "flow": "nope"})
+    assert no_flow.status_code == 404 and "There is no flow &#39;nope&#39;" in no_flow.text

@@ -134,11 +134,19 @@ def explain(
             return reached
     refusal = refusal_store.latest(conn, visitor.id, flow_key)
     newest = found[0] if found else None
-    if refusal and (newest is None or refusal["event"]["id"] > newest.origin_event_id):
-        return _refused(answer, refusal)
-    if newest is not None:
-        return _from_session(conn, answer, newest, flow.definition.steps, step)
-    return _never_triggered(conn, answer, visitor.id, row, flow.definition.trigger.events)
+    if refusal and newest and refusal["event"]["id"] < newest.origin_event_id:
+        refusal = None  # a session started since: the refusal is no longer the answer
+    if refusal and (newest is None or step is None):
+        return answer.give(*_refused(answer, refusal))
+    if newest is None:
+        return _never_triggered(conn, answer, visitor.id, row, flow.definition.trigger.events)
+    explanation = _from_session(conn, answer, newest, flow.definition.steps, step)
+    if refusal is None:
+        return explanation
+    # Asked about a step, the newest session answers; a later event that started no
+    # session is worth saying too.
+    _, later = _refused(answer, refusal)
+    return answer.give(explanation.verdict, f"{explanation.sentence} {later}")
 
 
 class _Answer:
@@ -155,9 +163,8 @@ class _Answer:
         return f"session #{session.id}"
 
     def give(self, verdict: Verdict, sentence: str) -> Explanation:
-        return Explanation(
-            self.email, self.flow, self.step, verdict, sentence, self.facts, self.links
-        )
+        links = list(dict.fromkeys(self.links))  # a session may be named twice
+        return Explanation(self.email, self.flow, self.step, verdict, sentence, self.facts, links)
 
 
 # -- the step reached ------------------------------------------------------------------
@@ -227,7 +234,8 @@ def _skip_reason(reason: str) -> str:
 # -- refusals --------------------------------------------------------------------------
 
 
-def _refused(answer: _Answer, refusal: dict[str, Any]) -> Explanation:
+def _refused(answer: _Answer, refusal: dict[str, Any]) -> tuple[Verdict, str]:
+    """The verdict and sentence of the trigger's latest refusal."""
     answer.facts["refusal"] = refusal
     data, when = refusal["data"], _when(datetime.fromisoformat(refusal["at"]))
     came = f"Their latest {refusal['event']['type']} event ({when}) started no session"
@@ -255,7 +263,7 @@ def _refused(answer: _Answer, refusal: dict[str, Any]) -> Explanation:
             verdict, sentence = Verdict.BUDGET, f"{came}: the {data['reason']}."
     if refusal["refusals"] > 1:
         sentence += f" The flow refused {refusal['refusals']} of their events in all."
-    return answer.give(verdict, sentence)
+    return verdict, sentence
 
 
 # -- the newest session ----------------------------------------------------------------

@@ -17,6 +17,7 @@ from sluice.store import sessions as session_store
 from sluice.store.sessions import MAX_ID, InvalidSessionState, SessionNotFound
 from sluice.ui import auth, queries, render
 from sluice.ui.errors import PageRoute
+from sluice.ui.explain import flow_choices
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 SessionId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -51,8 +52,15 @@ def visitor_page(
     except VisitorNotFound:
         return render.not_found(request, f"No visitor has the email {email}.")
     messages = sluice.messages(email=email, limit=50) if tab == "emails" else []
+    flows = flow_choices(sluice) if tab == "flows" else []
     return render.page(
-        request, "visitor.html", visitor=visitor, tab=tab, tabs=TABS, messages=messages
+        request,
+        "visitor.html",
+        visitor=visitor,
+        tab=tab,
+        tabs=TABS,
+        messages=messages,
+        flows=flows,
     )
 
 
