@@ -171,6 +171,19 @@ def test_a_visitor_without_a_trigger_event_was_never_triggered(driver, app):
     assert refusal_rows(app) == []
 
 
+def test_a_failed_session_says_why(driver, app):
+    driver.apply(
+        "key: boom\ntrigger: {event: go}\nsteps:\n"
+        "  - {id: broken, tag: {add: ['{% for i in (1..100000) %}x{% endfor %}']}}\n"
+        "  - {id: after, email: {subject: Hi, html: '<p>x</p>'}}\n"
+    )
+    [sid] = driver.send("go", "fail@example.com").sessions_started
+    answer = app.explain("fail@example.com", "boom", "after")
+    assert answer.verdict == "failed"
+    assert answer.sentence.startswith(f"Session #{sid} failed at step broken on ")
+    assert "loop iteration limit" in answer.sentence
+
+
 def test_mistakes_name_what_is_unknown(driver, app):
     driver.apply(ONBOARDING)
     driver.send("signup", "j@example.com")

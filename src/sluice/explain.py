@@ -185,7 +185,11 @@ def _step_outcome(conn, answer: _Answer, found: list[Session], step: Step):
     by_id = {s.id: s for s in found}
     entries = conn.execute(
         sa.select(timeline.c.session_id, timeline.c.at, timeline.c.kind, timeline.c.data)
-        .where(timeline.c.session_id.in_(by_id), timeline.c.step == step.id)
+        .where(
+            timeline.c.session_id.in_(by_id),
+            timeline.c.step == step.id,
+            timeline.c.kind.in_(["step", *_OUTCOMES]),  # `step`: the step began
+        )
         .order_by(timeline.c.id.desc())
     ).all()
     if not entries:
@@ -212,14 +216,18 @@ def _step_outcome(conn, answer: _Answer, found: list[Session], step: Step):
                 sentence = f"Delivery failed for good on {when} ({named}): {error}."
         return answer.give(_OUTCOMES[outcome.kind], sentence)
     began = mine[-1]
-    if session.step == step.id and session.status == SessionStatus.WAITING:
-        return answer.give(
-            Verdict.WAITING,
-            f"{named.capitalize()} reached the step on {_when(began.at)}; "
-            "its delivery is under way.",
-        )
     if session.step == step.id and session.status == SessionStatus.FAILED:
         return _failed(conn, answer, session, named)
+    if session.step == step.id and session.status in (SessionStatus.WAITING, SessionStatus.ACTIVE):
+        doing = "its delivery is under way" if step.kind in ("email", "webhook") else "it is there"
+        if session.wake_at:
+            doing += f" until {_when(session.wake_at)} ({_relative(session.wake_at, answer.now)})"
+        verdict = (
+            Verdict.WAITING if session.status == SessionStatus.WAITING else Verdict.IN_PROGRESS
+        )
+        return answer.give(
+            verdict, f"{named.capitalize()} reached the step on {_when(began.at)}; {doing}."
+        )
     return answer.give(Verdict.RECEIVED, f"They got it: {named} ran the step on {_when(began.at)}.")
 
 
