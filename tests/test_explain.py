@@ -260,7 +260,7 @@ def test_the_why_not_page_answers_and_says_what_is_unknown(sluice, clock, browse
     Driver(sluice, clock).send("order", "n@example.com", details={"amount": 1})
     profile = browser.get("/visitors/n@example.com?tab=flows").text
     assert "&lt;b&gt;Big&lt;/b&gt;" in profile and "<b>Big</b>" not in profile
-    assert 'href="/why-not?email=n%40example.com&amp;flow=big">Why not?</a>' in profile
+    assert 'href="/why-not?email=n%40example.com&amp;flow=big"' in profile
     page = browser.get("/why-not", params={"email": "n@example.com", "flow": "big"})
     assert page.status_code == 200 and 'data-verdict="condition_false"' in page.text
     assert "event.details.amount = 1" in page.text

@@ -45,6 +45,7 @@ def test_why_not_from_the_flows_tab_names_the_blocking_session(page, facade):
     wait_for(lambda: facade.export_visitor("twice@example.com")["trigger_refusals"])
 
     page.goto("/visitors/twice@example.com?tab=flows")
+    shot(page, "visitor-flows-why-not")
     row = page.locator("#why-not tr[data-flow=welcome]")
     row.get_by_role("link", name="Why not?").click()
     answer = page.locator("#explanation")
