@@ -88,6 +88,22 @@ def test_a_session_started_in_the_same_batch_is_the_one_that_blocked(driver, app
     assert answer.facts["refusal"]["refusals"] == 1
 
 
+@pytest.mark.parametrize(
+    ("entry", "rule", "says"),
+    [
+        ("entry: one_at_a_time", "one_at_a_time", "allows one at a time, and session #{} was"),
+        ("entry: every_time\ncooldown: 7d", "cooldown", "so soon after session #{}."),
+    ],
+)
+def test_one_at_a_time_and_the_cooldown_name_the_session_too(driver, app, entry, rule, says):
+    driver.apply(f"key: pace\n{entry}\ntrigger: {{event: go}}\nsteps: [{{wait: 2d}}]\n")
+    [first] = driver.send("go", "p@example.com").sessions_started
+    assert driver.send("go", "p@example.com").sessions_started == []
+    answer = app.explain("p@example.com", "pace")
+    assert answer.verdict == "entry_rule" and says.format(first) in answer.sentence
+    assert answer.facts["refusal"]["data"] == {"rule": rule, "session": first}
+
+
 def test_a_false_trigger_condition_is_explained_with_the_values_it_read(driver, app):
     driver.apply(BIG_SPENDERS)
     driver.send("order", "c@example.com", details={"amount": 40}, fields={"plan": "free"})
