@@ -637,6 +637,34 @@ def visitors_show(ctx, email, as_json) -> None:
         click.echo(f"  event {e['date']} {e['type']}")
 
 
+@visitors.command("explain")
+@click.argument("email")
+@click.option("--flow", "flow", required=True, help="The flow's key.")
+@click.option("--step", default=None, help="One step of the flow (an email's id).")
+@json_option
+@click.pass_context
+@_errors_as_user_errors
+def visitors_explain(ctx, email, flow, step, as_json) -> None:
+    """Why a visitor got a flow (or one step of it), or why not.
+
+    \b
+    Example:
+      sluice visitors explain ada@example.com --flow onboarding --step welcome
+    """
+    from sluice.explain import UnknownStep
+
+    try:
+        explanation = open_app(ctx).explain(email, flow, step)
+    except UnknownStep as error:
+        raise UserError(str(error)) from None
+    if as_json:
+        emit(explanation.as_dict())
+        return
+    click.echo(f"{explanation.verdict}: {explanation.sentence}")
+    for link in explanation.links:
+        click.echo(f"  {link.label}: sluice sessions show {link.href.rsplit('/', 1)[-1]}")
+
+
 @visitors.command("export")
 @click.argument("email")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (always).")

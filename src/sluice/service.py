@@ -18,6 +18,7 @@ from sluice.definitions.model import FlowDefinition
 from sluice.definitions.parse import validate_documents
 from sluice.engine.tree import FlowTree
 from sluice.engine.work import EngineConfig
+from sluice.explain import Explanation, explain
 from sluice.links import email_hash
 from sluice.records import UNFINISHED, FlowStatus, SessionStatus
 from sluice.settings import Settings
@@ -25,6 +26,7 @@ from sluice.stats import flow_stats
 from sluice.store import deliveries as delivery_store
 from sluice.store import flows as flow_store
 from sluice.store import imports, registry
+from sluice.store import refusals as refusal_store
 from sluice.store import sessions as session_store
 from sluice.store import visitors as visitor_store
 from sluice.store.db import Database
@@ -398,6 +400,13 @@ class Sluice:
                 )
             return counts | {"fields": len(row.fields), "tags": len(row.tags)}
 
+    def explain(self, email: str, flow: str, step: str | None = None) -> Explanation:
+        """Why the visitor got the flow (or its step), or why not (explain.py); raises
+        VisitorNotFound, UnknownFlow, or UnknownStep for a step not in the flow."""
+        with self.db.read() as conn:
+            row = self._visitor_row(conn, email)
+            return explain(conn, self.catalog, row, flow, step, self.clock.now())
+
     def export_visitor(self, email: str) -> dict[str, Any]:
         """Everything stored about the visitor (GDPR access)."""
         with self.db.read() as conn:
@@ -405,12 +414,13 @@ class Sluice:
             profile = views.visitor_view(conn, row, event_limit=1_000_000)
             profile["sessions"] = [self.session(s["id"]) for s in profile["sessions"]]
             profile["messages"] = views.message_views(conn, row.id)
+            profile["trigger_refusals"] = refusal_store.of_visitor(conn, row.id)
             return profile
 
     def erase_visitor(self, email: str, actor: str = "cli") -> dict[str, Any]:
         """GDPR erasure: unfinished sessions exit (`erased`); events, fields, tags,
-        timelines and message contents are deleted; only a hash of the address stays,
-        so it is never emailed again by accident."""
+        timelines, trigger refusals and message contents are deleted; only a hash of the
+        address stays, so it is never emailed again by accident."""
         now = self.clock.now()
         with self.db.write() as conn:
             row = self._visitor_row(conn, email)
@@ -451,6 +461,7 @@ class Sluice:
                 )
             conn.execute(events.delete().where(events.c.visitor_id == row.id))
             conn.execute(deliveries.delete().where(deliveries.c.visitor_id == row.id))
+            refusal_store.erase(conn, row.id)
             conn.execute(visitors.delete().where(visitors.c.id == row.id))
             hashed = email_hash(row.email)
             exists = conn.execute(

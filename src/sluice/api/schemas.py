@@ -384,9 +384,63 @@ class Message(BaseModel):
     created_at: str
 
 
+class RefusedEvent(BaseModel):
+    id: int
+    type: str
+
+
+class TriggerRefusal(BaseModel):
+    """The latest event that matched a flow's trigger by type but started no session
+    there, and why (docs/sessions.md, "Why didn't they get it?")."""
+
+    flow: str
+    at: str
+    event: RefusedEvent
+    reason: Literal["condition_false", "entry_rule", "flow_off", "budget"]
+    data: Json
+    refusals: int = Field(description="How many such events the flow refused, in all.")
+
+
+class ExplanationLink(BaseModel):
+    label: str
+    href: str = Field(description="A path of the web UI (a session's page).")
+
+
+class Explanation(BaseModel):
+    """Why the visitor got the flow (or the step), or why not, from stored facts."""
+
+    email: str
+    flow: str
+    step: str | None
+    verdict: Literal[
+        "received",
+        "never_triggered",
+        "condition_false",
+        "entry_rule",
+        "flow_off",
+        "budget",
+        "goal_exit",
+        "branch_other_way",
+        "email_skipped",
+        "waiting",
+        "in_progress",
+        "failed",
+        "stopped",
+        "exited",
+        "elsewhere",
+    ] = Field(description="What happened; docs/sessions.md lists the verdicts.")
+    sentence: str = Field(description="The answer in one or two sentences.")
+    facts: Json = Field(
+        description="What the answer rests on: `visitor`, `flow`, `step`, and as the "
+        "verdict needs `session`, `refusal`, `entry` (a timeline entry), `trigger_events`."
+    )
+    links: list[ExplanationLink]
+
+
 class VisitorExport(Visitor):
     sessions: list[SessionWithTimeline]  # type: ignore[assignment]
     messages: list[Message]
+    trigger_refusals: list[TriggerRefusal]
 
 
 class Erased(BaseModel):

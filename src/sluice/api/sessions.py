@@ -13,6 +13,7 @@ from sluice.api.docs import errors_doc
 from sluice.api.errors import invalid
 from sluice.api.paging import Cursor, Limit, link_next, read_cursor
 from sluice.api.query import one_value_each
+from sluice.explain import UnknownStep
 from sluice.store.sessions import MAX_ID
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_key), Depends(one_value_each)])
@@ -112,6 +113,31 @@ def retry(request: Request, session_id: SessionId) -> dict[str, Any]:
 def show_visitor(request: Request, email: Email) -> dict[str, Any]:
     """A visitor's profile: fields, tags, subscription, sessions, recent events."""
     return sluice_of(request).visitor(email)
+
+
+@router.get(
+    "/visitors/{email}/explain",
+    response_model=schemas.Explanation,
+    tags=["Visitors"],
+    responses=errors_doc(401, 404, 422),
+)
+def explain_visitor(
+    request: Request,
+    email: Email,
+    flow: Annotated[str, Query(max_length=64, description="The flow's key.")],
+    step: Annotated[
+        str | None, Query(max_length=200, description="One step of the flow (an email).")
+    ] = None,
+) -> dict[str, Any]:
+    """Why the visitor got the flow, or one of its steps, or why not: never triggered,
+    the trigger's condition false (with the values it read), refused by an entry rule
+    (and the session that blocked it), the flow off, a goal, a branch, a skipped email,
+    still waiting, failed — or received. 404 for an unknown visitor or flow, 422 for a
+    step that is not in the flow."""
+    try:
+        return sluice_of(request).explain(email, flow, step).as_dict()
+    except UnknownStep as error:
+        raise invalid([{"loc": "step", "msg": str(error)}]) from None
 
 
 @router.get(

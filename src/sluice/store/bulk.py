@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 from sluice.store.schema import UTCDateTime
 
 _Processor = Callable[[Any], Any] | None
-_PREPARED: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[_Processor], list[bool]]] = {}
+_PREPARED: dict[tuple, tuple[str, list[_Processor], list[bool]]] = {}
 
 
 def insert_returning_ids(
@@ -60,6 +60,24 @@ def insert_many(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]
         _executemany(conn, table, rows, None)
 
 
+def upsert_many(
+    conn: Connection,
+    table: sa.Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    key: tuple[str, ...],
+    add: tuple[str, ...] = (),
+) -> None:
+    """Insert `rows` (all with the same keys, at most one per value of the `key`
+    columns), or where a row with the same `key` exists, overwrite its other columns,
+    adding the `add` columns to the stored values (a count). The rows are written in
+    `key` order, so that two transactions that touch the same rows on PostgreSQL lock
+    them in the same order and never deadlock. SQLite and PostgreSQL share the syntax."""
+    if rows:
+        ordered = sorted(rows, key=lambda row: tuple(row[k] for k in key))
+        _executemany(conn, table, ordered, None, conflict=(key, add))
+
+
 def _largest_sqlite_id(table: sa.Table) -> sa.TextClause:
     """The largest id the table has had: its rows', or for an AUTOINCREMENT table one
     since deleted, which SQLite keeps in `sqlite_sequence`."""
@@ -85,9 +103,11 @@ def _sequence(conn: Connection, table: sa.Table) -> str:
     return name
 
 
-def _executemany(conn, table, rows, ids: list[int] | None) -> None:
+def _executemany(conn, table, rows, ids: list[int] | None, conflict=None) -> None:
     keys = tuple(rows[0])
-    sql, processors, instants = _prepare(conn, table, keys, with_id=ids is not None)
+    sql, processors, instants = _prepare(
+        conn, table, keys, with_id=ids is not None, conflict=conflict
+    )
     columns: list[Sequence[Any]] = [] if ids is None else [ids]
     for key, process, instant in zip(keys, processors, instants, strict=True):
         values = [row[key] for row in rows]
@@ -101,9 +121,9 @@ def _executemany(conn, table, rows, ids: list[int] | None) -> None:
     conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
 
 
-def _prepare(conn, table: sa.Table, keys: tuple[str, ...], *, with_id: bool):
+def _prepare(conn, table: sa.Table, keys: tuple[str, ...], *, with_id: bool, conflict=None):
     dialect = conn.dialect
-    cache_key = (f"{dialect.name}:{table.name}", "id" if with_id else "", keys)
+    cache_key = (f"{dialect.name}:{table.name}", "id" if with_id else "", keys, conflict)
     prepared = _PREPARED.get(cache_key)
     if prepared is None:
         names = (("id",) if with_id else ()) + keys
@@ -111,6 +131,8 @@ def _prepare(conn, table: sa.Table, keys: tuple[str, ...], *, with_id: bool):
         mark = "?" if dialect.paramstyle == "qmark" else "%s"
         marks = ", ".join(mark for _ in names)
         sql = f"INSERT INTO {table.name} ({columns}) VALUES ({marks})"
+        if conflict is not None:
+            sql += _on_conflict(dialect.identifier_preparer.quote, table.name, keys, *conflict)
         types = [table.c[key].type for key in keys]
         processors = [t.dialect_impl(dialect).bind_processor(dialect) for t in types]
         instants = [isinstance(t, UTCDateTime) for t in types]
@@ -184,3 +206,14 @@ def _prepare_update(conn, table, keys, constants, expressions) -> tuple[str, lis
         names = list(compiled.positiontup or compiled.binds)
         prepared = _PREPARED_UPDATES[cache_key] = (compiled.string, names)
     return prepared
+
+
+def _on_conflict(quote, table: str, keys, key: tuple[str, ...], add: tuple[str, ...]) -> str:
+    updates = ", ".join(
+        f"{quote(k)} = {table}.{quote(k)} + excluded.{quote(k)}"
+        if k in add
+        else f"{quote(k)} = excluded.{quote(k)}"
+        for k in keys
+        if k not in key
+    )
+    return f" ON CONFLICT ({', '.join(map(quote, key))}) DO UPDATE SET {updates}"

@@ -1,6 +1,7 @@
 """The path of accepted events: one transaction stores them, applies their effects on
-visitors, starts the sessions whose triggers they match, and wakes the sessions that
-wait for them or have them as a goal.
+visitors, starts the sessions whose triggers they match, records why the others that
+matched a trigger by type did not start (store/refusals.py), and wakes the sessions
+that wait for them or have them as a goal.
 
 Everything is set-based: a batch of a thousand events is a handful of statements,
 with trigger matching done in memory.
@@ -17,14 +18,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sluice.definitions.model import EntryRule
+from sluice.definitions.problems import DefinitionError
 from sluice.engine.context import template_context
 from sluice.engine.work import FlowVersion
 from sluice.records import UNFINISHED, FlowStatus, SessionStatus
+from sluice.store import refusals as refusal_store
 from sluice.store import visitors as visitor_store
 from sluice.store.budget import CausedBudget, spent_reason
 from sluice.store.bulk import insert_many, insert_returning_ids
 from sluice.store.flows import Catalog, FlowRow, list_flows
 from sluice.store.notify import TIMELINE_CHANNEL, WORK_CHANNEL, notify
+from sluice.store.refusals import RefusalReason
 from sluice.store.schema import events, sessions, timeline
 
 
@@ -84,8 +88,19 @@ class Candidate:
     """The session whose `track` step recorded the origin event."""
 
 
-ENTRY_RULES = "entry rules"
-"""Why a candidate did not start when its flow's entry rule or cooldown refused it."""
+@dataclass(frozen=True)
+class Refused:
+    """Why a candidate did not start: its flow's entry rule or cooldown (`data`:
+    `rule`, and the `session` that blocked it), or the budget of caused events
+    (`data`: `reason`). `str()` is the sentence a timeline gives."""
+
+    reason: RefusalReason
+    data: dict[str, Any]
+
+    def __str__(self) -> str:
+        if self.reason == RefusalReason.ENTRY_RULE:
+            return f"entry rule {self.data['rule']} (session {self.data['session']})"
+        return self.data["reason"]
 
 
 def ingest(
@@ -102,7 +117,8 @@ def ingest(
         return result
     people = visitor_store.upsert(conn, (e.email for e in incoming), now)
     seen = _known_keys(conn, incoming, people)
-    on_flows = _on_flows(conn, catalog)
+    all_flows = _flows(conn, catalog)
+    on_flows = [(row, flow) for row, flow in all_flows if row.status == FlowStatus.ON]
     # A trigger's `if` sees the visitor as this very event left them; a copy is taken
     # only for the events that such a condition will look at.
     conditional = {
@@ -131,10 +147,29 @@ def ingest(
     result.event_ids = insert_returning_ids(conn, events, rows)
     result.accepted = len(rows)
     _wake_interested(conn, on_flows, rows, now)
-    candidates = _match_triggers(on_flows, rows, result.event_ids, snapshots, causes, now)
+    candidates, refusals = _match_triggers(
+        all_flows, rows, result.event_ids, snapshots, causes, now
+    )
     outcomes = start_sessions(conn, candidates, now, budget)
     result.sessions_started = [s for s in outcomes if isinstance(s, int)]
     _log_spent_budget(conn, candidates, outcomes, now)
+    types = dict(zip(result.event_ids, (r["type"] for r in rows), strict=True))
+    refusals += [
+        refusal_store.refusal(
+            c.visitor_id,
+            c.flow.key,
+            (c.origin_event_id, types[c.origin_event_id]),
+            outcome.reason,
+            outcome.data,
+            now,
+        )
+        for c, outcome in zip(candidates, outcomes, strict=True)
+        if isinstance(outcome, Refused)
+    ]
+    # Rows of a batch in the order of its events: the last one of a visitor and flow
+    # is the one kept.
+    refusals.sort(key=lambda r: r["event_id"])
+    refusal_store.record(conn, refusals)
     notify(conn, WORK_CHANNEL, TIMELINE_CHANNEL)
     return result
 
@@ -196,12 +231,18 @@ def _event_row(
     }
 
 
-def _on_flows(conn: Connection, catalog: Catalog) -> list[tuple[FlowRow, FlowVersion]]:
-    return [
-        (row, catalog.flow(conn, row.key, row.version))
-        for row in list_flows(conn)
-        if row.status == FlowStatus.ON
-    ]
+def _flows(conn: Connection, catalog: Catalog) -> list[tuple[FlowRow, FlowVersion]]:
+    """Every flow with its current version; those that are off only to say that they
+    were (a refusal), so one whose stored version no longer passes validation (rules
+    tightened since it was saved) is left out rather than failing the batch."""
+    found = []
+    for row in list_flows(conn):
+        try:
+            found.append((row, catalog.flow(conn, row.key, row.version)))
+        except DefinitionError:
+            if row.status == FlowStatus.ON:
+                raise
+    return found
 
 
 def _wake_interested(conn, on_flows, rows, now) -> None:
@@ -222,14 +263,28 @@ def _wake_interested(conn, on_flows, rows, now) -> None:
     )
 
 
-def _match_triggers(on_flows, rows, ids, snapshots, causes, now) -> list[Candidate]:
+def _match_triggers(
+    flows, rows, ids, snapshots, causes, now
+) -> tuple[list[Candidate], list[dict[str, Any]]]:
+    """The candidates of the flows that are on whose trigger the events match, and the
+    refusals (store/refusals.py) of those matched by type only: the flow was off, or
+    its `if` was false."""
     by_type: dict[str, list[tuple[FlowRow, FlowVersion]]] = defaultdict(list)
-    for row, flow in on_flows:
+    for row, flow in flows:
         for event_type in flow.definition.trigger.events:
             by_type[event_type].append((row, flow))
-    candidates = []
+    candidates, refusals = [], []
     for row, event_id, visitor, cause in zip(rows, ids, snapshots, causes, strict=True):
         for flow_row, flow in by_type.get(row["type"], ()):
+            event = (event_id, row["type"])
+            if flow_row.status != FlowStatus.ON:
+                off = {"off_since": flow_row.off_since and flow_row.off_since.isoformat()}
+                refusals.append(
+                    refusal_store.refusal(
+                        row["visitor_id"], flow.key, event, RefusalReason.FLOW_OFF, off, now
+                    )
+                )
+                continue
             condition = flow.definition.trigger.condition
             if condition is not None:
                 origin = {
@@ -240,13 +295,27 @@ def _match_triggers(on_flows, rows, ids, snapshots, causes, now) -> list[Candida
                 }
                 flow_view = {"key": flow.key, "name": flow_row.name, "version": flow.version}
                 context = template_context(visitor=visitor, origin=origin, flow=flow_view, now=now)
-                if not condition.evaluate(context).value:
+                result = condition.evaluate(context)
+                if not result.value:
+                    data = {"condition": condition.source, "values": result.reads}
+                    if result.error:
+                        data["error"] = result.error
+                    refusals.append(
+                        refusal_store.refusal(
+                            row["visitor_id"],
+                            flow.key,
+                            event,
+                            RefusalReason.CONDITION_FALSE,
+                            data,
+                            now,
+                        )
+                    )
                     continue
             root = cause.root_event_id if cause else None
             candidates.append(
                 Candidate(flow, row["visitor_id"], event_id, row["depth"], root, cause)
             )
-    return candidates
+    return candidates, refusals
 
 
 def _log_spent_budget(conn, candidates: list[Candidate], outcomes, now) -> None:
@@ -259,37 +328,53 @@ def _log_spent_budget(conn, candidates: list[Candidate], outcomes, now) -> None:
             "at": now,
             "step": c.cause.step,
             "kind": "flow_not_started",
-            "data": {"flow": c.flow.key, "reason": outcome},
+            "data": {"flow": c.flow.key, "reason": str(outcome)},
         }
         for c, outcome in zip(candidates, outcomes, strict=True)
-        if c.cause is not None and isinstance(outcome, str) and outcome != ENTRY_RULES
+        if c.cause is not None
+        and isinstance(outcome, Refused)
+        and outcome.reason == RefusalReason.BUDGET
     ]
     insert_many(conn, timeline, rows)
 
 
 def start_sessions(
     conn: Connection, candidates: list[Candidate], now: datetime, budget: CausedBudget | None
-) -> list[int | str]:
+) -> list[int | Refused]:
     """Start the candidates that the entry rules and cooldowns allow, in order, and of
     those in a chain (`root_event_id`), the ones `budget` still allows. Returns, for
-    each candidate, its new session's id, or why it did not start (`ENTRY_RULES`, or
-    the budget spent)."""
+    each candidate, its new session's id, or why it did not start."""
     if not candidates:
         return []
     # `every_time` without a cooldown needs no history: such candidates always start.
     history = _entry_history(conn, [c for c in candidates if _needs_history(c.flow)])
     allowed, refused = [], {}
+    blocked: dict[int, tuple[str, int | Candidate]] = {}
     for c in candidates:
         past = history.setdefault((c.visitor_id, c.flow.key), _History())
-        if not past.allows(c.flow, now):
-            refused[id(c)] = ENTRY_RULES
+        rule = past.refusal(c.flow, now)
+        if rule is not None:
+            blocked[id(c)] = rule
         elif c.root_event_id is not None and budget and not budget.take(c.root_event_id):
-            refused[id(c)] = spent_reason(c.root_event_id)
+            refused[id(c)] = Refused(
+                RefusalReason.BUDGET, {"reason": spent_reason(c.root_event_id)}
+            )
         else:
-            past.record(now)
+            past.record(now, c)
             allowed.append(c)
+    ids = _insert_sessions(conn, allowed, now)
+    started = dict(zip(map(id, allowed), ids, strict=True))
+    for key, (rule, session) in blocked.items():
+        # A session this batch started has its id only now.
+        blocker = started[id(session)] if isinstance(session, Candidate) else session
+        refused[key] = Refused(RefusalReason.ENTRY_RULE, {"rule": rule, "session": blocker})
+    return [started.get(id(c)) or refused[id(c)] for c in candidates]
+
+
+def _insert_sessions(conn: Connection, allowed: list[Candidate], now: datetime) -> list[int]:
+    """The sessions of `allowed`, each with its `entered` timeline entry; their ids."""
     if not allowed:
-        return [refused[id(c)] for c in candidates]
+        return []
     rows = [
         {
             "visitor_id": c.visitor_id,
@@ -325,31 +410,39 @@ def start_sessions(
             for session_id, c in zip(ids, allowed, strict=True)
         ],
     )
-    started = dict(zip(map(id, allowed), ids, strict=True))
-    return [started.get(id(c)) or refused[id(c)] for c in candidates]
+    return ids
 
 
 @dataclass
 class _History:
-    """What entry rules need to know of a visitor's past sessions in one flow."""
+    """What entry rules need to know of a visitor's past sessions in one flow. A
+    session is named by its id, or by its candidate when this batch starts it."""
 
     total: int = 0
     unfinished: int = 0
     last_started: datetime | None = None
+    last_session: int | Candidate | None = None
+    open_session: int | Candidate | None = None
+    """An unfinished session (the latest)."""
 
-    def allows(self, flow: FlowVersion, now: datetime) -> bool:
+    def refusal(self, flow: FlowVersion, now: datetime) -> tuple[str, int | Candidate] | None:
+        """The rule that refuses a new session (`once`, `one_at_a_time`, `cooldown`) and
+        the session that blocks it; None when a session may start."""
         definition = flow.definition
         if definition.entry == EntryRule.ONCE and self.total:
-            return False
+            return EntryRule.ONCE.value, self.last_session
         if definition.entry == EntryRule.ONE_AT_A_TIME and self.unfinished:
-            return False
+            return EntryRule.ONE_AT_A_TIME.value, self.open_session
         cooldown: timedelta | None = definition.cooldown
-        return not (cooldown and self.last_started and now - self.last_started < cooldown)
+        if cooldown and self.last_started and now - self.last_started < cooldown:
+            return "cooldown", self.last_session
+        return None
 
-    def record(self, now: datetime) -> None:
+    def record(self, now: datetime, started: Candidate) -> None:
         self.total += 1
         self.unfinished += 1
         self.last_started = now
+        self.last_session = self.open_session = started
 
 
 def _needs_history(flow: FlowVersion) -> bool:
@@ -360,14 +453,16 @@ def _needs_history(flow: FlowVersion) -> bool:
 def _entry_history(conn, candidates: list[Candidate]) -> dict[tuple[int, str], _History]:
     if not candidates:
         return {}
-    unfinished = sa.case((sessions.c.status.in_([s.value for s in UNFINISHED]), 1), else_=0)
+    is_open = sessions.c.status.in_([s.value for s in UNFINISHED])
     query = (
         sa.select(
             sessions.c.visitor_id,
             sessions.c.flow_key,
             sa.func.count(),
-            sa.func.sum(unfinished),
+            sa.func.sum(sa.case((is_open, 1), else_=0)),
             sa.func.max(sessions.c.started_at),
+            sa.func.max(sessions.c.id),
+            sa.func.max(sa.case((is_open, sessions.c.id))),
         )
         .where(
             sessions.c.visitor_id.in_({c.visitor_id for c in candidates}),
@@ -376,6 +471,8 @@ def _entry_history(conn, candidates: list[Candidate]) -> dict[tuple[int, str], _
         .group_by(sessions.c.visitor_id, sessions.c.flow_key)
     )
     history = {}
-    for visitor_id, flow_key, total, open_count, last in conn.execute(query):
-        history[(visitor_id, flow_key)] = _History(total, int(open_count or 0), last)
+    for visitor_id, flow_key, total, open_count, last, latest, open_id in conn.execute(query):
+        history[(visitor_id, flow_key)] = _History(
+            total, int(open_count or 0), last, latest, open_id
+        )
     return history

@@ -251,6 +251,21 @@ timeline = sa.Table(
     sqlite_autoincrement=True,  # ids of erased rows never come back (migration 0004)
 )
 
+# Why events that matched a flow's trigger by type started no session there
+# (store/refusals.py): the latest such refusal per visitor and flow, and how many.
+trigger_refusals = sa.Table(
+    "trigger_refusals",
+    metadata,
+    sa.Column("visitor_id", Id, primary_key=True),
+    sa.Column("flow_key", sa.String(64), primary_key=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("event_id", Id, nullable=False),
+    sa.Column("event_type", sa.String(200), nullable=False),
+    sa.Column("reason", sa.String(16), nullable=False),
+    sa.Column("data", Json, nullable=False),
+    sa.Column("refusals", sa.Integer, nullable=False),
+)
+
 deliveries = sa.Table(
     "deliveries",
     metadata,

@@ -397,7 +397,7 @@ def _start_flows(conn, catalog: Catalog, starting, now, budget: CausedBudget) ->
         if isinstance(outcome, int):
             kind, data = "flow_started", {"flow": key, "session_id": outcome}
         else:
-            kind, data = "flow_not_started", {"flow": key, "reason": outcome}
+            kind, data = "flow_not_started", {"flow": key, "reason": str(outcome)}
         entries.append(
             {
                 "session_id": t.session_id,

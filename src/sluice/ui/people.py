@@ -25,6 +25,7 @@ from sluice.store import sessions as session_store
 from sluice.store.sessions import MAX_ID, InvalidSessionState, SessionNotFound
 from sluice.ui import auth, queries, render
 from sluice.ui.errors import PageRoute
+from sluice.ui.explain import flow_choices
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 SessionId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -220,6 +221,7 @@ def _visitor_page(
             messages = views.list_messages(conn, email=visitor["email"], limit=50)
             opened = queries.engagement(conn, messages)
     events = [{**e, "summary": summary(e)} for e in visitor["events"]]
+    flows = flow_choices(sluice) if tab == "flows" else []
     return render.page(
         request,
         "visitor.html",
@@ -230,6 +232,7 @@ def _visitor_page(
         tabs=TABS,
         messages=messages,
         engagement=opened,
+        flows=flows,
         error=error,
         form=form or {},
     )

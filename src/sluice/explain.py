@@ -1,0 +1,504 @@
+"""Why did a visitor get a flow, or one step of it — or why not? An answer built only
+from stored facts: the visitor's sessions of the flow and their timelines, the latest
+event the flow's trigger refused (store/refusals.py), and the visitor's events of the
+trigger's types. Used by the API (`GET /api/visitors/{email}/explain`), the CLI
+(`sluice visitors explain`) and the profile's "Why not?" page.
+
+Verdicts (`Explanation.verdict`), in the order they are looked for:
+
+- with a step, the newest session that reached it decides: `received` (sent,
+  delivered, or for other steps passed), `email_skipped` (unsubscribed, suppressed),
+  `failed` (why), `waiting` (the delivery is under way);
+- the trigger's latest refusal, when it is newer than the newest session:
+  `condition_false` (with the values the `if` read), `entry_rule` (which rule, and
+  the session that blocked it), `flow_off` (off when the event came), `budget`;
+- the newest session: `goal_exit` (left on a goal before the step), `branch_other_way`
+  (an `if`, `split` or `wait_for` above the step took the other branch, with the
+  values), `waiting` (until when), `in_progress`, `failed`, `stopped`, `exited` (an
+  `exit` step), `received` (no step asked: the session completed), `elsewhere` (it
+  completed without passing the step);
+- no session and no refusal: `never_triggered` (no event of the trigger's types, or
+  only ones from before the flow existed).
+
+Bounded for a visitor with any history: the newest `SESSIONS` sessions of the flow are
+looked at, and every query is per visitor (an index on `visitor_id` first).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sluice.definitions.model import Step, child_lists
+from sluice.records import FlowStatus, Session, SessionStatus
+from sluice.store import flows as flow_store
+from sluice.store import refusals as refusal_store
+from sluice.store.flows import Catalog
+from sluice.store.schema import events, sessions, timeline
+
+SESSIONS = 20
+"""How many of the visitor's newest sessions of the flow are searched for the step."""
+
+
+class Verdict(enum.StrEnum):
+    RECEIVED = "received"
+    NEVER_TRIGGERED = "never_triggered"
+    CONDITION_FALSE = "condition_false"
+    ENTRY_RULE = "entry_rule"
+    FLOW_OFF = "flow_off"
+    BUDGET = "budget"
+    GOAL_EXIT = "goal_exit"
+    BRANCH_OTHER_WAY = "branch_other_way"
+    EMAIL_SKIPPED = "email_skipped"
+    WAITING = "waiting"
+    IN_PROGRESS = "in_progress"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    EXITED = "exited"
+    ELSEWHERE = "elsewhere"
+
+
+class UnknownStep(LookupError):
+    """The flow's current version has no step with that id."""
+
+
+@dataclass(frozen=True)
+class Link:
+    label: str
+    href: str
+    """A path of the web UI."""
+
+
+@dataclass(frozen=True)
+class Explanation:
+    email: str
+    flow: str
+    step: str | None
+    verdict: Verdict
+    sentence: str
+    facts: dict[str, Any]
+    """JSON: `visitor`, `flow`, `step`, and what the verdict rests on (`session`,
+    `refusal`, `entry`, `trigger_events`)."""
+    links: list[Link] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "email": self.email,
+            "flow": self.flow,
+            "step": self.step,
+            "verdict": self.verdict.value,
+            "sentence": self.sentence,
+            "facts": self.facts,
+            "links": [{"label": link.label, "href": link.href} for link in self.links],
+        }
+
+
+def explain(
+    conn: Connection,
+    catalog: Catalog,
+    visitor,
+    flow_key: str,
+    step_id: str | None,
+    now: datetime,
+) -> Explanation:
+    """Explain for the visitor row `visitor` (store/visitors.find) and the flow; raises
+    UnknownFlow, or UnknownStep when `step_id` is not in the flow's current version."""
+    row = flow_store.get_flow(conn, flow_key)
+    flow = catalog.flow(conn, flow_key, row.version)
+    if step_id is not None and step_id not in flow.tree:
+        raise UnknownStep(f"flow '{flow_key}' has no step '{step_id}'")
+    step = flow.tree.step(step_id) if step_id is not None else None
+    facts: dict[str, Any] = {
+        "visitor": {"email": visitor.email, "subscribed": visitor.unsubscribed_at is None},
+        "flow": {
+            "key": row.key,
+            "name": row.name,
+            "status": row.status.value,
+            "version": row.version,
+            "off_since": _iso(row.off_since),
+            "trigger": list(flow.definition.trigger.events),
+        },
+        "step": None if step is None else {"id": step.id, "kind": step.kind},
+    }
+    answer = _Answer(visitor.email, flow_key, step_id, facts, now)
+    found = _sessions(conn, visitor.id, flow_key)
+    if step is not None:
+        reached = _step_outcome(conn, answer, found, step)
+        if reached is not None:
+            return reached
+    refusal = refusal_store.latest(conn, visitor.id, flow_key)
+    newest = found[0] if found else None
+    if refusal and newest and refusal["event"]["id"] < newest.origin_event_id:
+        refusal = None  # a session started since: the refusal is no longer the answer
+    if refusal and (newest is None or step is None):
+        return answer.give(*_refused(answer, refusal))
+    if newest is None:
+        return _never_triggered(conn, answer, visitor.id, row, flow.definition.trigger.events)
+    explanation = _from_session(conn, answer, newest, flow.definition.steps, step)
+    if refusal is None:
+        return explanation
+    # Asked about a step, the newest session answers; a later event that started no
+    # session is worth saying too.
+    _, later = _refused(answer, refusal)
+    return answer.give(explanation.verdict, f"{explanation.sentence} {later}")
+
+
+class _Answer:
+    """What every verdict shares; `give` makes the Explanation."""
+
+    def __init__(self, email, flow_key, step_id, facts, now):
+        self.email, self.flow, self.step = email, flow_key, step_id
+        self.facts, self.now = facts, now
+        self.links: list[Link] = []
+
+    def session(self, session: Session) -> str:
+        self.facts["session"] = _session_facts(session)
+        self.links.append(Link(f"Session #{session.id}", f"/sessions/{session.id}"))
+        return f"session #{session.id}"
+
+    def give(self, verdict: Verdict, sentence: str) -> Explanation:
+        links = list(dict.fromkeys(self.links))  # a session may be named twice
+        return Explanation(self.email, self.flow, self.step, verdict, sentence, self.facts, links)
+
+
+# -- the step reached ------------------------------------------------------------------
+
+_OUTCOMES = {
+    "email_sent": Verdict.RECEIVED,
+    "webhook_delivered": Verdict.RECEIVED,
+    "email_skipped": Verdict.EMAIL_SKIPPED,
+    "email_failed": Verdict.FAILED,
+    "webhook_failed": Verdict.FAILED,
+}
+
+
+def _step_outcome(conn, answer: _Answer, found: list[Session], step: Step):
+    """The verdict of the newest session that reached the step; None if none did."""
+    if not found:
+        return None
+    by_id = {s.id: s for s in found}
+    entries = conn.execute(
+        sa.select(timeline.c.session_id, timeline.c.at, timeline.c.kind, timeline.c.data)
+        .where(
+            timeline.c.session_id.in_(by_id),
+            timeline.c.step == step.id,
+            timeline.c.kind.in_(["step", *_OUTCOMES]),  # `step`: the step began
+        )
+        .order_by(timeline.c.id.desc())
+    ).all()
+    if not entries:
+        return None
+    session = by_id[entries[0].session_id]
+    mine = [e for e in entries if e.session_id == session.id]
+    named = answer.session(session)
+    outcome = next((e for e in mine if e.kind in _OUTCOMES), None)
+    if outcome is not None:
+        answer.facts["entry"] = _entry_facts(outcome)
+        when = _when(outcome.at)
+        match outcome.kind:
+            case "email_sent":
+                subject = outcome.data.get("subject")
+                about = f" “{subject}”" if subject else ""
+                sentence = f"They got it: {named} sent the email{about} on {when}."
+            case "webhook_delivered":
+                sentence = f"They got it: {named} delivered the webhook on {when}."
+            case "email_skipped":
+                reason = outcome.data.get("reason", "")
+                sentence = f"The email was skipped on {when} ({named}): {_skip_reason(reason)}."
+            case _:
+                error = outcome.data.get("error") or outcome.data.get("reason") or "no reason"
+                sentence = f"Delivery failed for good on {when} ({named}): {error}."
+        return answer.give(_OUTCOMES[outcome.kind], sentence)
+    began = mine[-1]
+    if session.step == step.id and session.status == SessionStatus.FAILED:
+        return _failed(conn, answer, session, named)
+    if session.step == step.id and session.status in (SessionStatus.WAITING, SessionStatus.ACTIVE):
+        doing = "its delivery is under way" if step.kind in ("email", "webhook") else "it is there"
+        if session.wake_at:
+            doing += f" until {_when(session.wake_at)} ({_relative(session.wake_at, answer.now)})"
+        verdict = (
+            Verdict.WAITING if session.status == SessionStatus.WAITING else Verdict.IN_PROGRESS
+        )
+        return answer.give(
+            verdict, f"{named.capitalize()} reached the step on {_when(began.at)}; {doing}."
+        )
+    return answer.give(Verdict.RECEIVED, f"They got it: {named} ran the step on {_when(began.at)}.")
+
+
+def _skip_reason(reason: str) -> str:
+    if reason == "unsubscribed":
+        return "they were unsubscribed, and the email is not transactional"
+    if reason == "address erased":
+        return "the address is suppressed (a visitor with it was erased)"
+    return reason
+
+
+# -- refusals --------------------------------------------------------------------------
+
+
+def _refused(answer: _Answer, refusal: dict[str, Any]) -> tuple[Verdict, str]:
+    """The verdict and sentence of the trigger's latest refusal."""
+    answer.facts["refusal"] = refusal
+    data, when = refusal["data"], _when(datetime.fromisoformat(refusal["at"]))
+    came = f"Their latest {refusal['event']['type']} event ({when}) started no session"
+    match refusal["reason"]:
+        case "condition_false":
+            values = _values(data["values"])
+            error = f"; it failed: {data['error']}" if data.get("error") else ""
+            read = f" ({values})" if values else ""
+            condition = f"the trigger's condition `{data['condition']}`"
+            sentence = f"{came}: {condition} was false{read}{error}."
+            verdict = Verdict.CONDITION_FALSE
+        case "entry_rule":
+            blocker = data["session"]
+            answer.links.append(Link(f"Session #{blocker}", f"/sessions/{blocker}"))
+            rule = {
+                "once": "`once` allows one session per visitor, and session #{} already ran",
+                "one_at_a_time": "`one_at_a_time` allows one at a time, and session #{} "
+                "was unfinished",
+                "cooldown": "the cooldown allows no new session so soon after session #{}",
+            }[data["rule"]].format(blocker)
+            verdict, sentence = Verdict.ENTRY_RULE, f"{came}: the entry rule {rule}."
+        case "flow_off":
+            verdict, sentence = Verdict.FLOW_OFF, f"{came}: the flow was off when it came."
+        case _:
+            verdict, sentence = Verdict.BUDGET, f"{came}: the {data['reason']}."
+    if refusal["refusals"] > 1:
+        sentence += f" The flow refused {refusal['refusals']} of their events in all."
+    return verdict, sentence
+
+
+# -- the newest session ----------------------------------------------------------------
+
+
+def _from_session(conn, answer: _Answer, session: Session, steps, step: Step | None):
+    named = answer.session(session)
+    paused = answer.facts["flow"]["status"] == FlowStatus.OFF and not session.status.finished
+    status = session.status
+    entries = []
+    if step is not None or status in (SessionStatus.EXITED, SessionStatus.FAILED):
+        entries = conn.execute(
+            sa.select(timeline.c.at, timeline.c.step, timeline.c.kind, timeline.c.data)
+            .where(timeline.c.session_id == session.id)
+            .order_by(timeline.c.id)
+        ).all()
+    goal = next((e for e in entries if e.kind == "goal"), None)
+    if status == SessionStatus.EXITED and goal is not None:
+        answer.facts["entry"] = _entry_facts(goal)
+        event = goal.data.get("event", {}).get("type", "an event")
+        before = " before reaching the step" if step else ""
+        return answer.give(
+            Verdict.GOAL_EXIT,
+            f"{named.capitalize()} exited on its goal{before}: a {event} event came on "
+            f"{_when(goal.at)}, while it was at step {session.step}.",
+        )
+    if step is not None:
+        turn = _branch_taken(entries, _ancestors(steps, step.id))
+        if turn is not None:
+            answer.facts["entry"] = _entry_facts(turn[0])
+            return answer.give(Verdict.BRANCH_OTHER_WAY, f"{named.capitalize()} {turn[1]}.")
+    where = f"at step {session.step}" if session.step else "at its start"
+    on_hold = " The flow is off, so it is paused." if paused else ""
+    at = f"has not reached the step yet: it is {where}" if step else f"is {where}"
+    match status:
+        case SessionStatus.WAITING:
+            until = []
+            if session.waiting_for:
+                until.append(f"for a {session.waiting_for} event")
+            if session.wake_at:
+                relative = _relative(session.wake_at, answer.now)
+                until.append(f"until {_when(session.wake_at)} ({relative})")
+            detail = " ".join(until) or "for a delivery to finish"
+            return answer.give(
+                Verdict.WAITING, f"{named.capitalize()} {at}, waiting {detail}.{on_hold}"
+            )
+        case SessionStatus.ACTIVE:
+            return answer.give(
+                Verdict.IN_PROGRESS, f"{named.capitalize()} {at}, running now.{on_hold}"
+            )
+        case SessionStatus.STOPPED:
+            return answer.give(
+                Verdict.STOPPED,
+                f"{named.capitalize()} was stopped for this visitor {where}.",
+            )
+        case SessionStatus.FAILED:
+            return _failed(conn, answer, session, named, entries)
+        case SessionStatus.EXITED:
+            exited = next((e for e in reversed(entries) if e.kind == "exited"), None)
+            reason = exited.data.get("reason", "an exit step") if exited else "an exit step"
+            return answer.give(
+                Verdict.EXITED,
+                f"{named.capitalize()} exited ({reason}) on {_when(session.finished_at)} "
+                f"at step {session.step}.",
+            )
+    if step is None:
+        return answer.give(
+            Verdict.RECEIVED,
+            f"They got it: {named} started on {_when(session.started_at)} and completed on "
+            f"{_when(session.finished_at)}.",
+        )
+    return answer.give(
+        Verdict.ELSEWHERE,
+        f"{named.capitalize()} completed on {_when(session.finished_at)} without passing "
+        "the step (it went another way, or the step was added after it passed that point).",
+    )
+
+
+def _failed(conn, answer, session: Session, named: str, entries=None) -> Explanation:
+    if entries is None:
+        entries = conn.execute(
+            sa.select(timeline.c.at, timeline.c.step, timeline.c.kind, timeline.c.data)
+            .where(timeline.c.session_id == session.id, timeline.c.kind == "failed")
+            .order_by(timeline.c.id)
+        ).all()
+    failed = next((e for e in reversed(entries) if e.kind == "failed"), None)
+    error = failed.data.get("error", "no reason recorded") if failed else "no reason recorded"
+    if failed is not None:
+        answer.facts["entry"] = _entry_facts(failed)
+    return answer.give(
+        Verdict.FAILED,
+        f"{named.capitalize()} failed at step {session.step} on {_when(session.finished_at)}: "
+        f"{error}.",
+    )
+
+
+def _ancestors(steps, target: str) -> list[tuple[Step, str]]:
+    """The steps whose branches hold `target`, outermost first, each with the name of
+    the branch (`then`, `else`, `on_timeout`, `split.1.steps`, …) that holds it."""
+    for step in steps:
+        if step.id == target:
+            return []
+        for name, children in child_lists(step):
+            inner = _ancestors(children, target)
+            if inner is not None:
+                return [(step, name), *inner]
+    return None  # type: ignore[return-value]
+
+
+def _branch_taken(entries, ancestors) -> tuple[Any, str] | None:
+    """The first `if`, `split` or `wait_for` above the step whose timeline entry says
+    it went another way, and how to say so."""
+    for owner, branch in ancestors or ():
+        for e in reversed(entries):
+            if e.step != owner.id:
+                continue
+            if e.kind == "branch":
+                went = "then" if e.data.get("result") else "else"
+                if went != branch:
+                    values = _values(e.data.get("values", {}))
+                    read = f" ({values})" if values else ""
+                    result = "true" if e.data.get("result") else "false"
+                    return e, (
+                        f"went {went} at step {owner.id} on {_when(e.at)}: "
+                        f"`{e.data.get('condition')}` was {result}{read}, "
+                        f"and the step is on the {branch} side"
+                    )
+                break
+            if e.kind == "split":
+                chosen = f"split.{e.data.get('branch')}.steps"
+                if chosen != branch:
+                    return e, (
+                        f"was sent down branch {e.data.get('branch')} of the split at step "
+                        f"{owner.id} on {_when(e.at)}; the step is on branch "
+                        f"{branch.split('.')[1]}"
+                    )
+                break
+            if e.kind in ("wait_timed_out", "wait_ended", "event_received"):
+                went = "on_timeout" if e.kind == "wait_timed_out" else "then"
+                if went != branch:
+                    how = "timed out" if went == "on_timeout" else "ended with the event"
+                    return e, (
+                        f"went {went} at step {owner.id}: the wait {how} on {_when(e.at)}, "
+                        f"and the step is on the {branch} side"
+                    )
+                break
+    return None
+
+
+# -- no session, no refusal ------------------------------------------------------------
+
+
+def _never_triggered(conn, answer: _Answer, visitor_id: int, row, types) -> Explanation:
+    matching = sa.select(events.c.id, events.c.type, events.c.accepted_at).where(
+        events.c.visitor_id == visitor_id, events.c.type.in_(types)
+    )
+    latest = conn.execute(matching.order_by(events.c.id.desc()).limit(1)).first()
+    names = " or ".join(types)
+    answer.facts["trigger_events"] = {"latest": None}
+    if latest is None:
+        return answer.give(
+            Verdict.NEVER_TRIGGERED,
+            f"Never triggered: no {names} event has come for this visitor.",
+        )
+    answer.facts["trigger_events"]["latest"] = {
+        "id": latest.id,
+        "type": latest.type,
+        "accepted_at": latest.accepted_at.isoformat(),
+    }
+    if latest.accepted_at < row.created_at:
+        why = f"before the flow was created ({_when(row.created_at)})"
+    else:
+        why = "before Sluice recorded why a trigger refused an event"
+    return answer.give(
+        Verdict.NEVER_TRIGGERED,
+        f"Never triggered: their latest {latest.type} event came on "
+        f"{_when(latest.accepted_at)}, {why}.",
+    )
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _sessions(conn, visitor_id: int, flow_key: str) -> list[Session]:
+    rows = conn.execute(
+        sa.select(sessions)
+        .where(sessions.c.visitor_id == visitor_id, sessions.c.flow_key == flow_key)
+        .order_by(sessions.c.id.desc())
+        .limit(SESSIONS)
+    )
+    return [Session.from_row(r) for r in rows]
+
+
+def _session_facts(s: Session) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "status": s.status.value,
+        "step": s.step,
+        "flow_version": s.flow_version,
+        "started_at": _iso(s.started_at),
+        "finished_at": _iso(s.finished_at),
+        "wake_at": _iso(s.wake_at),
+        "waiting_for": s.waiting_for,
+    }
+
+
+def _entry_facts(e) -> dict[str, Any]:
+    return {"at": e.at.isoformat(), "kind": e.kind, "data": e.data}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _when(value: datetime | None) -> str:
+    return "—" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _relative(moment: datetime, now: datetime) -> str:
+    seconds = (moment - now).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if abs(seconds) >= size:
+            amount = f"{int(abs(seconds) // size)} {unit}"
+            return f"in {amount}" if seconds > 0 else f"{amount} ago"
+    return "now"
+
+
+def _values(reads: dict[str, Any]) -> str:
+    """`a = 1, b = "x"`: the values a condition read, by path (JSONB keeps no order)."""
+    return ", ".join(f"{path} = {orjson.dumps(v).decode()}" for path, v in sorted(reads.items()))
