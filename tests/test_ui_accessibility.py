@@ -102,6 +102,9 @@ def pages(seeded) -> list[str]:
         f"/visitors/{visitor}?tab=flows",
         f"/visitors/{visitor}?tab=events",
         f"/visitors/{visitor}?tab=emails",
+        f"/visitors/{visitor}/erase",
+        f"/why-not?email={visitor}&flow=onboarding",
+        "/visitors?q=plan:pro&tag=signed_up",
         f"/sessions/{seeded.stopped_session}",
         f"/sessions/{seeded.paused_sessions[0]}",
         f"/sessions/{seeded.failed_session}",
@@ -109,6 +112,7 @@ def pages(seeded) -> list[str]:
         "/outbox",
         f"/outbox?email={seeded.bounced}&id={seeded.failed_message}",
         "/activity",
+        "/activity?errors=true",
         "/flows/no-such-flow",  # the error page
     ]
 
