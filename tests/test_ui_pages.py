@@ -696,3 +696,24 @@ def test_the_live_streams_send_sentences_and_a_step_shown_alone_gives_way(browse
         "Webhook to x gave up after 1 attempt: invalid URL 'x': not an absolute http:// or "
         "https:// URL",
     ]
+
+
+def test_a_failed_session_is_retried_from_its_page(browser, driver):
+    """A failed session's page offers Retry (SPEC §3.4 `retry`): once what made it fail
+    is mended (here the visitor's data), the step it failed at runs again."""
+    driver.apply(
+        "key: greet\ntrigger: {event: go}\nsteps:\n"
+        "  - {id: hello, tag: {add: ['{% for i in (1..visitor.fields.n) %}x{% endfor %}']}}\n"
+    )
+    [sid] = driver.send("go", "bob@example.com", fields={"n": 100000}).sessions_started
+    assert driver.session(sid)["status"] == "failed"  # the loop limit
+    page = browser.get(f"/sessions/{sid}").text
+    assert f'action="/sessions/{sid}/retry"' in page and ">Retry<" in page
+    driver.send("mended", "bob@example.com", fields={"n": 2})
+    response = post(browser, f"/sessions/{sid}/retry")
+    assert response.status_code == 303
+    driver.run()
+    assert driver.session(sid)["status"] == "completed"
+    assert "retried" in driver.kinds(sid)
+    again = post(browser, f"/sessions/{sid}/retry")  # no longer failed
+    assert again.status_code == 409 and "cannot be retried" in again.text

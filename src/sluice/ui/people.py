@@ -288,36 +288,44 @@ def session_page(request: Request, session_id: SessionId) -> HTMLResponse:
 
 @router.post("/sessions/{session_id}/stop")
 @router.post("/sessions/{session_id}/resume")
+@router.post("/sessions/{session_id}/retry")
 def act(
     request: Request,
     session_id: SessionId,
     csrf: Annotated[str, Form(max_length=100)] = "",
     next: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    """Stop or resume the session; then back to the session's page, or to `next` (the
-    visitor's Flows tab, where each unfinished session has its Stop Flow button)."""
+    """Stop, resume or retry (a failed one) the session; then back to the session's
+    page, or to `next` (the visitor's Flows tab, where each unfinished session has its
+    Stop Flow button)."""
     session = auth.check_csrf(request, csrf)
     sluice = sluice_of(request)
-    stopping = request.url.path.endswith("/stop")
-    operation = sluice.stop_session if stopping else sluice.resume_session
+    action = request.url.path.rsplit("/", 1)[1]
+    operation, verb, notice = _ACTIONS[action]
     try:
-        operation(session_id, actor=f"ui:{session.user}")
+        getattr(sluice, operation)(session_id, actor=f"ui:{session.user}")
     except SessionNotFound:
         return _session_page(request, session_id)
     except InvalidSessionState:
         current = sluice.session(session_id)["status"]
-        verb = "stopped" if stopping else "resumed"
         message = (
             f"This session is already {current}, so it cannot be {verb}. "
             "The page was out of date; below is the session as it is now."
         )
         return _session_page(request, session_id, error=message, status=409)
-    notice = (
-        "Session stopped: it stays at its step until resumed."
-        if stopping
-        else "Session resumed where it stopped."
-    )
     return render.redirect(request, auth.safe_next(next or f"/sessions/{session_id}"), notice)
+
+
+# What each button of a session does: (Sluice method, past participle, notice).
+_ACTIONS = {
+    "stop": ("stop_session", "stopped", "Session stopped: it stays at its step until resumed."),
+    "resume": ("resume_session", "resumed", "Session resumed where it stopped."),
+    "retry": (
+        "retry_session",
+        "retried",
+        "Retrying: the step at which the session failed runs again.",
+    ),
+}
 
 
 @router.get("/ui/sessions/{session_id}/stream")
