@@ -23,13 +23,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from sluice import health
 from sluice.definitions.parse import load_documents
 from sluice.records import FlowStatus
 from sluice.store import deliveries as delivery_store
 from sluice.store import sessions as session_store
 from sluice.store.ingest import IncomingEvent
 from sluice.store.schema import deliveries, events, sessions, timeline, visitors
-from sluice.ui import health
 
 # The bulk writer of parked sessions is the benchmark's (bench/parked.py).
 _spec = importlib.util.spec_from_file_location(

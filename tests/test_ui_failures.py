@@ -119,6 +119,8 @@ def test_retrying_and_failed_webhooks_show_on_the_canvas_and_the_flows_list(
         "failing_steps": 1,
         "failed_24h": 0,
     }
+    [call] = [s for s in hooks.flow_stats("crm")["steps"] if s["step"] == "call"]
+    assert (call["delivered"], call["retrying"], call["failed"]) == (0, 4, 0)  # API, CLI
 
     for _ in range(10):  # the other two attempts, a minute or two apart
         clock.advance(timedelta(minutes=1))

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sluice import health
 from sluice.records import UNFINISHED
 from sluice.store import flows as flow_store
 from sluice.store.flows import Catalog
@@ -32,13 +33,13 @@ _COUNTED_KINDS = {
     "email_clicked": "clicked",
 }
 _DELIVERY_COUNTS = {
-    "email": ("sent", "skipped", "failed", "opened", "clicked"),
-    "webhook": ("delivered", "failed"),
+    "email": ("sent", "skipped", "retrying", "failed", "opened", "clicked"),
+    "webhook": ("delivered", "retrying", "failed"),
 }
 """What every email and webhook step shows, zero included. `opened` and `clicked`
 count sessions (unique recipients): the timeline has one `email_opened` per email and
 one `email_clicked` per distinct link clicked, so a session that clicked two links is
-counted once."""
+counted once. `retrying`: deliveries pending after a failed attempt, now (`health`)."""
 
 
 def flow_stats(conn: Connection, catalog: Catalog, key: str) -> dict[str, Any]:
@@ -83,11 +84,14 @@ def flow_stats(conn: Connection, catalog: Catalog, key: str) -> dict[str, Any]:
     started = conn.execute(
         sa.select(sa.func.count()).select_from(sessions).where(sessions.c.flow_key == key)
     ).scalar_one()
+    retrying = health.retrying(conn, key)
     steps = []
     for step_id in tree.ids_in_order():
         step = tree.step(step_id)
         row = {"step": step_id, "kind": step.kind, "here": here.get(step_id, 0)}
         row.update(per_step.get(step_id, {}))
+        if step_id in retrying:
+            row["retrying"] = retrying[step_id]
         for name in ("entered", *_DELIVERY_COUNTS.get(step.kind, ())):
             row.setdefault(name, 0)
         steps.append(row)

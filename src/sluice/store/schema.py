@@ -210,7 +210,7 @@ sessions = sa.Table(
     sa.Index(None, "visitor_id", "flow_key"),
     sa.Index(None, "flow_key", "status", "step"),
     sa.Index(None, "flow_key", "started_at"),
-    # Sessions failed, by when, for the health of flows and their steps (ui/health.py).
+    # Sessions failed, by when, for the health of flows and their steps (health.py).
     # `status` is a column too, constant as it is: SQLite plans without statistics and
     # would otherwise prefer `(flow_key, status, step)` and read every failed session.
     sa.Index(
@@ -297,7 +297,7 @@ deliveries = sa.Table(
         sqlite_where=sa.text("state = 'pending'"),
     ),
     # Deliveries being retried and deliveries failed, per flow and step, for the
-    # canvas and the flows list (ui/health.py).
+    # canvas and the flows list (health.py).
     sa.Index(
         "ix_deliveries_retrying",
         "flow_key",

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from sluice import health
 from sluice.api.auth import sluice_of
 from sluice.definitions.limits import MAX_TEXT_BYTES
 from sluice.records import FlowStatus
@@ -17,7 +18,7 @@ from sluice.service import Sluice
 from sluice.stats import conversion_text
 from sluice.store import flows as flow_store
 from sluice.store.flows import UnknownFlow
-from sluice.ui import auth, canvas, editing, health, queries, render
+from sluice.ui import auth, canvas, editing, queries, render
 from sluice.ui.errors import PageRoute
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)

@@ -14,13 +14,12 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sluice import stats, views
+from sluice import health, stats, views
 from sluice.addresses import email_key
 from sluice.records import UNFINISHED
 from sluice.store import flows as flow_store
 from sluice.store.flows import Catalog
 from sluice.store.schema import events, sessions, timeline, visitors
-from sluice.ui import health
 
 _UNFINISHED = [s.value for s in UNFINISHED]
 

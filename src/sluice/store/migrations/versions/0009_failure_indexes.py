@@ -6,7 +6,7 @@ Create Date: 2026-11-30 22:00:00
 
 The canvas shows, on every step, the deliveries waiting for another attempt and those
 that failed, and the flows list counts each flow's failing steps and the sessions
-failed in the last 24 h (ui/health.py). Three partial indexes let them read only the
+failed in the last 24 h (health.py). Three partial indexes let them read only the
 rows in trouble, by flow and step, however many sessions and deliveries there are.
 """
 

@@ -63,15 +63,7 @@ def by_step(
     keys = list(keys)
     since = now - RECENT
     found: dict[str, dict[str, StepHealth]] = defaultdict(lambda: defaultdict(StepHealth))
-    for key, step, count in conn.execute(
-        sa.select(deliveries.c.flow_key, deliveries.c.step, sa.func.count())
-        .where(
-            deliveries.c.state == _PENDING,
-            deliveries.c.attempts > _NONE,
-            deliveries.c.flow_key.in_(keys),
-        )
-        .group_by(deliveries.c.flow_key, deliveries.c.step)
-    ):
+    for key, step, count in _retrying(conn, keys):
         found[key][step].retrying = count
     recent = sa.func.sum(sa.case((deliveries.c.updated_at >= since, 1), else_=0))
     for key, step, count, recently in conn.execute(
@@ -91,6 +83,25 @@ def by_step(
     ):
         found[key][step].sessions_failed += 1
     return {key: dict(steps) for key, steps in found.items()}
+
+
+def retrying(conn: Connection, key: str) -> dict[str, int]:
+    """`{step: deliveries being retried}` of one flow (`sluice flows stats`, the API's
+    statistics)."""
+    return {step: count for _, step, count in _retrying(conn, [key])}
+
+
+def _retrying(conn: Connection, keys: list[str]):
+    """(flow, step, count) of the deliveries pending after a failed attempt."""
+    return conn.execute(
+        sa.select(deliveries.c.flow_key, deliveries.c.step, sa.func.count())
+        .where(
+            deliveries.c.state == _PENDING,
+            deliveries.c.attempts > _NONE,
+            deliveries.c.flow_key.in_(keys),
+        )
+        .group_by(deliveries.c.flow_key, deliveries.c.step)
+    ).all()
 
 
 def of_flow(steps: dict[str, StepHealth]) -> dict[str, int]:
