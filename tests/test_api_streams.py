@@ -178,3 +178,14 @@ def test_on_postgresql_a_notification_wakes_the_stream_before_its_poll(live, dri
     stream.until("waiting", timeout=10)
     assert time.monotonic() - started < 5
     stream.close()
+
+
+def test_an_activity_position_is_ascii_digits_or_nothing():
+    """A resumed Activity stream's `after` (`e12.t34`); anything else starts afresh,
+    never an error: `²` is a digit to `str.isdigit`, not to `int`."""
+    from sluice.api.streams import activity_position
+
+    assert activity_position("e12.t34") == (12, 34)
+    for given in ("e².t1", "e1.t²", "e1.t", "e.t1", "e-1.t2", "abc", "", None, "e1.t2x"):
+        assert activity_position(given) is None, given
+    assert activity_position("e" + "9" * 19 + ".t1") is None  # beyond an id

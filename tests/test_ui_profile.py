@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from html import unescape
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -159,7 +160,8 @@ def test_export_downloads_the_apis_document(browser, driver):
     response = browser.post("/visitors/ada@example.com/export", data={"csrf": token})
     assert response.status_code == 200
     assert response.headers["content-disposition"] == (
-        'attachment; filename="sluice-visitor-ada@example.com.json"'
+        'attachment; filename="sluice-visitor-ada@example.com.json"; '
+        "filename*=UTF-8''sluice-visitor-ada@example.com.json"
     )
     api = browser.get(
         "/api/visitors/ada@example.com/export",
@@ -167,6 +169,19 @@ def test_export_downloads_the_apis_document(browser, driver):
     )
     assert response.json() == api.json()
     assert response.json()["sessions"][0]["timeline"]
+
+
+def test_a_visitor_with_a_unicode_domain_is_exported_under_its_own_name(browser, driver):
+    driver.send("signed_up", "ünï@пример.рф")
+    email = driver.app.visitor("ünï@пример.рф")["email"]
+    token = csrf(browser, "/visitors/ada@example.com")
+    response = browser.post(f"/visitors/{email}/export", data={"csrf": token})
+    assert response.status_code == 200 and response.json()["email"] == email
+    disposition = response.headers["content-disposition"]
+    assert disposition.startswith('attachment; filename="sluice-visitor-')  # ASCII, for all
+    assert disposition.endswith(
+        f"filename*=UTF-8''{quote('sluice-visitor-' + email + '.json', safe='@')}"
+    )
 
 
 def test_erasing_names_what_goes_then_erases(browser, driver):

@@ -15,6 +15,7 @@ continues where it left off.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -208,9 +209,9 @@ async def activity_stream(
 
 def activity_position(given: str | None) -> tuple[int, int] | None:
     """`e12.t34` → (12, 34); None for anything else."""
-    if not given or not given.startswith("e") or ".t" not in given:
-        return None
-    event_part, entry_part = given[1:].split(".t", 1)
-    if event_part.isdigit() and entry_part.isdigit() and max(len(event_part), len(entry_part)) < 19:
-        return int(event_part), int(entry_part)
-    return None
+    found = _ACTIVITY_POSITION.fullmatch(given or "")
+    return (int(found[1]), int(found[2])) if found else None
+
+
+# ASCII digits only (`\d` would take `²`, which int() refuses), fewer than 19: an id.
+_ACTIVITY_POSITION = re.compile(r"e([0-9]{1,18})\.t([0-9]{1,18})")

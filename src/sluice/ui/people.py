@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Form, Header, Path, Query, Request
@@ -115,10 +116,15 @@ def export(
     except VisitorNotFound:
         return render.not_found(request, f"No visitor has the email {email}.")
     body = VisitorExport.model_validate(document).model_dump(mode="json", by_alias=True)
-    filename = "sluice-visitor-" + "".join(c if c.isalnum() or c in "@.-_" else "_" for c in email)
-    return JSONResponse(
-        body, headers={"Content-Disposition": f'attachment; filename="{filename}.json"'}
-    )
+    return JSONResponse(body, headers={"Content-Disposition": _attachment(document["email"])})
+
+
+def _attachment(email: str) -> str:
+    """`Content-Disposition` of a visitor's export (RFC 6266): `filename` in ASCII for
+    every browser, `filename*` with the address as it is (a Unicode domain, say)."""
+    name = f"sluice-visitor-{email}.json"
+    plain = "".join(c if c.isascii() and (c.isalnum() or c in "@.-_") else "_" for c in name)
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='@')}"
 
 
 @router.post("/visitors/{email:path}/change")
