@@ -302,7 +302,7 @@ def test_search_by_any_part_of_the_email_a_field_and_a_tag_paged(browser, sluice
     total, emails, _ = listed(q="r00", tag="vip")
     assert emails == ["user001@shop.example"]
     # Values the stored JSON text escapes, or holds as they are.
-    for key, value in (("note", 'say "hi" \\o/'), ("city", "Zürich")):
+    for key, value in (("note", 'say "hi" \\o/'), ("city", "Zürich"), ("town", "Ärger")):
         sluice.audience.run_commands(
             [
                 (
@@ -319,6 +319,8 @@ def test_search_by_any_part_of_the_email_a_field_and_a_tag_paged(browser, sluice
         )
     assert listed(q="note:'say \"hi\" \\o/'")[1] == ["user007@shop.example"]
     assert listed(q="city:Zürich")[1] == ["user007@shop.example"]
+    for typed in ("town:Ärger", "town:ärger", "town:ÄRGER"):  # every letter's case, not ASCII's
+        assert listed(q=typed)[1] == ["user007@shop.example"], typed
     total, emails, page = listed(q="plan:gold")
     assert total == 0 and "No visitor matches" in page
     total, emails, page = listed(q="%")  # LIKE's wildcards are plain characters

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -96,6 +97,8 @@ class Database:
                     _owner_only(existing, create=False)
             # Let SQLAlchemy's "begin" event decide how transactions start.
             dbapi_connection.isolation_level = None
+            # SQLite's own lower() folds ASCII letters only (PostgreSQL's folds all).
+            dbapi_connection.create_function("unicode_lower", 1, _lower, deterministic=True)
             cursor = dbapi_connection.cursor()
             if self.read_only:  # the file's journal mode stays as it was set
                 cursor.execute("PRAGMA busy_timeout=30000")
@@ -232,3 +235,16 @@ def retrying(operation, *, attempts: int = len(_RETRY_DELAYS) + 1):
             log.warning("database unavailable, retrying in %.2fs: %s", delay, error.orig)
             time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def _lower(value: Any) -> Any:
+    """`unicode_lower(x)` on SQLite: text in lower case as Python (and PostgreSQL's
+    `lower`) makes it, `Ä` → `ä` included; anything else as it is."""
+    return value.lower() if isinstance(value, str) else value
+
+
+def lower(conn: Connection, value: sa.ColumnElement) -> sa.ColumnElement:
+    """`value` in lower case, every letter, on both databases (see `_lower`)."""
+    if conn.dialect.name == "sqlite":
+        return sa.func.unicode_lower(value, type_=value.type)
+    return sa.func.lower(value)

@@ -18,6 +18,7 @@ from sluice import health, stats, views
 from sluice.addresses import email_key
 from sluice.records import UNFINISHED
 from sluice.store import flows as flow_store
+from sluice.store.db import lower
 from sluice.store.flows import Catalog
 from sluice.store.schema import events, sessions, timeline, visitors
 
@@ -145,7 +146,7 @@ def search_visitors(
     conditions = [_email_part(part) for part in query.emails]
     for name, value in query.fields:
         conditions.append(_json_text_has(conn, visitors.c.fields, value, value))
-        conditions.append(sa.func.lower(visitors.c.fields[name].as_string()) == value.lower())
+        conditions.append(lower(conn, visitors.c.fields[name].as_string()) == value.lower())
     if query.tag:
         quoted = orjson.dumps(query.tag).decode()
         conditions.append(_json_text_has(conn, visitors.c.tags, query.tag, quoted))
@@ -187,7 +188,9 @@ def _json_text_has(conn: Connection, column: sa.Column, value: str, needle: str)
     if any(c in value for c in '"\\') or any(ord(c) < 32 for c in value):
         return sa.true()
     text = sa.cast(column, sa.Text)
-    if conn.dialect.name == "sqlite":  # SQLite's LIKE ignores case already
+    if conn.dialect.name == "sqlite":  # SQLite's LIKE ignores the case of ASCII letters
+        if not value.isascii():
+            return sa.true()
         return text.contains(needle, autoescape=True)
     return text.icontains(needle, autoescape=True)
 
