@@ -717,3 +717,15 @@ def test_a_failed_session_is_retried_from_its_page(browser, driver):
     assert "retried" in driver.kinds(sid)
     again = post(browser, f"/sessions/{sid}/retry")  # no longer failed
     assert again.status_code == 409 and "cannot be retried" in again.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/activity?kind=event&kind=failed", "/why-not?email=a@b.c&flow=x&flow=y", "/visitors?q=a&q=b"],
+)
+def test_a_page_refuses_a_query_parameter_given_twice(browser, path):
+    """As the API does (422 naming it): a page never silently takes one of the values."""
+    response = browser.get(path)
+    assert response.status_code == 422
+    assert "given more than once; give one value" in response.text
+    assert "<!doctype html>" in response.text

@@ -7,8 +7,8 @@ parse, before the route runs: with the API's JSON. A UI router made with
 - a path parameter that is not one (a session id that is not a number, or beyond
   64 bits; a visitor's email that is too long): the 404 page, as for an id that names
   nothing;
-- any other value (a query or form field), or a form that cannot be read: a 422 page
-  saying what was wrong.
+- any other value (a query or form field), a query parameter given more than once,
+  or a form that cannot be read: a 422 page saying what was wrong.
 
 Routes under `/ui/` serve the pages' scripts: they get `{"detail": …}` JSON instead.
 """
@@ -25,6 +25,7 @@ from fastapi.routing import APIRoute
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from sluice.api.query import repeated
 from sluice.ui import auth, render
 
 NOT_FOUND = {
@@ -40,6 +41,8 @@ class PageRoute(APIRoute):
         handle = super().get_route_handler()
 
         async def route(request: Request) -> Response:
+            if problems := repeated(self.dependant, request):
+                return _refused(request, "; ".join(f"{p['loc'][6:]}: {p['msg']}" for p in problems))
             try:
                 return await handle(request)
             except RequestValidationError as error:
