@@ -14,8 +14,10 @@ from __future__ import annotations
 import pytest
 
 from delivery_servers import SmtpServer
+from sluice.definitions.parse import load_documents
 from sluice.records import FlowStatus
 from sluice.service import Sluice
+from sluice.store.ingest import IncomingEvent
 from ui_support import (
     ROOT,
     chromium,
@@ -285,3 +287,20 @@ def test_stop_flow_asks_first_and_the_timeline_entry_is_announced(browser, insta
     status = page.locator("[role=status][data-announce]")
     sync_api.expect(status).to_contain_text("resumed", timeout=TIMEOUT)
     context.close()
+
+
+def test_a_long_name_without_spaces_wraps_on_a_phone(phone, installation):
+    """Names are the user's: a flow named with one 300-letter word, a visitor with a
+    long address, still fit a 390 px screen."""
+    app = installation[1]
+    name = "N" + "A" * 300
+    text = f"key: long\nname: {name}\ntrigger: {{event: long_go}}\n"
+    text += f"steps: [{{id: {'s' * 60}, wait: 1d}}]\n"
+    app.apply([("long.yaml", d) for d in load_documents(text, "long.yaml")])
+    email = "x" * 60 + "@" + "y" * 60 + ".example"
+    app.set_flow_status("long", FlowStatus.ON)
+    [session] = app.send([IncomingEvent(type="long_go", email=email)]).sessions_started
+    for path in ("/flows/long", f"/visitors/{email}?tab=flows", f"/sessions/{session}"):
+        phone.goto(path)
+        wide = phone.evaluate("document.documentElement.scrollWidth")
+        assert wide <= PHONE["width"], f"{path} is {wide} px wide"
