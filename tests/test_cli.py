@@ -737,3 +737,27 @@ def test_an_address_that_is_no_email_is_a_one_line_error(cli):
     assert shown.stderr == "error: not an email address: 'notanemail'\n"
     sent = cli("send", "x", "--email", "a..b@example.com", expect=1)
     assert sent.stderr == "error: email: not an email address: 'a..b@example.com'\n"
+
+
+def test_stored_control_characters_never_reach_the_terminal(cli, tmp_path):
+    """An escape sequence in an event (here made a tag by the flow) is printed as
+    `\\u001b`, not sent to the operator's terminal."""
+    flow = tmp_path / "tagger.yaml"
+    flow.write_text(
+        "key: tagger\ntrigger: {event: go}\nsteps:\n"
+        "  - {id: mark, tag: {add: ['{{ event.details.v }}']}}\n"
+    )
+    cli("flows", "apply", str(flow))
+    cli("flows", "on", "tagger")
+    details = json.dumps({"v": "\x1b]0;pwned\x07RED"})
+    sid = as_json(cli("send", "go", "--email", "esc@example.com", "--details", details, "--json"))[
+        "sessions_started"
+    ][0]
+    app = Sluice(Settings(database_url=cli.env["SLUICE_DATABASE_URL"], signing_key="k"))
+    try:
+        app.worker().run_until_idle()  # tags the visitor
+    finally:
+        app.close()
+    printed = cli("sessions", "show", str(sid)).stdout
+    assert "\x1b" not in printed and "\x07" not in printed
+    assert "\\u001b]0;pwned\\u0007RED" in printed

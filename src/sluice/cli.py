@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -97,6 +98,15 @@ def _database_failure(error: Exception, settings: Settings | None) -> str | None
     if isinstance(error, exc.OperationalError):
         return f"cannot reach the database at {where}: {reason}"
     return f"the database at {where} failed: {reason}"
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def say(text: str) -> None:
+    """Print a line of stored text: its control characters (an escape sequence in an
+    event's details, say) are shown as `\\u001b` instead of reaching the terminal."""
+    click.echo(_CONTROL.sub(lambda c: f"\\u{ord(c[0]):04x}", text))
 
 
 def emit(data: Any) -> None:
@@ -563,7 +573,7 @@ def print_session(app: Sluice | None, session: dict) -> None:
     from sluice import narration
 
     paused = " (paused: flow is off)" if session["paused"] else ""
-    click.echo(
+    say(
         f"session {session['id']}: {session['flow']} v{session['flow_version']} "
         f"for {session['email']}: {session['status']}{paused} at {session['step'] or '-'}"
     )
@@ -575,7 +585,7 @@ def print_session(app: Sluice | None, session: dict) -> None:
         with app.db.read() as conn:
             lines = narration.session_lines(conn, session, entries, app.clock.now())
     for line in lines:
-        click.echo(f"  {line.text()}")
+        say(f"  {line.text()}")
 
 
 def _session_command(name: str, action: str, help_text: str):
@@ -660,7 +670,7 @@ def visitors_explain(ctx, email, flow, step, as_json) -> None:
     if as_json:
         emit(explanation.as_dict())
         return
-    click.echo(f"{explanation.verdict}: {explanation.sentence}")
+    say(f"{explanation.verdict}: {explanation.sentence}")
     for link in explanation.links:
         click.echo(f"  {link.label}: sluice sessions show {link.href.rsplit('/', 1)[-1]}")
 
