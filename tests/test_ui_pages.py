@@ -729,3 +729,13 @@ def test_a_page_refuses_a_query_parameter_given_twice(browser, path):
     assert response.status_code == 422
     assert "given more than once; give one value" in response.text
     assert "<!doctype html>" in response.text
+
+
+def test_a_nul_in_a_pages_query_is_refused_with_a_page(browser):
+    """Refused before any route (400, SPEC §6); a browser gets a page, the API JSON."""
+    page = browser.get("/activity?flow=%00", headers={"Accept": "text/html"})
+    assert page.status_code == 400 and "text/html" in page.headers["content-type"]
+    assert "the path or query contains a NUL character" in page.text
+    api = browser.get("/api/sessions?email=%00", headers={"Accept": "text/html"})
+    assert api.status_code == 400
+    assert api.json() == {"detail": "the path or query contains a NUL character"}

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import html
+
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -75,17 +77,37 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _refuse(scope: Scope, send: Send, status: int, message: str) -> None:
-    key = "error" if scope["path"].startswith("/api/v1/") else "detail"
-    body = orjson.dumps({key: message})
+    """The refusal as JSON (`error` for Bento's API, else `detail`); a browser asking
+    for one of the UI's pages gets it as a page of text instead."""
+    if _wants_page(scope):
+        body, kind = _PAGE.format(message=html.escape(message)).encode(), b"text/html"
+    else:
+        key = "error" if scope["path"].startswith("/api/v1/") else "detail"
+        body, kind = orjson.dumps({key: message}), b"application/json"
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", kind),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+_PAGE = (
+    '<!doctype html><html lang="en"><meta charset="utf-8"><title>Not accepted</title>'
+    "<p>Sluice could not use this request: {message}.</p>"
+    '<p><a href="/">Back to Sluice</a></p></html>'
+)
+
+
+def _wants_page(scope: Scope) -> bool:
+    path = scope["path"]
+    if path.startswith(("/api", "/ui/")):
+        return False
+    accept = dict(scope["headers"]).get(b"accept", b"")
+    return b"text/html" in accept
