@@ -240,7 +240,7 @@ def test_events_read_as_rows_with_their_json_behind_a_toggle(browser, driver):
     driver.send("checkout_started", "ada@example.com", details=details, fields={"city": "Oslo"})
     page = browser.get("/visitors/ada@example.com?tab=events").text
     row = re.search(r'<span class="summary">(.*?)</span>', page).group(1)
-    assert unescape(row) == f"items: [1,2] · note: {'n' * 59}… · plan: pro · city: Oslo"
+    assert unescape(row) == f"items: [1,2] · note: {'n' * 59}… · plan: pro · fields.city: Oslo"
     assert "<details><summary" in page and unescape('"note": "' + "n" * 100) in unescape(page)
 
 

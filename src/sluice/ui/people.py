@@ -249,11 +249,13 @@ SUMMARY_VALUE = 60
 
 
 def summary(event: dict[str, Any], *, pairs: int = 6) -> str:
-    """An event's details, then its fields, as short `key: value` text by key
-    (`items: 3 · plan: pro`); long values are cut with `…`, and after `pairs` pairs
-    comes `+N more`."""
+    """An event's details, then the fields it set, as short `key: value` text by key
+    (`items: 3 · plan: pro · fields.plan: trial`: a field is named as such, since a
+    detail may have the same name); long values are cut with `…`, and after `pairs`
+    pairs comes `+N more`."""
     # By name: PostgreSQL's JSONB keeps no order of keys.
-    found = [*sorted((event["details"] or {}).items()), *sorted((event["fields"] or {}).items())]
+    fields = sorted((event["fields"] or {}).items())
+    found = [*sorted((event["details"] or {}).items()), *((f"fields.{k}", v) for k, v in fields)]
     parts = []
     for key, value in found[:pairs]:
         text = value if isinstance(value, str) else orjson.dumps(value).decode()
