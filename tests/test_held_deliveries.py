@@ -127,6 +127,7 @@ def test_resuming_a_session_of_a_flow_that_is_off_keeps_its_webhook_held(hooks, 
     hooks.resume_session(sid)
     attempts_over(hooks, clock, 5)
     assert len(endpoint.requests) == 1
+    assert driver.session(sid)["paused"] is True
     hooks.set_flow_status("crm", FlowStatus.ON)
     deliver(hooks)
     assert len(endpoint.requests) == 2
