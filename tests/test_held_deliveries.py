@@ -14,7 +14,7 @@ from conftest import Driver, eventually
 from delivery_servers import SmtpServer, WebhookServer
 from sluice.narration import session_lines
 from sluice.records import FlowStatus
-from test_ui_failures import deliver, logged_in, make_app
+from test_ui_failures import deliver, logged_in, make_app, outbox_problem
 
 HOOK = """
 key: crm
@@ -168,5 +168,30 @@ def test_an_email_pending_when_the_goal_is_met_is_never_sent(database_url, clock
                 "Left the flow: a goal was reached",
                 "Did not send the email: the session exited (goal) before it was sent",
             ]
+        finally:
+            app.close()
+
+
+def test_the_outbox_says_a_stopped_sessions_email_is_held(database_url, clock):
+    with SmtpServer(clock) as smtp:
+        app = make_app(database_url, clock, smtp.url)
+        try:
+            smtp.answers = ["451 4.3.0 try again later"]
+            driver = Driver(app, clock)
+            driver.apply(WELCOME)
+            [sid] = driver.send("signup", "paused@example.com").sessions_started
+            deliver(app)
+            app.stop_session(sid)
+            [message] = app.messages()
+            assert message["state"] == "pending" and message["next_attempt_at"] is None
+            assert outbox_problem(logged_in(app)) == (
+                "Held: its session is stopped or its flow is off. "
+                "It is attempted again when resumed."
+            )
+            attempts_over(app, clock, 24)
+            assert smtp.received == []
+            app.resume_session(sid)
+            deliver(app)
+            assert [m.recipients for m in smtp.received] == [["paused@example.com"]]
         finally:
             app.close()
