@@ -6,9 +6,9 @@ Concurrency: a dispatcher claims due deliveries with a lease (`claim_expires_at`
 `FOR UPDATE SKIP LOCKED` on PostgreSQL lets several claim side by side. A dispatcher
 that dies mid-send holds its claims until the lease runs out, and then another one
 attempts the delivery again with the same idempotency id. Recording takes row locks
-(PostgreSQL; SQLite has one writer at a time) and acts only on deliveries that are
-still `pending`, so a late result from a dispatcher whose lease ran out never
-reopens or repeats an outcome.
+(PostgreSQL; SQLite has one writer at a time), sessions before their deliveries as
+every writer does, and acts only on deliveries that are still `pending`, so a late
+result from a dispatcher whose lease ran out never reopens or repeats an outcome.
 
 A pending delivery of a stopped session, or of a paused flow's session, is *held*:
 `next_attempt_at` is NULL, so no claim finds it (`hold`, `release`). One of a session
@@ -144,6 +144,8 @@ def record(conn: Connection, results: list[Result], *, now: datetime) -> list[st
     if not results:
         return []
     by_id = {r.idempotency_id: r for r in results}
+    if conn.dialect.name == "postgresql":
+        _lock_sessions(conn, list(by_id))
     locked = (
         sa.select(
             deliveries.c.id,
@@ -196,6 +198,21 @@ def record(conn: Connection, results: list[Result], *, now: datetime) -> list[st
         notify(conn, WORK_CHANNEL)
     notify(conn, TIMELINE_CHANNEL)
     return [row.idempotency_id for row in rows]
+
+
+def _lock_sessions(conn: Connection, idempotency_ids: list[str]) -> None:
+    """Lock the sessions of these deliveries before the deliveries themselves: every
+    writer takes a session before its deliveries (a worker cancels the delivery of a
+    session it finished, a person stops a session), so none waits for the other."""
+    of_deliveries = sa.select(deliveries.c.session_id).where(
+        deliveries.c.idempotency_id.in_(idempotency_ids), deliveries.c.state == _PENDING
+    )
+    conn.execute(
+        sa.select(sessions.c.id)
+        .where(sessions.c.id.in_(of_deliveries))
+        .order_by(sessions.c.id)
+        .with_for_update()
+    )
 
 
 def _delivery_values(row_id: int, result: Result, now: datetime) -> dict[str, Any]:
