@@ -70,6 +70,10 @@ def test_a_stopped_sessions_webhook_is_not_attempted_until_it_is_resumed(hooks, 
     driver, sid = retrying_webhook(hooks, clock, endpoint)
     ui = logged_in(hooks)
     assert ui.get("/ui/flows/crm/live").json()["health"]["call"]["retrying"] == 1
+    # what the Stop Flow button promises, on the session page and the profile
+    promise = "Nothing more happens in it (no email or webhook is sent) until it is resumed."
+    assert promise in ui.get(f"/sessions/{sid}").text
+    assert promise in ui.get("/visitors/v@example.com?tab=flows").text
     hooks.stop_session(sid, actor="ui:admin")
     attempts_over(hooks, clock, 48)
     assert len(endpoint.requests) == 1  # nothing reached the endpoint while stopped
