@@ -208,6 +208,40 @@ def test_a_dispatcher_round_reads_only_the_deliveries_that_are_due(parked):
     assert_plans_read_only_what_they_need(app, statements)
 
 
+def test_stopping_and_resuming_a_session_reads_only_its_deliveries(parked):
+    """Its pending delivery is held and released through the index by session."""
+    app = parked.app
+    with recording(app) as statements:
+        app.stop_session(1_000_001)
+        app.resume_session(1_000_001)
+    assert_plans_read_only_what_they_need(app, statements)
+
+
+def test_a_goal_met_during_a_delivery_cancels_it_through_the_index(parked):
+    app = parked.app
+    with app.db.write() as conn:  # the first parked session waits for its webhook
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.session_id == 1_000_001)
+            .values(state="pending", next_attempt_at=app.clock.now() + timedelta(hours=1))
+        )
+        conn.execute(
+            sessions.update()
+            .where(sessions.c.id == 1_000_001)
+            # 0: PostgreSQL's sequence of event ids starts below the parked ones
+            .values(state={"delivery": {"id": "msg-1000001"}}, event_cursor=0)
+        )
+    app.send([IncomingEvent(type="bought", email="p1000001@example.com")])
+    with recording(app) as statements:
+        assert parked.worker.run_once() == 1
+    with app.db.read() as conn:
+        state = conn.execute(
+            sa.select(deliveries.c.state).where(deliveries.c.session_id == 1_000_001)
+        ).scalar()
+    assert state == "skipped"
+    assert_plans_read_only_what_they_need(app, statements)
+
+
 def test_a_live_stream_reads_only_what_is_new(parked):
     app = parked.app
     latest = app.latest_activity()
@@ -224,7 +258,10 @@ def test_what_is_failing_is_read_from_the_rows_in_trouble_only(parked):
         conn.execute(
             deliveries.update()
             .where(deliveries.c.id.in_([1, 2]))
-            .values(state=sa.case((deliveries.c.id == 1, "pending"), else_="failed"))
+            .values(
+                state=sa.case((deliveries.c.id == 1, "pending"), else_="failed"),
+                next_attempt_at=sa.case((deliveries.c.id == 1, app.clock.now()), else_=None),
+            )
         )
         conn.execute(
             sessions.update()

@@ -32,7 +32,8 @@ _NONE = sa.literal_column("0")
 @dataclass
 class StepHealth:
     retrying: int = 0
-    """Deliveries pending after a failed attempt, waiting for the next one."""
+    """Deliveries pending after a failed attempt, waiting for the next one (not held
+    by a stopped session or a flow that is off)."""
     failed: int = 0
     """Deliveries that failed for good, ever."""
     failed_recently: int = 0
@@ -99,6 +100,8 @@ def _retrying(conn: Connection, keys: list[str]):
             deliveries.c.state == _PENDING,
             deliveries.c.attempts > _NONE,
             deliveries.c.flow_key.in_(keys),
+            # A held one (its session stopped, its flow off) is not being retried.
+            deliveries.c.next_attempt_at.is_not(None),
         )
         .group_by(deliveries.c.flow_key, deliveries.c.step)
     ).all()

@@ -45,7 +45,9 @@ ERROR_KINDS = frozenset(
     }
 )
 """The kinds the Activity feed's "errors only" shows: something went wrong."""
-WARNING_KINDS = frozenset({"email_skipped", "track_skipped", "flow_not_started"})
+WARNING_KINDS = frozenset(
+    {"email_skipped", "delivery_cancelled", "track_skipped", "flow_not_started"}
+)
 """Kinds of something that did not happen, on purpose."""
 
 
@@ -463,6 +465,12 @@ def _email_skipped(say: _Say) -> list:
     return ["Did not send the email", f": {why}" if why else ""]
 
 
+def _delivery_cancelled(say: _Say) -> list:
+    what = "webhook" if say.data.get("delivery") == "webhook" else "email"
+    reason = say.data.get("reason")
+    return [f"Did not send the {what}", f": {reason}" if reason else ""]
+
+
 def _attempts(say: _Say, delivery: _Delivery | None) -> list:
     attempt = say.data.get("attempt")
     if attempt is None:
@@ -744,6 +752,7 @@ _TELLERS = {
     "step": _step,
     "email_sent": _email_sent,
     "email_skipped": _email_skipped,
+    "delivery_cancelled": _delivery_cancelled,
     "email_attempt_failed": _email_attempt,
     "email_failed": _email_failed,
     "email_opened": _email_opened,

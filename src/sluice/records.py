@@ -46,8 +46,8 @@ class FlowStatus(enum.StrEnum):
 
 class DeliveryState(enum.StrEnum):
     """pending → sent | failed | skipped; `outbox` is kept, not sent (no SMTP configured).
-    `skipped`: marketing mail not sent because the visitor unsubscribed after the step
-    rendered it."""
+    `skipped`: not sent, because the visitor unsubscribed after the step rendered
+    marketing mail, or because the session finished first (`last_error` says which)."""
 
     PENDING = "pending"
     SENT = "sent"

@@ -6,9 +6,13 @@ Concurrency: a dispatcher claims due deliveries with a lease (`claim_expires_at`
 `FOR UPDATE SKIP LOCKED` on PostgreSQL lets several claim side by side. A dispatcher
 that dies mid-send holds its claims until the lease runs out, and then another one
 attempts the delivery again with the same idempotency id. Recording takes row locks
-(PostgreSQL; SQLite has one writer at a time) and acts only on deliveries that are
-still `pending`, so a late result from a dispatcher whose lease ran out never
-reopens or repeats an outcome.
+(PostgreSQL; SQLite has one writer at a time), sessions before their deliveries as
+every writer does, and acts only on deliveries that are still `pending`, so a late
+result from a dispatcher whose lease ran out never reopens or repeats an outcome.
+
+A pending delivery of a stopped session, or of a paused flow's session, is *held*:
+`next_attempt_at` is NULL, so no claim finds it (`hold`, `release`). One of a session
+that finished is cancelled (`cancel`): it becomes `skipped`, unsent.
 """
 
 from __future__ import annotations
@@ -140,6 +144,8 @@ def record(conn: Connection, results: list[Result], *, now: datetime) -> list[st
     if not results:
         return []
     by_id = {r.idempotency_id: r for r in results}
+    if conn.dialect.name == "postgresql":
+        _lock_sessions(conn, list(by_id))
     locked = (
         sa.select(
             deliveries.c.id,
@@ -157,7 +163,15 @@ def record(conn: Connection, results: list[Result], *, now: datetime) -> list[st
     if not rows:
         return []
     conn.execute(
-        deliveries.update().where(deliveries.c.id == sa.bindparam("row_id")),
+        deliveries.update()
+        .where(deliveries.c.id == sa.bindparam("row_id"))
+        .values(
+            # A delivery held while this attempt was in flight stays held.
+            next_attempt_at=sa.case(
+                (deliveries.c.next_attempt_at.is_(None), None),
+                else_=sa.bindparam("next_at", type_=deliveries.c.next_attempt_at.type),
+            )
+        ),
         [_delivery_values(row.id, by_id[row.idempotency_id], now) for row in rows],
     )
     entries = [
@@ -186,13 +200,28 @@ def record(conn: Connection, results: list[Result], *, now: datetime) -> list[st
     return [row.idempotency_id for row in rows]
 
 
+def _lock_sessions(conn: Connection, idempotency_ids: list[str]) -> None:
+    """Lock the sessions of these deliveries before the deliveries themselves: every
+    writer takes a session before its deliveries (a worker cancels the delivery of a
+    session it finished, a person stops a session), so none waits for the other."""
+    of_deliveries = sa.select(deliveries.c.session_id).where(
+        deliveries.c.idempotency_id.in_(idempotency_ids), deliveries.c.state == _PENDING
+    )
+    conn.execute(
+        sa.select(sessions.c.id)
+        .where(sessions.c.id.in_(of_deliveries))
+        .order_by(sessions.c.id)
+        .with_for_update()
+    )
+
+
 def _delivery_values(row_id: int, result: Result, now: datetime) -> dict[str, Any]:
     return {
         "row_id": row_id,
         "state": result.state,
         "attempts": result.attempts,
         "last_error": result.error,
-        "next_attempt_at": result.next_attempt_at,
+        "next_at": result.next_attempt_at,
         "claim_expires_at": None,
         "updated_at": now,
     }
@@ -238,6 +267,78 @@ def _wake_sessions(conn: Connection, final: list[tuple[int, Result]], now: datet
                 revision=sessions.c.revision + 1,
             ),
             changes,
+        )
+
+
+def hold(conn: Connection, of_sessions: sa.ColumnElement[bool], *, now: datetime) -> None:
+    """Hold the pending deliveries of the sessions `of_sessions` selects (a condition on
+    `deliveries.c.session_id`): no dispatcher claims them until `release`. An attempt
+    already in flight finishes, and its outcome is recorded; a retry it asks for stays
+    held."""
+    conn.execute(
+        deliveries.update()
+        .where(of_sessions, deliveries.c.state == _PENDING)
+        .values(next_attempt_at=None, updated_at=now)
+    )
+
+
+def release(conn: Connection, of_sessions: sa.ColumnElement[bool], *, now: datetime) -> None:
+    """Make the held deliveries of these sessions due now."""
+    conn.execute(
+        deliveries.update()
+        .where(of_sessions, deliveries.c.state == _PENDING, deliveries.c.next_attempt_at.is_(None))
+        .values(next_attempt_at=now, updated_at=now)
+    )
+    notify(conn, WORK_CHANNEL)
+
+
+def cancel(conn: Connection, reasons: dict[int, str], *, now: datetime) -> None:
+    """Cancel the pending deliveries of sessions that finished: they become `skipped`,
+    unsent, with `last_error` saying why, and each session's timeline says
+    `delivery_cancelled` (`delivery`: email or webhook, `reason`). `reasons` maps a
+    session id to what ended it ("the session exited (goal)"). One statement for all,
+    through the index of deliveries by session.
+
+    A result of an attempt in flight meanwhile is ignored, like any result for a
+    delivery no longer pending."""
+    if not reasons:
+        return
+    why = sa.case(
+        {session_id: f"{reason} before it was sent" for session_id, reason in reasons.items()},
+        value=deliveries.c.session_id,
+    )
+    rows = conn.execute(
+        deliveries.update()
+        .where(deliveries.c.session_id.in_(list(reasons)), deliveries.c.state == _PENDING)
+        .values(
+            state=DeliveryState.SKIPPED,
+            last_error=why,
+            next_attempt_at=None,
+            claim_expires_at=None,
+            updated_at=now,
+        )
+        .returning(
+            deliveries.c.session_id,
+            deliveries.c.visitor_id,
+            deliveries.c.step,
+            deliveries.c.kind,
+            deliveries.c.last_error,
+        )
+    ).all()
+    if rows:
+        conn.execute(
+            timeline.insert(),
+            [
+                {
+                    "session_id": row.session_id,
+                    "visitor_id": row.visitor_id,
+                    "at": now,
+                    "step": row.step,
+                    "kind": "delivery_cancelled",
+                    "data": {"delivery": row.kind, "reason": row.last_error},
+                }
+                for row in rows
+            ],
         )
 
 

@@ -16,8 +16,10 @@ from sluice.definitions.model import FlowDefinition, TemplateDefinition
 from sluice.definitions.parse import validate_flow, validate_template
 from sluice.engine.work import FlowVersion
 from sluice.records import UNFINISHED, FlowStatus, SessionStatus
+from sluice.store import deliveries as delivery_store
 from sluice.store.notify import TIMELINE_CHANNEL, WORK_CHANNEL, notify
 from sluice.store.schema import (
+    deliveries,
     flow_changes,
     flow_versions,
     flows,
@@ -160,13 +162,16 @@ _UNFINISHED = [s.value for s in UNFINISHED]
 def set_status(conn: Connection, key: str, status: FlowStatus, *, now: datetime, actor: str):
     """Turn a flow on or off. Returns False when it already was.
 
-    Off: every unfinished session is marked paused (`paused` in its timeline).
-    On: every unfinished session resumes where it is, stopped ones too (SPEC §1); a
-    worker then catches up on passed waits, awaited events and goals."""
+    Off: every unfinished session is marked paused (`paused` in its timeline) and its
+    pending deliveries are held. On: every unfinished session resumes where it is,
+    stopped ones too (SPEC §1), and its held deliveries are due now; a worker then
+    catches up on passed waits, awaited events and goals."""
     flow = get_flow(conn, key)
     if flow.status == status:
         return False
     unfinished = sessions.c.flow_key == key, sessions.c.status.in_(_UNFINISHED)
+    # Their pending deliveries, held while the flow is off (store/deliveries.py).
+    of_sessions = deliveries.c.session_id.in_(sa.select(sessions.c.id).where(*unfinished))
     if status == FlowStatus.OFF:
         _log_all(conn, key, now, "paused", _UNFINISHED)
         conn.execute(
@@ -178,6 +183,7 @@ def set_status(conn: Connection, key: str, status: FlowStatus, *, now: datetime,
                 revision=sessions.c.revision + 1,
             )
         )
+        delivery_store.hold(conn, of_sessions, now=now)
     else:
         _log_all(conn, key, now, "resumed", _UNFINISHED)
         conn.execute(
@@ -193,6 +199,7 @@ def set_status(conn: Connection, key: str, status: FlowStatus, *, now: datetime,
                 revision=sessions.c.revision + 1,
             )
         )
+        delivery_store.release(conn, of_sessions, now=now)
     conn.execute(
         flows.update()
         .where(flows.c.key == key)

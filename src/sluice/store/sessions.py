@@ -24,6 +24,7 @@ from sluice.definitions.model import EntryRule
 from sluice.engine.work import MAX_CHAIN_DEPTH, FlowVersion, Transition, Work
 from sluice.links import email_hashes
 from sluice.records import (
+    FINISHED,
     RUNNABLE,
     UNFINISHED,
     Event,
@@ -32,6 +33,7 @@ from sluice.records import (
     SessionStatus,
     Visitor,
 )
+from sluice.store import deliveries as delivery_store
 from sluice.store import flows as flow_store
 from sluice.store import registry
 from sluice.store import visitors as visitor_store
@@ -233,6 +235,7 @@ def apply_transitions(
     _update_sessions(conn, fresh, now)
     _insert_timeline(conn, fresh)
     _insert_deliveries(conn, fresh, now)
+    delivery_store.cancel(conn, _interrupted(fresh), now=now)
     _follow_ups(conn, catalog, fresh, now, budget)
     budget.save(conn)
     notify(conn, TIMELINE_CHANNEL)
@@ -340,6 +343,19 @@ def _insert_deliveries(conn, transitions, now) -> None:
         for d in t.deliveries
     ]
     insert_many(conn, deliveries, rows)
+
+
+def _interrupted(transitions) -> dict[int, str]:
+    """The sessions that finished while waiting for a delivery (their state still names
+    it, with no outcome yet: a goal was met meanwhile), and what ended each one."""
+    ended = {}
+    for t in transitions:
+        waited = t.state.get("delivery")
+        if t.status not in FINISHED or not waited or "outcome" in waited:
+            continue
+        reason = next((e.data.get("reason") for e in t.timeline if e.kind == "exited"), None)
+        ended[t.session_id] = f"the session {t.status}" + (f" ({reason})" if reason else "")
+    return ended
 
 
 def _follow_ups(conn, catalog: Catalog, transitions, now, budget: CausedBudget) -> None:
@@ -503,6 +519,7 @@ def stop(conn: Connection, session_id: int, *, now: datetime, actor: str) -> Ses
         due_at=None,
         paused_since=session.paused_since or now,
     )
+    delivery_store.hold(conn, deliveries.c.session_id == session.id, now=now)
     _log(conn, session, now, "stopped", {"by": actor})
     return get(conn, session_id)
 
@@ -510,14 +527,10 @@ def stop(conn: Connection, session_id: int, *, now: datetime, actor: str) -> Ses
 def resume(conn: Connection, session_id: int, *, now: datetime, actor: str) -> Session:
     session = get(conn, session_id)
     _require(session, {SessionStatus.STOPPED}, "resumed")
-    _change(
-        conn,
-        session,
-        now,
-        status=session.resume_status,
-        resume_status=None,
-        due_at=_due_now(conn, session, now),
-    )
+    due_at = _due_now(conn, session, now)
+    _change(conn, session, now, status=session.resume_status, resume_status=None, due_at=due_at)
+    if due_at is not None:  # else its flow is off: turning it on releases them
+        delivery_store.release(conn, deliveries.c.session_id == session.id, now=now)
     _log(conn, session, now, "resumed", {"by": actor})
     return get(conn, session_id)
 
