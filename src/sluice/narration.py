@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from markupsafe import Markup, escape
 from sqlalchemy.engine import Connection
 
-from sluice.store.schema import deliveries, events, visitors
+from sluice.store.schema import deliveries, events, sessions, visitors
 
 ERROR_KINDS = frozenset(
     {
@@ -146,6 +146,8 @@ class Facts:
 
     now: datetime | None
     deliveries: dict[tuple[int, str | None, str], list[_Delivery]] = field(default_factory=dict)
+    statuses: dict[int, str] = field(default_factory=dict)
+    """The statuses now of the sessions whose rows promise something, by id."""
     ended: dict[int, str] = field(default_factory=dict)
     """Rows whose promise (a wait's end, a delivery's next attempt) no longer holds,
     by id: what ended it, in words ("" when the promise was simply kept); set by
@@ -172,17 +174,25 @@ _DELIVERY_KINDS = {
 
 
 def gather(conn: Connection, rows: Sequence[dict[str, Any]], now: datetime | None) -> Facts:
-    """Read the deliveries and origin events the rows tell of: at most two queries."""
+    """Read the deliveries and origin events the rows tell of, and the statuses of the
+    sessions whose rows promise something: at most three queries."""
     facts = Facts(now=now)
-    sessions = {r["session_id"] for r in rows if r["kind"] in _DELIVERY_KINDS}
+    promising = {r["session_id"] for r in rows if r["kind"] in _PROMISES}
+    if promising:
+        facts.statuses = dict(
+            conn.execute(
+                sa.select(sessions.c.id, sessions.c.status).where(sessions.c.id.in_(promising))
+            ).all()
+        )
+    delivering = {r["session_id"] for r in rows if r["kind"] in _DELIVERY_KINDS}
     message_ids = {
         (r["data"] or {}).get("message_id")
         for r in rows
         if r["kind"] in ("email_sent", "email_opened", "email_clicked")
     } - {None}
-    if sessions or message_ids:
+    if delivering or message_ids:
         condition = sa.or_(
-            deliveries.c.session_id.in_(sessions),
+            deliveries.c.session_id.in_(delivering),
             deliveries.c.idempotency_id.in_([str(m) for m in message_ids]),
         )
         found = conn.execute(
@@ -293,10 +303,11 @@ def narrate(
     that ran after it, in the same transaction, yet reads where its step began.
     `before` are the rows shown last, one per session (a live stream's previous
     ones): a `step` row there folds into the first new row of its step, whose line
-    then `replaces` its line. `statuses`: the sessions' statuses now, by id, where
-    known; with the rows that follow, they tell which promises no longer hold."""
+    then `replaces` its line. `statuses`: the sessions' statuses now, by id, beside
+    those `gather` read; with the rows that follow, they tell which promises no longer
+    hold."""
     rows = list(rows)
-    facts.ended.update(_promises_ended(rows, statuses or {}))
+    facts.ended.update(_promises_ended(rows, {**facts.statuses, **(statuses or {})}))
     pending: dict[tuple[int, str | None], dict[str, Any]] = {}  # `step` rows not followed yet
     shown: set[int] = set()
     for earlier in before:
