@@ -223,7 +223,7 @@ def gather(conn: Connection, rows: Sequence[dict[str, Any]], now: datetime | Non
                 created_at=d.created_at,
                 max_attempts=d.max_attempts,
                 subject=payload.get("subject") if d.kind == "email" else None,
-                host=_host(url) if isinstance(url, str) else None,
+                host=url_host(url) if isinstance(url, str) else None,
                 email=d.email,
             )
             grouped[(d.session_id, d.step, d.kind)].append(fact)
@@ -244,7 +244,8 @@ def gather(conn: Connection, rows: Sequence[dict[str, Any]], now: datetime | Non
     return facts
 
 
-def _host(url: str) -> str:
+def url_host(url: str) -> str:
+    """The host a URL names (the URL itself if it names none)."""
     try:
         return urlsplit(url).hostname or url
     except ValueError:
