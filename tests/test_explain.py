@@ -100,8 +100,7 @@ def test_a_session_started_in_the_same_batch_is_the_one_that_blocked(driver, app
         (
             "entry: one_at_a_time",
             "one_at_a_time",
-            "allows one session at a time, and they are already in the flow (session #{}, "
-            "waiting)",
+            "allows one session at a time, and they are already in the flow (session #{}, waiting)",
         ),
         ("entry: every_time\ncooldown: 7d", "cooldown", "so soon after session #{}, waiting."),
     ],
@@ -229,7 +228,9 @@ def test_a_delivery_being_retried_is_told_failing_with_its_error_and_next_attemp
             assert answer.verdict == "waiting"
             assert "its webhook to 127.0.0.1, which is failing: HTTP 503" in answer.sentence
             assert "(attempt 1 of 8); next attempt at " in answer.sentence
-            assert re.search(r"next attempt at [0-9-]+ [0-9:]+ UTC \(in \d+ min\)\.$", answer.sentence)
+            assert re.search(
+                r"next attempt at [0-9-]+ [0-9:]+ UTC \(in \d+ min\)\.$", answer.sentence
+            )
             assert answer.facts["delivery"]["attempts"] == 1
         assert answer.sentence.startswith(f"Session #{sid} reached the step on ")
     finally:

@@ -530,6 +530,13 @@ def test_the_activity_page_lists_events_and_session_changes(browser, driver):
     assert "Received the event <code>$signup</code>" in page and "ada@example.com" in page
     assert "Put <em>Welcome, friend!</em> to ada@example.com in the outbox" in page
     assert 'class="page full">' in page  # the whole width
+    # the raw JSON behind a toggle that reads as one
+    assert '<span class="kind kind-event">event</span> <span class="raw-label">JSON</span>' in page
+    assert "Waiting until 2026-01-07 08:00:00 UTC" in " ".join(feed(page))
+    [session] = driver.app.sessions(email="ada@example.com")
+    driver.app.stop_session(session["id"], actor="ui:admin")
+    told = feed(browser.get("/activity").text)
+    assert "Was waiting until 2026-01-07 08:00:00 UTC (then stopped)" in told  # no "in 2 days"
 
 
 def feed(page: str) -> list[str]:

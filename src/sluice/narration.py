@@ -685,7 +685,7 @@ def _waiting(say: _Say) -> list:
         parts.append(f" (the visitor's time zone: {say.data['timezone']})")
     if say.data.get("timezone_note"):
         parts.append(f"; {say.data['timezone_note']}")
-    return parts + [say.then()]
+    return [*parts, say.then()]
 
 
 def _wait_ended(say: _Say) -> list:

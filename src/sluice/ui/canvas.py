@@ -46,7 +46,12 @@ def _branches(step: model.Step) -> list[Branch]:
     return [Branch(label, boxes(children or ())) for label, children in named]
 
 
-_BRANCH_NAMES = {"then": "then", "else": "else", "on_timeout": "on timeout"}
+_BRANCH_NAMES = {
+    "then": "then",
+    "else": "else",
+    "on_timeout": "on timeout",
+    "webhook.on_failure": "on failure",
+}
 
 
 def labels(steps: tuple[model.Step, ...], where: str = "", path: str = "steps") -> list:
@@ -61,9 +66,8 @@ def labels(steps: tuple[model.Step, ...], where: str = "", path: str = "steps") 
         text = said if said.startswith(kind) else f"{kind}: {said}"  # not "wait: wait 1d"
         out.append((step.id, f"{place} · {text if len(text) <= 60 else text[:59] + '…'}"))
         for name, children in model.child_lists(step):
-            branch = _BRANCH_NAMES.get(name) or (
-                "on failure" if name == "webhook.on_failure" else f"branch {int(name.split('.')[1]) + 1}"
-            )
+            # split.I.steps: branch I + 1
+            branch = _BRANCH_NAMES.get(name) or f"branch {int(name.split('.')[1]) + 1}"
             out += labels(children, f"{place} → {branch} → ", f"{path}.{i}.{name}")
     return out
 
