@@ -304,6 +304,7 @@ def test_the_cli_explains_in_a_sentence_or_json_and_mistakes_are_one_line(cli, t
     first_line = done.stdout.splitlines()[0]
     assert first_line.startswith("entry_rule: Their latest signup event")
     assert "they already entered once (session #1, active)" in first_line
+    assert "the entry rule once allows" in first_line  # plain text: no backticks
     assert "Session #1: sluice sessions show 1" in done.stdout
     as_json = json.loads(
         cli("visitors", "explain", "m@example.com", "--flow", "onboarding", "--json").stdout
