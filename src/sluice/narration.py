@@ -74,7 +74,7 @@ class Sentence:
 
     def text(self) -> str:
         """Plain text: names in “quotes”, values as they are; a "link" part reads as
-        its path in parentheses' place, other links as their words."""
+        its path (`/outbox?email=…&id=…`), other links as their words."""
         return "".join(_text(part) for part in self.parts)
 
     def html(self) -> Markup:
