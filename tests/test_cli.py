@@ -118,12 +118,15 @@ def test_sessions_show_tells_the_timeline_in_sentences_and_json_is_unchanged(
     assert all(re.match(rf"  {when}  ", line) for line in timeline), timeline
     told = [re.sub(rf"^  {when}  ", "", line) for line in timeline]
     origin = as_json(cli("sessions", "show", str(sid), "--json"))["origin_event"]["id"]
-    assert told[0] == f"Entered the flow *onboarding* (v1), started by `$signup` (event {origin})"
-    assert told[1] == (
-        "welcome  Put *Welcome, Ada!* to ada@example.com in the outbox, unsent: no SMTP server "
-        "is set up (view email)"
+    # Plain text: names in quotes, no asterisks or backticks; the email's link as its path.
+    assert told[0] == f"Entered the flow “onboarding” (v1), started by $signup (event {origin})"
+    assert re.fullmatch(
+        r"welcome  Put “Welcome, Ada!” to ada@example.com in the outbox, unsent: no SMTP server "
+        r"is set up \(/outbox\?email=ada%40example\.com&id=\d+\)",
+        told[1],
     )
-    assert re.fullmatch(rf"settle  Waiting until {when} \(in 2 days\)", told[2])
+    # stopped: the wait is no longer promised
+    assert re.fullmatch(rf"settle  Was waiting until {when} \(then stopped\)", told[2])
     assert told[3] == "settle  Stopped by cli; it stays here until resumed"
     assert not any("{" in line for line in told)  # no raw JSON
     # --json prints the session as the API does, timeline entries and all.
@@ -237,7 +240,7 @@ def test_simulate_prints_the_timeline_and_stores_nothing(cli, tmp_path):
     assert result["visitor"]["tags"] == ["customer"]
     assert as_json(cli("flows", "list", "--json")) == []
     text = cli("simulate", str(EXAMPLES / "abandoned-cart.yaml"), "--events", str(script)).stdout
-    assert "Received `$purchase`, the event it was waiting for" in text
+    assert "Received $purchase, the event it was waiting for" in text
 
 
 def free_port() -> int:

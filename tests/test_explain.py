@@ -5,7 +5,10 @@ Each test runs on SQLite and on PostgreSQL, with the clock under the test's cont
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
+import re
 from datetime import timedelta
 
 import pytest
@@ -15,9 +18,11 @@ import test_cli
 import test_ui_pages
 from api_support import api_in_process
 from conftest import Driver
+from delivery_servers import WebhookServer
 from sluice.explain import UnknownStep
 from sluice.records import FlowStatus
-from sluice.service import VisitorNotFound
+from sluice.service import Sluice, VisitorNotFound
+from sluice.settings import Settings
 from sluice.store.flows import UnknownFlow
 from sluice.store.schema import trigger_refusals
 
@@ -67,7 +72,8 @@ def test_a_visitor_refused_by_once_is_told_which_session_blocked_them(driver, ap
         assert driver.send("signup", "ada@example.com").sessions_started == []
     answer = app.explain("ada@example.com", "onboarding")
     assert answer.verdict == "entry_rule"
-    assert f"session #{first} already ran" in answer.sentence
+    # told by what the blocking session is now: still waiting, not "already ran"
+    assert f"they already entered once (session #{first}, waiting)" in answer.sentence
     assert "`once`" in answer.sentence and "refused 3 of their events" in answer.sentence
     assert {"label": f"Session #{first}", "href": f"/sessions/{first}"} in [
         link.__dict__ for link in answer.links
@@ -91,8 +97,12 @@ def test_a_session_started_in_the_same_batch_is_the_one_that_blocked(driver, app
 @pytest.mark.parametrize(
     ("entry", "rule", "says"),
     [
-        ("entry: one_at_a_time", "one_at_a_time", "allows one at a time, and session #{} was"),
-        ("entry: every_time\ncooldown: 7d", "cooldown", "so soon after session #{}."),
+        (
+            "entry: one_at_a_time",
+            "one_at_a_time",
+            "allows one session at a time, and they are already in the flow (session #{}, waiting)",
+        ),
+        ("entry: every_time\ncooldown: 7d", "cooldown", "so soon after session #{}, waiting."),
     ],
 )
 def test_one_at_a_time_and_the_cooldown_name_the_session_too(driver, app, entry, rule, says):
@@ -187,6 +197,46 @@ def test_a_visitor_without_a_trigger_event_was_never_triggered(driver, app):
     assert refusal_rows(app) == []
 
 
+def test_a_stopped_session_waits_for_nothing_in_the_facts(driver, app):
+    driver.apply(ONBOARDING)
+    [sid] = driver.send("signup", "s@example.com").sessions_started
+    app.stop_session(sid, actor="cli")
+    answer = app.explain("s@example.com", "onboarding")
+    assert answer.verdict == "stopped"
+    assert answer.facts["session"]["wake_at"] is None
+    assert answer.facts["session"]["status"] == "stopped"
+
+
+def test_a_delivery_being_retried_is_told_failing_with_its_error_and_next_attempt(
+    database_url, clock
+):
+    settings = Settings(database_url=database_url, signing_key="k", webhook_allow_private=True)
+    app = Sluice(settings, clock)
+    try:
+        driver = Driver(app, clock)
+        driver.apply(
+            "key: crm\ntrigger: {event: go}\nsteps:\n"
+            "  - {id: notify, webhook: {url: '{{ event.details.url }}'}}\n"
+        )
+        with WebhookServer(clock) as server:
+            server.answers = [503]
+            details = {"url": server.url()}
+            [sid] = driver.send("go", "w@example.com", details=details).sessions_started
+            asyncio.run(app.dispatcher(rng=random.Random(3)).run_once())
+        for step in (None, "notify"):
+            answer = app.explain("w@example.com", "crm", step)
+            assert answer.verdict == "waiting"
+            assert "its webhook to 127.0.0.1, which is failing: HTTP 503" in answer.sentence
+            assert "(attempt 1 of 8); next attempt at " in answer.sentence
+            assert re.search(
+                r"next attempt at [0-9-]+ [0-9:]+ UTC \(in \d+ min\)\.$", answer.sentence
+            )
+            assert answer.facts["delivery"]["attempts"] == 1
+        assert answer.sentence.startswith(f"Session #{sid} reached the step on ")
+    finally:
+        app.close()
+
+
 def test_a_failed_session_says_why(driver, app):
     driver.apply(
         "key: boom\ntrigger: {event: go}\nsteps:\n"
@@ -253,7 +303,8 @@ def test_the_cli_explains_in_a_sentence_or_json_and_mistakes_are_one_line(cli, t
     done = cli("visitors", "explain", "m@example.com", "--flow", "onboarding")
     first_line = done.stdout.splitlines()[0]
     assert first_line.startswith("entry_rule: Their latest signup event")
-    assert "session #1 already ran" in first_line
+    assert "they already entered once (session #1, active)" in first_line
+    assert "the entry rule once allows" in first_line  # plain text: no backticks
     assert "Session #1: sluice sessions show 1" in done.stdout
     as_json = json.loads(
         cli("visitors", "explain", "m@example.com", "--flow", "onboarding", "--json").stdout
@@ -269,6 +320,25 @@ def test_the_cli_explains_in_a_sentence_or_json_and_mistakes_are_one_line(cli, t
         assert mistake.stderr.startswith(message) and len(mistake.stderr.splitlines()) == 1
     unknown = cli("visitors", "explain", "x@example.com", "--flow", "onboarding", expect=1)
     assert unknown.stderr.startswith("error: no visitor with email 'x@example.com'")
+
+
+def test_the_step_picker_names_steps_without_ids_by_where_they_stand(sluice, clock, browser):
+    Driver(sluice, clock).apply(
+        "key: route\ntrigger: {event: go}\nsteps:\n  - {id: first, wait: 1d}\n"
+        "  - if: 'visitor.plan == \"pro\"'\n    then:\n"
+        "      - webhook: {url: 'https://crm.example.com/x', on_failure: [{tag: {add: [down]}}]}\n"
+        "    else: [{exit: {}}]\n"
+    )
+    Driver(sluice, clock).send("go", "r@example.com")
+    page = browser.get("/why-not", params={"email": "r@example.com", "flow": "route"}).text
+    assert '<option value="first">first · wait 1d</option>' in page
+    assert (
+        '<option value="steps.1.then.0.webhook.on_failure.0">'
+        "step 2 → then → step 1 → on failure → step 1 · tag: +down</option>"
+    ) in page
+    assert '<option value="steps.1.else.0">step 2 → else → step 1 · exit</option>' in page
+    asked = {"email": "r@example.com", "flow": "route", "step": "steps.1.else.0"}
+    assert browser.get("/why-not", params=asked).status_code == 200  # the value still works
 
 
 def test_the_why_not_page_answers_and_says_what_is_unknown(sluice, clock, browser):

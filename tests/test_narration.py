@@ -44,18 +44,21 @@ def test_the_onboarding_example_reads_as_sentences_and_its_step_rows_fold(driver
     [sid] = driver.send("$signup", "ada@example.com", fields={"first_name": "Ada"}).sessions_started
     driver.advance(timedelta(days=6))
     [event] = app.visitor("ada@example.com")["events"]
+    welcome_id, nudge_id = [m["id"] for m in app.messages(email="ada@example.com")][::-1]
+    # Plain text: no markup; the email's link as its path. Waits that are over say so,
+    # with no relative form.
     assert told(app, sid) == [
-        f"Entered the flow *onboarding* (v1), started by `$signup` (event {event['id']})",
-        "Put *Welcome, Ada!* to ada@example.com in the outbox, unsent: no SMTP server is set "
-        "up (view email)",
-        "Waiting until 2026-01-07 08:00:00 UTC (4 days ago)",
+        f"Entered the flow “onboarding” (v1), started by $signup (event {event['id']})",
+        "Put “Welcome, Ada!” to ada@example.com in the outbox, unsent: no SMTP server is set "
+        f"up (/outbox?email=ada%40example.com&id={welcome_id})",
+        "Waited until 2026-01-07 08:00:00 UTC",
         "The wait is over",
-        'Went *else*: `visitor.tags contains "activated"` was false (`visitor.tags` = `[]`)',
-        "Put *Need a hand getting started, Ada?* to ada@example.com in the outbox, unsent: no "
-        "SMTP server is set up (view email)",
-        "Waiting for `completed_setup`, at most until 2026-01-10 08:00:00 UTC (24 h ago)",
+        'Went “else”: visitor.tags contains "activated" was false (visitor.tags = [])',
+        "Put “Need a hand getting started, Ada?” to ada@example.com in the outbox, unsent: no "
+        f"SMTP server is set up (/outbox?email=ada%40example.com&id={nudge_id})",
+        "Waited for completed_setup, at most until 2026-01-10 08:00:00 UTC",
         "Stopped waiting: the event did not come in time",
-        "Began step `tell_crm` (webhook)",  # its webhook is pending: nothing followed yet
+        "Began step tell_crm (webhook)",  # its webhook is pending: nothing followed yet
     ]
     told_lines = lines(app, sid)
     timeline = app.session(sid)["timeline"]
@@ -119,22 +122,22 @@ def test_every_kind_of_step_reads_as_a_sentence(driver, app):
     [sid] = sent.sessions_started
     [other] = [s["id"] for s in app.sessions(flow="other")]
     assert told(app, sid) == [
-        f"Entered the flow *tour* (v1), started by `go` (event {sent.event_ids[0]})",
-        "Tagged `vip` and `beta`; removed the tag `trial`",
-        'Set `plan` to `"pro"`; removed the field `old`',
+        f"Entered the flow “tour” (v1), started by go (event {sent.event_ids[0]})",
+        "Tagged vip and beta",  # no `trial` to remove
+        'Set plan to "pro"',  # no `old` to remove
         "Unsubscribed the visitor",
         "Did not send the email: the visitor is unsubscribed",
         "Took branch 2 of the split (weight 1)",
-        "Recorded the event `tried` (`n` = `3`)",
-        f"Started the flow *other* (session #{other})",  # written last, told at its step
-        "Did not start the flow *dormant*: flow is off",
-        'Went *then*: `visitor.plan == "pro"` was true (`visitor.plan` = `"pro"`)',
+        "Recorded the event tried (n = 3)",
+        f"Started the flow “other” (session #{other})",  # written last, told at its step
+        "Did not start the flow “dormant”: flow is off",
+        'Went “then”: visitor.plan == "pro" was true (visitor.plan = "pro")',
         "Subscribed the visitor",
-        "Waiting for `confirmed`, at most until 2026-01-07 08:00:00 UTC (in 2 days)",
+        "Waiting for confirmed, at most until 2026-01-07 08:00:00 UTC (in 2 days)",
     ]
     driver.send("confirmed", "tom@example.com")
     assert told(app, sid)[-2:] == [
-        "Received `confirmed`, the event it was waiting for",
+        "Received confirmed, the event it was waiting for",
         "Left the flow: done touring",
     ]
     links = " ".join(str(line.sentence.html()) for line in lines(app, sid))
@@ -152,10 +155,10 @@ def test_goals_waits_and_a_finished_session(driver, app):
     driver.advance(timedelta(hours=2))
     driver.send("bought", "gil@example.com")
     assert told(app, sid)[1:] == [
-        "Waiting until 2026-01-05 09:00:00 UTC (1 h ago)",
+        "Waited until 2026-01-05 09:00:00 UTC",
         "The wait is over",
-        "Waiting until 2026-01-08 09:00:00 UTC (in 3 days)",
-        "Reached a goal: the event `bought`",
+        "Was waiting until 2026-01-08 09:00:00 UTC (then a goal was reached)",  # no "in 3 days"
+        "Reached a goal: the event bought",
         "Left the flow: a goal was reached",
     ]
     driver.apply("key: short\ntrigger: {event: hi}\nsteps: [{id: only, tag: {add: [x]}}]\n")
@@ -184,6 +187,33 @@ def test_people_acting_on_a_session_and_a_flow(driver, app, clock):
     ]
 
 
+def test_a_promise_that_no_longer_holds_has_no_future_form(driver, app):
+    driver.apply("key: rest\ntrigger: {event: go}\nsteps:\n  - {id: settle, wait: 2d}\n")
+    [sid] = driver.send("go", "kai@example.com").sessions_started
+    assert told(app, sid)[1] == "Waiting until 2026-01-07 08:00:00 UTC (in 2 days)"
+    app.stop_session(sid, actor="cli")
+    assert told(app, sid)[1:] == [
+        "Was waiting until 2026-01-07 08:00:00 UTC (then stopped)",
+        "Stopped by cli; it stays here until resumed",
+    ]
+    app.resume_session(sid, actor="cli")  # it waits again: the promise holds again
+    assert told(app, sid)[1] == "Waiting until 2026-01-07 08:00:00 UTC (in 2 days)"
+
+
+def test_tags_and_fields_changed_tell_only_what_changed(driver, app):
+    driver.apply(
+        "key: mark\ntrigger: {event: go}\nentry: every_time\nsteps:\n"
+        "  - {id: t, tag: {add: [vip], remove: [cold]}}\n"
+        "  - {id: f, field: {remove: [score]}}\n"
+    )
+    [first] = driver.send("go", "lea@example.com", fields={"score": 3}).sessions_started
+    assert told(app, first)[1:3] == ["Tagged vip", "Removed the field score"]  # no `cold`
+    [again] = driver.send("go", "lea@example.com").sessions_started
+    assert told(app, again)[1:3] == ["Changed no tags: nothing to change", "Changed no fields"]
+    assert app.session(again)["timeline"][2]["data"] == {"added": [], "removed": []}
+    assert app.visitor("lea@example.com")["tags"] == ["vip"]
+
+
 def test_an_edited_flow_a_failure_and_a_retry(driver, app):
     flow = "key: edit\ntrigger: {event: go}\nsteps:\n  - {id: settle, wait: 1d}\n"
     driver.apply(flow)
@@ -191,7 +221,7 @@ def test_an_edited_flow_a_failure_and_a_retry(driver, app):
     driver.apply(flow + "  - {id: mark, field: {set: {n: '{{ 1 | divided_by: 0 }}'}}}\n")
     driver.advance(timedelta(days=1))
     said = told(app, sid)
-    assert said[2] == "Moved from v1 to v2 (step `settle` kept)"
+    assert said[2] == "Moved from v1 to v2 (step settle kept)"
     assert said[-1].startswith("Failed: ") and "can't divide by 0" in said[-1]
     assert lines(app, sid)[-1].tone == "error"
     app.retry_session(sid, actor="ui:admin")
@@ -216,7 +246,7 @@ def test_a_condition_that_cannot_be_evaluated_and_a_chain_too_deep(driver, app):
     driver.send("ping", "lee@example.com")
     deepest = app.sessions(email="lee@example.com", flow="ping", limit=100)[0]["id"]
     assert told(app, deepest)[-2] == (
-        "Did not record the event `ping`: event chain depth limit (8) reached"
+        "Did not record the event ping: event chain depth limit (8) reached"
     )
 
 
@@ -255,10 +285,10 @@ def test_webhooks_retried_delivered_and_given_up(hooks, clock):
     driver.run()
     host = "127.0.0.1"
     said = told(hooks, ok)
-    assert said[1].startswith(f"Webhook to *{host}* failed: HTTP 503 Service Unavailable; ")
+    assert said[1].startswith(f"Webhook to “{host}” failed: HTTP 503 Service Unavailable; ")
     assert "attempt 1 of 3, next at 2026-01-05 08:00:" in said[1]
     assert said[2:] == [
-        f"Webhook to *{host}* delivered: HTTP 200 (attempt 2)",
+        f"Webhook to “{host}” delivered: HTTP 200 (attempt 2)",
         "Completed the flow",
     ]
 
@@ -268,7 +298,7 @@ def test_webhooks_retried_delivered_and_given_up(hooks, clock):
     driver.run()
     said = told(hooks, down)
     refused = f"cannot connect to 127.0.0.1:{url.split(':')[2].split('/')[0]}: Connection refused"
-    assert said[-2] == f"Webhook to *{host}* gave up after 3 attempts: {refused}"
+    assert said[-2] == f"Webhook to “{host}” gave up after 3 attempts: {refused}"
     assert said[-1] == f"Failed: webhook failed: {refused} (after 3 attempts)"
     assert f"failed: {refused}; attempt 1 of 3, next at " in said[1]
 
@@ -293,13 +323,14 @@ def test_emails_refused_given_up_sent_opened_and_clicked(database_url, clock):
             deliver(app, clock, rounds=3, every=timedelta(hours=1))
             driver.run()
             said = told(app, sid)
+            [oz_email] = app.messages(email="oz@example.com")
             assert said[1].startswith(
-                "Could not send *Hi oz@example.com* yet: 451 4.3.0 Try again later; "
+                "Could not send “Hi oz@example.com” yet: 451 4.3.0 Try again later; "
                 "attempt 1 of 8, next at "
             )
             assert said[2] == (
-                "Gave up sending *Hi oz@example.com*: 550 5.1.1 No such mailbox "
-                "(after 2 attempts) (view email)"
+                "Gave up sending “Hi oz@example.com”: 550 5.1.1 No such mailbox "
+                f"(after 2 attempts) (/outbox?email=oz%40example.com&id={oz_email['id']})"
             )
             [sent_id] = driver.send("go", "pat@example.com").sessions_started
             deliver(app, clock, rounds=1, every=timedelta(seconds=1))
@@ -310,10 +341,11 @@ def test_emails_refused_given_up_sent_opened_and_clicked(database_url, clock):
                 message["idempotency_id"], "email_clicked", {"url": "https://acme.test/a"}
             )
             said = told(app, sent_id)
-            assert said[1] == "Sent *Hi pat@example.com* to pat@example.com (view email)"
+            view = f"(/outbox?email=pat%40example.com&id={message['id']})"
+            assert said[1] == f"Sent “Hi pat@example.com” to pat@example.com {view}"
             assert said[-2:] == [
-                "The visitor opened *Hi pat@example.com* (view email)",
-                "The visitor clicked a link to `https://acme.test/a` in *Hi pat@example.com*",
+                f"The visitor opened “Hi pat@example.com” {view}",
+                "The visitor clicked a link to https://acme.test/a in “Hi pat@example.com”",
             ]
             html = str(lines(app, sent_id)[1].sentence.html())
             assert f"/outbox?email=pat%40example.com&amp;id={message['id']}" in html
@@ -340,10 +372,10 @@ def test_an_erased_visitor_an_unknown_kind_and_data_of_another_shape():
     facts = narration.Facts(now=None)
     say = lambda r: narration.sentence(r, facts).text()  # noqa: E731
     assert say(row("exited", {"reason": "erased"})) == "Left the flow: the visitor was erased"
-    assert say(row("sparkled", {"level": 3, "by": "x"})) == 'Sparkled: level `3`, by `"x"`'
+    assert say(row("sparkled", {"level": 3, "by": "x"})) == 'Sparkled: level 3, by "x"'
     assert say(row("sparkled", {})) == "Sparkled"
     # A kind we know whose data is not what it writes still reads, never as JSON braces.
-    assert say(row("migrated", {"to": 2})) == "Migrated: to `2`"
+    assert say(row("migrated", {"to": 2})) == "Migrated: to 2"
 
 
 def test_values_are_escaped_in_html_and_plain_in_text():
@@ -362,11 +394,24 @@ def test_a_step_row_shown_live_gives_way_to_the_line_that_folds_it():
     attempt = row("webhook_delivered", {"status": 200, "attempt": 1}, step="call", id=8)
     facts = narration.Facts(now=None)
     [alone] = narration.narrate([step], facts)
-    assert (alone.id, alone.sentence.text()) == (7, "Began step `call` (webhook)")
+    assert (alone.id, alone.sentence.text()) == (7, "Began step call (webhook)")
     [line] = narration.narrate([attempt], facts, before=[step])
     assert (line.id, line.replaces) == (8, 7)
     assert [e["kind"] for e in line.entries] == ["step", "webhook_delivered"]
     assert line.sentence.text() == "Webhook delivered: HTTP 200"
+
+
+def test_a_next_attempt_no_session_waits_for_is_not_promised():
+    data = {"attempt": 1, "error": "HTTP 503", "next_attempt_at": "2026-01-05T08:11:00+00:00"}
+    attempt = row("webhook_attempt_failed", data, step="call", id=8)
+    facts = narration.Facts(now=narration._instant("2026-01-05T08:01:00+00:00"))
+    [line] = narration.narrate([attempt], facts, statuses={1: "waiting"})
+    assert line.sentence.text().endswith("next at 2026-01-05 08:11:00 UTC (in 10 min)")
+    exited = row("exited", {"reason": "goal"}, id=9)
+    for rows, statuses in (([attempt, exited], {}), ([attempt], {1: "exited"})):
+        facts = narration.Facts(now=facts.now)
+        told_now = narration.narrate(rows, facts, statuses=statuses)[0].sentence.text()
+        assert told_now == "Webhook failed: HTTP 503; attempt 1"
 
 
 def test_relative_times():

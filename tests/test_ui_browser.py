@@ -334,7 +334,10 @@ def test_a_session_moving_on_reads_live_in_sentences_and_its_header_follows(page
     expect(header).to_contain_text("Finished: nothing to stop or resume.")
     # The raw entries stay behind the toggle, the folded `step` among them.
     gave_up = timeline.locator("tr", has_text="gave up")
-    gave_up.locator("summary").click()
+    toggle = gave_up.locator("summary")
+    expect(toggle).to_contain_text("JSON")  # visibly a control, not only the kind's badge
+    toggle.focus()
+    page.keyboard.press("Enter")  # reached and opened from the keyboard
     raw = gave_up.locator("pre").inner_text()
     assert '"kind": "step"' in raw and '"kind": "webhook_failed"' in raw
     assert page.evaluate("window.notReloaded") is True

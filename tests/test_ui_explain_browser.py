@@ -50,7 +50,7 @@ def test_why_not_from_the_flows_tab_names_the_blocking_session(page, facade):
     row.get_by_role("link", name="Why not?").click()
     answer = page.locator("#explanation")
     expect(answer).to_have_attribute("data-verdict", "entry_rule")
-    expect(answer).to_contain_text(f"session #{first['id']} already ran")
+    expect(answer).to_contain_text(f"they already entered once (session #{first['id']},")
     expect(answer.get_by_role("link", name=f"Session #{first['id']}")).to_have_attribute(
         "href", f"/sessions/{first['id']}"
     )

@@ -530,6 +530,13 @@ def test_the_activity_page_lists_events_and_session_changes(browser, driver):
     assert "Received the event <code>$signup</code>" in page and "ada@example.com" in page
     assert "Put <em>Welcome, friend!</em> to ada@example.com in the outbox" in page
     assert 'class="page full">' in page  # the whole width
+    # the raw JSON behind a toggle that reads as one
+    assert '<span class="kind kind-event">event</span> <span class="raw-label">JSON</span>' in page
+    assert "Waiting until 2026-01-07 08:00:00 UTC" in " ".join(feed(page))
+    [session] = driver.app.sessions(email="ada@example.com")
+    driver.app.stop_session(session["id"], actor="ui:admin")
+    told = feed(browser.get("/activity").text)
+    assert "Was waiting until 2026-01-07 08:00:00 UTC (then stopped)" in told  # no "in 2 days"
 
 
 def feed(page: str) -> list[str]:
@@ -618,7 +625,10 @@ def test_the_session_page_tells_the_timeline_with_the_raw_data_behind_a_toggle(b
     stopped = browser.get(f"/sessions/{sid}").text
     header = re.search(r"<div class=\"session-head\".*?</p>", stopped, re.S).group(0)
     assert "wakes" not in header and "in 2 days" not in header  # a stopped session sleeps
-    assert feed(stopped)[-1] == "Stopped by ui:admin; it stays here until resumed"
+    assert feed(stopped)[-2:] == [
+        "Was waiting until 2026-01-07 08:00:00 UTC (then stopped)",  # nor in its timeline
+        "Stopped by ui:admin; it stays here until resumed",
+    ]
 
 
 def test_the_editor_check_refuses_definitions_beyond_the_limits_at_their_line(browser):

@@ -670,7 +670,8 @@ def visitors_explain(ctx, email, flow, step, as_json) -> None:
     if as_json:
         emit(explanation.as_dict())
         return
-    say(f"{explanation.verdict}: {explanation.sentence}")
+    # The sentence marks code (a rule, a condition) with backticks for the web page.
+    say(f"{explanation.verdict}: {explanation.sentence.replace('`', '')}")
     for link in explanation.links:
         click.echo(f"  {link.label}: sluice sessions show {link.href.rsplit('/', 1)[-1]}")
 

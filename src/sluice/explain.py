@@ -36,11 +36,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sluice.definitions.model import Step, child_lists
+from sluice.narration import url_host
 from sluice.records import FlowStatus, Session, SessionStatus
 from sluice.store import flows as flow_store
 from sluice.store import refusals as refusal_store
 from sluice.store.flows import Catalog
-from sluice.store.schema import events, sessions, timeline
+from sluice.store.schema import deliveries, events, sessions, timeline
 
 SESSIONS = 20
 """How many of the visitor's newest sessions of the flow are searched for the step."""
@@ -137,7 +138,7 @@ def explain(
     if refusal and newest and refusal["event"]["id"] < newest.origin_event_id:
         refusal = None  # a session started since: the refusal is no longer the answer
     if refusal and (newest is None or step is None):
-        return answer.give(*_refused(answer, refusal))
+        return answer.give(*_refused(conn, answer, refusal))
     if newest is None:
         return _never_triggered(conn, answer, visitor.id, row, flow.definition.trigger.events)
     explanation = _from_session(conn, answer, newest, flow.definition.steps, step)
@@ -145,7 +146,7 @@ def explain(
         return explanation
     # Asked about a step, the newest session answers; a later event that started no
     # session is worth saying too.
-    _, later = _refused(answer, refusal)
+    _, later = _refused(conn, answer, refusal)
     return answer.give(explanation.verdict, f"{explanation.sentence} {later}")
 
 
@@ -219,8 +220,10 @@ def _step_outcome(conn, answer: _Answer, found: list[Session], step: Step):
     if session.step == step.id and session.status == SessionStatus.FAILED:
         return _failed(conn, answer, session, named)
     if session.step == step.id and session.status in (SessionStatus.WAITING, SessionStatus.ACTIVE):
-        doing = "its delivery is under way" if step.kind in ("email", "webhook") else "it is there"
-        if session.wake_at:
+        doing = "it is there"
+        if step.kind in ("email", "webhook"):
+            doing = f"it is waiting {_delivery(conn, answer, session)}"
+        elif session.wake_at:
             doing += f" until {_when(session.wake_at)} ({_relative(session.wake_at, answer.now)})"
         verdict = (
             Verdict.WAITING if session.status == SessionStatus.WAITING else Verdict.IN_PROGRESS
@@ -242,7 +245,7 @@ def _skip_reason(reason: str) -> str:
 # -- refusals --------------------------------------------------------------------------
 
 
-def _refused(answer: _Answer, refusal: dict[str, Any]) -> tuple[Verdict, str]:
+def _refused(conn, answer: _Answer, refusal: dict[str, Any]) -> tuple[Verdict, str]:
     """The verdict and sentence of the trigger's latest refusal."""
     answer.facts["refusal"] = refusal
     data, when = refusal["data"], _when(datetime.fromisoformat(refusal["at"]))
@@ -258,12 +261,7 @@ def _refused(answer: _Answer, refusal: dict[str, Any]) -> tuple[Verdict, str]:
         case "entry_rule":
             blocker = data["session"]
             answer.links.append(Link(f"Session #{blocker}", f"/sessions/{blocker}"))
-            rule = {
-                "once": "`once` allows one session per visitor, and session #{} already ran",
-                "one_at_a_time": "`one_at_a_time` allows one at a time, and session #{} "
-                "was unfinished",
-                "cooldown": "the cooldown allows no new session so soon after session #{}",
-            }[data["rule"]].format(blocker)
+            rule = _entry_rule(data["rule"], blocker, _status(conn, blocker))
             verdict, sentence = Verdict.ENTRY_RULE, f"{came}: the entry rule {rule}."
         case "flow_off":
             verdict, sentence = Verdict.FLOW_OFF, f"{came}: the flow was off when it came."
@@ -272,6 +270,32 @@ def _refused(answer: _Answer, refusal: dict[str, Any]) -> tuple[Verdict, str]:
     if refusal["refusals"] > 1:
         sentence += f" The flow refused {refusal['refusals']} of their events in all."
     return verdict, sentence
+
+
+def _entry_rule(rule: str, blocker: int, status: SessionStatus | None) -> str:
+    """How the rule refused them, told by what the blocking session is now (None:
+    it is gone, erased with its visitor's data)."""
+    session = f"session #{blocker}" + (f", {status.value}" if status else "")
+    if rule == "once":
+        return f"`once` allows one session per visitor, and they already entered once ({session})"
+    if rule == "one_at_a_time":
+        if status is None or not status.finished:
+            return (
+                "`one_at_a_time` allows one session at a time, and they are already in the "
+                f"flow ({session})"
+            )
+        return (
+            "`one_at_a_time` allows one session at a time, and they were still in the flow "
+            f"then (session #{blocker}, {status.value} since)"
+        )
+    return f"the cooldown allows no new session so soon after {session}"
+
+
+def _status(conn, session_id: int) -> SessionStatus | None:
+    status = conn.execute(
+        sa.select(sessions.c.status).where(sessions.c.id == session_id)
+    ).scalar_one_or_none()
+    return None if status is None else SessionStatus(status)
 
 
 # -- the newest session ----------------------------------------------------------------
@@ -314,7 +338,7 @@ def _from_session(conn, answer: _Answer, session: Session, steps, step: Step | N
             if session.wake_at:
                 relative = _relative(session.wake_at, answer.now)
                 until.append(f"until {_when(session.wake_at)} ({relative})")
-            detail = " ".join(until) or "for a delivery to finish"
+            detail = " ".join(until) or _delivery(conn, answer, session)
             return answer.give(
                 Verdict.WAITING, f"{named.capitalize()} {at}, waiting {detail}.{on_hold}"
             )
@@ -348,6 +372,53 @@ def _from_session(conn, answer: _Answer, session: Session, steps, step: Step | N
         f"{named.capitalize()} completed on {_when(session.finished_at)} without passing "
         "the step (it went another way, or the step was added after it passed that point).",
     )
+
+
+def _delivery(conn, answer: _Answer, session: Session) -> str:
+    """`for its webhook to HOST, which is failing: ERROR (attempt 2 of 8); next attempt
+    at …`: how the delivery the session waits for is doing, read from its row (which
+    goes into the facts as `delivery`)."""
+    wanted = (session.state or {}).get("delivery", {}).get("id")
+    row = None
+    if wanted is not None:
+        row = conn.execute(
+            sa.select(
+                deliveries.c.kind,
+                deliveries.c.state,
+                deliveries.c.attempts,
+                deliveries.c.max_attempts,
+                deliveries.c.next_attempt_at,
+                deliveries.c.last_error,
+                deliveries.c.payload,
+            ).where(deliveries.c.idempotency_id == wanted)
+        ).first()
+    if row is None:
+        return "for a delivery to finish"
+    answer.facts["delivery"] = {
+        "kind": row.kind,
+        "state": row.state,
+        "attempts": row.attempts,
+        "max_attempts": row.max_attempts,
+        "next_attempt_at": _iso(row.next_attempt_at),
+        "last_error": row.last_error,
+    }
+    payload = row.payload if isinstance(row.payload, dict) else {}
+    if row.kind == "webhook":
+        url = payload.get("url")
+        what = f"its webhook to {url_host(url)}" if isinstance(url, str) else "its webhook"
+    else:
+        subject = payload.get("subject")
+        what = f"its email “{subject}”" if subject else "its email"
+    if not (row.attempts and row.last_error):
+        return f"for {what} to be delivered"
+    failing = (
+        f"for {what}, which is failing: {row.last_error} "
+        f"(attempt {row.attempts} of {row.max_attempts})"
+    )
+    if row.next_attempt_at is not None and row.state == "pending":
+        at = row.next_attempt_at
+        failing += f"; next attempt at {_when(at)} ({_relative(at, answer.now)})"
+    return failing
 
 
 def _failed(conn, answer, session: Session, named: str, entries=None) -> Explanation:
@@ -473,8 +544,9 @@ def _session_facts(s: Session) -> dict[str, Any]:
         "flow_version": s.flow_version,
         "started_at": _iso(s.started_at),
         "finished_at": _iso(s.finished_at),
-        "wake_at": _iso(s.wake_at),
-        "waiting_for": s.waiting_for,
+        # A stopped session keeps them for its resume; it waits for nothing meanwhile.
+        "wake_at": _iso(s.wake_at) if s.status == SessionStatus.WAITING else None,
+        "waiting_for": s.waiting_for if s.status == SessionStatus.WAITING else None,
     }
 
 

@@ -21,7 +21,7 @@ lines by `gather`.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from markupsafe import Markup, escape
 from sqlalchemy.engine import Connection
 
-from sluice.store.schema import deliveries, events, visitors
+from sluice.store.schema import deliveries, events, sessions, visitors
 
 ERROR_KINDS = frozenset(
     {
@@ -57,8 +57,9 @@ WARNING_KINDS = frozenset(
 @dataclass(frozen=True)
 class Part:
     """A piece of a sentence: `style` is "" (words), "em" (a name: a subject, a flow,
-    a branch), "code" (an id, an event type, a value) or "time" (`at`, told to the
-    second and relative to `now`)."""
+    a branch), "code" (an id, an event type, a value), "time" (`at`, told to the
+    second and relative to `now`) or "link" (words that only say where `href` goes,
+    such as "view email": plain text gives the path instead)."""
 
     text: str
     style: str = ""
@@ -74,7 +75,8 @@ class Sentence:
     """"error", "warning" or "" (see ERROR_KINDS, WARNING_KINDS)."""
 
     def text(self) -> str:
-        """Plain text: names in `*…*`, values in backticks; links read as their words."""
+        """Plain text: names in “quotes”, values as they are; a "link" part reads as
+        its path (`/outbox?email=…&id=…`), other links as their words."""
         return "".join(_text(part) for part in self.parts)
 
     def html(self) -> Markup:
@@ -104,9 +106,9 @@ def _text(part: Part) -> str:
     if part.style == "time" and part.at is not None:
         return f"{when(part.at)} ({relative(part.at, part.now)})" if part.now else when(part.at)
     if part.style == "em":
-        return f"*{part.text}*"
-    if part.style == "code":
-        return f"`{part.text}`"
+        return f"“{part.text}”"
+    if part.style == "link":
+        return part.href or ""
     return part.text
 
 
@@ -146,6 +148,12 @@ class Facts:
 
     now: datetime | None
     deliveries: dict[tuple[int, str | None, str], list[_Delivery]] = field(default_factory=dict)
+    statuses: dict[int, str] = field(default_factory=dict)
+    """The statuses now of the sessions whose rows promise something, by id."""
+    ended: dict[int, str] = field(default_factory=dict)
+    """Rows whose promise (a wait's end, a delivery's next attempt) no longer holds,
+    by id: what ended it, in words ("" when the promise was simply kept); set by
+    `narrate` (see `_promises_ended`)."""
     messages: dict[str, _Delivery] = field(default_factory=dict)
     event_types: dict[int, str] = field(default_factory=dict)
 
@@ -168,17 +176,25 @@ _DELIVERY_KINDS = {
 
 
 def gather(conn: Connection, rows: Sequence[dict[str, Any]], now: datetime | None) -> Facts:
-    """Read the deliveries and origin events the rows tell of: at most two queries."""
+    """Read the deliveries and origin events the rows tell of, and the statuses of the
+    sessions whose rows promise something: at most three queries."""
     facts = Facts(now=now)
-    sessions = {r["session_id"] for r in rows if r["kind"] in _DELIVERY_KINDS}
+    promising = {r["session_id"] for r in rows if r["kind"] in _PROMISES}
+    if promising:
+        facts.statuses = dict(
+            conn.execute(
+                sa.select(sessions.c.id, sessions.c.status).where(sessions.c.id.in_(promising))
+            ).all()
+        )
+    delivering = {r["session_id"] for r in rows if r["kind"] in _DELIVERY_KINDS}
     message_ids = {
         (r["data"] or {}).get("message_id")
         for r in rows
         if r["kind"] in ("email_sent", "email_opened", "email_clicked")
     } - {None}
-    if sessions or message_ids:
+    if delivering or message_ids:
         condition = sa.or_(
-            deliveries.c.session_id.in_(sessions),
+            deliveries.c.session_id.in_(delivering),
             deliveries.c.idempotency_id.in_([str(m) for m in message_ids]),
         )
         found = conn.execute(
@@ -209,7 +225,7 @@ def gather(conn: Connection, rows: Sequence[dict[str, Any]], now: datetime | Non
                 created_at=d.created_at,
                 max_attempts=d.max_attempts,
                 subject=payload.get("subject") if d.kind == "email" else None,
-                host=_host(url) if isinstance(url, str) else None,
+                host=url_host(url) if isinstance(url, str) else None,
                 email=d.email,
             )
             grouped[(d.session_id, d.step, d.kind)].append(fact)
@@ -230,7 +246,8 @@ def gather(conn: Connection, rows: Sequence[dict[str, Any]], now: datetime | Non
     return facts
 
 
-def _host(url: str) -> str:
+def url_host(url: str) -> str:
+    """The host a URL names (the URL itself if it names none)."""
     try:
         return urlsplit(url).hostname or url
     except ValueError:
@@ -279,6 +296,7 @@ def narrate(
     facts: Facts,
     *,
     before: Iterable[dict[str, Any]] = (),
+    statuses: Mapping[int, str] | None = None,
 ) -> list[Line]:
     """Lines for timeline rows, oldest first. A row is an entry with its `id` and
     `session_id` (and, optionally, the session's `flow` and visitor `email`).
@@ -288,7 +306,11 @@ def narrate(
     that ran after it, in the same transaction, yet reads where its step began.
     `before` are the rows shown last, one per session (a live stream's previous
     ones): a `step` row there folds into the first new row of its step, whose line
-    then `replaces` its line."""
+    then `replaces` its line. `statuses`: the sessions' statuses now, by id, beside
+    those `gather` read; with the rows that follow, they tell which promises no longer
+    hold."""
+    rows = list(rows)
+    facts.ended.update(_promises_ended(rows, {**facts.statuses, **(statuses or {})}))
     pending: dict[tuple[int, str | None], dict[str, Any]] = {}  # `step` rows not followed yet
     shown: set[int] = set()
     for earlier in before:
@@ -315,6 +337,66 @@ def narrate(
         alone(step_row)
     lines.sort(key=lambda line: (line.position, line.id))
     return lines
+
+
+_PROMISES = frozenset(
+    {"waiting", "wait_extended", "email_attempt_failed", "webhook_attempt_failed"}
+)
+"""Kinds whose row promises something to come: a wait's end, a next attempt."""
+_STILL_WAITING = frozenset(
+    {
+        "step",
+        "paused",
+        "resumed",
+        "stopped",
+        "migrated",
+        "email_opened",
+        "email_clicked",
+        "flow_started",
+        "flow_not_started",
+    }
+)
+"""Kinds after which a session still waits as before: a stopped session is told by
+its status (resumed, it waits again); a `start_flow` step's outcome is written after
+the steps that ran after it."""
+_KEPT = frozenset({"wait_ended", "wait_timed_out"})
+"""Kinds that end a wait as it promised."""
+_THEN = {
+    "stopped": "stopped",
+    "exited": "left the flow",
+    "failed": "failed",
+    "completed": "completed",
+    "goal": "a goal was reached",
+    "event_received": "the event came",
+    "wait_extended": "the wait was extended",
+    "retried": "retried",
+}
+
+
+def _promises_ended(rows: list[dict[str, Any]], statuses: Mapping[int, str]) -> dict[int, str]:
+    """The rule (docs/sessions.md): a row's promise holds while nothing but
+    `_STILL_WAITING` kinds follows it in its session and the session, where its
+    status is known, is waiting or active. Else it ended, by the first row that
+    followed (a kept wait's end says nothing more), else by the session's status."""
+    ended: dict[int, str] = {}
+    open_rows: dict[int, list[int]] = defaultdict(list)  # session → promising rows
+    for row in rows:
+        session = row["session_id"]
+        if row["kind"] not in _STILL_WAITING:
+            for promised in open_rows.pop(session, []):
+                kept = row["kind"] in _KEPT or row["kind"] in _DELIVERY_KINDS
+                ended[promised] = "" if kept else _THEN.get(row["kind"], _words(row["kind"]))
+        if row["kind"] in _PROMISES:
+            open_rows[session].append(row["id"])
+    for session, promised in open_rows.items():
+        status = statuses.get(session)
+        if status is not None and status not in ("waiting", "active"):
+            ended.update((row_id, _THEN.get(status, status)) for row_id in promised)
+    return ended
+
+
+def _words(kind: str) -> str:
+    return kind.replace("_", " ").strip()
 
 
 def _line(row, facts: Facts, folded: dict[str, Any] | None, step_kinds) -> Line:
@@ -368,8 +450,19 @@ class _Say:
     data: dict[str, Any]
     facts: Facts
 
+    @property
+    def ended(self) -> str | None:
+        """What ended this row's promise ("" if it was kept), None while it holds."""
+        return self.facts.ended.get(self.row.get("id"))
+
     def time(self, value: str | datetime) -> Part:
-        return Part("", "time", at=_instant(value), now=self.facts.now)
+        """An instant; relative to now only while the row's promise holds."""
+        now = self.facts.now if self.ended is None else None
+        return Part("", "time", at=_instant(value), now=now)
+
+    def then(self) -> str:
+        """` (then stopped)`: what ended the row's promise, if not kept."""
+        return f" (then {self.ended})" if self.ended else ""
 
 
 def em(text: Any, href: str | None = None) -> Part:
@@ -442,7 +535,7 @@ def _email_subject(say: _Say, delivery: _Delivery | None) -> list:
 
 def _view_email(delivery: _Delivery | None) -> list:
     link = outbox_link(delivery) if delivery else None
-    return [" (", Part("view email", href=link), ")"] if link else []
+    return [" (", Part("view email", "link", link), ")"] if link else []
 
 
 def _email_sent(say: _Say) -> list:
@@ -477,7 +570,7 @@ def _attempts(say: _Say, delivery: _Delivery | None) -> list:
         return []
     limit = f" of {delivery.max_attempts}" if delivery else ""
     parts: list = [f"; attempt {attempt}{limit}"]
-    if say.data.get("next_attempt_at"):
+    if say.data.get("next_attempt_at") and not say.ended:  # not when nothing waits for it
         parts += [", next at ", say.time(say.data["next_attempt_at"])]
     return parts
 
@@ -569,7 +662,7 @@ def _changes(done: list[list], removed: list[str], noun: str) -> list:
 def _tags_changed(say: _Say) -> list:
     added, removed = say.data.get("added") or [], say.data.get("removed") or []
     if not added and not removed:
-        return ["Changed no tags (they rendered empty)"]
+        return ["Changed no tags: nothing to change"]
     done = [["Tagged ", *_listed([[code(tag)] for tag in added])]] if added else []
     return _changes(done, removed, "tag")
 
@@ -588,7 +681,7 @@ def _subscription_changed(say: _Say) -> list:
 
 
 def _waiting(say: _Say) -> list:
-    parts: list = ["Waiting"]
+    parts: list = [{None: "Waiting", "": "Waited"}.get(say.ended, "Was waiting")]
     if say.data.get("event"):
         parts += [" for ", code(say.data["event"])]
     if say.data.get("until"):
@@ -600,7 +693,7 @@ def _waiting(say: _Say) -> list:
         parts.append(f" (the visitor's time zone: {say.data['timezone']})")
     if say.data.get("timezone_note"):
         parts.append(f"; {say.data['timezone_note']}")
-    return parts
+    return [*parts, say.then()]
 
 
 def _wait_ended(say: _Say) -> list:
@@ -610,7 +703,9 @@ def _wait_ended(say: _Say) -> list:
 
 
 def _wait_extended(say: _Say) -> list:
-    return ["The wait now ends at ", say.time(say.data["until"]), " (the flow was off meanwhile)"]
+    ends = {None: "now ends", "": "ended"}.get(say.ended, "was to end")
+    until = say.time(say.data["until"])
+    return [f"The wait {ends} at ", until, " (the flow was off meanwhile)", say.then()]
 
 
 def _event_received(say: _Say) -> list:
@@ -818,4 +913,4 @@ def session_lines(
     rows = [row(*e) for e in entries]
     shown = [row(*before)] if before else []
     facts = gather(conn, rows, now) if conn is not None else Facts(now=now)
-    return narrate(rows, facts, before=shown)
+    return narrate(rows, facts, before=shown, statuses={session["id"]: session["status"]})

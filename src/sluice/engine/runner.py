@@ -42,6 +42,7 @@ from sluice.engine.work import (
 from sluice.records import Event, Session, SessionStatus, TimelineEntry
 
 ACTIVE, WAITING = SessionStatus.ACTIVE, SessionStatus.WAITING
+_ABSENT = object()
 
 
 def advance(work: Work, config: EngineConfig, rng: random.Random | None = None) -> Transition:
@@ -298,15 +299,21 @@ class _Run:
         context = self.context()
         added = [t for t in (tpl.render(context).strip() for tpl in action.add) if t]
         removed = [t for t in (tpl.render(context).strip() for tpl in action.remove) if t]
+        # Every change goes to the store (it applies them to the row as it is then);
+        # the timeline tells what changed on the visitor this run read: a tag they had
+        # is not "added", one they did not have not "removed".
+        changed: dict[str, list[str]] = {"added": [], "removed": []}
         for tag in added:
             if tag not in self.tags:
                 self.tags.append(tag)
+                changed["added"].append(tag)
             self.out.visitor_changes.append(VisitorChange(op="tag_add", name=tag))
         for tag in removed:
             if tag in self.tags:
                 self.tags.remove(tag)
+                changed["removed"].append(tag)
             self.out.visitor_changes.append(VisitorChange(op="tag_remove", name=tag))
-        self.log(step.id, "tags_changed", {"added": added, "removed": removed})
+        self.log(step.id, "tags_changed", changed)
 
     def _change_fields(self, step: Step, action: FieldAction) -> None:
         context = self.context()
@@ -314,10 +321,12 @@ class _Run:
         for name, value in values.items():
             self.fields[name] = value
             self.out.visitor_changes.append(VisitorChange(op="field_set", name=name, value=value))
+        removed = []
         for name in action.remove:
-            self.fields.pop(name, None)
+            if self.fields.pop(name, _ABSENT) is not _ABSENT:
+                removed.append(name)  # as for tags: only a field they had is removed
             self.out.visitor_changes.append(VisitorChange(op="field_remove", name=name))
-        self.log(step.id, "fields_changed", {"set": values, "removed": list(action.remove)})
+        self.log(step.id, "fields_changed", {"set": values, "removed": removed})
 
     def _begin_wait(self, step: Step, action: WaitAction) -> None:
         wake = self._wait_end(action, self.now)

@@ -46,6 +46,32 @@ def _branches(step: model.Step) -> list[Branch]:
     return [Branch(label, boxes(children or ())) for label, children in named]
 
 
+_BRANCH_NAMES = {
+    "then": "then",
+    "else": "else",
+    "on_timeout": "on timeout",
+    "webhook.on_failure": "on failure",
+}
+
+
+def labels(steps: tuple[model.Step, ...], where: str = "", path: str = "steps") -> list:
+    """Every step as `(id, label)`, depth first, for a list people pick a step from: a
+    step named by its id, one without an id by where it stands (`step 2 → then → step
+    1`, counted from 1), each followed by its kind and summary (`· tag: +vip`)."""
+    out = []
+    for i, step in enumerate(steps):
+        named = step.id != f"{path}.{i}"  # an id derived from the position is a path
+        place = step.id if named else f"{where}step {i + 1}"
+        kind, said = step.kind.replace("_", " "), summary(step)
+        text = said if said.startswith(kind) else f"{kind}: {said}"  # not "wait: wait 1d"
+        out.append((step.id, f"{place} · {text if len(text) <= 60 else text[:59] + '…'}"))
+        for name, children in model.child_lists(step):
+            # split.I.steps: branch I + 1
+            branch = _BRANCH_NAMES.get(name) or f"branch {int(name.split('.')[1]) + 1}"
+            out += labels(children, f"{place} → {branch} → ", f"{path}.{i}.{name}")
+    return out
+
+
 def summary(step: model.Step) -> str:
     """What the step does, in a few words."""
     action = step.action

@@ -13,7 +13,7 @@ from sluice.explain import UnknownStep
 from sluice.service import Sluice, VisitorNotFound
 from sluice.store import flows as flow_store
 from sluice.store.flows import UnknownFlow
-from sluice.ui import auth, render
+from sluice.ui import auth, canvas, render
 from sluice.ui.errors import PageRoute
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
@@ -29,10 +29,11 @@ def flow_choices(sluice: Sluice) -> list[dict[str, Any]]:
 
 
 def _steps(sluice: Sluice, key: str) -> list[tuple[str, str]]:
-    """The current version's steps as (id, kind), in order, for the step picker."""
+    """The current version's steps as (id, label), in order, for the step picker: the
+    id is what the page (and the API) takes, the label what a person reads."""
     with sluice.db.read() as conn:
-        tree = sluice.catalog.flow(conn, key, flow_store.get_flow(conn, key).version).tree
-    return [(step_id, tree.step(step_id).kind) for step_id in tree.ids_in_order()]
+        flow = sluice.catalog.flow(conn, key, flow_store.get_flow(conn, key).version)
+    return canvas.labels(flow.definition.steps)
 
 
 @router.get("/why-not")
