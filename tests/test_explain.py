@@ -24,7 +24,7 @@ from sluice.records import FlowStatus
 from sluice.service import Sluice, VisitorNotFound
 from sluice.settings import Settings
 from sluice.store.flows import UnknownFlow
-from sluice.store.schema import trigger_refusals
+from sluice.store.schema import timeline, trigger_refusals
 
 cli = test_cli.cli  # the `sluice` command, run as a user runs it
 # The web UI in-process, with a logged-in client.
@@ -359,3 +359,29 @@ def test_the_why_not_page_answers_and_says_what_is_unknown(sluice, clock, browse
     assert nobody.status_code == 404 and "No visitor has the email x@example.com" in nobody.text
     no_flow = browser.get("/why-not", params={"email": "n@example.com", "flow": "nope"})
     assert no_flow.status_code == 404 and "There is no flow &#39;nope&#39;" in no_flow.text
+
+
+def test_a_step_removed_since_is_explained_from_the_version_that_had_it(driver, app):
+    driver.apply(ONBOARDING)
+    driver.send("signup", "r@example.com")
+    driver.apply(ONBOARDING.replace("id: settle\n    wait: 2d", "id: rest\n    wait: 2d"))
+    answer = app.explain("r@example.com", "onboarding", "settle")  # only in version 1
+    assert answer.verdict == "waiting" and answer.facts["step"]["version"] == 1
+    with pytest.raises(UnknownStep, match="flow 'onboarding' has no step 'never'"):
+        app.explain("r@example.com", "onboarding", "never")
+
+
+def test_an_entry_of_an_unexpected_shape_does_not_break_the_answer(driver, app):
+    """Entries are read as stored: one whose data is not an object (written by hand,
+    or by an older version) is read as saying nothing, not as an error."""
+    driver.apply(ONBOARDING)
+    driver.send("signup", "s@example.com")
+    driver.advance(timedelta(days=2))
+    with app.db.write() as conn:
+        conn.execute(
+            sa.update(timeline)
+            .where(timeline.c.kind.in_(["email_sent", "branch"]))
+            .values(data=None)  # JSON null, as the reviewer stored it
+        )
+    answer = app.explain("s@example.com", "onboarding", "nudge")
+    assert answer.verdict == "received"

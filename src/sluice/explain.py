@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sluice.definitions.model import Step, child_lists
+from sluice.engine.work import FlowVersion
 from sluice.narration import url_host
 from sluice.records import FlowStatus, Session, SessionStatus
 from sluice.store import flows as flow_store
@@ -66,7 +67,7 @@ class Verdict(enum.StrEnum):
 
 
 class UnknownStep(LookupError):
-    """The flow's current version has no step with that id."""
+    """No version of the flow has a step with that id."""
 
 
 @dataclass(frozen=True)
@@ -109,12 +110,15 @@ def explain(
     now: datetime,
 ) -> Explanation:
     """Explain for the visitor row `visitor` (store/visitors.find) and the flow; raises
-    UnknownFlow, or UnknownStep when `step_id` is not in the flow's current version."""
+    UnknownFlow, or UnknownStep when no version of the flow has the step `step_id`."""
     row = flow_store.get_flow(conn, flow_key)
     flow = catalog.flow(conn, flow_key, row.version)
-    if step_id is not None and step_id not in flow.tree:
+    # A step removed since is explained from the newest version that had it: sessions
+    # may have run it, or still be at it.
+    step_flow = flow if step_id is None else _newest_with(conn, catalog, row, step_id)
+    if step_flow is None:
         raise UnknownStep(f"flow '{flow_key}' has no step '{step_id}'")
-    step = flow.tree.step(step_id) if step_id is not None else None
+    step = step_flow.tree.step(step_id) if step_id is not None else None
     facts: dict[str, Any] = {
         "visitor": {"email": visitor.email, "subscribed": visitor.unsubscribed_at is None},
         "flow": {
@@ -125,7 +129,9 @@ def explain(
             "off_since": _iso(row.off_since),
             "trigger": list(flow.definition.trigger.events),
         },
-        "step": None if step is None else {"id": step.id, "kind": step.kind},
+        "step": None
+        if step is None
+        else {"id": step.id, "kind": step.kind, "version": step_flow.version},
     }
     answer = _Answer(visitor.email, flow_key, step_id, facts, now)
     found = _sessions(conn, visitor.id, flow_key)
@@ -141,7 +147,7 @@ def explain(
         return answer.give(*_refused(conn, answer, refusal))
     if newest is None:
         return _never_triggered(conn, answer, visitor.id, row, flow.definition.trigger.events)
-    explanation = _from_session(conn, answer, newest, flow.definition.steps, step)
+    explanation = _from_session(conn, answer, newest, step_flow.definition.steps, step)
     if refusal is None:
         return explanation
     # Asked about a step, the newest session answers; a later event that started no
@@ -204,16 +210,16 @@ def _step_outcome(conn, answer: _Answer, found: list[Session], step: Step):
         when = _when(outcome.at)
         match outcome.kind:
             case "email_sent":
-                subject = outcome.data.get("subject")
+                subject = _data(outcome).get("subject")
                 about = f" “{subject}”" if subject else ""
                 sentence = f"They got it: {named} sent the email{about} on {when}."
             case "webhook_delivered":
                 sentence = f"They got it: {named} delivered the webhook on {when}."
             case "email_skipped":
-                reason = outcome.data.get("reason", "")
+                reason = _data(outcome).get("reason", "")
                 sentence = f"The email was skipped on {when} ({named}): {_skip_reason(reason)}."
             case _:
-                error = outcome.data.get("error") or outcome.data.get("reason") or "no reason"
+                error = _data(outcome).get("error") or _data(outcome).get("reason") or "no reason"
                 sentence = f"Delivery failed for good on {when} ({named}): {error}."
         return answer.give(_OUTCOMES[outcome.kind], sentence)
     began = mine[-1]
@@ -315,7 +321,7 @@ def _from_session(conn, answer: _Answer, session: Session, steps, step: Step | N
     goal = next((e for e in entries if e.kind == "goal"), None)
     if status == SessionStatus.EXITED and goal is not None:
         answer.facts["entry"] = _entry_facts(goal)
-        event = goal.data.get("event", {}).get("type", "an event")
+        event = _data(goal).get("event", {}).get("type", "an event")
         before = " before reaching the step" if step else ""
         return answer.give(
             Verdict.GOAL_EXIT,
@@ -355,7 +361,7 @@ def _from_session(conn, answer: _Answer, session: Session, steps, step: Step | N
             return _failed(conn, answer, session, named, entries)
         case SessionStatus.EXITED:
             exited = next((e for e in reversed(entries) if e.kind == "exited"), None)
-            reason = exited.data.get("reason", "an exit step") if exited else "an exit step"
+            reason = _data(exited).get("reason", "an exit step") if exited else "an exit step"
             return answer.give(
                 Verdict.EXITED,
                 f"{named.capitalize()} exited ({reason}) on {_when(session.finished_at)} "
@@ -429,7 +435,7 @@ def _failed(conn, answer, session: Session, named: str, entries=None) -> Explana
             .order_by(timeline.c.id)
         ).all()
     failed = next((e for e in reversed(entries) if e.kind == "failed"), None)
-    error = failed.data.get("error", "no reason recorded") if failed else "no reason recorded"
+    error = _data(failed).get("error", "no reason recorded") if failed else "no reason recorded"
     if failed is not None:
         answer.facts["entry"] = _entry_facts(failed)
     return answer.give(
@@ -460,22 +466,22 @@ def _branch_taken(entries, ancestors) -> tuple[Any, str] | None:
             if e.step != owner.id:
                 continue
             if e.kind == "branch":
-                went = "then" if e.data.get("result") else "else"
+                went = "then" if _data(e).get("result") else "else"
                 if went != branch:
-                    values = _values(e.data.get("values", {}))
+                    values = _values(_data(e).get("values", {}))
                     read = f" ({values})" if values else ""
-                    result = "true" if e.data.get("result") else "false"
+                    result = "true" if _data(e).get("result") else "false"
                     return e, (
                         f"went {went} at step {owner.id} on {_when(e.at)}: "
-                        f"`{e.data.get('condition')}` was {result}{read}, "
+                        f"`{_data(e).get('condition')}` was {result}{read}, "
                         f"and the step is on the {branch} side"
                     )
                 break
             if e.kind == "split":
-                chosen = f"split.{e.data.get('branch')}.steps"
+                chosen = f"split.{_data(e).get('branch')}.steps"
                 if chosen != branch:
                     return e, (
-                        f"was sent down branch {e.data.get('branch')} of the split at step "
+                        f"was sent down branch {_data(e).get('branch')} of the split at step "
                         f"{owner.id} on {_when(e.at)}; the step is on branch "
                         f"{branch.split('.')[1]}"
                     )
@@ -574,3 +580,18 @@ def _relative(moment: datetime, now: datetime) -> str:
 def _values(reads: dict[str, Any]) -> str:
     """`a = 1, b = "x"`: the values a condition read, by path (JSONB keeps no order)."""
     return ", ".join(f"{path} = {orjson.dumps(v).decode()}" for path, v in sorted(reads.items()))
+
+
+def _data(entry) -> dict[str, Any]:
+    """A timeline entry's data, `{}` when it is not an object: entries are read as
+    stored, and an answer must not fail on one of an unexpected shape."""
+    return entry.data if isinstance(entry.data, dict) else {}
+
+
+def _newest_with(conn: Connection, catalog: Catalog, row, step_id: str) -> FlowVersion | None:
+    """The newest version of the flow `row` that has the step `step_id`, else None."""
+    for version in range(row.version, 0, -1):
+        flow = catalog.flow(conn, row.key, version)
+        if step_id in flow.tree:
+            return flow
+    return None
