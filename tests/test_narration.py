@@ -422,3 +422,16 @@ def test_relative_times():
     assert narration.relative(at(minutes=1), now) == "in 1 min"
     assert narration.relative(at(seconds=-10), now) == "just now"
     assert narration.when(at(seconds=5)) == "2026-01-05 08:00:05 UTC"
+
+
+def test_a_huge_value_is_cut_in_the_sentence_and_kept_whole_in_the_entry(driver, app):
+    driver.apply(
+        "key: big\ntrigger: {event: go}\nsteps:\n"
+        "  - {id: f, field: {set: {note: '{{ event.details.v }}'}}}\n"
+    )
+    [sid] = driver.send("go", "big@example.com", details={"v": "Z" * 60_000}).sessions_started
+    said = told(app, sid)
+    assert max(len(s) for s in said) < 2 * narration.SHOWN, said
+    assert any("Z" * (narration.SHOWN - 10) in s and "…" in s for s in said)
+    [entry] = [e for e in app.session(sid)["timeline"] if e["kind"] == "fields_changed"]
+    assert "Z" * 60_000 in str(entry["data"])  # the raw entry keeps it all

@@ -31,13 +31,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sluice.definitions.model import Step, child_lists
 from sluice.engine.work import FlowVersion
-from sluice.narration import url_host
+from sluice.narration import url_host, value
 from sluice.records import FlowStatus, Session, SessionStatus
 from sluice.store import flows as flow_store
 from sluice.store import refusals as refusal_store
@@ -579,7 +578,7 @@ def _relative(moment: datetime, now: datetime) -> str:
 
 def _values(reads: dict[str, Any]) -> str:
     """`a = 1, b = "x"`: the values a condition read, by path (JSONB keeps no order)."""
-    return ", ".join(f"{path} = {orjson.dumps(v).decode()}" for path, v in sorted(reads.items()))
+    return ", ".join(f"{path} = {value(v)}" for path, v in sorted(reads.items()))
 
 
 def _data(entry) -> dict[str, Any]:

@@ -465,17 +465,27 @@ class _Say:
         return f" (then {self.ended})" if self.ended else ""
 
 
+SHOWN = 200
+"""The most characters of one name or value a sentence shows; the rest is cut to `…`
+(the whole stays in the entry's raw JSON)."""
+
+
+def shown(text: Any) -> str:
+    text = str(text)
+    return text if len(text) <= SHOWN else text[: SHOWN - 1] + "…"
+
+
 def em(text: Any, href: str | None = None) -> Part:
-    return Part(str(text), "em", href)
+    return Part(shown(text), "em", href)
 
 
 def code(text: Any, href: str | None = None) -> Part:
-    return Part(str(text), "code", href)
+    return Part(shown(text), "code", href)
 
 
 def value(data: Any) -> str:
-    """A value as it was read: JSON for people (`"pro"`, `[]`, `3`)."""
-    return orjson.dumps(data).decode()
+    """A value as it was read: JSON for people (`"pro"`, `[]`, `3`), cut as `shown`."""
+    return shown(orjson.dumps(data).decode())
 
 
 def flow_link(key: str) -> str:
