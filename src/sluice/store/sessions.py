@@ -350,8 +350,9 @@ def _interrupted(transitions) -> dict[int, str]:
     it, with no outcome yet: a goal was met meanwhile), and what ended each one."""
     ended = {}
     for t in transitions:
-        waited = t.state.get("delivery")
-        if t.status not in FINISHED or not waited or "outcome" in waited:
+        # A session failed for a damaged state keeps it as it was: maybe not an object.
+        waited = t.state.get("delivery") if isinstance(t.state, dict) else None
+        if t.status not in FINISHED or not isinstance(waited, dict) or "outcome" in waited:
             continue
         reason = next((e.data.get("reason") for e in t.timeline if e.kind == "exited"), None)
         ended[t.session_id] = f"the session {t.status}" + (f" ({reason})" if reason else "")
