@@ -161,7 +161,7 @@ def test_a_visitor_still_waiting_is_told_until_when(driver, app, clock):
     assert answer.verdict == "waiting"
     assert answer.sentence == (
         f"Session #{sid} has not reached the step yet: it is at step settle, "
-        f"waiting until {until} (in 2 d)."
+        f"waiting until {until} (in 2 days)."
     )
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection
 
 from sluice.definitions.model import Step, child_lists
 from sluice.engine.work import FlowVersion
-from sluice.narration import url_host, value
+from sluice.narration import relative, url_host, value, when
 from sluice.records import FlowStatus, Session, SessionStatus
 from sluice.store import flows as flow_store
 from sluice.store import refusals as refusal_store
@@ -229,7 +229,7 @@ def _step_outcome(conn, answer: _Answer, found: list[Session], step: Step):
         if step.kind in ("email", "webhook"):
             doing = f"it is waiting {_delivery(conn, answer, session)}"
         elif session.wake_at:
-            doing += f" until {_when(session.wake_at)} ({_relative(session.wake_at, answer.now)})"
+            doing += f" until {_when(session.wake_at)} ({relative(session.wake_at, answer.now)})"
         verdict = (
             Verdict.WAITING if session.status == SessionStatus.WAITING else Verdict.IN_PROGRESS
         )
@@ -341,8 +341,8 @@ def _from_session(conn, answer: _Answer, session: Session, steps, step: Step | N
             if session.waiting_for:
                 until.append(f"for a {session.waiting_for} event")
             if session.wake_at:
-                relative = _relative(session.wake_at, answer.now)
-                until.append(f"until {_when(session.wake_at)} ({relative})")
+                told = relative(session.wake_at, answer.now)
+                until.append(f"until {_when(session.wake_at)} ({told})")
             detail = " ".join(until) or _delivery(conn, answer, session)
             return answer.give(
                 Verdict.WAITING, f"{named.capitalize()} {at}, waiting {detail}.{on_hold}"
@@ -422,7 +422,7 @@ def _delivery(conn, answer: _Answer, session: Session) -> str:
     )
     if row.next_attempt_at is not None and row.state == "pending":
         at = row.next_attempt_at
-        failing += f"; next attempt at {_when(at)} ({_relative(at, answer.now)})"
+        failing += f"; next attempt at {_when(at)} ({relative(at, answer.now)})"
     return failing
 
 
@@ -564,16 +564,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _when(value: datetime | None) -> str:
-    return "—" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _relative(moment: datetime, now: datetime) -> str:
-    seconds = (moment - now).total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if abs(seconds) >= size:
-            amount = f"{int(abs(seconds) // size)} {unit}"
-            return f"in {amount}" if seconds > 0 else f"{amount} ago"
-    return "now"
+    return "—" if value is None else when(value)
 
 
 def _values(reads: dict[str, Any]) -> str:

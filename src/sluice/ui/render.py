@@ -27,17 +27,8 @@ def _when(value: str | datetime | None) -> str:
 
 
 def _ago(value: str | datetime | None) -> str:
-    """An instant relative to now: `5 min ago`, `in 2 d`."""
-    if value is None:
-        return "—"
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    seconds = (datetime.now(UTC) - moment).total_seconds()
-    future, seconds = seconds < 0, abs(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            amount = f"{int(seconds // size)} {unit}"
-            return f"in {amount}" if future else f"{amount} ago"
-    return "just now"
+    """An instant relative to now (`narration.relative`): `5 min ago`, `in 2 days`."""
+    return "—" if value is None else narration.relative(value, datetime.now(UTC))
 
 
 def _json(value: Any) -> str:
