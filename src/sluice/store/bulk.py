@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 from sluice.store.schema import UTCDateTime
 
 _Processor = Callable[[Any], Any] | None
-_PREPARED: dict[tuple, tuple[str, list[_Processor], list[bool]]] = {}
+_PREPARED: dict[tuple, str] = {}
 
 
 def insert_returning_ids(
@@ -105,27 +105,41 @@ def _sequence(conn: Connection, table: sa.Table) -> str:
 
 def _executemany(conn, table, rows, ids: list[int] | None, conflict=None) -> None:
     keys = tuple(rows[0])
-    sql, processors, instants = _prepare(
-        conn, table, keys, with_id=ids is not None, conflict=conflict
-    )
-    columns: list[Sequence[Any]] = [] if ids is None else [ids]
-    for key, process, instant in zip(keys, processors, instants, strict=True):
-        values = [row[key] for row in rows]
-        if process is None:
-            columns.append(values)
-        elif instant:
-            bound = {v: process(v) for v in set(values)}  # a batch shares a few instants
-            columns.append([bound[v] for v in values])
-        else:
-            columns.append(list(map(process, values)))  # JSON stores None as 'null'
+    sql = _prepare(conn, table, keys, with_id=ids is not None, conflict=conflict)
+    columns = [] if ids is None else [ids]
+    columns += [_bound(conn, table, key, [row[key] for row in rows]) for key in keys]
     conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
 
 
-def _prepare(conn, table: sa.Table, keys: tuple[str, ...], *, with_id: bool, conflict=None):
+_PROCESSORS: dict[tuple[str, str, str], tuple[_Processor, bool]] = {}
+
+
+def _bound(conn: Connection, table: sa.Table, key: str, values: list[Any]) -> list[Any]:
+    """The values of the column `key` as the driver takes them: through the column's
+    bind processor (the function SQLAlchemy would call), once per distinct instant."""
+    dialect = conn.dialect
+    found = _PROCESSORS.get((dialect.name, table.name, key))
+    if found is None:
+        kind = table.c[key].type
+        process = kind.dialect_impl(dialect).bind_processor(dialect)
+        found = _PROCESSORS[(dialect.name, table.name, key)] = (
+            process,
+            isinstance(kind, UTCDateTime),
+        )
+    process, instant = found
+    if process is None:
+        return values
+    if instant:
+        bound = {v: process(v) for v in set(values)}  # a batch shares a few instants
+        return [bound[v] for v in values]
+    return list(map(process, values))  # JSON stores None as 'null'
+
+
+def _prepare(conn, table: sa.Table, keys: tuple[str, ...], *, with_id: bool, conflict=None) -> str:
     dialect = conn.dialect
     cache_key = (f"{dialect.name}:{table.name}", "id" if with_id else "", keys, conflict)
-    prepared = _PREPARED.get(cache_key)
-    if prepared is None:
+    sql = _PREPARED.get(cache_key)
+    if sql is None:
         names = (("id",) if with_id else ()) + keys
         columns = ", ".join(dialect.identifier_preparer.quote(name) for name in names)
         mark = "?" if dialect.paramstyle == "qmark" else "%s"
@@ -133,11 +147,8 @@ def _prepare(conn, table: sa.Table, keys: tuple[str, ...], *, with_id: bool, con
         sql = f"INSERT INTO {table.name} ({columns}) VALUES ({marks})"
         if conflict is not None:
             sql += _on_conflict(dialect.identifier_preparer.quote, table.name, keys, *conflict)
-        types = [table.c[key].type for key in keys]
-        processors = [t.dialect_impl(dialect).bind_processor(dialect) for t in types]
-        instants = [isinstance(t, UTCDateTime) for t in types]
-        prepared = _PREPARED[cache_key] = (sql, processors, instants)
-    return prepared
+        _PREPARED[cache_key] = sql
+    return sql
 
 
 def update_many(
@@ -161,13 +172,9 @@ def update_many(
     sql, names = _prepare_update(conn, table, keys, constants, expressions)
     values: dict[str, Sequence[Any]] = {"b_id": [row["id"] for row in rows]}
     for key in keys:
-        process = table.c[key].type.dialect_impl(dialect).bind_processor(dialect)
-        column = [row[key] for row in rows]
-        values[f"v_{key}"] = column if process is None else list(map(process, column))
+        values[f"v_{key}"] = _bound(conn, table, key, [row[key] for row in rows])
     for key in constants:
-        process = table.c[key].type.dialect_impl(dialect).bind_processor(dialect)
-        value = shared[key] if process is None else process(shared[key])
-        values[f"c_{key}"] = [value] * len(rows)
+        values[f"c_{key}"] = _bound(conn, table, key, [shared[key]]) * len(rows)
     columns = [values[name] for name in names]
     if dialect.paramstyle == "qmark":
         params: list[Any] = list(zip(*columns, strict=True))
