@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sluice.records import DeliveryState, FlowStatus, SessionStatus
+from sluice.store.bulk import insert_many, update_many
 from sluice.store.notify import TIMELINE_CHANNEL, WORK_CHANNEL, notify
 from sluice.store.schema import deliveries, flows, sessions, timeline, visitors
 
@@ -186,8 +187,7 @@ def record(conn: Connection, results: list[Result], *, now: datetime) -> list[st
         for row in rows
         if by_id[row.idempotency_id].entry is not None and row.session_id is not None
     ]
-    if entries:
-        conn.execute(timeline.insert(), entries)
+    insert_many(conn, timeline, entries)
     final = [
         (row.session_id, by_id[row.idempotency_id])
         for row in rows
@@ -254,20 +254,8 @@ def _wake_sessions(conn: Connection, final: list[tuple[int, Result]], now: datet
         state = dict(session.state)
         state["delivery"] = {"id": result.idempotency_id, "outcome": outcome, "error": result.error}
         runnable = session.status == SessionStatus.WAITING and session.flow_on
-        changes.append(
-            {"session": session.id, "new_state": state, "due": now if runnable else None}
-        )
-    if changes:
-        conn.execute(
-            sessions.update()
-            .where(sessions.c.id == sa.bindparam("session"))
-            .values(
-                state=sa.bindparam("new_state"),
-                due_at=sa.bindparam("due"),
-                revision=sessions.c.revision + 1,
-            ),
-            changes,
-        )
+        changes.append({"id": session.id, "state": state, "due_at": now if runnable else None})
+    update_many(conn, sessions, changes, shared={"revision": sessions.c.revision + 1})
 
 
 def hold(conn: Connection, of_sessions: sa.ColumnElement[bool], *, now: datetime) -> None:
