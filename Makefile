@@ -4,6 +4,7 @@ STAMP := $(VENV)/.installed
 
 FRONTEND := ui/frontend
 EDITOR_JS := src/sluice/ui/static/build/editor.js
+FRONTEND_SRC := $(shell find $(FRONTEND)/src -name '*.js' -o -name '*.jsx' -o -name '*.css')
 
 .PHONY: run test lint bench clean chromium
 
@@ -13,10 +14,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The web UI's flow editor (CodeMirror), bundled from the npm registry (npm ci also brings
-# axe-core, which tests/test_ui_accessibility.py runs in the browser); rebuilt only
-# when its sources or locked dependencies change.
-$(EDITOR_JS): $(FRONTEND)/package.json $(FRONTEND)/package-lock.json $(FRONTEND)/src/*.js
+# The web UI's front end (the YAML editor and the flow builder), bundled from the npm
+# registry (npm ci also brings axe-core, which tests/test_ui_accessibility.py runs in the
+# browser, and vitest); rebuilt only when its sources or locked dependencies change.
+# package.json pins vite (vitest's) to 8.3.8: 8.4.0 names an optional package the registry
+# does not have, which leaves a lock file that `npm ci` refuses.
+$(EDITOR_JS): $(FRONTEND)/package.json $(FRONTEND)/package-lock.json $(FRONTEND_SRC)
 	cd $(FRONTEND) && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent
 
 # The browser the UI tests drive (Debian's Chromium; Playwright never downloads one).
@@ -33,7 +36,9 @@ run: $(STAMP) $(EDITOR_JS)
 
 test: $(STAMP) $(EDITOR_JS) chromium $(BENTO_SDK)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest
+	cd $(FRONTEND) && npm test --silent
+	$(VENV)/bin/pytest -n 3 --dist worksteal -m "not serial"
+	$(VENV)/bin/pytest -m serial
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

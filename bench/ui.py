@@ -11,6 +11,12 @@ several requests are reported. The results are printed and
 appended to docs/benchmarks.md.
 
 BENCH_UI_SESSIONS and BENCH_UI_VISITORS change the scale.
+
+The flow builder is measured in Chromium (Playwright, as the browser tests drive it)
+against `sluice serve` with a flow of 100 steps: the time from the navigation to the
+builder on screen, and from an edit on the canvas (a step moved with Alt+↓) to its
+problems answered by the server (the `sluice:checked` event of
+ui/frontend/src/builder/app.jsx). `BENCH_UI_ONLY=builder` measures only that.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 
 import orjson
 import psycopg
+import yaml
 from databases import SCRATCH, on_each
 from fastapi.testclient import TestClient
 
@@ -339,12 +346,98 @@ def report(results: dict[str, dict[str, tuple[float, float]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+BUILDER_EDITS = 20
+
+
+def hundred_steps() -> str:
+    """A flow of 100 steps: 25 times an email, a wait, and an `if` holding a tag."""
+    steps = []
+    for i in range(25):
+        steps += [
+            {"id": f"email_{i}", "email": {"subject": f"Message {i}", "html": f"<p>{i}</p>"}},
+            {"id": f"wait_{i}", "wait": "1d"},
+            {
+                "id": f"if_{i}",
+                "if": f'visitor.tags contains "t{i}"',
+                "then": [{"id": f"tag_{i}", "tag": {"add": [f"seen{i}"]}}],
+            },
+        ]
+    flow = {"key": "hundred", "name": "Hundred", "trigger": {"event": "go"}, "steps": steps}
+    return yaml.safe_dump(flow, sort_keys=False)
+
+
+EDIT = """async (id) => {
+  const box = document.querySelector(`[data-step="${id}"]`);
+  const started = performance.now();
+  const checked = new Promise((resolve) =>
+    window.addEventListener("sluice:checked", resolve, { once: true }));
+  const keys = { key: "ArrowDown", altKey: true, bubbles: true };
+  box.dispatchEvent(new KeyboardEvent("keydown", keys));
+  await checked;
+  return performance.now() - started;
+}"""
+
+
+def builder() -> dict[str, tuple[float, float]]:
+    """The builder in Chromium on a flow of 100 steps: opening and re-validating."""
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from ui_support import chromium, log_in, serve  # the browser tests' own setup
+
+    with tempfile.TemporaryDirectory() as tmp, serve(Path(tmp) / "bench.db") as (base, settings):
+        app = Sluice(settings)
+        app.apply([("hundred.yaml", d) for d in load_documents(hundred_steps(), "hundred.yaml")])
+        app.close()
+        with chromium() as browser:
+            page = browser.new_page(base_url=base, viewport={"width": 1440, "height": 1000})
+            log_in(page)
+            opened = []
+            for _ in range(REPEAT):
+                page.goto("/flows/hundred?tab=build")
+                page.wait_for_selector('[data-step="tag_24"]')
+                opened.append(
+                    page.evaluate(
+                        "performance.getEntriesByName('sluice:builder-ready')[0].startTime"
+                    )
+                )
+            page.wait_for_selector("[data-builder-status]:text('Valid')")
+            edits = [page.evaluate(EDIT, "email_0") for _ in range(BUILDER_EDITS)]
+    return {
+        "builder opens a flow of 100 steps (navigation to canvas on screen)": (
+            statistics.median(opened),
+            max(opened),
+        ),
+        "builder edit re-validated (Alt+↓ to problems answered)": (
+            statistics.median(edits),
+            max(edits),
+        ),
+    }
+
+
+def builder_report(timings: dict[str, tuple[float, float]]) -> str:
+    lines = [
+        "\n## Flow builder in Chromium (a flow of 100 steps)\n",
+        f"`bench/ui.py`, {NOW:%Y-%m-%d}: milliseconds in the browser, median and slowest of "
+        f"{REPEAT} page loads and {BUILDER_EDITS} edits (targets: 300 ms and 100 ms).\n",
+        "| measure | median | max |",
+        "|---|---:|---:|",
+        *(f"| {name} | {median:.1f} | {top:.1f} |" for name, (median, top) in timings.items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
-    only_search = os.environ.get("BENCH_UI_ONLY") == "search"
-    results = on_each(run, {"SQLite": SCRATCH["SQLite"]} if only_search else SCRATCH)
-    text = report(results)
+    only = os.environ.get("BENCH_UI_ONLY")
+    text = ""
+    if only != "builder":
+        results = on_each(run, {"SQLite": SCRATCH["SQLite"]} if only == "search" else SCRATCH)
+        text = report(results)
+    if only in (None, "builder"):
+        text += builder_report(builder())
     print(text)
-    if not only_search:
+    if only != "search":
         with RESULTS.open("a") as out:
             out.write(text)
 

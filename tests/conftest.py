@@ -181,3 +181,9 @@ class Driver:
 @pytest.fixture
 def driver(app, clock) -> Driver:
     return Driver(app, clock)
+
+
+def pytest_collection_modifyitems(items):
+    """The slow tests (browsers, processes) first: `make test` spreads the tests over
+    workers (pytest -n), and one left for the end would keep its worker busy alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

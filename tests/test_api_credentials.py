@@ -155,12 +155,13 @@ def serve_output(cli, tmp_path, check_key: str | None = None) -> list[str]:
     """What `sluice serve` printed before it answered; with `check_key`, also checks
     that the native API takes that secret key."""
     port = free_port()
+    errors = tmp_path / "serve-errors.txt"
     process = subprocess.Popen(
         [SLUICE, "serve", "--port", str(port), "--no-worker"],
         cwd=tmp_path,
         env=cli.env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=errors.open("w"),
         text=True,
     )
     try:
@@ -171,7 +172,8 @@ def serve_output(cli, tmp_path, check_key: str | None = None) -> list[str]:
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline and process.poll() is None
+            assert process.poll() is None, errors.read_text()
+            assert time.monotonic() < deadline
             time.sleep(0.1)
         if check_key:
             answer = httpx.get(

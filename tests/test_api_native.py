@@ -83,6 +83,56 @@ def test_a_flow_is_put_as_yaml_or_json_and_turned_on_and_off(api):
     assert api.post("/flows/nope/on").json() == {"detail": "unknown flow 'nope'"}
 
 
+def test_a_save_made_to_an_older_version_is_refused_with_412_and_saves_nothing(api, app):
+    """Two people edit version 1; the second save would silently undo the first.
+    With `If-Match` (the ETag of GET), it is refused: RFC 9110 §13.1.1."""
+    yaml = {"Content-Type": "application/yaml"}
+    put = api.put("/flows/onboarding", content=ONBOARDING, headers=yaml)
+    assert put.headers["etag"] == '"1"'
+    read = api.get("/flows/onboarding")
+    assert read.headers["etag"] == '"1"'
+    first = ONBOARDING.replace("wait: 2d", "wait: 3d")
+    second = ONBOARDING.replace("wait: 2d", "wait: 1d")
+    saved = api.put("/flows/onboarding", content=first, headers={**yaml, "If-Match": '"1"'})
+    assert (saved.status_code, saved.headers["etag"]) == (200, '"2"')
+    late = api.put("/flows/onboarding", content=second, headers={**yaml, "If-Match": '"1"'})
+    assert late.status_code == 412
+    assert late.json() == {
+        "detail": "the flow 'onboarding' is at version 2; this change was made to version 1"
+    }
+    assert late.headers["etag"] == '"2"'
+    assert api.get("/flows/onboarding").json()["definition"]["steps"][1]["wait"] == "3d"
+    assert [v["version"] for v in api.get("/flows/onboarding").json()["versions"]] == [1, 2]
+
+    # `*` asks nothing of the version; a weak tag never matches; a new flow has none.
+    anything = api.put("/flows/onboarding", content=second, headers={**yaml, "If-Match": "*"})
+    assert anything.json()["version"] == 3
+    weak = api.put("/flows/onboarding", content=first, headers={**yaml, "If-Match": 'W/"3"'})
+    assert weak.status_code == 412
+    for odd in ("3", '"03"', '"0"', '"1", "2"', "", '"' + "9" * 5000 + '"'):
+        bad = api.put("/flows/onboarding", content=first, headers={**yaml, "If-Match": odd})
+        assert bad.status_code == 400, odd
+        assert bad.json()["detail"].startswith("If-Match must be one version"), odd
+
+    # Publishing a draft made on an older version is refused alike, and the draft stays.
+    draft = api.put("/flows/onboarding/draft", content=first, headers=yaml)
+    assert draft.status_code == 200, draft.text
+    stale = api.post("/flows/onboarding/draft/publish", headers={"If-Match": '"2"'})
+    assert stale.status_code == 412
+    assert api.get("/flows/onboarding/draft").status_code == 200
+    published = api.post("/flows/onboarding/draft/publish", headers={"If-Match": '"3"'})
+    assert published.json()["flows"] == {"onboarding": 4}
+    new = api.put(
+        "/flows/fresh",
+        json={"trigger": {"event": "go"}, "steps": [{"wait": "1d"}]},
+        headers={"If-Match": '"1"'},
+    )
+    assert new.json() == {
+        "detail": "the flow 'fresh' does not exist; this change was made to version 1"
+    }
+    assert api.get("/flows/fresh").status_code == 404
+
+
 def test_an_invalid_definition_is_422_listing_every_problem_and_saves_nothing(api, app):
     bad = """
 key: broken
@@ -123,10 +173,12 @@ def test_the_preview_shows_the_blast_radius_and_saves_nothing(api, driver):
     preview = api.post(
         "/flows/onboarding/preview", content=edited, headers={"Content-Type": "application/yaml"}
     ).json()
-    assert preview == {
-        "problems": [],
-        "blast_radius": [{"step": "settle", "sessions": 1, "continues_at": "done"}],
-    }
+    assert preview["problems"] == []
+    assert preview["blast_radius"] == [{"step": "settle", "sessions": 1, "continues_at": "done"}]
+    assert preview["impact"]["moves"] == preview["blast_radius"]
+    assert preview["impact"]["removed"] == [{"step": "settle", "kind": "wait", "sessions": 1}]
+    # The session leaves the removed wait at once, but only tags: nothing is sent.
+    assert preview["impact"]["sends_at_once"] == {"sessions": 0, "emails": 0, "webhooks": 0}
     assert api.get("/flows/onboarding").json()["version"] == 1
     invalid = api.post("/flows/onboarding/preview", json={"trigger": {}, "steps": []}).json()
     assert invalid["blast_radius"] == []
@@ -170,6 +222,30 @@ def test_a_simulation_predicts_the_timeline_and_stores_nothing(api, app):
         json={**script, "events": [{"at": "+999999999d", "type": "$signup"}]},
     )
     assert late.status_code == 422
+
+
+def test_a_simulation_takes_at_most_1000_events_and_only_the_urls_flow(api):
+    """As many events as a batch (each one is simulated to its end: 3,000 took 42 s), and
+    a definition given must be the URL's flow, as a preview's must."""
+    api.put_flow(ONBOARDING)
+    script = {"visitor": {"email": "sim@example.com"}, "events": [{"type": "$signup"}] * 1001}
+    many = api.post("/flows/onboarding/simulate", json=script)
+    assert many.status_code == 422
+    assert many.json()["detail"] == [
+        {"loc": "events", "msg": "List should have at most 1000 items after validation, not 1001"}
+    ]
+    other = {"key": "other", "trigger": {"event": "$signup"}, "steps": [{"exit": True}]}
+    script = {"visitor": {"email": "sim@example.com"}, "definition": other}
+    answer = api.post("/flows/onboarding/simulate", json=script)
+    assert answer.status_code == 422
+    assert answer.json()["detail"] == [
+        {
+            "loc": "definition.key",
+            "msg": "the definition's key 'other' is not the URL's 'onboarding'",
+        }
+    ]
+    preview = api.post("/flows/onboarding/preview", json=other)
+    assert [p["loc"] for p in preview.json()["detail"]] == ["key"]
 
 
 def test_a_simulation_renders_now_on_its_virtual_clock_and_fails_a_step_over_a_limit(api, clock):
@@ -465,6 +541,17 @@ def test_flows_and_templates_are_applied_together_as_the_cli_does(api, driver):
         "templates": {"nudge": 1},
         "flows": {"onboarding": 1},
         "blast_radius": {"onboarding": []},
+        "impact": {
+            "onboarding": {
+                "moves": [],
+                "removed": [],
+                "waits": [],
+                "branches": [],
+                "sends_at_once": {"sessions": 0, "emails": 0, "webhooks": 0},
+                "summary": [],
+                "warning": None,
+            }
+        },
     }
     assert api.get("/flows").json() == []
     saved = api.post("/apply", content=documents, headers=yaml).json()
@@ -536,6 +623,9 @@ def test_definitions_beyond_the_limits_are_refused_with_their_loc_and_nothing_is
             "loc": "[1].x" + "[0]" * 63,
             "msg": "nested more than 64 levels deep (at most 64)",
         }
+    binary = "key: deep\nname: !!binary aGVsbG8=\ntrigger: {event: go}\nsteps: [{wait: 1d}]\n"
+    [problem] = refused(api.put("/flows/deep", content=binary, headers=YAML))
+    assert problem["msg"].startswith("a !!binary value, which definitions cannot hold")
     nested_yaml = "key: deep\ntrigger: {event: go}\nsteps: [{wait: 1d}]\nx: " + "[" * 500
     [problem] = refused(api.put("/flows/deep", content=nested_yaml + "]" * 500, headers=YAML))
     assert problem["msg"].startswith("YAML nested more than 64 levels deep at 4:")
@@ -551,7 +641,9 @@ def test_definitions_beyond_the_limits_are_refused_with_their_loc_and_nothing_is
     body, json_type = json.dumps(many), {"Content-Type": "application/json"}
     started = time.perf_counter()
     [problem] = refused(api.put("/flows/deep", content=body, headers=json_type))
-    assert time.perf_counter() - started < 3  # saving it took a minute
+    # ~0.4 s here (mostly the collector, over the 80,000 parsed objects); the bound only
+    # catches the old cost, where saving it took a minute
+    assert time.perf_counter() - started < 10
     assert problem == {"loc": "", "msg": "the definition is 2 MiB as JSON; at most 1 MiB"}
     [problem] = refused(api.put("/flows/deep", json={**flow, "steps": [{"wait": "1d"}] * 1001}))
     assert problem == {"loc": "steps[1000]", "msg": "more than 1000 steps in the flow"}

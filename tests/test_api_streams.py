@@ -160,9 +160,8 @@ def test_the_activity_stream_shows_new_events_and_session_changes(live, driver):
     stream.close()
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite's streams poll
 def test_on_postgresql_a_notification_wakes_the_stream_before_its_poll(live, driver, app):
-    if app.db.is_sqlite:
-        pytest.skip("SQLite has no LISTEN/NOTIFY; its streams poll")
     wakeups = Wakeups(app)
     wakeups.poll = 60.0  # only a notification can deliver the entry within the test
     live.web.state.wakeups = wakeups

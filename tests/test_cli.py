@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -200,11 +201,44 @@ def test_dry_run_shows_the_blast_radius_and_saves_nothing(cli, tmp_path):
     cli("send", "go", "--email", "a@example.com")
     cli("send", "go", "--email", "b@example.com")
     subprocess_worker_pass(cli)
+    flow.write_text(
+        "key: f\ntrigger: {event: go}\nsteps:\n  - {id: a, wait: 2d}\n  - {id: b, wait: 1d}\n"
+    )
+    done = cli("flows", "apply", str(flow), "--dry-run")
+    assert "f: 2 session(s) at a stay there" in done.stdout  # its wait changed, not its place
     flow.write_text("key: f\ntrigger: {event: go}\nsteps:\n  - {id: b, wait: 1d}\n")
     done = cli("flows", "apply", str(flow), "--dry-run")
     assert "flow f: would save v2" in done.stdout
     assert "f: 2 session(s) at a → b" in done.stdout
     assert as_json(cli("flows", "show", "f", "--json"))["version"] == 1
+
+
+def test_dry_run_says_how_many_sessions_a_shorter_wait_wakes_and_what_they_send(
+    cli, tmp_path, driver
+):
+    # Sessions that began their 2-day wait an hour ago (the CLI runs on the real clock).
+    driver.clock.set(datetime.now(UTC) - timedelta(hours=1))
+    driver.apply_example("nudge.yaml", "onboarding.yaml")
+    for email in ("a@example.com", "b@example.com", "c@example.com"):
+        driver.send("$signup", email)
+    flow = tmp_path / "onboarding.yaml"
+    flow.write_text((EXAMPLES / "onboarding.yaml").read_text().replace("wait: 2d", "wait: 1m"))
+    done = cli("flows", "apply", str(flow), "--dry-run")
+    assert (
+        "  onboarding: 3 sessions waiting at settle (2d → 1m): 3 wake at once and send "
+        "email from template nudge (nudge: 3, maybe).\n"
+    ) in done.stdout
+    assert (
+        "  onboarding: warning: Saving wakes 3 sessions at once, which then send 3 emails "
+        "and 0 webhooks right away.\n"
+    ) in done.stdout
+    report = as_json(cli("flows", "apply", str(flow), "--dry-run", "--json"))
+    assert report["impact"]["onboarding"]["sends_at_once"] == {
+        "sessions": 3,
+        "emails": 3,
+        "webhooks": 0,
+    }
+    assert as_json(cli("flows", "show", "onboarding", "--json"))["version"] == 1
 
 
 def subprocess_worker_pass(cli) -> None:
@@ -708,6 +742,30 @@ def test_a_definition_path_that_is_not_a_readable_regular_file_says_what_it_is(c
     flow.write_text("key: f\ntrigger: {event: go}\nsteps: [{exit: true}]\n")
     done = cli("simulate", str(flow), "--events", "/dev/zero", expect=1)
     assert done.stderr.splitlines() == ["error: zero: not a regular file", "1 problem(s)"]
+    (tmp_path / "empty.yaml").write_text("# the events, one day\n")
+    done = cli("simulate", str(flow), "--events", "empty.yaml", expect=1)
+    assert done.stderr.splitlines() == [
+        "error: empty.yaml: no script in it (it is empty, or holds only comments and ---)",
+        "1 problem(s)",
+    ]
+
+
+def test_a_file_without_a_definition_is_refused_naming_it(cli, tmp_path):
+    """An empty file, or one of comments and `---` only, is no success with nothing
+    done (`POST /api/apply` refuses such a body too): exit 1, nothing saved."""
+    said = "no definition in it (it is empty, or holds only comments and ---)"
+    files = {"empty.yaml": "", "notes.yaml": "# to do\n", "dashes.yaml": "---\n---\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    for command, last in (("validate", ""), ("apply", "; nothing was saved")):
+        done = cli("flows", command, *files, expect=1)
+        assert done.stderr.splitlines() == [
+            *(f"error: {name}: {said}" for name in files),
+            f"3 problem(s){last}",
+        ]
+    done = cli("flows", "apply", "--json", "empty.yaml", expect=1)
+    assert as_json(done) == [{"loc": "empty.yaml", "msg": said}]
+    assert as_json(cli("flows", "list", "--json")) == []
 
 
 def test_a_definition_file_with_a_url_urlsplit_cannot_read_is_a_one_line_error(cli, tmp_path):
@@ -764,3 +822,19 @@ def test_stored_control_characters_never_reach_the_terminal(cli, tmp_path):
     printed = cli("sessions", "show", str(sid)).stdout
     assert "\x1b" not in printed and "\x07" not in printed
     assert "\\u001b]0;pwned\\u0007RED" in printed
+
+
+def test_each_line_of_a_note_is_indented_under_its_entry_of_the_audit_log(cli, tmp_path):
+    """A line break in a note (a carriage return too) starts an indented line, so no
+    line of a note can pass for an entry of the audit log."""
+    flow = tmp_path / "tagger.yaml"
+    flow.write_text("key: tagger\ntrigger: {event: go}\nsteps:\n  - {tag: {add: [x]}}\n")
+    forged = "shorter wait\r2026-01-01T00:00:00+00:00  admin  off  v9\nsee ticket 12\r\n"
+    cli("flows", "apply", "--note", forged, str(flow))
+    entry, *rest = cli("flows", "changes", "tagger").stdout.splitlines()
+    assert re.fullmatch(r"\S+  cli  version  v1", entry)
+    assert rest[:3] == [
+        "  note: shorter wait",
+        "        2026-01-01T00:00:00+00:00  admin  off  v9",
+        "        see ticket 12",
+    ]

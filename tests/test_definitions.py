@@ -476,6 +476,28 @@ def test_yaml_syntax_error_is_one_problem_with_a_position():
     assert problem.msg.startswith("YAML syntax error at 3:1: ")
 
 
+@pytest.mark.parametrize(
+    ("value", "tag", "where"),
+    [
+        ("!!binary aGVsbG8=", "binary", "2:7"),
+        ("!!set {a, b}", "set", "2:7"),
+        ("!!omap [{a: 1}]", "omap", "2:7"),
+        ("!!pairs [{a: 1}]", "pairs", "2:7"),
+    ],
+)
+def test_yaml_values_no_definition_holds_are_refused_where_written(value, tag, where):
+    """Bytes, sets and lists of pairs would reach the checks as Python values that no
+    JSON can store (before: "nested too deeply" from the API)."""
+    with pytest.raises(DefinitionError) as excinfo:
+        load_documents(f"key: a\nname: {value}\n", "flow.yaml")
+    [problem] = excinfo.value.problems
+    assert problem.loc == "flow.yaml"
+    assert problem.msg == (
+        f"a !!{tag} value, which definitions cannot hold (text, numbers, true/false, dates,"
+        f" lists and mappings) at {where}"
+    )
+
+
 def test_every_document_must_be_a_mapping():
     with pytest.raises(DefinitionError) as excinfo:
         load_documents("key: a\n---\n- 1\n", "flows.yaml")
@@ -980,10 +1002,41 @@ def test_a_yaml_number_that_is_not_finite_is_a_problem_at_its_path(value, shown)
     ]
 
 
-@pytest.mark.parametrize("value", ["a\r\nInjected: 1", "a\nb", "a\x00b", "a\x7f"])
+# A NUL is refused earlier, as no stored text may hold one (the NUL tests below).
+@pytest.mark.parametrize("value", ["a\r\nInjected: 1", "a\nb", "a\x01b", "a\x7f"])
 def test_a_literal_header_with_a_control_character_is_a_problem_at_its_path(value):
     hook = {"webhook": {"url": "https://example.com", "headers": {"X-Lit": value, "X-Ok": "a\tb"}}}
     assert problems(flow(hook)) == [
         "steps[0].webhook.headers.X-Lit: a header value may not hold a control character "
         "(a line break, a NUL…): it would end the header or the request"
     ]
+
+
+def test_integers_read_as_yaml_1_2_writes_them():
+    """`010` is ten and `08` eight (YAML 1.2), not octal nor an unreadable value."""
+    [document] = load_documents("a: 010\nb: 08\nc: -0x1F\nd: 1_000\ne: 0b101\n")
+    assert document == {"a": 10, "b": 8, "c": -31, "d": 1000, "e": 5}
+
+
+@pytest.mark.parametrize(
+    ("text", "loc", "said"),
+    [
+        ('key: n\nname: "a\\0b"\ntrigger: {event: a}\nsteps: []\n', "name", "NUL"),
+        (
+            '{"key": "n", "name": "X\\ud800", "trigger": {"event": "a"}, "steps": []}',
+            "name",
+            "surrogate",
+        ),
+        ('key: n\nname: n\ntrigger: {event: a}\nsteps: []\n"k\\0": 1\n', "k", "NUL"),
+    ],
+)
+def test_text_that_cannot_be_stored_is_refused_where_it_is(text, loc, said):
+    """A NUL (escaped in YAML) or a lone surrogate (escaped in JSON) passes the raw
+    text's checks but no database stores it: refused at its loc, nothing saved."""
+    with pytest.raises(DefinitionError) as refused:
+        validate_documents(
+            [("d", d) for d in load_documents(text)], known_flows=set(), known_templates=set()
+        )
+    [problem] = refused.value.problems
+    assert problem.loc.startswith(loc) or loc in problem.loc
+    assert said in problem.msg

@@ -69,6 +69,21 @@ def test_a_failed_webhook_runs_on_failure_or_fails_the_session(driver, app, cloc
     assert by_flow["strict"]["timeline"][-1]["kind"] == "failed"
 
 
+def test_an_email_whose_rendered_html_nests_too_deeply_fails_the_session_saying_why(
+    driver, app, clock
+):
+    driver.apply(
+        "key: deep\ntrigger: {event: go}\nsteps:\n"
+        "  - id: hello\n"
+        "    email: {subject: Hi, html: '<p>{{ event.details.bio | raw }}</p>'}\n"
+    )
+    [sid] = driver.send("go", "d@example.com", details={"bio": "<div>" * 100_000}).sessions_started
+    session = driver.session(sid)
+    assert session["status"] == "failed"
+    assert pending(app, clock) == []
+    assert "more than 500 levels deep" in str(session["timeline"][-1])
+
+
 def test_an_outcome_for_a_stopped_or_paused_session_waits_for_it_without_making_it_due(
     driver, app, clock
 ):

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import psycopg
+import pytest
 import sqlalchemy as sa
 
 from conftest import POSTGRES_URL, RESTART_POSTGRES, truncate
@@ -25,6 +26,10 @@ from sluice.service import Sluice
 from sluice.settings import Settings
 from sluice.store.ingest import IncomingEvent
 from sluice.store.schema import deliveries, sessions, timeline, visitors
+
+# One restarts PostgreSQL, which every other test would feel; all of them time how long
+# recovery takes, which a busy machine would distort: they run alone (Makefile).
+pytestmark = pytest.mark.serial
 
 SLUICE = str(Path(sys.executable).parent / "sluice")
 FLOW = """

@@ -146,3 +146,41 @@ def test_a_script_with_what_no_database_can_store_is_refused_at_its_path(app, sc
     with pytest.raises(ScriptError) as refused:
         simulate_flow(documents(), script_, stored=app)
     assert str(refused.value) == message
+
+
+def test_a_webhook_is_taken_as_answered_and_the_flow_goes_on(app, clock):
+    """Nothing is sent from a simulation; a webhook step is taken as answered 200, so
+    the predicted path carries on past it instead of stopping there."""
+    flow = """
+key: crm
+trigger: {event: signed_up}
+steps:
+  - id: notify
+    webhook:
+      url: "https://crm.example.com/hook"
+      body: {email: "{{ visitor.email }}"}
+      on_failure: [{id: flag, tag: {add: [crm_failed]}}]
+  - id: done
+    tag: {add: [synced]}
+"""
+    result = simulate_flow(
+        [("crm.yaml", doc) for doc in load_documents(flow, "crm.yaml")],
+        script({"at": "+0s", "type": "signed_up"}),
+        stored=app,
+    )
+    [session] = result["sessions"]
+    assert session["status"] == "completed"
+    delivered = [e for e in session["timeline"] if e["kind"] == "webhook_delivered"]
+    assert delivered and delivered[0]["data"] == {"status": 200, "simulated": True}
+    assert "synced" in result["visitor"]["tags"] and "crm_failed" not in result["visitor"]["tags"]
+
+
+def test_a_simulation_logs_no_migrations(app, caplog):
+    """Each simulation makes a scratch database; its migrations are not news in the
+    server's log (13 INFO lines for each Simulate in the builder)."""
+    caplog.set_level("INFO")
+    result = simulate_flow(
+        documents(), script({"at": "+0s", "type": "checkout_started"}), stored=app
+    )
+    assert [s["flow"] for s in result["sessions"]] == ["cart"]
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("alembic")] == []

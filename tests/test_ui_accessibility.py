@@ -97,7 +97,10 @@ def pages(seeded) -> list[str]:
         "/flows/onboarding",
         "/flows/abandoned-cart",
         "/flows/onboarding?tab=edit",
+        "/flows/onboarding?tab=build",
+        "/flows/_new?tab=edit",
         "/flows/onboarding?tab=versions&a=1&b=2",
+        "/flows/onboarding?tab=versions&show=1",  # a version's canvas beside the current
         "/flows/_new",
         "/visitors?q=a",
         f"/visitors/{visitor}",
@@ -115,6 +118,10 @@ def pages(seeded) -> list[str]:
         f"/outbox?email={seeded.bounced}&id={seeded.failed_message}",
         "/activity",
         "/activity?errors=true",
+        "/templates",
+        "/templates/nudge",
+        "/templates/nudge?tab=versions",
+        "/templates/_new",
         "/flows/no-such-flow",  # the error page
     ]
 
@@ -123,8 +130,10 @@ def check(page, path: str) -> list[str]:
     """What is wrong with the page at `path`: axe's serious and critical violations,
     and, on a phone, anything wider than the screen."""
     page.goto(path)
-    if "tab=edit" in path or path == "/flows/_new":
+    if "tab=edit" in path or path in ("/templates/nudge", "/templates/_new"):
         page.wait_for_selector(".cm-content")
+    if "tab=build" in path or path == "/flows/_new":
+        page.wait_for_selector(".builder [data-step]")
     page.add_script_tag(path=str(AXE))
     problems = [f"{path}: {v}" for v in page.evaluate(SERIOUS)]
     width = page.viewport_size["width"]
@@ -141,6 +150,23 @@ def test_every_page_passes_axe_and_fits_the_screen(page, installation):
     for path in pages(installation[2]):
         problems += check(page, path)
     assert problems == [], "\n".join(problems)
+
+
+def test_restore_asks_first_on_a_page_that_passes_axe(browser, installation):
+    """Restore… on a version opens the page of what restoring does; it saves nothing
+    until confirmed there (so this module's data stays as seeded)."""
+    context, page = logged_in(browser, installation[0], DESKTOP)
+    try:
+        page.goto("/flows/onboarding?tab=versions&show=1")
+        page.screenshot(path=ROOT / "build" / "screenshots" / "versions-tab.png", full_page=True)
+        page.get_by_role("button", name="Restore v1").click()
+        page.wait_for_selector("[data-restore-report]")
+        page.screenshot(path=ROOT / "build" / "screenshots" / "restore.png", full_page=True)
+        page.add_script_tag(path=str(AXE))
+        assert page.evaluate(SERIOUS) == []
+        assert page.get_by_role("button", name="Restore v1").is_visible()
+    finally:
+        context.close()
 
 
 def test_the_login_page_passes_axe_and_fits_the_screen(browser, installation):

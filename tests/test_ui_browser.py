@@ -413,6 +413,7 @@ def test_search_lists_visitors_and_opens_a_profile(page, seeded):
 def test_a_new_flow_from_the_editor(page, seeded):
     page.goto("/")
     page.get_by_role("link", name="New flow").click()
+    page.get_by_role("link", name="Write YAML instead").click()
     page.wait_for_selector(".cm-content")
     page.locator(".cm-content").click()
     page.keyboard.press("Control+a")

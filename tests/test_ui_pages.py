@@ -293,7 +293,7 @@ def test_checking_a_valid_definition_previews_its_canvas_and_blast_radius(browse
     driver.send("$signup", "ada@example.com")
     text = driver.app.show_flow("onboarding")["definition"]
     text["steps"] = [s for s in text["steps"] if s.get("id") != "settle"]
-    from sluice.store.flows import as_yaml
+    from sluice.definitions.source import dump as as_yaml
 
     answer = browser.post(
         "/ui/flows/onboarding/check", content=as_yaml(text), headers={"X-CSRF-Token": csrf(browser)}
@@ -322,6 +322,32 @@ def test_saving_from_the_editor_makes_a_new_version_and_a_diff(browser, driver):
     assert "ui:admin" in versions
 
 
+def test_a_save_from_an_editor_opened_on_an_older_version_is_refused(browser, driver):
+    """Two people open the editor on version 1; the second save would undo the first
+    without a word. The editor says so and keeps the text as typed."""
+    driver.apply_example("nudge.yaml", "onboarding.yaml")
+    page = browser.get("/flows/onboarding?tab=edit").text
+    assert '<input type="hidden" name="based_on" value="1">' in page
+    text = unescape(
+        re.search(r'<textarea name="definition"[^>]*>(.*?)</textarea>', page, re.S).group(1)
+    )
+    first = text.replace("wait: 2d", "wait: 3d")
+    assert (
+        post(browser, "/flows/onboarding/edit", definition=first, based_on="1").status_code == 303
+    )
+    second = text.replace("wait: 2d", "wait: 4d")
+    late = post(browser, "/flows/onboarding/edit", definition=second, based_on="1")
+    assert late.status_code == 409
+    shown = unescape(late.text)
+    assert (
+        "Not saved: the flow 'onboarding' is at version 2; this change was made to version 1"
+        in shown
+    )
+    assert "wait: 4d" in shown  # the text as typed, to copy
+    assert driver.app.show_flow("onboarding")["version"] == 2
+    assert driver.app.show_flow("onboarding")["definition"]["steps"][1]["wait"] == "3d"
+
+
 def test_saving_a_broken_definition_shows_the_problems_and_keeps_the_text(browser, driver):
     driver.apply_example("nudge.yaml", "onboarding.yaml")
     response = post(browser, "/flows/onboarding/edit", definition=BROKEN)
@@ -332,7 +358,7 @@ def test_saving_a_broken_definition_shows_the_problems_and_keeps_the_text(browse
 
 
 def test_a_new_flow_from_the_editor(browser, sluice):
-    page = browser.get("/flows/_new").text
+    page = browser.get("/flows/_new?tab=edit").text
     text = unescape(
         re.search(r'<textarea name="definition"[^>]*>(.*?)</textarea>', page, re.S).group(1)
     )
@@ -749,3 +775,55 @@ def test_a_nul_in_a_pages_query_is_refused_with_a_page(browser):
     api = browser.get("/api/sessions?email=%00", headers={"Accept": "text/html"})
     assert api.status_code == 400
     assert api.json() == {"detail": "the path or query contains a NUL character"}
+
+
+def test_an_edit_that_sends_at_once_is_saved_only_once_confirmed(browser, driver):
+    driver.apply_example("nudge.yaml", "onboarding.yaml")
+    for email in ("a@example.com", "b@example.com", "c@example.com"):
+        driver.send("$signup", email)
+    driver.clock.advance(timedelta(hours=1))
+    page = browser.get("/flows/onboarding?tab=edit").text
+    text = unescape(
+        re.search(r'<textarea name="definition"[^>]*>(.*?)</textarea>', page, re.S).group(1)
+    )
+    shortened = text.replace("wait: 2d", "wait: 1m")
+
+    checked = browser.post(
+        "/ui/flows/onboarding/check", content=shortened, headers={"X-CSRF-Token": csrf(browser)}
+    ).json()
+    assert checked["impact"]["sends_at_once"] == {"sessions": 3, "emails": 3, "webhooks": 0}
+
+    asked = post(browser, "/flows/onboarding/edit", definition=shortened)
+    assert asked.status_code == 409
+    assert (
+        "Saving wakes 3 sessions at once, which then send 3 emails and 0 webhooks right away."
+        in unescape(asked.text)
+    )
+    assert 'name="confirm" value="1"' in asked.text and "Save and send now" in asked.text
+    assert driver.app.show_flow("onboarding")["version"] == 1
+    driver.run()
+    assert [m["step"] for m in driver.app.messages()].count("nudge") == 0
+
+    saved = post(browser, "/flows/onboarding/edit", definition=shortened, confirm="1")
+    assert saved.headers["location"] == "/flows/onboarding"
+    assert driver.app.show_flow("onboarding")["version"] == 2
+    driver.run()
+    assert [m["step"] for m in driver.app.messages()].count("nudge") == 3
+
+
+def test_a_splits_branches_show_their_share_of_the_sessions(browser, driver):
+    """Weights are relative: 80 and 50 are 62 % and 38 % (the page said 80% / 50%)."""
+    driver.apply(
+        """
+key: ab
+trigger: {event: go}
+steps:
+  - id: pick
+    split:
+      - {weight: 80, steps: [{tag: {add: [a]}}]}
+      - {weight: 50, steps: [{tag: {add: [b]}}]}
+"""
+    )
+    page = unescape(browser.get("/flows/ab").text)
+    assert "62% / 38%" in page
+    assert "80%" not in page and "50%" not in page

@@ -91,7 +91,7 @@ def serve(database: Path, **settings) -> Iterator[tuple[str, Settings]]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: process.poll() is not None or _healthy(base), timeout=30)
+        wait_for(lambda: process.poll() is not None or _healthy(base), timeout=60)
         if process.poll() is not None:
             raise AssertionError(f"sluice serve did not start: {process.stderr.read()}")
         yield base, Settings(**values)
@@ -113,6 +113,56 @@ def chromium():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@contextmanager
+def logged_in_page(base: str, *, width: int, height: int, timeout: float):
+    """A logged-in page of a fresh Chromium at `base`, `timeout` in ms for each wait;
+    on leaving, fails the test if a script of the page threw."""
+    with chromium() as browser:
+        context = browser.new_context(base_url=base, viewport={"width": width, "height": height})
+        context.set_default_timeout(timeout)
+        page = context.new_page()
+        errors = []
+        page.on("pageerror", lambda error: errors.append(error))
+        log_in(page)
+        yield page
+        context.close()
+        assert errors == [], f"errors in the page's scripts: {errors}"
+
+
+COMMENTED = """\
+# Greets new sign-ups.
+key: greeter
+name: Greeter
+trigger:
+  event: $signup   # every sign-up
+steps:
+  - id: welcome
+    email:
+      subject: Welcome!
+      html: |
+        <p>Hello.</p>
+  # then a pause
+  - id: pause
+    wait: 2d
+"""
+"""A flow whose comments a save from the builder must keep."""
+
+
+def api(base: str, method: str, path: str, **options) -> httpx.Response:
+    """A request to the native API of the server at `base`, with the secret key."""
+    headers = {"Authorization": f"Bearer {SECRET_KEY}", **options.pop("headers", {})}
+    return httpx.request(method, f"{base}/api{path}", headers=headers, **options)
+
+
+def put_flow(base: str, key: str, text: str) -> dict:
+    """Save `text` (YAML) as flow `key` through the API, as an author would; the flow."""
+    put = api(
+        base, "PUT", f"/flows/{key}", content=text, headers={"Content-Type": "application/yaml"}
+    )
+    assert put.status_code in (200, 201), put.text
+    return put.json()
 
 
 def _healthy(base: str) -> bool:

@@ -207,24 +207,41 @@ def flows() -> None:
     """Apply, validate, list and switch flows."""
 
 
-def read_documents(paths: tuple[str, ...]) -> list[tuple[str, dict]]:
-    from sluice.definitions.parse import DefinitionError, load_documents
+NO_DEFINITIONS = "no definition in it (it is empty, or holds only comments and ---)"
 
-    documents, problems = [], []
-    for path in _definition_files(paths):
+
+def read_documents(paths: tuple[str, ...]) -> list[tuple[str, dict]]:
+    return read_authored(paths)[0]
+
+
+def read_authored(paths: tuple[str, ...]) -> tuple[list[tuple[str, dict]], list[str | None]]:
+    """The `(name, document)` pairs of the files at `paths`, and each document's own
+    text as written (None for JSON), which its version keeps (SPEC §7). DefinitionError
+    for a file that cannot be read, and for files that hold no document at all."""
+    from sluice.definitions.parse import DefinitionError, load_documents
+    from sluice.definitions.problems import Problem
+    from sluice.definitions.source import document_texts
+
+    documents, texts, problems = [], [], []
+    files = _definition_files(paths)
+    for path in files:
         try:
-            found = load_documents(definition_text(path), path.name)
+            text = definition_text(path)
+            found = load_documents(text, path.name)
             names = (
                 [path.name]
                 if len(found) == 1
                 else [f"{path.name}#{n}" for n in range(1, len(found) + 1)]
             )
             documents += list(zip(names, found, strict=True))
+            texts += document_texts(text)
         except DefinitionError as error:
             problems += error.problems
+    if not documents and not problems:  # else nothing done would pass for success
+        problems = [Problem(path.name, NO_DEFINITIONS) for path in files]
     if problems:
         raise DefinitionError(problems)
-    return documents
+    return documents, texts
 
 
 def definition_text(path: Path) -> str:
@@ -301,19 +318,36 @@ def flows_validate(ctx, paths, as_json) -> None:
         click.echo(f"valid: {len(found_flows)} flow(s), {len(found_templates)} template(s)")
 
 
+def _note(ctx, param, value: str | None) -> str | None:
+    from sluice.edge import note_text
+
+    try:
+        return note_text(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 @flows.command("apply")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--dry-run", is_flag=True, help="Show what would change; save nothing.")
+@click.option(
+    "--note",
+    callback=_note,
+    help="A note for the audit log of every flow saved (why the change).",
+)
 @json_option
 @click.pass_context
-def flows_apply(ctx, paths, dry_run, as_json) -> None:
-    """Validate and save definitions (a new version only where something changed)."""
+def flows_apply(ctx, paths, dry_run, note, as_json) -> None:
+    """Validate and save definitions (a new version only where something changed).
+    Each version keeps its document's text as written, comments included."""
+    from sluice import impact
     from sluice.definitions.parse import DefinitionError
 
     app = open_app(ctx)
     try:
         with progress("validating and saving definitions…"):
-            report = app.apply(read_documents(paths), dry_run=dry_run)
+            documents, texts = read_authored(paths)
+            report = app.apply(documents, texts=texts, note=note, dry_run=dry_run)
     except DefinitionError as error:
         _report_problems(error, as_json, saves=not dry_run)
     if as_json:
@@ -328,8 +362,16 @@ def flows_apply(ctx, paths, dry_run, as_json) -> None:
         if report.flows.get(key) is None:
             continue  # unchanged: nobody moves
         for place in places:
-            target = place["continues_at"] or "(completes)"
-            click.echo(f"  {key}: {place['sessions']} session(s) at {place['step']} → {target}")
+            at = f"{key}: {place['sessions']} session(s) at {place['step']}"
+            if place["continues_at"] == place["step"]:
+                click.echo(f"  {at} stay there")
+            else:
+                click.echo(f"  {at} → {place['continues_at'] or '(completes)'}")
+        lines, warning = impact.sentences(report.impact[key], moves=False)
+        for line in lines:
+            click.echo(f"  {key}: {line}")
+        if warning and dry_run:
+            click.echo(f"  {key}: warning: {warning}")
 
 
 @flows.command("list")
@@ -366,15 +408,13 @@ def flows_list(ctx, as_json) -> None:
 @click.pass_context
 @_errors_as_user_errors
 def flows_show(ctx, key, as_json) -> None:
-    """One flow: definition, status, versions."""
-    from sluice.store.flows import as_yaml
-
+    """One flow: definition (its text as written), status, versions."""
     flow = open_app(ctx).show_flow(key)
     if as_json:
         emit(flow)
         return
     click.echo(f"{flow['key']} ({flow['name']}): {flow['status']}, version {flow['version']}")
-    click.echo(as_yaml(flow["definition"]))
+    click.echo(flow["source"])
 
 
 def _switch(ctx, key: str, status: str, as_json: bool) -> None:
@@ -444,9 +484,20 @@ def flows_changes(ctx, key, as_json) -> None:
         emit(changes)
         return
     for change in changes:
-        click.echo(f"{change['at']}  {change['actor']}  {change['action']}  v{change['version']}")
+        say(f"{change['at']}  {change['actor']}  {change['action']}  v{change['version']}")
+        if change["note"]:
+            _say_note(change["note"])
         if change["diff"]:
             click.echo(change["diff"])
+
+
+def _say_note(note: str) -> None:
+    """A change's note under its entry, each of its lines indented (so that none reads
+    as an entry of its own) and printed by `say`."""
+    first, *rest = note.splitlines()
+    say(f"  note: {first}")
+    for line in rest:
+        say(f"        {line}")
 
 
 # -- events -----------------------------------------------------------------------
@@ -804,12 +855,12 @@ def simulate(ctx, path, script_path, as_json) -> None:
 
     The simulation starts at the script's first absolute `at`, or now when there is
     none; every `+offset` counts from that start."""
-    from sluice.definitions.parse import DefinitionError, load_documents
+    from sluice.definitions.parse import DefinitionError
     from sluice.simulate import ScriptError, simulate_flow
 
     try:
         documents = read_documents((path,))
-        script = load_documents(definition_text(Path(script_path)), script_path)[0]
+        script = _script(script_path)
         stored = _stored_for_simulation(ctx)
         with progress("simulating on a virtual clock…"):
             result = simulate_flow(documents, script, stored=stored)
@@ -846,6 +897,18 @@ def _stored_for_simulation(ctx) -> Sluice | None:
             f"{head_revision()}: run `sluice db upgrade` first"
         )
     return app
+
+
+def _script(path: str) -> Any:
+    """The first document of the script file at `path`; DefinitionError when it has none."""
+    from sluice.definitions.parse import DefinitionError, Problem, load_documents
+
+    found = load_documents(definition_text(Path(path)), path)
+    if not found:
+        raise DefinitionError(
+            [Problem(path, "no script in it (it is empty, or holds only comments and ---)")]
+        )
+    return found[0]
 
 
 def _with_simulation_hints(error: DefinitionError) -> DefinitionError:

@@ -8,6 +8,7 @@ orjson, which takes -2^63 to 2^64-1)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,55 @@ MAX_DETAILS_BYTES = 64 * 1024
 _SMALLEST_INT, _LARGEST_INT = -(2**63), 2**64 - 1
 NUL_MSG = "text may not contain a NUL character"
 BIG_INT_MSG = "a whole number beyond 64 bits (-2^63 to 2^64-1) cannot be stored"
+
+
+MAX_NOTE = 2000
+"""The longest note a change may carry, in characters, however it is given."""
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def note_text(value: str | None) -> str | None:
+    """A change's note for the audit log as given (API, UI forms, CLI `--note`), or
+    ValueError when it is longer than `MAX_NOTE`, holds a control character other than
+    a tab or a line break (C0 or C1: PostgreSQL cannot store a NUL, and the others
+    would print as nothing or move the cursor wherever the note is shown), or a lone
+    surrogate (how Python reads bytes of a command line that are not UTF-8; neither
+    database can store one)."""
+    if value is None:
+        return None
+    if len(value) > MAX_NOTE:
+        raise ValueError(
+            f"a note may have at most {MAX_NOTE:,} characters (this one has {len(value):,})"
+        )
+    if found := _CONTROL.search(value):
+        raise ValueError(f"a note may not hold a control character (U+{ord(found[0]):04X})")
+    if found := _SURROGATE.search(value):
+        raise ValueError(
+            f"a note must be valid UTF-8 text: it holds U+{ord(found[0]):04X}, "
+            "which cannot be stored"
+        )
+    return value
+
+
+class NoteTooLong(ValueError):
+    """A note that, with what is written before it, would be longer than `MAX_NOTE`."""
+
+
+def restore_note(version: int, note: str | None) -> str:
+    """The note of a restore of `version` in the audit log: `restored version N`, then
+    `: ` and `note` (a valid note) when given. NoteTooLong when the whole would be
+    longer than `MAX_NOTE`: its message names the room `note` has."""
+    said = f"restored version {version}"
+    if not note:
+        return said
+    room = MAX_NOTE - len(f"{said}: ")
+    if len(note) > room:
+        raise NoteTooLong(
+            f"a restore's note may have at most {room:,} characters, as '{said}: ' comes "
+            f"first (this one has {len(note):,})"
+        )
+    return f"{said}: {note}"
 
 
 class InvalidInput(ValueError):

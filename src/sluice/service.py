@@ -3,20 +3,23 @@ transaction over the store. Interfaces stay thin by calling these."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
-from sluice import views
+from sluice import impact, views
 from sluice.clock import Clock, SystemClock
 from sluice.credentials import Credentials
 from sluice.definitions.model import FlowDefinition
-from sluice.definitions.parse import validate_documents
-from sluice.engine.tree import FlowTree
+from sluice.definitions.parse import load_documents, validate_documents
+from sluice.definitions.problems import DefinitionError, Problem
+from sluice.definitions.source import document_texts
+from sluice.edge import restore_note
 from sluice.engine.work import EngineConfig
 from sluice.explain import Explanation, explain
 from sluice.links import email_hash
@@ -24,8 +27,9 @@ from sluice.records import UNFINISHED, FlowStatus, SessionStatus
 from sluice.settings import Settings
 from sluice.stats import flow_stats
 from sluice.store import deliveries as delivery_store
+from sluice.store import drafts as draft_store
 from sluice.store import flows as flow_store
-from sluice.store import imports, registry
+from sluice.store import imports, outbox, registry, visitor_search
 from sluice.store import refusals as refusal_store
 from sluice.store import sessions as session_store
 from sluice.store import visitors as visitor_store
@@ -76,12 +80,15 @@ class ApplyReport:
     flows: dict[str, int | None] = field(default_factory=dict)
     """Key → new version, or None when unchanged."""
     blast_radius: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    impact: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Key → what saving it does to its live sessions (impact.py; docs/api.md)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "templates": self.templates,
             "flows": self.flows,
             "blast_radius": self.blast_radius,
+            "impact": self.impact,
         }
 
 
@@ -186,48 +193,80 @@ class Sluice:
         )
 
     def apply(
-        self, documents: list[tuple[str, dict]], *, dry_run: bool = False, actor: str = "cli"
+        self,
+        documents: list[tuple[str, dict]],
+        *,
+        texts: Sequence[str | None] | None = None,
+        note: str | None = None,
+        dry_run: bool = False,
+        actor: str = "cli",
+        also: Callable[[Connection], None] | None = None,
+        based_on: Mapping[str, int] | None = None,
     ) -> ApplyReport:
+        """Validate `(name, document)` pairs together and save a new version of each
+        that changed. `texts[i]` is the author's text of `documents[i]`, kept with its
+        version (SPEC §7); None (or no `texts`) for one that came as JSON. `note` goes
+        into the audit row of every flow saved. `also` runs in the same transaction,
+        after the saves (publishing a draft deletes it there). `based_on`: flow key →
+        the version an edit was made to (0: a new flow); if another is current, nothing
+        is saved and `VersionConflict` is raised (someone saved in between)."""
         flows, templates = self.validate(documents)
+        texts = [None] * len(documents) if texts is None else texts
+        text_of = {
+            (doc.get("kind") == "template", doc.get("key")): _text_of(doc, text)
+            for (_, doc), text in zip(documents, texts, strict=True)
+        }
         report = ApplyReport()
         now = self.clock.now()
         try:
             with self.db.write() as conn:
                 for template in templates:
-                    version = flow_store.save_template(conn, template, now=now)
+                    text = text_of[(True, template.key)]
+                    version = flow_store.save_template(conn, template, text=text, now=now)
                     report.templates[template.key] = version
+                for key, version in (based_on or {}).items():
+                    flow_store.check_version(conn, key, version)
                 for flow in flows:
-                    report.blast_radius[flow.key] = self._blast_radius(conn, flow)
-                    version = flow_store.save_flow(conn, flow, now=now, actor=actor)
+                    found = self._preview(conn, flow, now)
+                    report.blast_radius[flow.key] = found["blast_radius"]
+                    report.impact[flow.key] = found["impact"]
+                    text = text_of[(False, flow.key)]
+                    version = flow_store.save_flow(
+                        conn, flow, text=text, note=note, now=now, actor=actor
+                    )
                     report.flows[flow.key] = version
+                if also is not None:
+                    also(conn)
                 if dry_run:
                     raise _DryRun  # the report says what saving would do; nothing is kept
         except _DryRun:
             pass
         return report
 
+    def apply_text(
+        self, text: str, name: str, *, note: str | None = None, actor: str = "cli", **options
+    ) -> ApplyReport:
+        """`apply` the documents of a YAML (or JSON) text, each keeping its own text."""
+        documents = load_documents(text, name)
+        return self.apply(
+            [(name, d) for d in documents],
+            texts=document_texts(text),
+            note=note,
+            actor=actor,
+            **options,
+        )
+
     def preview(self, document: dict) -> dict[str, Any]:
+        """What saving `document` would do, saving nothing: `{"problems": [],
+        "blast_radius", "impact"}` (impact.py). Raises DefinitionError."""
         flows, _ = self.validate([("definition", document)])
         with self.db.read() as conn:
-            return {"problems": [], "blast_radius": self._blast_radius(conn, flows[0])}
+            return {"problems": [], **self._preview(conn, flows[0], self.clock.now())}
 
-    def _blast_radius(self, conn, flow: FlowDefinition) -> list[dict[str, Any]]:
-        """For every step where unfinished sessions are now: how many, and where they
-        would continue under `flow` (SPEC §2.7)."""
-        rows = conn.execute(
-            sa.select(sessions.c.flow_version, sessions.c.step, sa.func.count())
-            .where(sessions.c.flow_key == flow.key, sessions.c.status.in_(_UNFINISHED))
-            .group_by(sessions.c.flow_version, sessions.c.step)
-        ).all()
-        new_tree = FlowTree(flow)
-        places: dict[tuple, int] = defaultdict(int)
-        for version, step, count in rows:
-            old_tree = self.catalog.flow(conn, flow.key, version).tree
-            places[(step, new_tree.continue_at(old_tree, step))] += count
-        return [
-            {"step": step, "sessions": count, "continues_at": target}
-            for (step, target), count in sorted(places.items(), key=lambda p: str(p[0]))
-        ]
+    def _preview(self, conn, flow: FlowDefinition, now) -> dict[str, Any]:
+        return impact.preview(
+            conn, self.catalog, flow, now=now, default_timezone=self.settings.timezone
+        )
 
     # -- flows ------------------------------------------------------------------
 
@@ -250,6 +289,104 @@ class Sluice:
         with self.db.read() as conn:
             return flow_store.list_changes(conn, key)
 
+    def flow_version(self, key: str, version: int) -> dict[str, Any]:
+        """`{version, source, definition, created_at, note}`; UnknownFlow or
+        UnknownVersion."""
+        with self.db.read() as conn:
+            return flow_store.get_version(conn, key, version)
+
+    def restore(
+        self,
+        key: str,
+        version: int,
+        *,
+        note: str | None = None,
+        dry_run: bool = False,
+        actor: str = "cli",
+    ) -> ApplyReport:
+        """Save version `version`'s text as a new version (SPEC §7), with its blast
+        radius as `apply` reports it; its audit note says which version came back, then
+        `note` (NoteTooLong when both do not fit in a note). Validated against what is
+        stored now: a template it names may be gone."""
+        old = self.flow_version(key, version)
+        said = restore_note(version, note)
+        return self.apply(
+            [(f"version {version}", old["definition"])],
+            texts=[old["source"]],
+            note=said,
+            dry_run=dry_run,
+            actor=actor,
+        )
+
+    # -- drafts -----------------------------------------------------------------
+
+    def flow_document(self, key: str, text: str) -> dict[str, Any]:
+        """The one flow document of `text`, validated as a save of flow `key` would be
+        (whose key it must keep); raises DefinitionError."""
+        documents = load_documents(text, "draft")
+        if len(documents) != 1:
+            raise DefinitionError(
+                [Problem("", f"expected one flow definition, found {len(documents)}")]
+            )
+        document = documents[0]
+        if document.get("kind") == "template":
+            raise DefinitionError([Problem("kind", "a template: a flow's draft is a flow")])
+        if document.get("key") != key:
+            raise DefinitionError([Problem("key", f"must stay '{key}' (a draft keeps its flow)")])
+        self.validate([("draft", document)])
+        return document
+
+    def draft(self, key: str) -> dict[str, Any]:
+        """`{source, document, actor, updated_at}`; UnknownFlow or NoDraft."""
+        with self.db.read() as conn:
+            flow_store.get_flow(conn, key)
+            found = draft_store.get_draft(conn, key)
+        return {
+            "source": found.source,
+            "document": load_documents(found.source, "draft")[0],
+            "actor": found.actor,
+            "updated_at": found.updated_at.isoformat(),
+        }
+
+    def save_draft(self, key: str, text: str, actor: str = "cli") -> dict[str, Any]:
+        """Keep `text` as the draft of flow `key` once it validates (DefinitionError,
+        nothing stored, when it does not); the flow's version runs on untouched."""
+        with self.db.read() as conn:
+            flow_store.get_flow(conn, key)
+        self.flow_document(key, text)
+        with self.db.write() as conn:
+            draft_store.put_draft(conn, key, text, actor=actor, now=self.clock.now())
+        return self.draft(key)
+
+    def delete_draft(self, key: str) -> None:
+        """UnknownFlow or NoDraft when there is nothing to delete."""
+        with self.db.write() as conn:
+            flow_store.get_flow(conn, key)
+            if not draft_store.delete_draft(conn, key):
+                raise draft_store.NoDraft(f"flow '{key}' has no draft")
+
+    def publish_draft(
+        self, key: str, *, note: str | None = None, actor: str = "cli", based_on: int | None = None
+    ) -> ApplyReport:
+        """Save the draft of `key` as a new version and delete it, in one transaction
+        (a draft that no longer validates raises DefinitionError and stays). With
+        `based_on`, raises VersionConflict (and the draft stays) if that version is no
+        longer the current one, as `apply` does."""
+        text = self.draft(key)["source"]
+        document = self.flow_document(key, text)
+
+        def delete_it(conn: Connection) -> None:
+            draft_store.delete_draft(conn, key, source=text)  # not one saved meanwhile
+
+        return self.apply(
+            [("draft", document)],
+            texts=[text],
+            note=note,
+            actor=actor,
+            also=delete_it,
+            based_on=None if based_on is None else {key: based_on},
+        )
+
     def flow_stats(self, key: str) -> dict[str, Any]:
         with self.db.read() as conn:
             return flow_stats(conn, self.catalog, key)
@@ -266,6 +403,34 @@ class Sluice:
         if not found:
             raise UnknownTemplate(f"unknown template '{key}'")
         return found[0]
+
+    def template_uses(self) -> dict[str, list[dict[str, str]]]:
+        """Template key → `[{"flow", "step"}]`: the email steps of current flow
+        versions that name it."""
+        with self.db.read() as conn:
+            return flow_store.template_uses(conn, self.catalog)
+
+    def template_version(self, key: str, version: int) -> str:
+        """One stored version's text, as its author wrote it; raises UnknownTemplate."""
+        with self.db.read() as conn:
+            found = flow_store.template_source(conn, key, version)
+        if found is None:
+            raise UnknownTemplate(f"template '{key}' has no version {version}")
+        return found
+
+    def delete_template(self, key: str) -> None:
+        """Delete a template no current flow version uses (store/flows.py
+        delete_template); raises UnknownTemplate, or TemplateInUse naming the steps."""
+        with self.db.write() as conn:
+            if not flow_store.delete_template(conn, self.catalog, key, now=self.clock.now()):
+                raise UnknownTemplate(f"unknown template '{key}'")
+
+    def keep_test_email(self, payload: dict[str, Any], *, visitor_id: int | None, actor: str):
+        """Keep a test send in the outbox (no SMTP server); its id."""
+        with self.db.write() as conn:
+            return outbox.add_test_email(
+                conn, payload, visitor_id=visitor_id, actor=actor, now=self.clock.now()
+            )
 
     # -- events -----------------------------------------------------------------
 
@@ -356,6 +521,21 @@ class Sluice:
     def visitor(self, email: str) -> dict[str, Any]:
         with self.db.read() as conn:
             return views.visitor_view(conn, self._visitor_row(conn, email))
+
+    def find_visitors(
+        self, query: str, *, tag: str = "", limit: int, before_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Visitors the search words `query` (and `tag`) find (`store.visitor_search`, as
+        the UI's search), newest first, a page of `limit` below `before_id`: the visitor shape
+        without sessions and events, plus the `id` the next page's cursor is made of."""
+        with self.db.read() as conn:
+            rows = visitor_search.newest_first(
+                conn,
+                visitor_search.VisitorQuery.parse(query, tag),
+                limit=limit,
+                before_id=before_id,
+            )
+        return [views.visitor_summary(row) for row in rows]
 
     def change_visitor(self, change: Change, actor: str = "cli") -> bool:
         """A person's change of one visitor (a plain command of Bento's API: add or
@@ -461,6 +641,7 @@ class Sluice:
                 )
             conn.execute(events.delete().where(events.c.visitor_id == row.id))
             conn.execute(deliveries.delete().where(deliveries.c.visitor_id == row.id))
+            outbox.erase_test_emails(conn, row.id)
             refusal_store.erase(conn, row.id)
             conn.execute(visitors.delete().where(visitors.c.id == row.id))
             hashed = email_hash(row.email)
@@ -470,6 +651,17 @@ class Sluice:
             if not exists:
                 conn.execute(suppressions.insert().values(email_hash=hashed, created_at=now))
         return {"erased": True, "sessions_exited": len(exited)}
+
+
+def _text_of(document: dict, text: str | None) -> str | None:
+    """`text` if it reads as `document`, else None (a dump is stored instead): a
+    version's text must always give its definition back, whatever a caller passed."""
+    if text is None:
+        return None
+    try:
+        return text if load_documents(text, "text") == [document] else None
+    except DefinitionError:
+        return None
 
 
 def _count(conn, table: sa.Table, *conditions) -> int:

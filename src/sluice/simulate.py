@@ -2,26 +2,30 @@
 
 The real engine and store do the work, on a scratch SQLite file that is thrown away
 afterwards, so what a simulation shows is what would happen; nothing reaches the
-real database and nothing is sent (emails stay in the scratch outbox, webhooks are
-never dispatched).
+real database and nothing is sent (emails stay in the scratch outbox; webhooks are
+never dispatched: each is taken as answered 200 at once, so the session goes on as it
+would when the endpoint works — `simulated: true` in its timeline entry).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from sluice.clock import FakeClock, SystemClock
 from sluice.definitions.durations import parse_duration, parse_instant
 from sluice.edge import EventInput, InvalidInput, unstorable
-from sluice.records import FlowStatus, SessionStatus
+from sluice.records import DeliveryState, FlowStatus, SessionStatus
 from sluice.service import Sluice
 from sluice.settings import Settings
+from sluice.store import deliveries as delivery_store
 from sluice.store import flows as flow_store
 from sluice.store import visitors as visitor_store
 from sluice.store.schema import flows, sessions
@@ -55,7 +59,7 @@ def simulate_flow(
         )
         sim = Sluice(settings, clock)
         try:
-            sim.upgrade()
+            _migrate_quietly(sim)
             _prepare(sim, documents, stored, visitor)
             worker = sim.worker()
             for at, event in events:
@@ -156,7 +160,11 @@ def _prepare(sim: Sluice, documents, stored: Sluice | None, visitor: dict) -> No
                     inherited.append((f"flow {row.key}", _current(conn, row.key)))
                     if row.status == FlowStatus.ON:
                         switched_on.append(row.key)
-    report = sim.apply(inherited + documents, actor="simulation")
+    everything = inherited + documents
+    # The scratch versions' texts are never shown: JSON, which reads back as the
+    # document, spares a YAML dump of every stored flow (see service._text_of).
+    texts = [orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS).decode() for _, doc in everything]
+    report = sim.apply(everything, texts=texts, actor="simulation")
     for key in switched_on + [k for _, d in documents if (k := d.get("key")) in report.flows]:
         sim.set_flow_status(key, FlowStatus.ON, actor="simulation")
     now = sim.clock.now()
@@ -181,9 +189,49 @@ def _run_until(sim: Sluice, worker, clock: FakeClock, until: datetime) -> None:
         sessions.c.flow_key.in_(on),
     )
     while True:
+        if _webhooks_answered(sim, clock.now()):
+            worker.run_until_idle()
         with sim.db.read() as conn:
             next_due = conn.execute(due).scalar()
         if next_due is None or next_due > until:
             return
         clock.set(max(clock.now(), next_due.astimezone(UTC)))
         worker.run_until_idle()
+
+
+def _webhooks_answered(sim: Sluice, now: datetime) -> int:
+    """Take every pending webhook as delivered (HTTP 200) at `now`, as a working
+    endpoint would answer; wakes the sessions waiting for them. How many there were."""
+    with sim.db.write() as conn:
+        pending = delivery_store.claim(
+            conn, kinds=["webhook"], now=now, limit=1000, lease=timedelta(minutes=1)
+        )
+        delivery_store.record(
+            conn,
+            [
+                delivery_store.Result(
+                    idempotency_id=d.idempotency_id,
+                    state=DeliveryState.SENT,
+                    attempts=d.attempts + 1,
+                    entry=("webhook_delivered", {"status": 200, "simulated": True}),
+                )
+                for d in pending
+            ],
+            now=now,
+        )
+    return len(pending)
+
+
+_ALEMBIC = logging.getLogger("alembic")
+
+
+def _migrate_quietly(sim: Sluice) -> None:
+    """Create the scratch database's schema without Alembic's INFO lines: a server
+    logs every migration, and a person simulating in the builder makes a scratch
+    database each time (13 lines in the log for each Simulate)."""
+    level = _ALEMBIC.level
+    _ALEMBIC.setLevel(logging.WARNING)
+    try:
+        sim.upgrade()
+    finally:
+        _ALEMBIC.setLevel(level)

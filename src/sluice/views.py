@@ -122,6 +122,7 @@ def flow_view(conn: Connection, key: str, *, full: bool = True) -> dict[str, Any
     }
     if full:
         view["definition"] = flow_store.stored_definition(conn, key, row.version)
+        view["source"] = flow_store.stored_source(conn, key, row.version)
         view["versions"] = flow_store.list_versions(conn, key)
     return view
 
@@ -151,6 +152,21 @@ def visitor_view(conn: Connection, row, *, event_limit: int = 50) -> dict[str, A
         "created_at": _iso(row.created_at),
         "sessions": session_views(conn, session_rows),
         "events": [event_view(e) for e in recent],
+    }
+
+
+def visitor_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """A visitor as lists show one: the profile without sessions and events (`id` kept
+    for paging)."""
+    return {
+        "id": row["id"],
+        "email": row["email"],
+        "uuid": row["uuid"],
+        "fields": row["fields"],
+        "tags": row["tags"],
+        "subscribed": row["unsubscribed_at"] is None,
+        "unsubscribed_at": _iso(row["unsubscribed_at"]),
+        "created_at": _iso(row["created_at"]),
     }
 
 
@@ -212,6 +228,13 @@ def list_messages(
     if before_id is not None:
         query = query.where(deliveries.c.id < before_id)
     return [_message_view(r) for r in conn.execute(query)]
+
+
+def message_created_at(conn: Connection, delivery_id: int) -> datetime | None:
+    """When the delivery `delivery_id` was created (None when there is none)."""
+    return conn.execute(
+        sa.select(deliveries.c.created_at).where(deliveries.c.id == delivery_id)
+    ).scalar()
 
 
 def timeline_since(
@@ -351,7 +374,7 @@ def last_entries(conn: Connection, session_ids: set[int], up_to: int) -> list[di
 
 def template_views(conn: Connection, key: str | None = None) -> list[dict[str, Any]]:
     """Email templates with their current definition and versions."""
-    query = sa.select(templates).order_by(templates.c.key)
+    query = sa.select(templates).where(templates.c.deleted_at.is_(None)).order_by(templates.c.key)
     if key is not None:
         query = query.where(templates.c.key == key)
     views = []
@@ -361,17 +384,20 @@ def template_views(conn: Connection, key: str | None = None) -> list[dict[str, A
                 template_versions.c.version,
                 template_versions.c.created_at,
                 template_versions.c.definition,
+                template_versions.c.source,
             )
             .where(template_versions.c.template_key == row.key)
             .order_by(template_versions.c.version)
         ).all()
+        current = next(v for v in versions if v.version == row.version)
         views.append(
             {
                 "key": row.key,
                 "version": row.version,
                 "created_at": _iso(row.created_at),
                 "updated_at": _iso(row.updated_at),
-                "definition": next(v.definition for v in versions if v.version == row.version),
+                "definition": current.definition,
+                "source": current.source,
                 "versions": [
                     {"version": v.version, "created_at": _iso(v.created_at)} for v in versions
                 ],

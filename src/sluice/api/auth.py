@@ -2,9 +2,12 @@
 
 Bento's API takes HTTP Basic with `publishable_key:secret_key`, and the request's
 `site_uuid` (query or body) must be this installation's. The native API takes
-`Authorization: Bearer SECRET_KEY` or the same Basic pair. A failure is 401 with a
-`WWW-Authenticate` challenge and a message that says what was wrong, never which
-part of a key was.
+`Authorization: Bearer SECRET_KEY` or the same Basic pair, or else the web UI's
+session cookie together with the page's CSRF token in `X-CSRF-Token` (so the flow
+builder calls the same endpoints as everyone else, issue 11): a cookie alone never
+authenticates, since a browser sends it along with requests other sites make. A
+failure is 401 with a `WWW-Authenticate` challenge and a message that says what was
+wrong, never which part of a key was.
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ from sluice.api.errors import ApiError
 from sluice.service import Sluice
 
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="sluice"'}
+_COOKIE_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="sluice"'}
+"""For a request that came with the UI's cookie: a Basic challenge would make the
+browser ask for a user name and password in a dialog of its own."""
+API_ACTOR = "api"
+"""Who changes made with a key are recorded as (audit log `actor`, timeline `by`)."""
 
 
 class _Basic(HTTPBasic):
@@ -54,6 +62,12 @@ def unauthorized(message: str) -> ApiError:
     return ApiError(401, message, headers=_CHALLENGE)
 
 
+def actor_of(request: Request) -> str:
+    """Who the request's changes are recorded as: `api` with a key, the UI's name of
+    its user (`ui:admin`) with the UI's cookie."""
+    return getattr(request.state, "actor", API_ACTOR)
+
+
 def _basic_pair(request: Request) -> tuple[str, str] | None:
     """The Basic credentials; 401 for a malformed header (FastAPI's own check would
     answer without our message)."""
@@ -74,7 +88,8 @@ def require_key(
     _basic: Annotated[None, Depends(basic_scheme)] = None,
     _bearer: Annotated[None, Depends(bearer_scheme)] = None,
 ) -> None:
-    """The native API: Bearer secret key, or the Basic pair."""
+    """The native API: Bearer secret key, the Basic pair, or the UI's cookie with its
+    CSRF token (`_ui_session`)."""
     credentials = sluice_of(request).credentials
     scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
     if scheme.lower() == "bearer":
@@ -83,9 +98,43 @@ def require_key(
         return
     pair = _basic_pair(request)
     if pair is None:
-        raise unauthorized("authentication required: Authorization: Bearer SECRET_KEY")
+        actor = _ui_actor(request)
+        if actor is None:
+            raise unauthorized("authentication required: Authorization: Bearer SECRET_KEY")
+        request.state.actor = actor
+        return
     if not credentials.check_api_key(*pair):
         raise unauthorized("invalid publishable key or secret key")
+
+
+def _ui_actor(request: Request) -> str | None:
+    """The actor of a request authenticated by the UI's session cookie (None without
+    one). The cookie counts only with the session's CSRF token in `X-CSRF-Token`, sent
+    from this site (the rules of the UI's own forms, ui/auth.py); else 401, or 403 for
+    a wrong token or a request from another site."""
+    from sluice.ui import auth as ui_auth  # the UI builds on the API: imported late
+
+    if ui_auth.COOKIE not in request.cookies:
+        return None
+    token = request.headers.get("x-csrf-token")
+    if not token:
+        raise ApiError(
+            401,
+            "the UI's session cookie counts only with the page's X-CSRF-Token header "
+            "(or use Authorization: Bearer SECRET_KEY)",
+            headers=_COOKIE_CHALLENGE,
+        )
+    try:
+        session = ui_auth.check_csrf(request, token)
+    except ui_auth.LoginRequired:
+        raise ApiError(
+            401, "the UI's session has ended or expired: log in again", headers=_COOKIE_CHALLENGE
+        ) from None
+    except ui_auth.BadCsrfToken:
+        raise ApiError(403, "X-CSRF-Token is not this session's token: reload the page") from None
+    except ui_auth.CrossSiteRequest as error:
+        raise ApiError(403, f"sent from another site ({error.sender}): refused") from None
+    return session.actor
 
 
 def require_bento_key(

@@ -22,6 +22,9 @@ from sluice.api.errors import ApiError
 from sluice.edge import EventInput, problems
 from sluice.store.ingest import IncomingEvent
 
+MAX_ITEMS = 1000
+"""The most items one request carries: events, subscribers, commands (SPEC §3.3), and
+the scripted events of a simulation."""
 MAX_ERRORS = 20
 """How many per-item errors a response lists; `failed` counts them all."""
 MAX_KEY = 200

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from sluice.api import items, schemas
 from sluice.api.auth import check_site, require_bento_key, sluice_of
-from sluice.api.batch import Checked, ItemError, check_each, check_events, items_of
+from sluice.api.batch import MAX_ITEMS, Checked, ItemError, check_each, check_events, items_of
 from sluice.api.bodies import parse_json, raw_body
 from sluice.api.docs import body_doc, errors_doc
 from sluice.api.errors import ApiError
@@ -71,7 +71,7 @@ def _single(data: Any, key: str, check) -> Any:
 )
 def batch_events(request: Request, body: Body) -> JSONResponse:
     data = _read(request, body)
-    events = items_of(data, "events", limit=1000, noun="events")
+    events = items_of(data, "events", limit=MAX_ITEMS, noun="events")
     checked = check_events(events, source="api", prepare=items.bento_event)
     accepted = 0
     if checked.valid:
@@ -89,7 +89,7 @@ def batch_events(request: Request, body: Body) -> JSONResponse:
 )
 def batch_subscribers(request: Request, body: Body) -> JSONResponse:
     data = _read(request, body)
-    rows = items_of(data, "subscribers", limit=1000, noun="subscribers")
+    rows = items_of(data, "subscribers", limit=MAX_ITEMS, noun="subscribers")
     checked = check_each(rows, items.subscriber_import)
     if checked.valid:
         sluice_of(request).audience.import_subscribers([row for _, row in checked.valid])
@@ -111,7 +111,7 @@ def commands(request: Request, body: Body) -> JSONResponse:
     listed = items_of(
         {"command": given if isinstance(given, list) else [given]},
         "command",
-        limit=1000,
+        limit=MAX_ITEMS,
         noun="commands",
     )
     checked = check_each(listed, items.command)

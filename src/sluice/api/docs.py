@@ -25,6 +25,7 @@ _DESCRIPTIONS = {
     401: "Missing or wrong credentials, or a wrong `site_uuid`.",
     404: "No such flow, session, visitor or template.",
     409: "The session is not in a state that allows this.",
+    412: "`If-Match` names a version that is no longer the current one: nothing was saved.",
     413: "The body is larger than 5 MiB.",
     422: "Invalid: every problem is listed.",
 }

@@ -20,7 +20,8 @@ from starlette.exceptions import HTTPException
 from sluice.credentials import ReadOnlySetting
 from sluice.definitions.problems import DefinitionError
 from sluice.service import UnknownTemplate, VisitorNotFound
-from sluice.store.flows import UnknownFlow
+from sluice.store.drafts import NoDraft
+from sluice.store.flows import UnknownFlow, UnknownVersion
 from sluice.store.sessions import InvalidSessionState, SessionNotFound
 
 log = logging.getLogger("sluice.api")
@@ -93,7 +94,14 @@ def install(app: FastAPI) -> None:
     async def _definition(request: Request, error: DefinitionError):
         return error_response(request, invalid([p.as_dict() for p in error.problems]))
 
-    for kind in (UnknownFlow, VisitorNotFound, SessionNotFound, UnknownTemplate):
+    for kind in (
+        UnknownFlow,
+        UnknownVersion,
+        NoDraft,
+        VisitorNotFound,
+        SessionNotFound,
+        UnknownTemplate,
+    ):
         app.add_exception_handler(kind, _status(404))
     app.add_exception_handler(InvalidSessionState, _status(409))
     app.add_exception_handler(ReadOnlySetting, _status(409))

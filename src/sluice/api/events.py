@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from sluice.api import schemas
 from sluice.api.auth import require_key, sluice_of
-from sluice.api.batch import check_events, items_of
+from sluice.api.batch import MAX_ITEMS, check_events, items_of
 from sluice.api.bodies import parse_json, raw_body
 from sluice.api.docs import body_doc, errors_doc
 from sluice.api.errors import ApiError
@@ -32,7 +32,9 @@ def send_events(request: Request, body: Annotated[bytes, Depends(raw_body)]) -> 
     data = parse_json(body)
     if not isinstance(data, dict):
         raise ApiError(400, 'expected an event object or {"events": [...]}')
-    events = items_of(data, "events", limit=1000, noun="events") if "events" in data else [data]
+    events = (
+        items_of(data, "events", limit=MAX_ITEMS, noun="events") if "events" in data else [data]
+    )
     checked = check_events(events, source="api")
     content = {
         "accepted": 0,

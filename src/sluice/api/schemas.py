@@ -9,9 +9,12 @@ models here document them.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, model_validator
+
+from sluice.addresses import MAX_EMAIL, visitor_email
+from sluice.api.batch import MAX_ITEMS
 
 Json = dict[str, Any]
 
@@ -55,7 +58,7 @@ class BentoEvent(BaseModel):
 
 
 class BentoEventsBody(BaseModel):
-    events: list[BentoEvent] = Field(min_length=1, max_length=1000)
+    events: list[BentoEvent] = Field(min_length=1, max_length=MAX_ITEMS)
     site_uuid: str | None = None
 
 
@@ -67,7 +70,7 @@ class BentoSubscriberRow(BaseModel):
 
 
 class BentoSubscribersBody(BaseModel):
-    subscribers: list[BentoSubscriberRow] = Field(min_length=1, max_length=1000)
+    subscribers: list[BentoSubscriberRow] = Field(min_length=1, max_length=MAX_ITEMS)
     site_uuid: str | None = None
 
 
@@ -249,7 +252,7 @@ class EventIn(BaseModel):
 
 
 class EventsIn(BaseModel):
-    events: list[EventIn] = Field(min_length=1, max_length=1000)
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_ITEMS)
 
 
 class ScriptVisitor(BaseModel):
@@ -268,7 +271,7 @@ class ScriptEvent(BaseModel):
 
 class SimulationIn(BaseModel):
     visitor: ScriptVisitor
-    events: list[ScriptEvent] = []
+    events: list[ScriptEvent] = Field(default=[], max_length=MAX_ITEMS)
     definition: Json | None = Field(
         default=None, description="A definition to simulate instead of the stored one."
     )
@@ -294,6 +297,23 @@ class EventsResult(BaseModel):
 class Version(BaseModel):
     version: int
     created_at: str
+    note: str | None = Field(default=None, description="The note written with the save.")
+
+
+class VersionDetail(Version):
+    """One version of a flow: its text as the author wrote it, and what it loads to."""
+
+    source: str
+    definition: Json
+
+
+class Draft(BaseModel):
+    """The draft of a flow: a text saved without making a version (SPEC §7)."""
+
+    source: str
+    document: Json
+    actor: str
+    updated_at: str
 
 
 class FlowSummary(BaseModel):
@@ -312,6 +332,7 @@ class Flow(FlowSummary):
     """A flow with its current definition and every version."""
 
     definition: Json
+    source: str = Field(description="The current version's text, as its author wrote it.")
     versions: list[Version]
 
 
@@ -355,6 +376,18 @@ class Event(BaseModel):
     fields: Json | None
     date: str
     accepted_at: str
+
+
+class VisitorSummary(BaseModel):
+    """A visitor as the search lists one: the profile without sessions and events."""
+
+    email: str
+    uuid: str
+    fields: Json
+    tags: list[str]
+    subscribed: bool
+    unsubscribed_at: str | None
+    created_at: str
 
 
 class Visitor(BaseModel):
@@ -472,9 +505,73 @@ class Place(BaseModel):
     continues_at: str | None
 
 
+class RemovedStep(BaseModel):
+    step: str
+    kind: str
+    sessions: int = Field(description="Unfinished sessions at the step now.")
+
+
+class Send(BaseModel):
+    """An email or webhook step that sessions waking at once will run."""
+
+    step: str
+    kind: Literal["email", "webhook"]
+    summary: str = Field(description="`email “Subject”`, `email from template X`, `POST url`.")
+    maybe: bool = Field(description="Past an `if`, a `split` or an `on_failure`: may not run.")
+    sessions: int = Field(
+        description="How many of those waking at once reach it (marketing email: subscribed)."
+    )
+
+
+class WaitImpact(BaseModel):
+    """Sessions waiting at one step (of one version) whose wait ends differently."""
+
+    step: str
+    kind: str = Field(description="`wait` or `wait_for` (or the kind of a removed step).")
+    version: int = Field(description="The version the sessions are on.")
+    sessions: int
+    change: str = Field(description="`changed`, `removed`, or `became a KIND step`.")
+    old: str = Field(description="The wait as it was, in words: `2d`, `at 09:30 on mon`.")
+    new: str | None = Field(description="The wait as it will be; null when it is gone.")
+    wake_now: int = Field(description="Sessions whose new wake-up time has passed: at once.")
+    wake_later: int
+    earliest: str | None = Field(description="Earliest new wake-up of the later ones.")
+    latest: str | None = Field(description="Latest new wake-up of the later ones.")
+    continues_at: str | None = Field(description="Where those waking at once go on.")
+    then_sends: list[Send]
+
+
+class BranchImpact(BaseModel):
+    step: str
+    kind: Literal["if", "split", "wait_for"]
+    sessions: int = Field(description="Sessions in it or before it, which will meet it.")
+    change: str = Field(description="What changed, in words.")
+
+
+class SendsAtOnce(BaseModel):
+    sessions: int = Field(description="Sessions that send something at once on saving.")
+    emails: int
+    webhooks: int
+
+
+class Impact(BaseModel):
+    """What saving does to the flow's live sessions (docs/api.md, "Impact of an edit")."""
+
+    moves: list[Place] = Field(description="Sessions at a step that is gone, and where they go.")
+    removed: list[RemovedStep]
+    waits: list[WaitImpact]
+    branches: list[BranchImpact]
+    sends_at_once: SendsAtOnce
+    summary: list[str] = Field(description="The report in sentences, as the UI shows it.")
+    warning: str | None = Field(
+        description="The question to confirm before saving; null if nothing is sent at once."
+    )
+
+
 class Preview(BaseModel):
     problems: list[Problem]
     blast_radius: list[Place]
+    impact: Impact
 
 
 class Change(BaseModel):
@@ -483,6 +580,7 @@ class Change(BaseModel):
     action: str
     version: int
     diff: str | None
+    note: str | None = Field(description="The note written with the save, if any.")
 
 
 class Simulation(BaseModel):
@@ -496,6 +594,7 @@ class Template(BaseModel):
     created_at: str
     updated_at: str
     definition: Json
+    source: str = Field(description="The current version's text, as its author wrote it.")
     versions: list[Version]
 
 
@@ -534,7 +633,93 @@ class ApplyReport(BaseModel):
     templates: dict[str, int | None] = Field(description="Key → new version, null if unchanged.")
     flows: dict[str, int | None] = Field(description="Key → new version, null if unchanged.")
     blast_radius: dict[str, list[Place]]
+    impact: dict[str, Impact] = Field(description="Key → what saving it does to live sessions.")
 
 
 class ApplyBody(RootModel[list[Json] | Json]):
     """Flow and template documents: one, or a list (YAML: several separated by `---`)."""
+
+
+# -- previews and test sends of emails ----------------------------------------------------
+
+
+Address = Annotated[str, Field(min_length=1, max_length=MAX_EMAIL), AfterValidator(visitor_email)]
+"""An address an email can be sent to, checked as a visitor's is where events come in
+(`addresses.visitor_email`, whose AddressError is a problem at the field)."""
+
+
+class SampleVisitor(BaseModel):
+    """A made-up visitor to render an email for."""
+
+    model_config = ConfigDict(extra="forbid")
+    email: Address
+    fields: Json = {}
+    tags: list[str] = []
+    subscribed: bool = True
+
+
+class SampleEvent(BaseModel):
+    """The origin event the email's templates see as `event` and `origin`."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str = Field(min_length=1, max_length=200)
+    details: Json = {}
+
+
+class EmailRenderIn(BaseModel):
+    """An email step's value and whom to render it for: `visitor` (made up) or
+    `visitor_email` (a stored visitor), not both."""
+
+    model_config = ConfigDict(extra="forbid")
+    visitor: SampleVisitor | None = None
+    visitor_email: str | None = Field(default=None, min_length=1, max_length=320)
+    email: Json = Field(
+        description="An email step's value (SPEC §2.2): subject, template, html, text, "
+        "from, reply_to, to, transactional, track."
+    )
+    event: SampleEvent | None = None
+    flow: str | None = Field(
+        default=None, max_length=64, description="The flow whose `flow.*` the templates see."
+    )
+
+    @model_validator(mode="after")
+    def _one_visitor(self) -> EmailRenderIn:
+        if (self.visitor is None) == (self.visitor_email is None):
+            raise ValueError("give either 'visitor' or 'visitor_email'")
+        return self
+
+
+class EmailTestIn(EmailRenderIn):
+    to: Address = Field(description="Where to send the test.")
+
+
+class RenderedEmail(BaseModel):
+    """The email as it would be sent (HTML with its CSS inlined, text part made from the
+    HTML when it has none); the parts are null when `problems` kept it from rendering."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    subject: str | None
+    html: str | None
+    text: str | None
+    from_: str | None = Field(alias="from")
+    to: str | None
+    reply_to: str | None
+    problems: list[Problem]
+
+
+class TestSent(BaseModel):
+    delivered_to: Literal["smtp", "outbox"] = Field(
+        description="`smtp`: accepted by the SMTP server; `outbox`: kept in the outbox "
+        "(no SMTP server configured), marked as a test."
+    )
+    message_id: str
+
+
+class TemplateUse(BaseModel):
+    flow: str
+    step: str
+
+
+class TemplateInUse(BaseModel):
+    detail: str
+    used_by: list[TemplateUse]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from sluice.addresses import AddressError, visitor_email
 from sluice.api import schemas
-from sluice.api.auth import require_key, sluice_of
+from sluice.api.auth import actor_of, require_key, sluice_of
 from sluice.api.docs import errors_doc
 from sluice.api.errors import invalid
 from sluice.api.paging import Cursor, Limit, link_next, read_cursor
@@ -17,7 +17,6 @@ from sluice.explain import UnknownStep
 from sluice.store.sessions import MAX_ID
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_key), Depends(one_value_each)])
-ACTOR = "api"
 SessionId = Annotated[int, Path(ge=1, le=MAX_ID, description="The session's id.")]
 Email = Annotated[str, Path(max_length=320, description="The visitor's email.")]
 Status = Literal["active", "waiting", "stopped", "completed", "exited", "failed"]
@@ -76,7 +75,7 @@ def show_session(request: Request, session_id: SessionId) -> dict[str, Any]:
 )
 def stop(request: Request, session_id: SessionId) -> dict[str, Any]:
     """Stop an active or waiting session for this visitor; it stays at its step."""
-    return sluice_of(request).stop_session(session_id, actor=ACTOR)
+    return sluice_of(request).stop_session(session_id, actor=actor_of(request))
 
 
 @router.post(
@@ -87,7 +86,7 @@ def stop(request: Request, session_id: SessionId) -> dict[str, Any]:
 )
 def resume(request: Request, session_id: SessionId) -> dict[str, Any]:
     """Resume a stopped session where it stopped."""
-    return sluice_of(request).resume_session(session_id, actor=ACTOR)
+    return sluice_of(request).resume_session(session_id, actor=actor_of(request))
 
 
 @router.post(
@@ -98,10 +97,38 @@ def resume(request: Request, session_id: SessionId) -> dict[str, Any]:
 )
 def retry(request: Request, session_id: SessionId) -> dict[str, Any]:
     """Re-run the step at which a failed session failed."""
-    return sluice_of(request).retry_session(session_id, actor=ACTOR)
+    return sluice_of(request).retry_session(session_id, actor=actor_of(request))
 
 
 # -- visitors and messages -------------------------------------------------------------
+
+
+@router.get(
+    "/visitors",
+    response_model=list[schemas.VisitorSummary],
+    tags=["Visitors"],
+    responses=errors_doc(401, 422) | {200: {"headers": _LINK}},
+)
+def find_visitors(
+    request: Request,
+    response: Response,
+    q: Annotated[
+        str,
+        Query(
+            max_length=320,
+            description="Search words, as in the UI's visitor search: `name:value` is a "
+            'field (quote a value with spaces: `city:"New York"`), anything else a part '
+            "of the email address; every word must match. Empty: every visitor.",
+        ),
+    ] = "",
+    tag: Annotated[str, Query(max_length=200, description="A tag the visitor has.")] = "",
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> list[dict[str, Any]]:
+    """Visitors the search finds, newest first, without their sessions and events."""
+    rows = sluice_of(request).find_visitors(q, tag=tag, limit=limit, before_id=read_cursor(cursor))
+    link_next(request, response, rows, limit)
+    return rows
 
 
 @router.get(
@@ -160,7 +187,7 @@ def export_visitor(request: Request, email: Email) -> dict[str, Any]:
 def erase_visitor(request: Request, email: Email) -> dict[str, Any]:
     """Erase the visitor (GDPR): unfinished sessions exit, their data is deleted, and
     only a hash of the address stays so that it is never emailed again."""
-    return sluice_of(request).erase_visitor(email, actor=ACTOR)
+    return sluice_of(request).erase_visitor(email, actor=actor_of(request))
 
 
 @router.get(

@@ -40,6 +40,10 @@ the longest delay a webhook's retries reach: 10 years, far beyond any real flow 
 far enough from the end of the calendar that every time computed from it is a date."""
 LATEST_INSTANT = datetime(3000, 1, 1, tzinfo=UTC)
 """Absolute times (`wait: {until: …}`) must come before it, for the same reason."""
+MAX_HTML_DEPTH = 500
+"""Elements nested inside one another in an email's HTML, as written and as rendered.
+CSS inlining (css_inline, in Rust) recurses once per level and crashes the process
+at some thousands; real emails nest a few dozen."""
 
 
 def size_text(size: int) -> str:
@@ -49,12 +53,18 @@ def size_text(size: int) -> str:
     return f"{size / (1024 * 1024):.1f}".removesuffix(".0") + " MiB"
 
 
+LONE_SURROGATE = "the text holds a lone surrogate (U+D800–U+DFFF), which is not a character"
+
+
 def text_problem(text: str) -> str | None:
-    """Why `text` is too large to be read as definitions, or None."""
-    # Each character is at least one byte: most texts need no encoding to pass.
-    if len(text) <= MAX_TEXT_BYTES // 4:
-        return None
-    return text_size_problem(len(text.encode("utf-8", "surrogatepass")))
+    """Why `text` cannot be read as definitions, or None: it is too large, or it holds
+    a lone surrogate (a JSON string's `\\ud800` makes one), which the YAML reader
+    cannot take."""
+    try:
+        size = len(text.encode("utf-8"))  # C speed: little beside the parse that follows
+    except UnicodeEncodeError:
+        return LONE_SURROGATE
+    return text_size_problem(size)
 
 
 def text_size_problem(size: int) -> str | None:
@@ -99,12 +109,21 @@ _STORABLE_INTEGERS = (-(2**63), 2**64)
 
 def _walk(document: Any) -> tuple[str, str] | None:
     """The first collection deeper than `MAX_DEPTH`, or integer or non-finite number
-    (NaN, infinity: YAML `.nan`, `.inf`, `1e400`) that a stored version (JSON,
-    serialised by orjson) cannot hold, as `(loc, msg)`; None when there is none."""
+    (NaN, infinity: YAML `.nan`, `.inf`, `1e400`) or string (a NUL, written `"\\0"` in
+    YAML; a lone surrogate, `"\\ud800"` in JSON) that a stored version (JSON,
+    serialised by orjson, in PostgreSQL or SQLite) cannot hold, as `(loc, msg)`; None
+    when there is none."""
     pending = [(document, "", 1)]
     while pending:
         value, loc, depth = pending.pop()
+        if isinstance(value, str):
+            if found := _string_problem(value):
+                return loc, found
+            continue
         if isinstance(value, dict):
+            for key in value:
+                if isinstance(key, str) and (found := _string_problem(key)):
+                    return key_loc(loc, key), f"the key {found.removeprefix('the text ')}"
             children = [(v, key_loc(loc, k)) for k, v in value.items()]
         elif isinstance(value, list | tuple):
             children = [(v, item_loc(loc, i)) for i, v in enumerate(value)]
@@ -121,6 +140,18 @@ def _walk(document: Any) -> tuple[str, str] | None:
         if depth > MAX_DEPTH:
             return loc, f"nested more than {MAX_DEPTH} levels deep (at most {MAX_DEPTH})"
         pending += [(child, child_loc, depth + 1) for child, child_loc in reversed(children)]
+    return None
+
+
+def _string_problem(value: str) -> str | None:
+    """Why a string cannot be stored, or None: PostgreSQL's text holds no NUL and
+    UTF-8 no lone surrogate (both checked at C speed)."""
+    if "\x00" in value:
+        return "the text holds a NUL character (U+0000), which cannot be stored"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return LONE_SURROGATE
     return None
 
 
@@ -177,3 +208,68 @@ def _markup(source: str):
             return
         yield start, source[start:end]
         position = end + 2
+
+
+_TAG_START = re.compile(r"<(?:!--|(/?)([A-Za-z][^\s/<>]*))")
+_VOID = frozenset(
+    [
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "keygen",
+        "link",
+        "meta",
+        "param",
+        "source",
+        "track",
+        "wbr",
+    ]
+)
+"""Elements that never hold others (HTML Standard §13.1.2): they open no level."""
+_NOT_IN_THEMSELVES = frozenset(["p", "li", "dt", "dd", "tr", "td", "th", "option"])
+"""Elements whose end tag may be left out: opening one right inside another of its
+kind closes that one first (HTML Standard §13.1.2.4), as `<li>a<li>b` shows."""
+
+
+def html_depth_problem(html: str) -> str | None:
+    """Why `html` nests too deeply to be inlined and sent (`MAX_HTML_DEPTH`), or None.
+
+    One pass over the tags, without parsing: elements open at a point (a start tag
+    opens one; an end tag closes up to the last open element of its name, and is
+    ignored when none is open), comments, void elements and `<x/>` aside. Where it
+    differs from a browser's parse it counts more levels, never fewer, so what passes
+    can be inlined."""
+    open_tags: list[str] = []
+    position = 0
+    while tag := _TAG_START.search(html, position):
+        if tag.group(2) is None:  # a comment
+            end = html.find("-->", tag.end())
+            if end < 0:
+                return None
+            position = end + 3
+            continue
+        end = html.find(">", tag.end())
+        if end < 0:
+            return None
+        position = end + 1
+        name = tag.group(2).lower()
+        if tag.group(1):
+            if name in open_tags:
+                del open_tags[len(open_tags) - 1 - open_tags[::-1].index(name) :]
+            continue
+        if name in _VOID or html[end - 1] == "/":
+            continue
+        if name in _NOT_IN_THEMSELVES and open_tags and open_tags[-1] == name:
+            continue
+        open_tags.append(name)
+        if len(open_tags) > MAX_HTML_DEPTH:
+            return (
+                f"the HTML nests elements more than {MAX_HTML_DEPTH} levels deep "
+                f"(at most {MAX_HTML_DEPTH})"
+            )
+    return None

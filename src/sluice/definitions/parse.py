@@ -130,11 +130,38 @@ _Loader.add_implicit_resolver(
     re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0x[0-9a-fA-F_]+|[-+]?[0-9][0-9_]*)$"),
     list("-+0123456789"),
 )
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    """An integer as YAML 1.2 reads it: `010` is ten and `08` eight (PyYAML's 1.1
+    constructor reads a leading 0 as octal, and fails on `08`)."""
+    text = loader.construct_scalar(node).replace("_", "")
+    sign, digits = (-1, text[1:]) if text[:1] == "-" else (1, text.lstrip("+"))
+    base = {"0b": 2, "0x": 16}.get(digits[:2])
+    return sign * (int(digits[2:], base) if base else int(digits, 10))
+
+
+_Loader.add_constructor(_INT, _construct_int)
 # YAML 1.2 reads `1e400` as a number (1.1 wanted a dot): so it is refused as not finite
 # instead of becoming the string "1e400" unnoticed.
 _Loader.add_implicit_resolver(
     _FLOAT, re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"), list("-+0123456789")
 )
+
+
+def _refuse_tag(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    """`!!binary`, `!!set`, `!!omap` and `!!pairs` make values no definition holds
+    (bytes, sets, lists of pairs): refused where they are written."""
+    tag = node.tag.removeprefix("tag:yaml.org,2002:")
+    raise _Unreadable(
+        f"a !!{tag} value, which definitions cannot hold (text, numbers, true/false,"
+        " dates, lists and mappings)",
+        node.start_mark,
+    )
+
+
+for _tag in ("binary", "set", "omap", "pairs"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
 
 
 def load_documents(text: str, name: str = "<input>") -> list[dict]:

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from sluice.definitions.durations import parse_duration
+from sluice.definitions.limits import html_depth_problem
 from sluice.definitions.liquid import (
     Condition,
     Template,
@@ -191,9 +192,13 @@ class Checker:
         return delta
 
     def template(self, value: Any, loc: str, *, html: bool = False) -> Template | None:
-        """A Liquid template; `html` for an email's HTML, where data is escaped."""
+        """A Liquid template; `html` for an email's HTML, where data is escaped and
+        whose elements may not nest deeper than `limits.MAX_HTML_DEPTH` as written."""
         if not isinstance(value, str):
             self.add(loc, "expected a string")
+            return None
+        if html and (too_deep := html_depth_problem(value)):
+            self.add(loc, too_deep)
             return None
         try:
             return Template.compile(value, html=html)

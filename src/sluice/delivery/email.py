@@ -30,6 +30,7 @@ from typing import Any
 import css_inline
 
 from sluice.addresses import AddressError, mailbox
+from sluice.definitions.limits import html_depth_problem
 from sluice.delivery.tracking import Tracker
 
 _INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True)
@@ -79,8 +80,18 @@ def build_message(payload: dict[str, Any], *, date: datetime, tracker: Tracker |
     return Envelope(sender, recipient, message.as_bytes(policy=_WIRE))
 
 
+def inline_css(html: str) -> str:
+    """The HTML with its `<style>` rules moved into `style` attributes, as it is sent
+    (and as previews show it). Raises InvalidMessage for HTML nested deeper than
+    `limits.MAX_HTML_DEPTH`, which the inliner would crash the process on (rendering
+    refuses it first; this guards deliveries stored before that check)."""
+    if too_deep := html_depth_problem(html):
+        raise InvalidMessage(f"html: {too_deep}")
+    return _INLINER.inline(html)
+
+
 def _html(payload: dict[str, Any], html: str, tracker: Tracker | None) -> str:
-    html = _INLINER.inline(html)
+    html = inline_css(html)
     if tracker is not None and payload.get("track"):
         keep = (payload["unsubscribe_url"],) if payload.get("unsubscribe_url") else ()
         html = tracker.add_tracking(html, payload["message_id"], keep=keep)

@@ -163,6 +163,39 @@ class SmtpSender:
         self._slots = asyncio.Semaphore(self.connections)
 
 
+class SendFailed(Exception):
+    """A message sent at once (`send_now`) was not accepted; the message says why."""
+
+
+async def send_now(server: SmtpServer, envelope: Envelope, *, timeout: float = 30.0) -> None:
+    """Send one message on a connection of its own, now, without retries: a test send
+    (`POST /api/emails/test`), whose sender waits for the outcome. Raises SendFailed
+    with the server's answer or what went wrong on the way, in the words of the
+    delivery timeline."""
+    smtp = aiosmtplib.SMTP(
+        hostname=server.host,
+        port=server.port,
+        username=server.username,
+        password=server.password,
+        use_tls=server.implicit_tls,
+        start_tls=False if server.implicit_tls else None,
+        timeout=timeout,
+    )
+    try:
+        await smtp.connect()
+        await _transmit(smtp, envelope)
+        await smtp.quit()
+    except aiosmtplib.SMTPRecipientsRefused as error:
+        raise SendFailed(_answer(error.recipients[0]).error) from None
+    except aiosmtplib.SMTPResponseException as error:
+        raise SendFailed(_answer(error).error) from None
+    except (aiosmtplib.SMTPException, OSError) as error:
+        raise SendFailed(_describe(error, server, timeout)) from None
+    finally:
+        if smtp.is_connected:
+            smtp.close()
+
+
 async def _transmit(smtp: aiosmtplib.SMTP, envelope: Envelope) -> None:
     await smtp.sendmail(envelope.sender, [envelope.recipient], envelope.data)
 

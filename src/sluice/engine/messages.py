@@ -7,13 +7,15 @@ session gets a new one: the receiver must not discard the retry as a repeat.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import html2text
 
 from sluice import links
 from sluice.addresses import AddressError, mailbox, message_id_domain
-from sluice.definitions.model import EmailAction, Step, WebhookAction
+from sluice.definitions.limits import html_depth_problem
+from sluice.definitions.model import EmailAction, Step, TemplateDefinition, WebhookAction
 from sluice.definitions.values import key_loc
 from sluice.engine.work import NewDelivery, StepFailed
 
@@ -54,8 +56,50 @@ def email(run: _Run, step: Step) -> tuple[NewDelivery | None, str | None]:
     unsubscribe = links.unsubscribe_url(
         config.public_url, config.signing_key, run.work.visitor.uuid
     )
-    context = run.context(unsubscribe_url=unsubscribe)
-    stored = run.work.templates.get(action.template) if action.template else None
+    message = render_email(
+        action,
+        run.work.templates.get(action.template) if action.template else None,
+        run.context(unsubscribe_url=unsubscribe),
+        to=run.work.visitor.email,
+        mail_from=config.mail_from,
+        unsubscribe_url=unsubscribe,
+        loc=step.loc,
+    )
+    domain = message_id_domain(config.mail_from)
+    message["message_id"] = f"<{_identity(run, step)}@{domain}>"
+    state = "outbox" if config.mail_transport == "outbox" else "pending"
+    return NewDelivery(
+        kind="email",
+        step=step.id,
+        idempotency_id=message["message_id"],
+        state=state,
+        payload=message,
+        max_attempts=8,
+    ), None
+
+
+def render_email(
+    action: EmailAction,
+    stored: TemplateDefinition | None,
+    context: Mapping[str, Any],
+    *,
+    to: str,
+    mail_from: str,
+    unsubscribe_url: str | None,
+    loc: str,
+) -> dict[str, Any]:
+    """An email step rendered for one visitor: the payload of its delivery, all but
+    the `message_id` (to, from, reply_to, subject, html, text, transactional, track,
+    unsubscribe_url). The engine and the previews and test sends of the API
+    (`sluice.previews`) render through this one function, so what a person previews is
+    what is sent.
+
+    `stored` is the template the step names (SPEC §2.8): its parts fill those the step
+    leaves out. `to` and `mail_from` are the defaults of the step's `to` and `from`;
+    `loc` is the step's, for the errors. Raises StepFailed for an address that cannot
+    be sent to, for HTML nested too deeply to send (`limits.MAX_HTML_DEPTH`) and for a
+    message over 1 MiB, TemplateError for a part that fails to
+    render."""
 
     def part(name: str):
         template = getattr(action, name) or (getattr(stored, name) if stored else None)
@@ -71,37 +115,30 @@ def email(run: _Run, step: Step) -> tuple[NewDelivery | None, str | None]:
             try:
                 mailbox(value)
             except AddressError as error:
-                raise StepFailed(f"{key_loc(step.loc, 'email')}.{name}: {error}") from None
+                raise StepFailed(f"{key_loc(loc, 'email')}.{name}: {error}") from None
         return value
 
     html, text = part("html"), part("text")
+    if html is not None and (too_deep := html_depth_problem(html)):
+        # Data can nest what the template alone does not (a field's HTML output raw).
+        raise StepFailed(f"{key_loc(loc, 'email')}.html: {too_deep} once rendered")
     if text is None and html is not None:
         text = plain_text(html)
     message = {
-        "to": address("to", action.to, run.work.visitor.email),
-        "from": address("from", action.from_, config.mail_from),
+        "to": address("to", action.to, to),
+        "from": address("from", action.from_, mail_from),
         "reply_to": address("reply_to", action.reply_to, None),
         "subject": (part("subject") or "").strip(),
         "html": html,
         "text": text,
         "transactional": action.transactional,
         "track": action.track,
-        "unsubscribe_url": None if action.transactional else unsubscribe,
+        "unsubscribe_url": None if action.transactional else unsubscribe_url,
     }
     size = sum(len(v) for v in (message["html"] or "", message["text"] or "", message["subject"]))
     if size > MAX_RENDERED_EMAIL:
-        raise StepFailed(f"{step.loc}: rendered email is larger than 1 MiB")
-    domain = message_id_domain(config.mail_from)
-    message["message_id"] = f"<{_identity(run, step)}@{domain}>"
-    state = "outbox" if config.mail_transport == "outbox" else "pending"
-    return NewDelivery(
-        kind="email",
-        step=step.id,
-        idempotency_id=message["message_id"],
-        state=state,
-        payload=message,
-        max_attempts=8,
-    ), None
+        raise StepFailed(f"{loc}: rendered email is larger than 1 MiB")
+    return message
 
 
 def webhook(run: _Run, step: Step) -> NewDelivery:

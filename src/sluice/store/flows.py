@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-import yaml
 from sqlalchemy.engine import Connection
 
-from sluice.definitions.model import FlowDefinition, TemplateDefinition
+from sluice.definitions.model import FlowDefinition, TemplateDefinition, iter_steps
 from sluice.definitions.parse import validate_flow, validate_template
+from sluice.definitions.source import dump
 from sluice.engine.work import FlowVersion
 from sluice.records import UNFINISHED, FlowStatus, SessionStatus
 from sluice.store import deliveries as delivery_store
@@ -58,13 +58,44 @@ class UnknownFlow(LookupError):
     """No flow has that key."""
 
 
-def as_yaml(document: dict) -> str:
-    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+MAX_VERSION = 2**31 - 1
+"""The largest version number (a 32-bit integer column in both databases): a number
+beyond it is refused where it is given (422), never looked up."""
 
 
-def diff(old: dict | None, new: dict) -> str:
-    before = as_yaml(old).splitlines(keepends=True) if old else []
-    return "".join(difflib.unified_diff(before, as_yaml(new).splitlines(keepends=True)))
+class UnknownVersion(LookupError):
+    """The flow has no version of that number."""
+
+
+class VersionConflict(Exception):
+    """A save made to one version of a flow, when another version is current: someone
+    saved in between (`If-Match`, RFC 9110 §13.1.1). `current` is 0 for a flow that
+    does not exist."""
+
+    def __init__(self, key: str, based_on: int, current: int):
+        now = f"is at version {current}" if current else "does not exist"
+        super().__init__(
+            f"the flow '{key}' {now}; this change was made to version {based_on}"
+            if based_on
+            else f"the flow '{key}' exists (version {current}); this change was made as a new flow"
+        )
+        self.key, self.based_on, self.current = key, based_on, current
+
+
+def check_version(conn: Connection, key: str, based_on: int) -> None:
+    """Raise VersionConflict unless the flow's current version is `based_on` (0: the
+    flow must not exist yet). Holds the flow's save lock until the transaction ends,
+    so that no save comes between this check and the caller's."""
+    _lock_key(conn, "flow", key)
+    current = conn.execute(sa.select(flows.c.version).where(flows.c.key == key)).scalar() or 0
+    if current != based_on:
+        raise VersionConflict(key, based_on, current)
+
+
+def diff(old: str | None, new: str) -> str:
+    """A unified diff of two versions' texts (comments included: SPEC §7)."""
+    before = old.splitlines(keepends=True) if old else []
+    return "".join(difflib.unified_diff(before, new.splitlines(keepends=True)))
 
 
 def list_flows(conn: Connection) -> list[FlowRow]:
@@ -87,30 +118,92 @@ def stored_definition(conn: Connection, key: str, version: int) -> dict:
     ).scalar_one()
 
 
-def list_versions(conn: Connection, key: str) -> list[dict]:
-    rows = conn.execute(
-        sa.select(flow_versions.c.version, flow_versions.c.created_at)
+def stored_source(conn: Connection, key: str, version: int) -> str:
+    """The text of a version: as its author wrote it (or a dump, see `save_flow`)."""
+    return conn.execute(
+        sa.select(flow_versions.c.source).where(
+            flow_versions.c.flow_key == key, flow_versions.c.version == version
+        )
+    ).scalar_one()
+
+
+def _versions_query(key: str) -> sa.Select:
+    """Versions of a flow with the note written when each was saved (its audit row)."""
+    saved = sa.and_(
+        flow_changes.c.flow_key == flow_versions.c.flow_key,
+        flow_changes.c.version == flow_versions.c.version,
+        flow_changes.c.action == "version",
+    )
+    return (
+        sa.select(flow_versions, flow_changes.c.note)
+        .select_from(flow_versions.outerjoin(flow_changes, saved))
         .where(flow_versions.c.flow_key == key)
         .order_by(flow_versions.c.version)
     )
-    return [{"version": r.version, "created_at": r.created_at.isoformat()} for r in rows]
 
 
-def save_flow(conn: Connection, flow: FlowDefinition, *, now: datetime, actor: str) -> int | None:
-    """Store a new version if the definition changed; returns it, or None if unchanged.
+def list_versions(conn: Connection, key: str) -> list[dict]:
+    """Every version: `{version, created_at, note}` (note None when none was written)."""
+    rows = conn.execute(_versions_query(key))
+    return [
+        {"version": r.version, "created_at": r.created_at.isoformat(), "note": r.note} for r in rows
+    ]
+
+
+def get_version(conn: Connection, key: str, version: int) -> dict:
+    """One version: `{version, source, definition, created_at, note}`; UnknownFlow or
+    UnknownVersion when there is none."""
+    get_flow(conn, key)
+    row = conn.execute(_versions_query(key).where(flow_versions.c.version == version)).first()
+    if row is None:
+        raise UnknownVersion(f"flow '{key}' has no version {version}")
+    return {
+        "version": row.version,
+        "source": row.source,
+        "definition": row.definition,
+        "created_at": row.created_at.isoformat(),
+        "note": row.note,
+    }
+
+
+def save_flow(
+    conn: Connection,
+    flow: FlowDefinition,
+    *,
+    text: str | None,
+    note: str | None = None,
+    now: datetime,
+    actor: str,
+) -> int | None:
+    """Store a new version if the definition or its text changed; returns it, or None
+    if unchanged.
+
+    `text` is the author's text of the definition (SPEC §7), None when it came without
+    one (JSON): then a changed definition is stored with a YAML dump as its text, and
+    an unchanged one is no change (the current text, comments and all, stays). A text
+    that differs only in comments or layout makes a new version: the text is the
+    source of truth, and the audit log shows its diff.
 
     Sessions of a flow that is on become due so that workers move them to the new
     version promptly (a session waiting two days must not keep a changed wait until
     then); those of a flow that is off move when it is turned on."""
     _lock_key(conn, "flow", flow.key)
     current = conn.execute(sa.select(flows).where(flows.c.key == flow.key)).first()
-    old = stored_definition(conn, flow.key, current.version) if current else None
-    if old == flow.source:
+    old = old_text = None
+    if current:
+        old = stored_definition(conn, flow.key, current.version)
+        old_text = stored_source(conn, flow.key, current.version)
+    if old == flow.source and (text is None or text == old_text):
         return None
+    text = dump(flow.source) if text is None else text
     version = current.version + 1 if current else 1
     conn.execute(
         flow_versions.insert().values(
-            flow_key=flow.key, version=version, definition=flow.source, created_at=now
+            flow_key=flow.key,
+            version=version,
+            definition=flow.source,
+            source=text,
+            created_at=now,
         )
     )
     if current is None:
@@ -137,7 +230,7 @@ def save_flow(conn: Connection, flow: FlowDefinition, *, now: datetime, actor: s
             .where(sessions.c.flow_key == flow.key, sessions.c.status.in_(_RUNNABLE))
             .values(due_at=now, revision=sessions.c.revision + 1)
         )
-    _audit(conn, flow.key, now, actor, "version", version, diff(old, flow.source))
+    _audit(conn, flow.key, now, actor, "version", version, diff(old_text, text), note)
     return version
 
 
@@ -227,10 +320,16 @@ def _log_all(conn: Connection, key: str, now: datetime, kind: str, statuses) -> 
     )
 
 
-def _audit(conn, key, now, actor, action, version, text) -> None:
+def _audit(conn, key, now, actor, action, version, text, note=None) -> None:
     conn.execute(
         flow_changes.insert().values(
-            flow_key=key, at=now, actor=actor, action=action, version=version, diff=text
+            flow_key=key,
+            at=now,
+            actor=actor,
+            action=action,
+            version=version,
+            diff=text,
+            note=note,
         )
     )
 
@@ -247,35 +346,43 @@ def list_changes(conn: Connection, key: str) -> list[dict]:
             "action": r.action,
             "version": r.version,
             "diff": r.diff,
+            "note": r.note,
         }
         for r in rows
     ]
 
 
-def save_template(conn: Connection, template: TemplateDefinition, *, now: datetime) -> int | None:
-    """Store a new version if the template changed; returns it, or None if unchanged."""
+def save_template(
+    conn: Connection, template: TemplateDefinition, *, text: str | None, now: datetime
+) -> int | None:
+    """Store a new version if the template or its text changed (as `save_flow`);
+    returns it, or None if unchanged."""
     _lock_key(conn, "template", template.key)
     current = conn.execute(sa.select(templates).where(templates.c.key == template.key)).first()
-    if current:
+    if current and current.deleted_at is None:
         old = conn.execute(
-            sa.select(template_versions.c.definition).where(
+            sa.select(template_versions.c.definition, template_versions.c.source).where(
                 template_versions.c.template_key == template.key,
                 template_versions.c.version == current.version,
             )
-        ).scalar_one()
-        if old == template.source:
+        ).one()
+        if old.definition == template.source and (text is None or text == old.source):
             return None
     version = current.version + 1 if current else 1
     conn.execute(
         template_versions.insert().values(
-            template_key=template.key, version=version, definition=template.source, created_at=now
+            template_key=template.key,
+            version=version,
+            definition=template.source,
+            source=dump(template.source) if text is None else text,
+            created_at=now,
         )
     )
     if current:
         conn.execute(
             templates.update()
             .where(templates.c.key == template.key)
-            .values(version=version, updated_at=now)
+            .values(version=version, updated_at=now, deleted_at=None)
         )
     else:
         conn.execute(
@@ -287,16 +394,72 @@ def save_template(conn: Connection, template: TemplateDefinition, *, now: dateti
 
 
 def current_templates(conn: Connection) -> dict[str, dict]:
+    """Key → current definition of every template not deleted."""
     rows = conn.execute(
-        sa.select(templates.c.key, template_versions.c.definition).join(
+        sa.select(templates.c.key, template_versions.c.definition)
+        .join(
             template_versions,
             sa.and_(
                 template_versions.c.template_key == templates.c.key,
                 template_versions.c.version == templates.c.version,
             ),
         )
+        .where(templates.c.deleted_at.is_(None))
     )
     return {r.key: r.definition for r in rows}
+
+
+def template_source(conn: Connection, key: str, version: int) -> str | None:
+    """The text of one stored version of a template (deleted or not), or None."""
+    return conn.execute(
+        sa.select(template_versions.c.source).where(
+            template_versions.c.template_key == key, template_versions.c.version == version
+        )
+    ).scalar()
+
+
+def template_uses(conn: Connection, catalog: Catalog) -> dict[str, list[dict[str, str]]]:
+    """Template key → the email steps that name it in the current version of each
+    flow, `[{"flow", "step"}]` in flow and step order. Older versions do not count:
+    their sessions move to the current version when they next advance (SPEC §2.7)."""
+    uses: dict[str, list[dict[str, str]]] = {}
+    for flow in list_flows(conn):
+        definition = catalog.flow(conn, flow.key, flow.version).definition
+        for step in iter_steps(definition.steps):
+            if step.kind == "email" and step.action.template:
+                uses.setdefault(step.action.template, []).append(
+                    {"flow": flow.key, "step": step.id}
+                )
+    return uses
+
+
+class TemplateInUse(Exception):
+    """A template that a flow uses cannot be deleted."""
+
+    def __init__(self, key: str, uses: list[dict[str, str]]):
+        where = ", ".join(f"{u['flow']}/{u['step']}" for u in uses)
+        super().__init__(f"template '{key}' is used by {where}; change those steps first")
+        self.uses = uses
+
+
+def delete_template(conn: Connection, catalog: Catalog, key: str, *, now: datetime) -> bool:
+    """Delete a template no flow uses; False when there is none (or it is deleted).
+
+    The template is marked deleted, not removed: it is no longer listed nor usable by
+    a flow, but its versions are kept, so stored flow versions that named it still
+    load for the sessions on them, and saving the key again continues its numbering.
+    Raises TemplateInUse with the steps that use it."""
+    _lock_key(conn, "template", key)
+    row = conn.execute(
+        sa.select(templates.c.key).where(templates.c.key == key, templates.c.deleted_at.is_(None))
+    ).first()
+    if row is None:
+        return False
+    uses = template_uses(conn, catalog).get(key)
+    if uses:
+        raise TemplateInUse(key, uses)
+    conn.execute(templates.update().where(templates.c.key == key).values(deleted_at=now))
+    return True
 
 
 class Catalog:
@@ -328,7 +491,12 @@ class Catalog:
     def templates(self, conn: Connection, keys: set[str]) -> dict[str, TemplateDefinition]:
         if not keys:
             return {}
-        documents = current_templates(conn)
+        return self.templates_of(current_templates(conn), keys)
+
+    def templates_of(
+        self, documents: dict[str, dict], keys: set[str]
+    ) -> dict[str, TemplateDefinition]:
+        """Those of `keys` among `documents` (`current_templates`), validated."""
         found = {}
         for key in keys & documents.keys():
             cache_key = (key, repr(documents[key]))

@@ -1,9 +1,14 @@
-"""Emails sent through the API (`POST /api/v1/batch/emails`), outside any flow.
+"""Emails sent through the API (`POST /api/v1/batch/emails`), outside any flow, and
+test sends kept in the outbox (`POST /api/emails/test`).
 
-They take the same delivery path as the emails of flow steps: a row in `deliveries`,
-`outbox` when no SMTP server is configured (kept and shown, not sent), else `pending`
-for the dispatcher. They belong to no session, so `session_id`, `flow_key` and `step`
-are null; the recipient's visitor id is kept so that erasure removes them too.
+The API's emails take the same delivery path as the emails of flow steps: a row in
+`deliveries`, `outbox` when no SMTP server is configured (kept and shown, not sent),
+else `pending` for the dispatcher. They belong to no session, so `session_id`,
+`flow_key` and `step` are null; the recipient's visitor id is kept so that erasure
+removes them too.
+
+Test sends without an SMTP server are rows of `test_emails` instead: never
+dispatched, never counted, shown in the outbox with a "test" badge.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sluice.addresses import email_key
 from sluice.links import email_hashes
 from sluice.records import DeliveryState
 from sluice.store.notify import WORK_CHANNEL, notify
-from sluice.store.schema import deliveries, suppressions
+from sluice.store.schema import deliveries, suppressions, test_emails, visitors
 
 MAX_ATTEMPTS = 8
 
@@ -68,3 +74,64 @@ def add_emails(
     )
     if pending:
         notify(conn, WORK_CHANNEL)
+
+
+def add_test_email(
+    conn: Connection,
+    payload: dict[str, Any],
+    *,
+    visitor_id: int | None,
+    actor: str,
+    now: datetime,
+) -> int:
+    """Keep a test send (its payload carries `to` and `message_id`); its id.
+    `visitor_id` is the stored visitor it was rendered for, if any."""
+    return conn.execute(
+        test_emails.insert()
+        .values(
+            visitor_id=visitor_id,
+            to_key=email_key(payload["to"]),
+            message_id=payload["message_id"],
+            payload=payload,
+            actor=actor,
+            created_at=now,
+        )
+        .returning(test_emails.c.id)
+    ).scalar_one()
+
+
+def list_test_emails(
+    conn: Connection,
+    *,
+    email: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Test sends kept in the outbox, newest first: those to `email` or rendered for
+    the visitor of that email, created in [since, until) when given."""
+    query = sa.select(test_emails).order_by(test_emails.c.id.desc())
+    if email is not None:
+        key = email_key(email)
+        visitor = sa.select(visitors.c.id).where(visitors.c.email_key == key)
+        query = query.where(
+            sa.or_(test_emails.c.to_key == key, test_emails.c.visitor_id.in_(visitor))
+        )
+    if since is not None:
+        query = query.where(test_emails.c.created_at >= since)
+    if until is not None:
+        query = query.where(test_emails.c.created_at < until)
+    return [
+        {
+            "id": r.id,
+            "payload": r.payload,
+            "actor": r.actor,
+            "message_id": r.message_id,
+            "created_at": r.created_at.isoformat(),
+        }
+        for r in conn.execute(query)
+    ]
+
+
+def erase_test_emails(conn: Connection, visitor_id: int) -> None:
+    """The test sends rendered for a visitor being erased: they hold its data."""
+    conn.execute(test_emails.delete().where(test_emails.c.visitor_id == visitor_id))

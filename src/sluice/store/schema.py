@@ -142,6 +142,9 @@ flow_versions = sa.Table(
     sa.Column("flow_key", sa.String(64), primary_key=True),
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("definition", Json, nullable=False),
+    # The author's text the definition was read from (comments, key order, block
+    # scalars kept; SPEC §7), or a YAML dump of it when it came as JSON (0010).
+    sa.Column("source", sa.Text, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
@@ -155,6 +158,18 @@ flow_changes = sa.Table(
     sa.Column("action", sa.String(16), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("diff", sa.Text),
+    sa.Column("note", sa.Text),  # what the person saving wrote about the change
+)
+
+# A draft of a flow (SPEC §7): an author's text saved without making a version, so a
+# live flow keeps running its current version while the next one is worked on.
+flow_drafts = sa.Table(
+    "flow_drafts",
+    metadata,
+    sa.Column("flow_key", sa.String(64), primary_key=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
 templates = sa.Table(
@@ -164,6 +179,10 @@ templates = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # Set when the template was deleted (store/flows.py delete_template): it is no
+    # longer listed or usable, but its versions stay, since stored flow versions that
+    # named it must still load.
+    sa.Column("deleted_at", UTCDateTime),
 )
 
 template_versions = sa.Table(
@@ -172,6 +191,7 @@ template_versions = sa.Table(
     sa.Column("template_key", sa.String(64), primary_key=True),
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("definition", Json, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),  # as in flow_versions
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
@@ -313,6 +333,24 @@ deliveries = sa.Table(
         postgresql_where=sa.text("state = 'failed'"),
         sqlite_where=sa.text("state = 'failed'"),
     ),
+    sqlite_autoincrement=True,  # ids of erased rows never come back (migration 0004)
+)
+
+# Test sends of an email (`POST /api/emails/test`) kept in the outbox when no SMTP
+# server is configured. Apart from deliveries: they belong to no session, are never
+# dispatched and never counted. `visitor_id` is the stored visitor it was rendered for,
+# if any, so that erasing the visitor erases it too.
+test_emails = sa.Table(
+    "test_emails",
+    metadata,
+    _id(),
+    sa.Column("visitor_id", Id),
+    sa.Column("to_key", sa.String(320), nullable=False, index=True),
+    sa.Column("message_id", sa.String(200), nullable=False),
+    sa.Column("payload", Json, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "visitor_id"),
     sqlite_autoincrement=True,  # ids of erased rows never come back (migration 0004)
 )
 

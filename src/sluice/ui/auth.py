@@ -60,6 +60,11 @@ class UiSession:
     nonce: str
     csrf: str
 
+    @property
+    def actor(self) -> str:
+        """Who changes made in this session are recorded as (audit log, timelines)."""
+        return f"ui:{self.user}"
+
 
 def _key(sluice: Sluice, purpose: str) -> bytes:
     signing_key = sluice.secret("signing_key").encode()

@@ -38,7 +38,7 @@ def _branches(step: model.Step) -> list[Branch]:
         case model.WaitForAction() if action.then is not None or action.on_timeout is not None:
             named = [(f"on {action.event}", action.then), ("on timeout", action.on_timeout)]
         case model.SplitAction():
-            named = [(f"{b.weight}%", b.steps) for b in action.branches]
+            named = list(zip(_shares(action), (b.steps for b in action.branches), strict=True))
         case model.WebhookAction() if action.on_failure is not None:
             named = [("delivered", ()), ("on failure", action.on_failure)]
         case _:
@@ -72,6 +72,13 @@ def labels(steps: tuple[model.Step, ...], where: str = "", path: str = "steps") 
     return out
 
 
+def _shares(split: model.SplitAction) -> list[str]:
+    """Each branch's share of the sessions (`62%`): weights are relative (SPEC §2.2),
+    so 80 and 50 are 62% and 38%."""
+    total = sum(b.weight for b in split.branches)
+    return [f"{round(100 * b.weight / total) if total else 0}%" for b in split.branches]
+
+
 def summary(step: model.Step) -> str:
     """What the step does, in a few words."""
     action = step.action
@@ -98,7 +105,7 @@ def summary(step: model.Step) -> str:
         case model.IfAction():
             return action.condition.source
         case model.SplitAction():
-            return " / ".join(f"{b.weight}%" for b in action.branches)
+            return " / ".join(_shares(action))
         case model.StartFlowAction():
             return f"start {action.flow}"
         case model.TrackAction():

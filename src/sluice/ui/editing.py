@@ -12,9 +12,10 @@ from typing import Any
 from sluice.definitions.model import FlowDefinition
 from sluice.definitions.parse import load_documents
 from sluice.definitions.problems import DefinitionError, Problem
+from sluice.definitions.source import document_texts
 from sluice.service import Sluice
 from sluice.store import flows as flow_store
-from sluice.store.flows import UnknownFlow, as_yaml
+from sluice.store.flows import UnknownFlow
 from sluice.ui.lines import lines_of
 
 EXAMPLES = Path(__file__).parent / "examples"
@@ -40,13 +41,19 @@ class Checked:
     problems: list[dict[str, Any]]
 
 
-def check(sluice: Sluice, text: str, key: str | None) -> Checked:
+def check(sluice: Sluice, text: str, key: str | None, *, document: dict | None = None) -> Checked:
     """Validate `text` as one flow: the flow `key` being edited, which the definition
-    must keep, or with `key` None a new flow, whose key must be free."""
-    try:
-        documents = load_documents(text, "document")
-    except DefinitionError as error:
-        return Checked(None, None, _located(text, error.problems, loaded=False))
+    must keep, or with `key` None a new flow, whose key must be free. `document`, when
+    the caller knows what `text` loads to (the builder's merged text, which loads to
+    the document merged in: definitions.source), spares reading the text again; the
+    text is read only to find the lines of problems."""
+    if document is not None:
+        documents = [document]
+    else:
+        try:
+            documents = load_documents(text, "document")
+        except DefinitionError as error:
+            return Checked(None, None, _located(text, error.problems, loaded=False))
     problems = []
     if len(documents) != 1:
         problems.append(Problem("", f"expected one flow definition, found {len(documents)}"))
@@ -84,9 +91,26 @@ def _located(text: str, problems: list[Problem], *, loaded: bool) -> list[dict[s
     ]
 
 
-def save(sluice: Sluice, checked: Checked, actor: str) -> int | None:
-    """Save a checked definition; the new version, or None when nothing changed."""
-    report = sluice.apply([("document", checked.document)], actor=actor)
+def save(
+    sluice: Sluice,
+    checked: Checked,
+    text: str,
+    actor: str,
+    note: str | None = None,
+    *,
+    based_on: int | None = None,
+) -> int | None:
+    """Save a checked definition with its `text` as typed (kept with the version,
+    comments and all: SPEC §7) and the note written with it; the new version, or None
+    when neither the definition nor its text changed. With `based_on` (the version
+    the text was made from), raises VersionConflict if another is current."""
+    report = sluice.apply(
+        [("document", checked.document)],
+        texts=document_texts(text),
+        note=note,
+        actor=actor,
+        based_on=None if based_on is None else {checked.flow.key: based_on},
+    )
     return report.flows[checked.flow.key]
 
 
@@ -112,10 +136,11 @@ def apply_example(sluice: Sluice, file: str, actor: str) -> str:
     return documents[0][1]["key"]
 
 
-def diff_rows(old: dict, new: dict) -> list[dict[str, Any]]:
-    """A unified diff of two definitions as rows `{kind, old, new, text}` for a table:
-    kind is `hunk`, `context`, `added` or `removed`; old/new are line numbers."""
-    before, after = as_yaml(old).splitlines(), as_yaml(new).splitlines()
+def diff_rows(old: str, new: str) -> list[dict[str, Any]]:
+    """A unified diff of two versions' texts (comments included: SPEC §7) as rows
+    `{kind, old, new, text}` for a table: kind is `hunk`, `context`, `added` or
+    `removed`; old/new are line numbers."""
+    before, after = old.splitlines(), new.splitlines()
     rows = []
     for group in difflib.SequenceMatcher(None, before, after).get_grouped_opcodes(3):
         (_, old_start, _, new_start, _), (_, _, old_end, _, new_end) = group[0], group[-1]

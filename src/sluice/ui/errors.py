@@ -32,6 +32,7 @@ NOT_FOUND = {
     "session_id": "There is no session {}.",
     "key": "There is no flow '{}'.",
     "email": "No visitor has the email {}.",
+    "version": "There is no version {}.",
 }
 """The 404 message for a path parameter that cannot name anything, by its name."""
 
@@ -42,7 +43,7 @@ class PageRoute(APIRoute):
 
         async def route(request: Request) -> Response:
             if problems := repeated(self.dependant, request):
-                return _refused(request, "; ".join(f"{p['loc'][6:]}: {p['msg']}" for p in problems))
+                return refused(request, "; ".join(f"{p['loc'][6:]}: {p['msg']}" for p in problems))
             try:
                 return await handle(request)
             except RequestValidationError as error:
@@ -67,7 +68,7 @@ def _invalid(request: Request, errors) -> Response:
                 return JSONResponse({"detail": message}, status_code=404)
             return render.not_found(request, message)
     problems = [f"{error['loc'][-1]}: {_message(error)}" for error in errors]
-    return _refused(request, "; ".join(problems))
+    return refused(request, "; ".join(problems))
 
 
 def _message(error: dict) -> str:
@@ -77,10 +78,11 @@ def _message(error: dict) -> str:
 
 
 def _unreadable(request: Request, detail: str) -> Response:
-    return _refused(request, f"the form could not be read ({detail})")
+    return refused(request, f"the form could not be read ({detail})")
 
 
-def _refused(request: Request, message: str) -> Response:
+def refused(request: Request, message: str) -> Response:
+    """The 422 page (JSON under `/ui/`) saying what in the request was wrong."""
     message = f"Sluice could not use this request: {message}. Go back and try again."
     if request.url.path.startswith("/ui/"):
         return JSONResponse({"detail": message}, status_code=422)

@@ -19,6 +19,7 @@ from sluice.api import streams
 from sluice.api.auth import sluice_of
 from sluice.delivery.email import InvalidMessage, build_message
 from sluice.store import flows as flow_store
+from sluice.store import outbox as outbox_store
 from sluice.store.sessions import MAX_ID
 from sluice.ui import auth, queries, render
 from sluice.ui.errors import PageRoute
@@ -45,23 +46,45 @@ def outbox(
     email: Annotated[str, Query(max_length=320)] = "",
     before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    test: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> HTMLResponse:
     auth.session_of(request)
-    messages = sluice_of(request).messages(
-        email=email.strip() or None, limit=PAGE + 1, before_id=before
-    )
+    sluice = sluice_of(request)
+    messages = sluice.messages(email=email.strip() or None, limit=PAGE + 1, before_id=before)
     more = len(messages) > PAGE
     messages = messages[:PAGE]
-    selected = next((m for m in messages if m["id"] == id), messages[0] if messages else None)
+    tests = _tests_beside(sluice, messages, email=email.strip() or None, before=before, more=more)
+    rows = sorted(messages + tests, key=lambda m: m["created_at"], reverse=True)
+    if test is not None:
+        selected = next((m for m in tests if m["id"] == test), None)
+    else:
+        selected = next((m for m in messages if m["id"] == id), None)
+    selected = selected or (rows[0] if rows else None)
     return render.page(
         request,
         "outbox.html",
         email=email.strip(),
-        messages=messages,
+        messages=rows,
         selected=selected,
         headers=_headers(selected) if selected else [],
         next_before=messages[-1]["id"] if more else None,
     )
+
+
+def _tests_beside(
+    sluice, messages: list[dict], *, email: str | None, before: int | None, more: bool
+) -> list[dict[str, Any]]:
+    """The test sends (`store/outbox.py`) created in the span of this page of
+    deliveries, each marked `test`: from the last delivery shown (or the beginning, on
+    the last page) to the one before the page (or now, on the first)."""
+    with sluice.db.read() as conn:
+        until = views.message_created_at(conn, before) if before else None
+        since = datetime.fromisoformat(messages[-1]["created_at"]) if more else None
+        found = outbox_store.list_test_emails(conn, email=email, since=since, until=until)
+    return [
+        t | {"test": True, "state": "outbox", "attempts": 0, "session_id": None, "flow": None}
+        for t in found
+    ]
 
 
 # -- the activity feed -------------------------------------------------------------------

@@ -269,6 +269,16 @@ function startEditor(form) {
     preview: document.querySelector("[data-preview]"),
     status: form.querySelector("[data-editor-status]"),
     list: form.querySelector("[data-problems]"),
+    impact: form.querySelector("[data-impact]"),
+  });
+}
+
+function startTemplateEditor(form) {
+  if (!window.SluiceEditor?.attachTemplate) return;
+  window.SluiceEditor.attachTemplate(form, {
+    checkUrl: form.dataset.checkUrl,
+    csrf: form.querySelector("input[name=csrf]").value,
+    preview: document.querySelector("[data-email-preview]"),
   });
 }
 
@@ -288,4 +298,6 @@ document.addEventListener("DOMContentLoaded", () => {
   if (activity) followActivity(activity);
   const editor = document.querySelector("[data-editor]");
   if (editor) startEditor(editor);
+  const templateEditor = document.querySelector("[data-template-editor]");
+  if (templateEditor) startTemplateEditor(templateEditor);
 });
