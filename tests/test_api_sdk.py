@@ -30,6 +30,10 @@ FLOWS = {
     "welcome": "key: welcome\ntrigger: {event: $signup}\nsteps:\n  - {id: hello, tag: {add: [welcomed]}}\n",
     "vip": "key: vip\ntrigger: {event: $tag, if: 'event.details.tag == \"vip\"'}\nsteps:\n  - {id: note, tag: {add: [vip-noted]}}\n",
     "buyer": "key: buyer\nentry: every_time\ntrigger: {event: $purchase}\nsteps:\n  - {id: thanks, tag: {add: [customer]}}\n",
+    # Data changes: a tag added by a command or a flow's step, a field set by a command.
+    "customers": "key: customers\ntrigger: {tag_added: customer}\nsteps:\n  - {id: onboard, tag: {add: [onboarded]}}\n",
+    "seats": "key: seats\ntrigger: {field_changed: seats}\nsteps:\n  - {id: count, field: {set: {seats_seen: '{{ origin.details.to }}'}}}\n",
+    "imported": "key: imported\ntrigger: {tag_added: imported}\nsteps:\n  - {id: never, tag: {add: [wrong]}}\n",
 }
 
 
@@ -108,10 +112,13 @@ def test_bentos_node_sdk_works_against_sluice_with_only_its_base_url_changed(ser
     assert out["wrongSecret"] == "NotAuthorizedError"
 
     ada = wait_for(
-        native, "ada@example.com", lambda v: {"welcomed", "vip-noted", "customer"} <= set(v["tags"])
+        native,
+        "ada@example.com",
+        lambda v: {"welcomed", "vip-noted", "customer", "onboarded"} <= set(v["tags"]),
     )
     assert ada["fields"] == {"first_name": "Ada", "plan": "team"}
-    assert sorted(s["flow"] for s in ada["sessions"]) == ["buyer", "vip", "welcome"]
+    # `buyer`'s step added `customer`, which started `customers`.
+    assert sorted(s["flow"] for s in ada["sessions"]) == ["buyer", "customers", "vip", "welcome"]
     purchases = [e for e in ada["events"] if e["type"] == "$purchase"]
     assert len(purchases) == 1  # the same unique key twice is stored once
     assert purchases[0]["details"]["value"] == {"currency": "EUR", "amount": 4200}
@@ -124,11 +131,17 @@ def test_bentos_node_sdk_works_against_sluice_with_only_its_base_url_changed(ser
         .startswith("2026-01-05T09:00:00")
     )
 
-    # Imports and plain commands change data but record no events and start nothing.
-    erin = native.get("/visitors/erin@example.com").json()
-    assert set(erin["tags"]) == {"imported", "customer"}
-    assert erin["fields"] == {"seats": 5}
-    assert (erin["events"], erin["sessions"]) == ([], [])
+    # Imports change data but record no events and start nothing; plain commands start
+    # the flows whose trigger names their change, recording its origin event.
+    erin = wait_for(native, "erin@example.com", lambda v: "onboarded" in v["tags"])
+    erin = wait_for(native, "erin@example.com", lambda v: "seats_seen" in v["fields"])
+    assert set(erin["tags"]) == {"imported", "customer", "onboarded"}
+    assert erin["fields"] == {"seats": 5, "seats_seen": "5"}  # field steps render text
+    assert sorted((e["type"], e["details"]) for e in erin["events"]) == [
+        ("$field_changed", {"field": "seats", "from": None, "to": 5}),
+        ("$tag_added", {"tag": "customer"}),
+    ]
+    assert sorted(s["flow"] for s in erin["sessions"]) == ["customers", "seats"]
     frank = native.get("/visitors/frank@example.com").json()
     assert (frank["fields"], frank["subscribed"], frank["events"]) == (
         {"company": "Acme"},
@@ -146,9 +159,10 @@ def test_bentos_node_sdk_works_against_sluice_with_only_its_base_url_changed(ser
     assert out["created"]["attributes"]["email"] == "hank@example.com"
     tag_ids = {t["attributes"]["name"]: t["id"] for t in out["tags"]}
     assert {"vip", "imported", "customer", "lead", "partner"} <= set(tag_ids)
-    assert sorted(out["byEmail"]["attributes"]["cached_tag_ids"]) == sorted(
-        tag_ids[t] for t in ("imported", "customer")
-    )
+    # `onboarded` too once the `customers` flow has run, which it may not have yet.
+    tag_names = {i: name for name, i in tag_ids.items()}
+    cached = {tag_names[i] for i in out["byEmail"]["attributes"]["cached_tag_ids"]}
+    assert cached - {"onboarded"} == {"imported", "customer"}
     assert out["createdTag"][0]["attributes"]["name"] == "partner"
     field_names = {f["attributes"]["key"]: f["attributes"]["name"] for f in out["fields"]}
     assert field_names["favouriteColour"] == "Favourite Colour"

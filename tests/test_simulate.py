@@ -184,3 +184,21 @@ def test_a_simulation_logs_no_migrations(app, caplog):
     )
     assert [s["flow"] for s in result["sessions"]] == ["cart"]
     assert [r.getMessage() for r in caplog.records if r.name.startswith("alembic")] == []
+
+
+def test_a_simulation_starts_a_flow_triggered_by_a_field_change(app):
+    """The builder's try-out sends the change as an event's `fields`."""
+    flow = "key: pro\ntrigger: {field_changed: {field: plan, to: pro}}\nsteps: [{id: t, tag: {add: [pro]}}]"
+    result = simulate_flow(
+        [("pro.yaml", doc) for doc in load_documents(flow, "pro.yaml")],
+        script(
+            {"at": "+0s", "type": "$update_fields", "fields": {"plan": "free"}},
+            {"at": "+1d", "type": "$update_fields", "fields": {"plan": "pro"}},
+        ),
+        stored=app,
+    )
+    [session] = result["sessions"]
+    assert session["status"] == "completed"
+    assert result["visitor"]["tags"] == ["pro"]
+    [origin] = [e for e in result["visitor"]["events"] if e["type"] == "$field_changed"]
+    assert origin["details"] == {"field": "plan", "from": "free", "to": "pro"}

@@ -1,9 +1,11 @@
 """The audience operations behind Bento's data endpoints: subscriber imports, plain
 commands, look-ups, the tag and field registries, and transactional emails.
 
-Each operation is one transaction. Imports and plain commands change visitors without
-recording events, so they never start or wake sessions; only `add_tag_via_event`
-records an event (a `$tag`), through the same ingestion as every other event.
+Each operation is one transaction. Imports change visitors without recording events,
+so they never start or wake sessions. Plain commands record an event only for a change
+that a flow's trigger names (`tag_added`, `field_changed`: SPEC §7 Triggers), its
+origin event; `add_tag_via_event` records a `$tag`. Both go through the same
+ingestion as every other event.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from sluice.store import flows as flow_store
 from sluice.store import imports, outbox, registry
 from sluice.store import visitors as visitor_store
 from sluice.store.imports import Change, SubscriberImport
-from sluice.store.ingest import IncomingEvent, ingest
+from sluice.store.ingest import IncomingEvent, Maker, changes_made, ingest
 
 if TYPE_CHECKING:
     from sluice.service import Sluice
@@ -74,6 +76,7 @@ class Audience:
         that could not be applied was not, by its index."""
         now = self.app.clock.now()
         errors: dict[int, str] = {}
+        started: list[int] = []
         with self.app.db.write() as conn:
             for run in _runs(commands):
                 first = run[0][1]
@@ -84,10 +87,14 @@ class Audience:
                             errors[index] = why
                 elif isinstance(first, IncomingEvent):
                     events = [c for _, c in run]
-                    ingest(conn, self.app.catalog, events, now)
+                    started += ingest(conn, self.app.catalog, events, now).sessions_started
                     registry.register_tags(conn, (e.details["tag"] for e in events), now)
                 else:
-                    imports.apply_changes(conn, [c for _, c in run], now)
+                    changed = imports.apply_changes(conn, [c for _, c in run], now)
+                    made = [(Maker(v.email, "api"), c) for v in changed for c in v.changes]
+                    started += changes_made(conn, self.app.catalog, made, now)
+        if started:
+            self.app.wake_workers()
         return errors
 
     # -- visitors -----------------------------------------------------------------

@@ -16,6 +16,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sluice.addresses import MAX_EMAIL, visitor_email
+from sluice.definitions.model import CHANGE_EVENTS
 from sluice.store.ingest import IncomingEvent
 
 MAX_DETAILS_BYTES = 64 * 1024
@@ -90,6 +91,16 @@ class EventInput(BaseModel):
     fields: dict[str, Any] | None = None
     date: datetime | None = None
     idempotency_key: str | None = Field(default=None, max_length=200)
+
+    @field_validator("type")
+    @classmethod
+    def _not_recorded_by_sluice(cls, value: str) -> str:
+        if value in CHANGE_EVENTS:
+            raise ValueError(
+                f"{value} is recorded by Sluice when the data changes "
+                "(add a tag with $tag, change a field with fields)"
+            )
+        return value
 
     @field_validator("email")
     @classmethod

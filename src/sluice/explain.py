@@ -145,7 +145,7 @@ def explain(
     if refusal and (newest is None or step is None):
         return answer.give(*_refused(conn, answer, refusal))
     if newest is None:
-        return _never_triggered(conn, answer, visitor.id, row, flow.definition.trigger.events)
+        return _never_triggered(conn, answer, visitor.id, row, flow.definition.trigger)
     explanation = _from_session(conn, answer, newest, step_flow.definition.steps, step)
     if refusal is None:
         return explanation
@@ -500,18 +500,21 @@ def _branch_taken(entries, ancestors) -> tuple[Any, str] | None:
 # -- no session, no refusal ------------------------------------------------------------
 
 
-def _never_triggered(conn, answer: _Answer, visitor_id: int, row, types) -> Explanation:
-    matching = sa.select(events.c.id, events.c.type, events.c.accepted_at).where(
-        events.c.visitor_id == visitor_id, events.c.type.in_(types)
+def _never_triggered(conn, answer: _Answer, visitor_id: int, row, trigger) -> Explanation:
+    """No session and no refusal: the latest event the trigger names (a data change's
+    origin event must name its tag or field too: the newest 1,000 are looked at)."""
+    matching = sa.select(events.c.id, events.c.type, events.c.details, events.c.accepted_at).where(
+        events.c.visitor_id == visitor_id, events.c.type.in_(trigger.events)
     )
-    latest = conn.execute(matching.order_by(events.c.id.desc()).limit(1)).first()
-    names = " or ".join(types)
+    recent = conn.execute(matching.order_by(events.c.id.desc()).limit(1000))
+    latest = next((e for e in recent if trigger.matches(e.type, e.details)), None)
     answer.facts["trigger_events"] = {"latest": None}
     if latest is None:
-        return answer.give(
-            Verdict.NEVER_TRIGGERED,
-            f"Never triggered: no {names} event has come for this visitor.",
-        )
+        if trigger.kind == "event":
+            never = f"no {' or '.join(trigger.events)} event has come for this visitor"
+        else:
+            never = f"this visitor's data never changed as it names ({trigger.describe()})"
+        return answer.give(Verdict.NEVER_TRIGGERED, f"Never triggered: {never}.")
     answer.facts["trigger_events"]["latest"] = {
         "id": latest.id,
         "type": latest.type,

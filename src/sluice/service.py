@@ -36,7 +36,14 @@ from sluice.store import visitors as visitor_store
 from sluice.store.db import Database
 from sluice.store.flows import Catalog
 from sluice.store.imports import Change
-from sluice.store.ingest import IncomingEvent, IngestResult, ingest, record
+from sluice.store.ingest import (
+    IncomingEvent,
+    IngestResult,
+    Maker,
+    changes_made,
+    ingest,
+    record,
+)
 from sluice.store.schema import (
     deliveries,
     events,
@@ -141,7 +148,8 @@ class Sluice:
         self._workers.append(worker)
         return worker
 
-    def _new_work(self) -> None:
+    def wake_workers(self) -> None:
+        """Tell this process's workers that sessions are due now (docs/architecture.md)."""
         for worker in self._workers:
             worker.wake()
 
@@ -282,7 +290,7 @@ class Sluice:
         with self.db.write() as conn:
             flow_store.set_status(conn, key, status, now=self.clock.now(), actor=actor)
             view = views.flow_view(conn, key, full=False)
-        self._new_work()
+        self.wake_workers()
         return view
 
     def flow_changes(self, key: str) -> list[dict[str, Any]]:
@@ -439,7 +447,7 @@ class Sluice:
         with self.db.write() as conn:
             result = ingest(conn, self.catalog, incoming, now)
             registry.register_from_events(conn, incoming, now)
-        self._new_work()
+        self.wake_workers()
         return result
 
     # -- sessions ---------------------------------------------------------------
@@ -484,7 +492,7 @@ class Sluice:
         with self.db.write() as conn:
             session = operation(conn, session_id, now=self.clock.now(), actor=actor)
             view = views.session_views(conn, [session], with_timeline=True)[0]
-        self._new_work()
+        self.wake_workers()
         return view
 
     # -- links in emails --------------------------------------------------------
@@ -540,15 +548,16 @@ class Sluice:
     def change_visitor(self, change: Change, actor: str = "cli") -> bool:
         """A person's change of one visitor (a plain command of Bento's API: add or
         remove a tag, set or remove a field, subscribe or unsubscribe), applied as
-        Bento's plain commands are, so it starts and wakes no session: no trigger names
-        a change of data (SPEC §7 Triggers). When it changed something, a
-        `$profile_edit` event records it in the visitor's history:
-        `{"command", "tag" | "field" (, "value"), "by": actor}`. Returns whether the
-        visitor changed; raises VisitorNotFound (it never creates one)."""
+        Bento's plain commands are: it starts only the flows whose trigger names the
+        change (`tag_added`, `field_changed`: SPEC §7 Triggers), and wakes no session.
+        When it changed something, a `$profile_edit` event records it in the visitor's
+        history: `{"command", "tag" | "field" (, "value"), "by": actor}`. Returns
+        whether the visitor changed; raises VisitorNotFound (it never creates one)."""
         now = self.clock.now()
         with self.db.write() as conn:
             row = self._visitor_row(conn, change.email)
-            if not imports.apply_changes(conn, [change], now):
+            changed = imports.apply_changes(conn, [change], now)
+            if not changed:
                 return False
             details: dict[str, Any] = {"command": change.command}
             if change.command in ("add_tag", "remove_tag"):
@@ -560,6 +569,11 @@ class Sluice:
             details["by"] = actor
             event = IncomingEvent(type=PROFILE_EDIT, email=row.email, details=details, source="ui")
             record(conn, row.id, event, now)
+            maker = Maker(row.email, "ui")
+            made = [(maker, c) for c in changed[0].changes]
+            started = changes_made(conn, self.catalog, made, now)
+        if started:
+            self.wake_workers()
         return True
 
     def erasure_counts(self, email: str) -> dict[str, int]:

@@ -9,6 +9,7 @@ stored as a version and shown back exactly as written.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -163,10 +164,66 @@ class Step:
     """Where the step stands in the document, for messages: `steps[2].then[0]`."""
 
 
+TAG_ADDED = "$tag_added"
+FIELD_CHANGED = "$field_changed"
+CHANGE_EVENTS = (TAG_ADDED, FIELD_CHANGED)
+"""The origin events Sluice records for a data change that a trigger names (SPEC §7
+Triggers); never accepted from outside."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Trigger:
+    """What starts a session: events of a type (`event`), or a data change, which is
+    recorded as an origin event first: `tag_added: NAME` as `$tag_added` with
+    `details.tag`, `field_changed: {field, to?}` as `$field_changed` with
+    `details.field` (and `from`, `to`)."""
+
     events: tuple[str, ...]
     condition: Condition | None = None
+    match: tuple[tuple[str, Any], ...] = ()
+    """`(key, value)` pairs the origin event's details must hold, e.g. `(("tag", "vip"),)`."""
+
+    @property
+    def kind(self) -> str:
+        """`event`, `tag_added` or `field_changed`, as the definition names it."""
+        if self.events == (TAG_ADDED,):
+            return "tag_added"
+        if self.events == (FIELD_CHANGED,):
+            return "field_changed"
+        return "event"
+
+    def matches(self, event_type: str, details: Any) -> bool:
+        """Whether an event of `event_type` with `details` is one this trigger names
+        (before its `if`). A `to` value matches the same JSON value: 1 and 1.0 alike,
+        never `true`."""
+        if event_type not in self.events:
+            return False
+        if not self.match:
+            return True
+        if not isinstance(details, dict):
+            return False
+        return all(same_json(details.get(key, _ABSENT), value) for key, value in self.match)
+
+    def describe(self) -> str:
+        """The trigger in words for a canvas: `signed_up`, `tag vip added`,
+        `field plan changed to "pro"`."""
+        wanted = dict(self.match)
+        if self.kind == "tag_added":
+            return f"tag {wanted['tag']} added"
+        if self.kind == "field_changed":
+            to = f" to {json.dumps(wanted['to'])}" if "to" in wanted else ""
+            return f"field {wanted['field']} changed{to}"
+        return ", ".join(self.events)
+
+
+_ABSENT = object()
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Equal as JSON values: Python's `True == 1` is not."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    return a == b
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -31,6 +31,9 @@ import yaml
 from sluice.definitions.durations import parse_timezone
 from sluice.definitions.limits import MAX_DEPTH, MAX_YAML_NODES, document_problem, text_problem
 from sluice.definitions.model import (
+    CHANGE_EVENTS,
+    FIELD_CHANGED,
+    TAG_ADDED,
     EntryRule,
     ExitRule,
     FlowDefinition,
@@ -378,20 +381,69 @@ def _enum(check: Checker, enum_class: type[StrEnum], value: Any, loc: str) -> An
     return enum_class(choice) if choice else None
 
 
+_TRIGGER_KINDS = ("event", "tag_added", "field_changed")
+
+
 def _trigger(check: Checker, value: Any, loc: str) -> Trigger:
-    raw = check.mapping(value, loc, required=("event",), optional=("if",)) or {}
-    fields = read_keys(raw, loc, {"event": partial(_event_types, check), "if": check.condition})
-    return Trigger(events=fields.get("event", ()), condition=fields.get("condition"))
+    """SPEC §2.1 and §7 Triggers: exactly one of `event`, `tag_added`, `field_changed`,
+    and an optional `if`."""
+    raw = check.mapping(value, loc, optional=(*_TRIGGER_KINDS, "if")) or {}
+    named = [kind for kind in _TRIGGER_KINDS if kind in raw]
+    if isinstance(value, dict) and not named:
+        check.add(f"{loc}.event", "missing required key 'event' (or tag_added, field_changed)")
+    elif len(named) > 1:
+        check.add(loc, f"expected only one of {', '.join(named)}")
+    readers = {
+        "event": partial(_event_types, check),
+        "tag_added": partial(_tag_added, check),
+        "field_changed": partial(_field_changed, check),
+        "if": check.condition,
+    }
+    fields = read_keys(raw, loc, readers)
+    events, match = next((fields[k] for k in _TRIGGER_KINDS if fields.get(k)), ((), ()))
+    return Trigger(events=events, match=match, condition=fields.get("condition"))
 
 
-def _event_types(check: Checker, value: Any, loc: str) -> tuple[str, ...]:
-    """One event type, or a non-empty list of them."""
+_NO_MATCH: tuple[tuple[str, Any], ...] = ()
+
+
+def _event_types(check: Checker, value: Any, loc: str) -> tuple[tuple[str, ...], tuple]:
+    """One event type, or a non-empty list of them; never an origin event of a data
+    change, which only its own trigger names."""
     if isinstance(value, list):
         if not value:
             check.add(loc, "expected an event type or a non-empty list of event types")
-        return check.strings(value, loc)
-    event_type = check.string(value, loc)
-    return (event_type,) if event_type else ()
+        types = check.strings(value, loc)
+    else:
+        event_type = check.string(value, loc)
+        types = (event_type,) if event_type else ()
+    for event_type in types:
+        if event_type in CHANGE_EVENTS:
+            kind = event_type.removeprefix("$")
+            check.add(loc, f"{event_type} is recorded for a `{kind}` trigger: write `{kind}:`")
+            return (), _NO_MATCH
+    return types, _NO_MATCH
+
+
+def _tag_added(check: Checker, value: Any, loc: str) -> tuple[tuple[str, ...], tuple]:
+    """`tag_added: NAME`."""
+    tag = check.string(value, loc)
+    return ((TAG_ADDED,), (("tag", tag),)) if tag else ((), _NO_MATCH)
+
+
+def _field_changed(check: Checker, value: Any, loc: str) -> tuple[tuple[str, ...], tuple]:
+    """`field_changed: NAME`, or `{field: NAME, to: VALUE}` for a change to one value."""
+    if not isinstance(value, dict):
+        name = check.string(value, loc)
+        return ((FIELD_CHANGED,), (("field", name),)) if name else ((), _NO_MATCH)
+    raw = check.mapping(value, loc, required=("field",), optional=("to",)) or {}
+    name = check.string(raw["field"], f"{loc}.field") if "field" in raw else None
+    if name is None:
+        return (), _NO_MATCH
+    match = (("field", name),)
+    if "to" in raw:
+        match += (("to", to_jsonable(raw["to"])),)
+    return (FIELD_CHANGED,), match
 
 
 def _exit_rules(check: Checker, value: Any, loc: str) -> tuple[ExitRule, ...]:

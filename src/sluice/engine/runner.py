@@ -16,6 +16,7 @@ from typing import Any
 
 from sluice.definitions.liquid import TemplateError
 from sluice.definitions.model import (
+    CHANGE_EVENTS,
     ExitAction,
     FieldAction,
     IfAction,
@@ -307,12 +308,12 @@ class _Run:
             if tag not in self.tags:
                 self.tags.append(tag)
                 changed["added"].append(tag)
-            self.out.visitor_changes.append(VisitorChange(op="tag_add", name=tag))
+            self.out.visitor_changes.append(VisitorChange(op="tag_add", name=tag, step=step.id))
         for tag in removed:
             if tag in self.tags:
                 self.tags.remove(tag)
                 changed["removed"].append(tag)
-            self.out.visitor_changes.append(VisitorChange(op="tag_remove", name=tag))
+            self.out.visitor_changes.append(VisitorChange(op="tag_remove", name=tag, step=step.id))
         self.log(step.id, "tags_changed", changed)
 
     def _change_fields(self, step: Step, action: FieldAction) -> None:
@@ -320,12 +321,16 @@ class _Run:
         values = {name: value.render(context) for name, value in action.set.items()}
         for name, value in values.items():
             self.fields[name] = value
-            self.out.visitor_changes.append(VisitorChange(op="field_set", name=name, value=value))
+            self.out.visitor_changes.append(
+                VisitorChange(op="field_set", name=name, value=value, step=step.id)
+            )
         removed = []
         for name in action.remove:
             if self.fields.pop(name, _ABSENT) is not _ABSENT:
                 removed.append(name)  # as for tags: only a field they had is removed
-            self.out.visitor_changes.append(VisitorChange(op="field_remove", name=name))
+            self.out.visitor_changes.append(
+                VisitorChange(op="field_remove", name=name, step=step.id)
+            )
         self.log(step.id, "fields_changed", {"set": values, "removed": removed})
 
     def _begin_wait(self, step: Step, action: WaitAction) -> None:
@@ -376,6 +381,8 @@ class _Run:
             data = {"type": event_type, "reason": f"event chain depth limit ({limit}) reached"}
             self.log(step.id, "track_skipped", data)
             return
+        if event_type in CHANGE_EVENTS:
+            raise StepFailed(f"{step.loc}.type: {event_type} is recorded by Sluice, not tracked")
         details = action.details.render(context) if action.details else {}
         if not isinstance(details, dict):
             raise StepFailed(f"{step.loc}.details: must render to an object")

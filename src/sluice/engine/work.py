@@ -93,6 +93,8 @@ class VisitorChange:
     op: str  # tag_add | tag_remove | field_set | field_remove | subscribe | unsubscribe
     name: str | None = None
     value: Any = None
+    step: str | None = None
+    """The step that made it."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -46,6 +46,12 @@ class CausedBudget:
             query = query.order_by(events.c.id).with_for_update()
         return cls(dict(conn.execute(query).all()))
 
+    def include(self, conn: Connection, roots: set[int]) -> None:
+        """Read the counts of `roots` not read yet (chains a batch turns out to touch)."""
+        missing = roots - self._counts.keys()
+        if missing:
+            self._counts.update(CausedBudget.load(conn, missing)._counts)
+
     def take(self, root_event_id: int) -> bool:
         """Spend one unit of the chain's budget; False, spending nothing, when none is
         left (or the event is gone: its visitor was erased)."""

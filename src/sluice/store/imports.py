@@ -57,9 +57,12 @@ def import_subscribers(conn: Connection, rows: Sequence[SubscriberImport], now: 
     registry.register_fields(conn, (k for r in rows for k in r.fields), now)
 
 
-def apply_changes(conn: Connection, changes: Sequence[Change], now: datetime) -> set[int]:
+def apply_changes(
+    conn: Connection, changes: Sequence[Change], now: datetime
+) -> list[visitor_store.WorkingVisitor]:
     """Apply the changes in order; visitors that do not exist yet are created. Returns
-    the ids of the visitors whose data changed (adding a tag they have changes none)."""
+    the visitors whose data changed (adding a tag they have changes none), each with
+    its `changes` that a trigger can name."""
     people = visitor_store.upsert(conn, (c.email for c in changes), now)
     for change in changes:
         visitor = people[visitor_store.email_key(change.email)]
@@ -79,7 +82,7 @@ def apply_changes(conn: Connection, changes: Sequence[Change], now: datetime) ->
     visitor_store.write_back(conn, people.values(), now)
     registry.register_tags(conn, (c.name for c in changes if c.command == "add_tag"), now)
     registry.register_fields(conn, (c.name for c in changes if c.command == "add_field"), now)
-    return {v.id for v in people.values() if v.dirty}
+    return [v for v in people.values() if v.dirty]
 
 
 def change_email(conn: Connection, old: str, new: str, now: datetime) -> str | None:

@@ -1,7 +1,10 @@
 """The path of accepted events: one transaction stores them, applies their effects on
 visitors, starts the sessions whose triggers they match, records why the others that
-matched a trigger by type did not start (store/refusals.py), and wakes the sessions
-that wait for them or have them as a goal.
+matched a trigger did not start (store/refusals.py), and wakes the sessions that wait
+for them or have them as a goal. Data changes that a trigger names — made by these
+events or by commands, the UI and flow steps (`changes_made`) — take the same path as
+their origin events. What starts is decided in engine/triggers.py; this module loads
+and writes.
 
 Everything is set-based: a batch of a thousand events is a handful of statements,
 with trigger matching done in memory.
@@ -9,37 +12,33 @@ with trigger matching done in memory.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sluice.definitions.model import EntryRule
 from sluice.definitions.problems import DefinitionError
-from sluice.engine.context import template_context
-from sluice.engine.work import FlowVersion
+from sluice.engine import triggers
+from sluice.engine.triggers import (
+    Candidate,
+    Cause,
+    DataChange,
+    EntryHistory,
+    FlowState,
+    Origin,
+    RefusalReason,
+)
+from sluice.engine.work import MAX_CHAIN_DEPTH
 from sluice.records import UNFINISHED, FlowStatus, SessionStatus
 from sluice.store import refusals as refusal_store
 from sluice.store import visitors as visitor_store
 from sluice.store.budget import CausedBudget, spent_reason
 from sluice.store.bulk import insert_many, insert_returning_ids
-from sluice.store.flows import Catalog, FlowRow, list_flows
+from sluice.store.flows import Catalog, list_flows
 from sluice.store.notify import TIMELINE_CHANNEL, WORK_CHANNEL, notify
-from sluice.store.refusals import RefusalReason
 from sluice.store.schema import events, sessions, timeline
-
-
-@dataclass(frozen=True)
-class Cause:
-    """The session whose `track` step recorded an event, and the chain it is part of."""
-
-    session_id: int
-    visitor_id: int
-    step: str | None
-    root_event_id: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,21 +73,6 @@ class IngestResult:
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """A session that may start: the flow, the visitor and the origin event."""
-
-    flow: FlowVersion
-    visitor_id: int
-    origin_event_id: int
-    depth: int
-    root_event_id: int | None = None
-    """The chain whose budget of caused events the session spends; None for a session
-    the event from outside starts itself."""
-    cause: Cause | None = None
-    """The session whose `track` step recorded the origin event."""
-
-
-@dataclass(frozen=True)
 class Refused:
     """Why a candidate did not start: its flow's entry rule or cooldown (`data`:
     `rule`, and the `session` that blocked it), or the budget of caused events
@@ -110,24 +94,25 @@ def ingest(
     now: datetime,
     budget: CausedBudget | None = None,
 ) -> IngestResult:
-    """Store the events and start the sessions they trigger. Events recorded by flows
-    (`cause` set) start sessions only while `budget` allows."""
+    """Store the events and start the sessions they trigger, then record the origin
+    events of the data changes they made that a trigger names (a `$tag` adding a tag,
+    `fields` changing one: `changes_made`) and start those sessions too. Events
+    recorded by flows (`cause` set) start sessions only while `budget` allows."""
     result = IngestResult()
     if not incoming:
         return result
     people = visitor_store.upsert(conn, (e.email for e in incoming), now)
     seen = _known_keys(conn, incoming, people)
     all_flows = _flows(conn, catalog)
-    on_flows = [(row, flow) for row, flow in all_flows if row.status == FlowStatus.ON]
     # A trigger's `if` sees the visitor as this very event left them; a copy is taken
     # only for the events that such a condition will look at.
     conditional = {
         event_type
-        for _, flow in on_flows
-        if flow.definition.trigger.condition is not None
-        for event_type in flow.definition.trigger.events
+        for state in all_flows
+        if state.on and state.flow.definition.trigger.condition is not None
+        for event_type in state.flow.definition.trigger.events
     }
-    rows, snapshots, causes = [], [], []
+    rows, snapshots, causes, changed = [], [], [], []
     for event in incoming:
         visitor = people[visitor_store.email_key(event.email)]
         key = event.key
@@ -137,7 +122,11 @@ def ingest(
                 result.duplicates += 1
                 continue
             seen.add(identity)
+        made = len(visitor.changes)
         _apply_effects(visitor, event, now)
+        if len(visitor.changes) > made:
+            maker = Maker(visitor.email, event.source, event.depth, event.cause)
+            changed += [(maker, c) for c in visitor.changes[made:]]
         rows.append(_event_row(visitor.id, event, key, now))
         snapshots.append(visitor.view() if event.type in conditional else None)
         causes.append(event.cause)
@@ -146,32 +135,111 @@ def ingest(
         return result
     result.event_ids = insert_returning_ids(conn, events, rows)
     result.accepted = len(rows)
-    _wake_interested(conn, on_flows, rows, now)
-    candidates, refusals = _match_triggers(
-        all_flows, rows, result.event_ids, snapshots, causes, now
-    )
+    _wake_interested(conn, [s.flow for s in all_flows if s.on], rows, now)
+    origins = [
+        Origin(event_id, r["type"], r["visitor_id"], r["details"], r["date"], r["depth"], v, c)
+        for event_id, r, v, c in zip(result.event_ids, rows, snapshots, causes, strict=True)
+    ]
+    result.sessions_started = _start(conn, all_flows, origins, now, budget)
+    notify(conn, WORK_CHANNEL, TIMELINE_CHANNEL)
+    if changed:
+        result.sessions_started += changes_made(conn, catalog, changed, now, budget, all_flows)
+    return result
+
+
+@dataclass(frozen=True)
+class Maker:
+    """Who made a data change: the visitor (by email) and the source; for a flow's
+    step, the depth of the origin event it would record and its `Cause`."""
+
+    email: str
+    source: str
+    depth: int = 0
+    cause: Cause | None = None
+
+
+def changes_made(
+    conn: Connection,
+    catalog: Catalog,
+    changed: list[tuple[Maker, DataChange]],
+    now: datetime,
+    budget: CausedBudget | None = None,
+    flows: list[FlowState] | None = None,
+) -> list[int]:
+    """Record the origin events of data changes (`changed`, in order) that a trigger
+    names, and start their sessions (SPEC §7 Triggers): changes by events, Bento's
+    plain commands, the UI and flow steps; never by imports. A flow step's change
+    past the depth limit starts nothing and its session's timeline says so. Returns
+    the ids of the sessions started."""
+    if not changed:
+        return []
+    states = _flows(conn, catalog) if flows is None else flows
+    found = triggers.origin_events(changed, (s.flow.definition.trigger for s in states))
+    too_deep = [f for f in found if f[0].depth > MAX_CHAIN_DEPTH]
+    _log_too_deep(conn, states, too_deep, now)
+    incoming = [
+        IncomingEvent(
+            type=event_type,
+            email=maker.email,
+            details=details,
+            source=maker.source,
+            depth=maker.depth,
+            cause=maker.cause,
+        )
+        for maker, event_type, details in found
+        if maker.depth <= MAX_CHAIN_DEPTH
+    ]
+    if not incoming:
+        return []
+    if budget is not None:
+        budget.include(conn, {e.cause.root_event_id for e in incoming if e.cause})
+    return ingest(conn, catalog, incoming, now, budget).sessions_started
+
+
+def _log_too_deep(conn, states: list[FlowState], found, now) -> None:
+    """A flow step's change that a trigger names, past the depth limit: the session
+    says which flows it did not start, as for a `start_flow` step."""
+    reason = f"flow chain depth limit ({MAX_CHAIN_DEPTH}) reached"
+    rows = [
+        {
+            "session_id": maker.cause.session_id,
+            "visitor_id": maker.cause.visitor_id,
+            "at": now,
+            "step": maker.cause.step,
+            "kind": "flow_not_started",
+            "data": {"flow": state.flow.key, "reason": reason},
+        }
+        for maker, event_type, details in found
+        if maker.cause is not None
+        for state in states
+        if state.on and state.flow.definition.trigger.matches(event_type, details)
+    ]
+    insert_many(conn, timeline, rows)
+
+
+def _start(conn, all_flows, origins: list[Origin], now, budget) -> list[int]:
+    """Start the sessions that `origins` trigger; record the refusals of the others
+    whose trigger named them. The ids of the sessions started."""
+    candidates, found = triggers.match(all_flows, origins, now)
     outcomes = start_sessions(conn, candidates, now, budget)
-    result.sessions_started = [s for s in outcomes if isinstance(s, int)]
     _log_spent_budget(conn, candidates, outcomes, now)
-    types = dict(zip(result.event_ids, (r["type"] for r in rows), strict=True))
-    refusals += [
-        refusal_store.refusal(
+    types = {o.id: o.type for o in origins}
+    found += [
+        triggers.TriggerRefusal(
             c.visitor_id,
             c.flow.key,
             (c.origin_event_id, types[c.origin_event_id]),
             outcome.reason,
             outcome.data,
-            now,
         )
         for c, outcome in zip(candidates, outcomes, strict=True)
         if isinstance(outcome, Refused)
     ]
     # Rows of a batch in the order of its events: the last one of a visitor and flow
     # is the one kept.
-    refusals.sort(key=lambda r: r["event_id"])
-    refusal_store.record(conn, refusals)
-    notify(conn, WORK_CHANNEL, TIMELINE_CHANNEL)
-    return result
+    found.sort(key=lambda r: r.event[0])
+    refusal_store.record(conn, [refusal_store.refusal(r, now) for r in found])
+    return [s for s in outcomes if isinstance(s, int)]
 
 
 def record(conn: Connection, visitor_id: int, event: IncomingEvent, now: datetime) -> int:
@@ -231,17 +299,19 @@ def _event_row(
     }
 
 
-def _flows(conn: Connection, catalog: Catalog) -> list[tuple[FlowRow, FlowVersion]]:
+def _flows(conn: Connection, catalog: Catalog) -> list[FlowState]:
     """Every flow with its current version; those that are off only to say that they
     were (a refusal), so one whose stored version no longer passes validation (rules
     tightened since it was saved) is left out rather than failing the batch."""
     found = []
     for row in list_flows(conn):
         try:
-            found.append((row, catalog.flow(conn, row.key, row.version)))
+            flow = catalog.flow(conn, row.key, row.version)
         except DefinitionError:
             if row.status == FlowStatus.ON:
                 raise
+            continue
+        found.append(FlowState(flow, row.name, row.status == FlowStatus.ON, row.off_since))
     return found
 
 
@@ -249,7 +319,7 @@ def _wake_interested(conn, on_flows, rows, now) -> None:
     """Sessions that wait for one of these event types, or have it as a goal, are due
     now; the worker decides what the event means for them."""
     types = {r["type"] for r in rows}
-    keys = [flow.key for _, flow in on_flows if flow.interesting_events & types]
+    keys = [flow.key for flow in on_flows if flow.interesting_events & types]
     if not keys:
         return
     conn.execute(
@@ -261,61 +331,6 @@ def _wake_interested(conn, on_flows, rows, now) -> None:
         )
         .values(due_at=now, revision=sessions.c.revision + 1)
     )
-
-
-def _match_triggers(
-    flows, rows, ids, snapshots, causes, now
-) -> tuple[list[Candidate], list[dict[str, Any]]]:
-    """The candidates of the flows that are on whose trigger the events match, and the
-    refusals (store/refusals.py) of those matched by type only: the flow was off, or
-    its `if` was false."""
-    by_type: dict[str, list[tuple[FlowRow, FlowVersion]]] = defaultdict(list)
-    for row, flow in flows:
-        for event_type in flow.definition.trigger.events:
-            by_type[event_type].append((row, flow))
-    candidates, refusals = [], []
-    for row, event_id, visitor, cause in zip(rows, ids, snapshots, causes, strict=True):
-        for flow_row, flow in by_type.get(row["type"], ()):
-            event = (event_id, row["type"])
-            if flow_row.status != FlowStatus.ON:
-                off = {"off_since": flow_row.off_since and flow_row.off_since.isoformat()}
-                refusals.append(
-                    refusal_store.refusal(
-                        row["visitor_id"], flow.key, event, RefusalReason.FLOW_OFF, off, now
-                    )
-                )
-                continue
-            condition = flow.definition.trigger.condition
-            if condition is not None:
-                origin = {
-                    "id": event_id,
-                    "type": row["type"],
-                    "details": row["details"],
-                    "date": row["date"].isoformat(),
-                }
-                flow_view = {"key": flow.key, "name": flow_row.name, "version": flow.version}
-                context = template_context(visitor=visitor, origin=origin, flow=flow_view, now=now)
-                result = condition.evaluate(context)
-                if not result.value:
-                    data = {"condition": condition.source, "values": result.reads}
-                    if result.error:
-                        data["error"] = result.error
-                    refusals.append(
-                        refusal_store.refusal(
-                            row["visitor_id"],
-                            flow.key,
-                            event,
-                            RefusalReason.CONDITION_FALSE,
-                            data,
-                            now,
-                        )
-                    )
-                    continue
-            root = cause.root_event_id if cause else None
-            candidates.append(
-                Candidate(flow, row["visitor_id"], event_id, row["depth"], root, cause)
-            )
-    return candidates, refusals
 
 
 def _log_spent_budget(conn, candidates: list[Candidate], outcomes, now) -> None:
@@ -346,12 +361,11 @@ def start_sessions(
     each candidate, its new session's id, or why it did not start."""
     if not candidates:
         return []
-    # `every_time` without a cooldown needs no history: such candidates always start.
-    history = _entry_history(conn, [c for c in candidates if _needs_history(c.flow)])
+    history = _entry_history(conn, [c for c in candidates if triggers.needs_history(c.flow)])
     allowed, refused = [], {}
     blocked: dict[int, tuple[str, int | Candidate]] = {}
     for c in candidates:
-        past = history.setdefault((c.visitor_id, c.flow.key), _History())
+        past = history.setdefault((c.visitor_id, c.flow.key), EntryHistory())
         rule = past.refusal(c.flow, now)
         if rule is not None:
             blocked[id(c)] = rule
@@ -413,44 +427,7 @@ def _insert_sessions(conn: Connection, allowed: list[Candidate], now: datetime) 
     return ids
 
 
-@dataclass
-class _History:
-    """What entry rules need to know of a visitor's past sessions in one flow. A
-    session is named by its id, or by its candidate when this batch starts it."""
-
-    total: int = 0
-    unfinished: int = 0
-    last_started: datetime | None = None
-    last_session: int | Candidate | None = None
-    open_session: int | Candidate | None = None
-    """An unfinished session (the latest)."""
-
-    def refusal(self, flow: FlowVersion, now: datetime) -> tuple[str, int | Candidate] | None:
-        """The rule that refuses a new session (`once`, `one_at_a_time`, `cooldown`) and
-        the session that blocks it; None when a session may start."""
-        definition = flow.definition
-        if definition.entry == EntryRule.ONCE and self.total:
-            return EntryRule.ONCE.value, self.last_session
-        if definition.entry == EntryRule.ONE_AT_A_TIME and self.unfinished:
-            return EntryRule.ONE_AT_A_TIME.value, self.open_session
-        cooldown: timedelta | None = definition.cooldown
-        if cooldown and self.last_started and now - self.last_started < cooldown:
-            return "cooldown", self.last_session
-        return None
-
-    def record(self, now: datetime, started: Candidate) -> None:
-        self.total += 1
-        self.unfinished += 1
-        self.last_started = now
-        self.last_session = self.open_session = started
-
-
-def _needs_history(flow: FlowVersion) -> bool:
-    definition = flow.definition
-    return definition.entry != EntryRule.EVERY_TIME or definition.cooldown is not None
-
-
-def _entry_history(conn, candidates: list[Candidate]) -> dict[tuple[int, str], _History]:
+def _entry_history(conn, candidates: list[Candidate]) -> dict[tuple[int, str], EntryHistory]:
     if not candidates:
         return {}
     is_open = sessions.c.status.in_([s.value for s in UNFINISHED])
@@ -472,7 +449,7 @@ def _entry_history(conn, candidates: list[Candidate]) -> dict[tuple[int, str], _
     )
     history = {}
     for visitor_id, flow_key, total, open_count, last, latest, open_id in conn.execute(query):
-        history[(visitor_id, flow_key)] = _History(
+        history[(visitor_id, flow_key)] = EntryHistory(
             total, int(open_count or 0), last, latest, open_id
         )
     return history

@@ -22,41 +22,27 @@ exported and erased with the visitor.
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sluice.engine.triggers import TriggerRefusal
 from sluice.store.bulk import upsert_many
 from sluice.store.schema import trigger_refusals
 
 
-class RefusalReason(enum.StrEnum):
-    CONDITION_FALSE = "condition_false"
-    ENTRY_RULE = "entry_rule"
-    FLOW_OFF = "flow_off"
-    BUDGET = "budget"
-
-
-def refusal(
-    visitor_id: int,
-    flow_key: str,
-    event: tuple[int, str],
-    reason: RefusalReason,
-    data: dict[str, Any],
-    now: datetime,
-) -> dict[str, Any]:
-    """A row for `record`: `event` is the refused event's (id, type)."""
+def refusal(found: TriggerRefusal, now: datetime) -> dict[str, Any]:
+    """A row for `record`."""
     return {
-        "visitor_id": visitor_id,
-        "flow_key": flow_key,
+        "visitor_id": found.visitor_id,
+        "flow_key": found.flow_key,
         "at": now,
-        "event_id": event[0],
-        "event_type": event[1],
-        "reason": reason.value,
-        "data": data,
+        "event_id": found.event[0],
+        "event_type": found.event[1],
+        "reason": found.reason.value,
+        "data": found.data,
         "refusals": 1,
     }
 

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.operators import custom_op
 
 from sluice.definitions.model import EntryRule
+from sluice.engine.triggers import Candidate, Cause, DataChange
 from sluice.engine.work import MAX_CHAIN_DEPTH, FlowVersion, Transition, Work
 from sluice.links import email_hashes
 from sluice.records import (
@@ -40,7 +41,7 @@ from sluice.store import visitors as visitor_store
 from sluice.store.budget import CausedBudget, spent_reason
 from sluice.store.bulk import insert_many, update_many
 from sluice.store.flows import Catalog
-from sluice.store.ingest import Candidate, Cause, IncomingEvent, ingest, start_sessions
+from sluice.store.ingest import IncomingEvent, Maker, changes_made, ingest, start_sessions
 from sluice.store.notify import TIMELINE_CHANNEL, WORK_CHANNEL, notify
 from sluice.store.schema import deliveries, events, flows, sessions, suppressions, timeline
 
@@ -231,12 +232,13 @@ def apply_transitions(
         return []
     budget = CausedBudget.load(conn, {t.root_event_id for t in fresh if t.events or t.start_flows})
     _spend_on_tracked_events(fresh, budget)
-    _apply_visitor_changes(conn, fresh, now)
+    changed = _apply_visitor_changes(conn, fresh, now)
     _update_sessions(conn, fresh, now)
     _insert_timeline(conn, fresh)
     _insert_deliveries(conn, fresh, now)
     delivery_store.cancel(conn, _interrupted(fresh), now=now)
     _follow_ups(conn, catalog, fresh, now, budget)
+    changes_made(conn, catalog, changed, now, budget)
     budget.save(conn)
     notify(conn, TIMELINE_CHANNEL)
     if any(t.due_at is not None and t.due_at <= now for t in fresh) or any(
@@ -263,18 +265,29 @@ def _spend_on_tracked_events(transitions: list[Transition], budget: CausedBudget
         t.events = kept
 
 
-def _apply_visitor_changes(conn, transitions, now) -> None:
+def _apply_visitor_changes(conn, transitions, now) -> list[tuple[Maker, DataChange]]:
+    """Apply the steps' changes to the visitors as they are now; the changes that a
+    trigger can name, each with the session and step that made it (SPEC §7 Triggers:
+    its origin event is one step deeper in the session's chain)."""
     changing = [t for t in transitions if t.visitor_changes]
     if not changing:
-        return
+        return []
     people = visitor_store.load_by_ids(conn, {t.visitor_id for t in changing})
+    made = []
     for t in changing:
+        visitor = people[t.visitor_id]
         for change in t.visitor_changes:
-            people[t.visitor_id].apply(change, now)
+            before = len(visitor.changes)
+            visitor.apply(change, now)
+            if len(visitor.changes) > before:
+                cause = Cause(t.session_id, t.visitor_id, change.step, t.root_event_id)
+                maker = Maker(visitor.email, "flow", t.depth + 1, cause)
+                made += [(maker, c) for c in visitor.changes[before:]]
     visitor_store.write_back(conn, people.values(), now)
     changes = [c for t in changing for c in t.visitor_changes]
     registry.register_tags(conn, (c.name for c in changes if c.op == "tag_add"), now)
     registry.register_fields(conn, (c.name for c in changes if c.op == "field_set"), now)
+    return made
 
 
 _SESSION_COLUMNS = (

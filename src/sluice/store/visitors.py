@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from sluice.addresses import email_key, stored_email
 from sluice.engine.context import visitor_view
+from sluice.engine.triggers import DataChange
 from sluice.engine.work import VisitorChange
 from sluice.store.schema import visitors
 
@@ -30,6 +31,9 @@ class WorkingVisitor:
     unsubscribed_at: datetime | None
     created_at: datetime
     dirty: bool = field(default=False)
+    changes: list[DataChange] = field(default_factory=list)
+    """What changed that a trigger can name (SPEC §7 Triggers), in order: tags added,
+    fields set to another value or removed."""
 
     @classmethod
     def from_row(cls, row) -> WorkingVisitor:
@@ -58,6 +62,7 @@ class WorkingVisitor:
         if tag and tag not in self.tags:
             self.tags.append(tag)
             self.dirty = True
+            self.changes.append(DataChange("tag_added", tag))
 
     def remove_tag(self, tag: str) -> None:
         if tag in self.tags:
@@ -66,14 +71,18 @@ class WorkingVisitor:
 
     def merge_fields(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
-            if self.fields.get(name, _MISSING) != value:
+            before = self.fields.get(name, _MISSING)
+            if before != value:
                 self.fields[name] = value
                 self.dirty = True
+                before = None if before is _MISSING else before
+                self.changes.append(DataChange("field_changed", name, before, value))
 
     def remove_field(self, name: str) -> None:
         if name in self.fields:
-            del self.fields[name]
+            before = self.fields.pop(name)
             self.dirty = True
+            self.changes.append(DataChange("field_changed", name, before, None))
 
     def set_subscribed(self, subscribed: bool, now: datetime) -> None:
         if subscribed and self.unsubscribed_at is not None:

@@ -9,6 +9,7 @@ import {
   KINDS,
   branchesOf,
   canMove,
+  describeTrigger,
   getIn,
   kindOf,
   pathKey,
@@ -84,8 +85,7 @@ export function Canvas(props) {
 
   const triggerProblems = problems[""] || [];
   const trigger = doc?.trigger || {};
-  // `event: TYPE | [TYPES]`, or another kind of trigger (SPEC §7: tag_added, segment…).
-  const events = [].concat(trigger.event ?? []).join(", ") || Object.keys(trigger).filter((k) => k !== "if").join(", ");
+  const events = describeTrigger(trigger);
   return (
     <div
       ref={root}

@@ -462,3 +462,19 @@ export function summary(step) {
 }
 
 const list = (x) => (Array.isArray(x) ? x : x == null ? [] : [x]);
+
+/** The trigger in words, as the server's canvas says it (definitions/model.py
+ * `Trigger.describe`): "signed_up, $import", "tag vip added", 'field plan changed to
+ * "pro"'; another kind by its key. */
+export function describeTrigger(trigger) {
+  if (!trigger || typeof trigger !== "object") return "";
+  if ("tag_added" in trigger) return `tag ${trigger.tag_added} added`;
+  if ("field_changed" in trigger) {
+    const changed = trigger.field_changed;
+    if (changed && typeof changed === "object") {
+      return `field ${changed.field} changed${"to" in changed ? ` to ${JSON.stringify(changed.to)}` : ""}`;
+    }
+    return `field ${changed} changed`;
+  }
+  return [].concat(trigger.event ?? []).join(", ") || Object.keys(trigger).filter((k) => k !== "if").join(", ");
+}

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  describeTrigger,
   KINDS,
   addBranch,
   allSteps,
@@ -266,5 +267,15 @@ describe("summaries", () => {
     expect(summary({ wait: { at: "09:00", on: ["mon", "tue"] } })).toBe("until 09:00 on mon, tue");
     expect(summary({ split: [{ weight: 1 }, { weight: 3 }] })).toBe("1 / 3");
     expect(summary({ exit: { reason: "converted" } })).toBe("exit: converted");
+  });
+});
+
+describe("describeTrigger", () => {
+  it("says a trigger as the server's canvas does", () => {
+    expect(describeTrigger({ event: ["signed_up", "$import"] })).toBe("signed_up, $import");
+    expect(describeTrigger({ tag_added: "vip", if: "true" })).toBe("tag vip added");
+    expect(describeTrigger({ field_changed: "plan" })).toBe("field plan changed");
+    expect(describeTrigger({ field_changed: { field: "plan", to: "pro" } })).toBe('field plan changed to "pro"');
+    expect(describeTrigger({ segment: { key: "vip" } })).toBe("segment");
   });
 });

@@ -248,20 +248,36 @@ export function VisitorPicker({ visitor, onChange, csrf }) {
   );
 }
 
-/** The trigger's first event type: what a simulation's first event is by default. */
-function firstTriggerEvent(document) {
-  const event = document?.trigger?.event;
-  return (Array.isArray(event) ? event[0] : event) ?? "";
+/** What a simulation's first event is by default: the trigger's first event type, or
+ * for a trigger on a data change an event that makes it (a `$tag` adding the tag, an
+ * `$update_fields` setting the field). */
+export function firstTriggerEvent(document) {
+  const trigger = document?.trigger ?? {};
+  const first = { after: "0s", details: {}, fields: {} };
+  if (typeof trigger.tag_added === "string") return { ...first, type: "$tag", details: { tag: trigger.tag_added } };
+  const changed = trigger.field_changed;
+  if (changed !== undefined) {
+    const field = typeof changed === "string" ? changed : changed?.field ?? "";
+    const to = changed && typeof changed === "object" && "to" in changed ? changed.to : "new value";
+    return { ...first, type: "$update_fields", fields: field ? { [field]: to } : {} };
+  }
+  const event = trigger.event;
+  return { ...first, type: (Array.isArray(event) ? event[0] : event) ?? "" };
 }
 
 function Simulation({ document, flowKey, csrf, visitor, simulation, onSimulated }) {
-  const [events, setEvents] = useState(() => [{ type: firstTriggerEvent(document), after: "0s", details: {} }]);
+  const [events, setEvents] = useState(() => [firstTriggerEvent(document)]);
   const [busy, setBusy] = useState(false);
   const problems = events.map((e) => durationProblem(e.after, { zero: true }) || (e.type.trim() ? null : "an event type is needed"));
   const key = document?.key || flowKey;
   const run = async () => {
     setBusy(true);
-    const script = events.map((e) => ({ at: `+${e.after}`, type: e.type.trim(), ...(Object.keys(e.details).length ? { details: e.details } : {}) }));
+    const script = events.map((e) => ({
+      at: `+${e.after}`,
+      type: e.type.trim(),
+      ...(Object.keys(e.details).length ? { details: e.details } : {}),
+      ...(Object.keys(e.fields).length ? { fields: e.fields } : {}),
+    }));
     const answer = await simulate({ csrf, flowKey: key, definition: document, visitor, events: script });
     onSimulated({ ...answer, of: JSON.stringify(document) });
     setBusy(false);
@@ -279,6 +295,7 @@ function Simulation({ document, flowKey, csrf, visitor, simulation, onSimulated 
             <TextField id={`tryout-event-${i}-type`} label={`Event ${i + 1}: type`} value={event.type} onInput={(type) => setEvent(i, { type })} check={(t) => (t.trim() ? null : "an event type is needed")} spellcheck={false} />
             <TextField id={`tryout-event-${i}-after`} label={`Event ${i + 1}: after`} value={event.after} onInput={(after) => setEvent(i, { after })} check={(t) => durationProblem(t, { zero: true })} hint="from the start, e.g. 0s, 2d, 3d12h" spellcheck={false} />
             <KeyValues id={`tryout-event-${i}-details`} legend={`Event ${i + 1}: details`} prefix={`Event ${i + 1}: `} keyLabel="Detail" value={event.details} onChange={(details) => setEvent(i, { details: details ?? {} })} />
+            <KeyValues id={`tryout-event-${i}-fields`} legend={`Event ${i + 1}: fields it sets`} prefix={`Event ${i + 1} fields: `} keyLabel="Field" value={event.fields} onChange={(fields) => setEvent(i, { fields: fields ?? {} })} />
             <button type="button" class="panel-remove" aria-label={`Remove event ${i + 1}`} onClick={() => setEvents(events.filter((_, j) => j !== i))}>
               Remove event
             </button>
@@ -286,7 +303,7 @@ function Simulation({ document, flowKey, csrf, visitor, simulation, onSimulated 
           </li>
         ))}
       </ol>
-      <button type="button" onClick={() => setEvents([...events, { type: "", after: nextOffset(events), details: {} }])}>
+      <button type="button" onClick={() => setEvents([...events, { type: "", after: nextOffset(events), details: {}, fields: {} }])}>
         Add an event
       </button>{" "}
       <button type="button" class="primary" disabled={busy || !key || problems.some(Boolean)} onClick={run}>

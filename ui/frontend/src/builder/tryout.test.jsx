@@ -1,7 +1,7 @@
 import { cleanup, fireEvent, render, screen, waitFor } from "@testing-library/preact";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { panels } from "./panels/index.js";
-import { pathOf, stepsWithIds, TryOut } from "./tryout.jsx";
+import { firstTriggerEvent, pathOf, stepsWithIds, TryOut } from "./tryout.jsx";
 
 // The server is stubbed at the network boundary only: `fetch` answers as the API does.
 let calls;
@@ -191,5 +191,14 @@ describe("the email panel for a try-out visitor", () => {
   it("tolerates a server without the preview", async () => {
     render(<panels.email step={step} onChange={() => {}} context={context} />);
     expect(await screen.findByText("The preview is not available on this server.")).toBeTruthy();
+  });
+});
+
+describe("the simulation's first event", () => {
+  it("makes the change a trigger on a data change names", () => {
+    expect(firstTriggerEvent({ trigger: { event: ["signed_up", "$import"] } })).toMatchObject({ type: "signed_up", details: {}, fields: {} });
+    expect(firstTriggerEvent({ trigger: { tag_added: "vip" } })).toMatchObject({ type: "$tag", details: { tag: "vip" } });
+    expect(firstTriggerEvent({ trigger: { field_changed: { field: "plan", to: 5 } } })).toMatchObject({ type: "$update_fields", fields: { plan: 5 } });
+    expect(firstTriggerEvent({ trigger: { field_changed: "plan" } }).fields).toEqual({ plan: "new value" });
   });
 });

@@ -258,6 +258,27 @@ describe("the flow settings", () => {
     expect(screen.getByLabelText("Key").readOnly).toBe(true);
   });
 
+  it("switches to a tag added or a field changed, keeping the condition", () => {
+    const { last } = open({ ...doc, trigger: { event: "$signup", if: "true" } }, {}, panels.trigger);
+    fireEvent.change(screen.getByLabelText("Started when"), { target: { value: "tag_added" } });
+    expect(last().trigger).toEqual({ tag_added: "", if: "true" });
+    expect(screen.queryByLabelText("Started by events of type")).toBeNull();
+    type("Tag", "vip");
+    expect(last().trigger).toEqual({ tag_added: "vip", if: "true" });
+
+    fireEvent.change(screen.getByLabelText("Started when"), { target: { value: "field_changed" } });
+    type("Field", "plan");
+    expect(last().trigger).toEqual({ field_changed: "plan", if: "true" });
+    type("Changed to (optional)", "5");
+    expect(last().trigger.field_changed).toEqual({ field: "plan", to: 5 });
+    type("Changed to (optional)", "pro");
+    expect(last().trigger.field_changed).toEqual({ field: "plan", to: "pro" });
+    type("Changed to (optional)", "");
+    expect(last().trigger.field_changed).toBe("plan");
+    type("Field", "");
+    expect(screen.getByRole("alert").textContent).toContain("a field is required");
+  });
+
   it("adds a goal", () => {
     const { last } = open(doc, { problems: [{ loc: "timezone", msg: "unknown time zone 'Mars/Base'" }] }, panels.trigger);
     fireEvent.click(screen.getByText("Add a goal"));

@@ -1,6 +1,6 @@
 // The flow's settings (SPEC §2.1), edited from the trigger box: key, name, description,
-// the events that start a session and their condition, the entry rule, cooldown, goals,
-// time zone and what waits do on resume. Gets the whole document as `step`, and
+// what starts a session (events, a tag added, a field changed: §7) and its condition,
+// the entry rule, cooldown, goals, time zone and what waits do on resume. Gets the whole document as `step`, and
 // `onChange(newDocument)`.
 import { ConditionField } from "../conditions.jsx";
 import { durationProblem, slugProblem } from "../checks.js";
@@ -16,6 +16,30 @@ const ENTRY_HINTS = {
   once: "Only if the visitor never had a session here.",
   every_time: "Every matching event starts a session.",
 };
+// What starts a session (SPEC §7 Triggers): one of these keys, with an optional `if`.
+const STARTED_BY = [
+  ["event", "An event"],
+  ["tag_added", "A tag is added"],
+  ["field_changed", "A field changes"],
+];
+const STARTED_BY_HINTS = {
+  event: "Events from your app, the API or a flow's track step.",
+  tag_added: "By any source but an import: a $tag event, Bento's commands, a person on the profile, a flow's tag step.",
+  field_changed: "By any source but an import: an event's fields, Bento's commands, a person on the profile, a flow's field step.",
+};
+const FIRST_VALUE = { event: "", tag_added: "", field_changed: "" };
+
+/** The kind of trigger `trigger` names; "event" when it names none yet. */
+export function triggerKind(trigger) {
+  return STARTED_BY.map(([kind]) => kind).find((kind) => kind in trigger) ?? "event";
+}
+
+/** A `to` typed as text, read as YAML would read it: numbers, true, false and null
+ * are themselves, anything else text. */
+export function scalar(text) {
+  return /^(-?\d+(\.\d+)?|true|false|null)$/.test(text.trim()) ? JSON.parse(text.trim()) : text;
+}
+
 const ON_RESUME = [
   ["catch_up", "Catch up"],
   ["extend", "Extend"],
@@ -40,7 +64,16 @@ export default function Trigger({ step: doc, onChange, context }) {
   const set = (key, v) => onChange(withKey(doc, key, v));
   const trigger = doc.trigger && typeof doc.trigger === "object" ? doc.trigger : {};
   const setTrigger = (key, v) => set("trigger", withKey(trigger, key, v));
+  const kind = triggerKind(trigger);
+  // Another kind replaces the one named, keeping the condition.
+  const setKind = (next) =>
+    set("trigger", { [next]: FIRST_VALUE[next], ...(trigger.if !== undefined ? { if: trigger.if } : {}) });
   const events = Array.isArray(trigger.event) ? trigger.event : trigger.event ? [trigger.event] : [];
+  const changed = trigger.field_changed;
+  const field = typeof changed === "string" ? changed : changed?.field ?? "";
+  const hasTo = changed && typeof changed === "object" && "to" in changed;
+  // `field_changed: plan` as people write it; a mapping only with a value to change to.
+  const setFieldChanged = (name, to) => setTrigger("field_changed", to === undefined ? name : { field: name, to });
   const goals = Array.isArray(doc.exit) ? doc.exit : [];
   const setGoals = (next) => set("exit", next.length ? next : undefined);
   const saved = context?.flowKey && context.flowKey !== "_new";
@@ -51,16 +84,26 @@ export default function Trigger({ step: doc, onChange, context }) {
       <TextField id="trigger-key" label="Key" value={doc.key} readOnly={saved} onInput={(text) => set("key", text)} check={(text) => slugProblem(text, "key")} server={at("key")} hint={saved ? "A saved flow keeps its key." : "Its stable name in URLs and the API, e.g. onboarding"} spellcheck={false} />
       <TextField id="trigger-name" label="Name" value={doc.name} onInput={(text) => set("name", orUndefined(text))} server={at("name")} />
       <TextField id="trigger-description" label="Description" multiline rows={2} value={doc.description} onInput={(text) => set("description", orUndefined(text))} server={at("description")} />
-      <ListField
+      <SelectField id="trigger-kind" label="Started when" value={kind} options={STARTED_BY} hint={STARTED_BY_HINTS[kind]} onChange={setKind} server={at("trigger")} />
+      {kind === "tag_added" && (
+        <TextField id="trigger-tag" label="Tag" value={trigger.tag_added} onInput={(text) => setTrigger("tag_added", text)} check={(text) => (text.trim() ? null : "a tag is required, e.g. vip")} server={at("trigger.tag_added")} spellcheck={false} />
+      )}
+      {kind === "field_changed" && (
+        <>
+          <TextField id="trigger-field" label="Field" value={field} onInput={(text) => setFieldChanged(text, hasTo ? changed.to : undefined)} check={(text) => (text.trim() ? null : "a field is required, e.g. plan")} server={at("trigger.field_changed").concat(at("trigger.field_changed.field"))} spellcheck={false} />
+          <TextField id="trigger-to" label="Changed to (optional)" value={hasTo ? (typeof changed.to === "string" ? changed.to : JSON.stringify(changed.to)) : ""} onInput={(text) => setFieldChanged(field, text === "" ? undefined : scalar(text))} server={at("trigger.field_changed.to")} hint="Any new value when empty; 5, true and null are read as in YAML." spellcheck={false} />
+        </>
+      )}
+      {kind === "event" && <ListField
         id="trigger-events"
         label="Started by events of type"
         value={events}
         // One type is written as a string, as people write it; several as a list.
         onChange={(list) => setTrigger("event", !list ? "" : list.length === 1 && !Array.isArray(trigger.event) ? list[0] : list)}
         check={(list) => (list.length ? null : "at least one event type, e.g. $signup")}
-        server={at("trigger.event").concat(problems.filter((p) => /^trigger\.event\[/.test(p.loc ?? "")), at("trigger"))}
-      />
-      <ConditionField id="trigger-condition" label="Only when (optional)" value={trigger.if} onChange={(text) => setTrigger("if", text)} server={at("trigger.if")} eventNote="Here event means the event that would start the session." />
+        server={at("trigger.event").concat(problems.filter((p) => /^trigger\.event\[/.test(p.loc ?? "")))}
+      />}
+      <ConditionField id="trigger-condition" label="Only when (optional)" value={trigger.if} onChange={(text) => setTrigger("if", text)} server={at("trigger.if")} eventNote={kind === "event" ? "Here event means the event that would start the session." : `Here event means the change: ${kind === "tag_added" ? "event.details.tag" : "event.details.field, .from and .to"}.`} />
       <SelectField id="trigger-entry" label="Entry" value={doc.entry ?? "one_at_a_time"} options={ENTRY} hint={ENTRY_HINTS[doc.entry ?? "one_at_a_time"]} onChange={(v) => set("entry", v === "one_at_a_time" && !("entry" in doc) ? undefined : v)} server={at("entry")} />
       <TextField id="trigger-cooldown" label="Cooldown (optional)" value={doc.cooldown} onInput={(text) => set("cooldown", orUndefined(text))} check={(text) => durationProblem(text, { required: false })} server={at("cooldown")} hint="No new session within this time after the last one started, e.g. 30d" spellcheck={false} />
       <fieldset class="panel-goals">

@@ -1,0 +1,228 @@
+"""Triggers on data changes (SPEC §7 Triggers): `tag_added` and `field_changed` start a
+flow whichever source made the change — a `$tag` event, an event's `fields`, Bento's
+plain commands, a person on the profile, a flow's step — and an import starts none.
+Each records its origin event in the visitor's history first; entry rules, flows that
+are off, the trigger's `if` and the chain's depth limit apply as for events."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from sluice.audience import Change, SubscriberImport
+from sluice.definitions.parse import load_documents, validate_flow
+from sluice.definitions.problems import DefinitionError
+from sluice.edge import EventInput, InvalidInput
+from sluice.engine import triggers
+from sluice.engine.triggers import DataChange
+from sluice.records import FlowStatus
+
+VIP = """
+key: vip
+trigger: {tag_added: vip}
+steps:
+  - {id: settle, wait: 1d}
+  - {id: welcomed, tag: {add: [vip-welcomed]}}
+"""
+PLAN = """
+key: upgraded
+entry: every_time
+trigger:
+  field_changed: {field: plan, to: pro}
+  if: 'event.details.from != "enterprise"'
+steps:
+  - {id: thanks, field: {set: {thanked_from: '{{ origin.details.from }}'}}}
+"""
+
+
+def sessions_of(driver, email: str, flow: str) -> list[dict]:
+    return [s for s in driver.visitor(email)["sessions"] if s["flow"] == flow]
+
+
+def events_of(driver, email: str, event_type: str) -> list[dict]:
+    return [e for e in driver.visitor(email)["events"] if e["type"] == event_type]
+
+
+def test_a_tag_added_by_each_source_starts_the_flow_once_and_an_import_starts_nothing(driver, app):
+    driver.apply(VIP)
+    driver.apply("key: grant\ntrigger: {event: upgraded}\nsteps: [{id: grant, tag: {add: [vip]}}]")
+
+    # An event that adds the tag, Bento's plain command, a person on the profile, a flow's step.
+    driver.send("$tag", "event@example.com", details={"tag": "vip"})
+    app.audience.run_commands(
+        [(0, Change(command="add_tag", email="command@example.com", name="vip"))]
+    )
+    app.audience.create_subscriber("person@example.com")
+    assert app.change_visitor(Change(command="add_tag", email="person@example.com", name="vip"))
+    driver.send("upgraded", "step@example.com")
+    app.audience.import_subscribers([SubscriberImport(email="imported@example.com", tags=("vip",))])
+    driver.run()
+
+    for email in ("event", "command", "person", "step"):
+        address = f"{email}@example.com"
+        [session] = sessions_of(driver, address, "vip")
+        assert session["status"] == "waiting", address
+        [origin] = events_of(driver, address, "$tag_added")
+        assert origin["details"] == {"tag": "vip"}
+        assert driver.session(session["id"])["origin_event"]["id"] == origin["id"]
+    imported = driver.visitor("imported@example.com")
+    assert imported["tags"] == ["vip"]
+    assert (imported["sessions"], imported["events"]) == ([], [])
+
+    # Adding a tag they already have is no change; removing and adding it again is, and
+    # the entry rule (one at a time) refuses it while the first session waits.
+    driver.send("$tag", "event@example.com", details={"tag": "vip"})
+    assert len(events_of(driver, "event@example.com", "$tag_added")) == 1
+    driver.send("$remove_tag", "event@example.com", details={"tag": "vip"})
+    driver.send("$tag", "event@example.com", details={"tag": "vip"})
+    assert len(events_of(driver, "event@example.com", "$tag_added")) == 2
+    assert len(sessions_of(driver, "event@example.com", "vip")) == 1
+    [refusal] = app.export_visitor("event@example.com")["trigger_refusals"]
+    assert (refusal["flow"], refusal["reason"]) == ("vip", "entry_rule")
+
+    driver.advance(timedelta(days=1))
+    assert "vip-welcomed" in driver.visitor("step@example.com")["tags"]
+
+
+def test_a_field_changed_to_a_value_starts_the_flow_with_the_change_as_its_origin(driver):
+    driver.apply(PLAN)
+
+    driver.send("signed_up", "ada@example.com", fields={"plan": "free"})
+    driver.send("upgraded", "ada@example.com", fields={"plan": "pro"})
+    driver.send("seen", "ada@example.com", fields={"plan": "pro"})  # the same value: no change
+    driver.send("downgraded", "bob@example.com", fields={"plan": "enterprise"})
+    driver.send("downgraded", "bob@example.com", fields={"plan": "pro"})  # the `if` says no
+
+    [session] = sessions_of(driver, "ada@example.com", "upgraded")
+    assert session["status"] == "completed"
+    [origin] = events_of(driver, "ada@example.com", "$field_changed")
+    assert origin["details"] == {"field": "plan", "from": "free", "to": "pro"}
+    assert driver.visitor("ada@example.com")["fields"]["thanked_from"] == "free"
+    assert sessions_of(driver, "bob@example.com", "upgraded") == []
+    # Bob's first change, to "enterprise", is not one the trigger names: no event for it.
+    assert [e["details"]["to"] for e in events_of(driver, "bob@example.com", "$field_changed")] == [
+        "pro"
+    ]
+
+
+def test_a_flow_that_is_off_records_that_it_refused_the_change(driver, app):
+    driver.apply(VIP, on=False)
+    driver.send("$tag", "ada@example.com", details={"tag": "vip"})
+    assert sessions_of(driver, "ada@example.com", "vip") == []
+    [refusal] = app.export_visitor("ada@example.com")["trigger_refusals"]
+    assert (refusal["flow"], refusal["reason"], refusal["event"]["type"]) == (
+        "vip",
+        "flow_off",
+        "$tag_added",
+    )
+
+
+def test_a_flow_whose_step_re_adds_its_own_trigger_tag_stops_at_the_depth_limit(driver):
+    driver.apply(
+        """
+key: echo
+entry: every_time
+trigger: {tag_added: ping}
+steps:
+  - {id: unping, tag: {remove: [ping]}}
+  - {id: ping, tag: {add: [ping]}}
+"""
+    )
+    driver.send("$tag", "loop@example.com", details={"tag": "ping"})
+    for _ in range(12):
+        driver.run()
+
+    echoes = sorted(sessions_of(driver, "loop@example.com", "echo"), key=lambda s: s["id"])
+    assert len(echoes) == 9  # the outside change, then eight more, one level deeper each
+    assert all(s["status"] == "completed" for s in echoes)
+    last = driver.session(echoes[-1]["id"])
+    [refused] = [e for e in last["timeline"] if e["kind"] == "flow_not_started"]
+    assert refused["step"] == "ping"
+    assert refused["data"] == {"flow": "echo", "reason": "flow chain depth limit (8) reached"}
+
+
+def test_sluices_own_origin_events_cannot_be_sent_or_tracked():
+    with pytest.raises(InvalidInput) as refused:
+        EventInput.checked({"type": "$tag_added", "email": "a@example.com"}, source="api")
+    assert refused.value.problems[0]["loc"] == "type"
+    assert "add a tag with $tag" in refused.value.problems[0]["msg"]
+
+    with pytest.raises(DefinitionError) as invalid:
+        validate_flow(
+            {"key": "x", "trigger": {"event": "$field_changed"}, "steps": [{"exit": True}]}
+        )
+    assert str(invalid.value) == (
+        "trigger.event: $field_changed is recorded for a `field_changed` trigger: "
+        "write `field_changed:`"
+    )
+    with pytest.raises(DefinitionError) as invalid:
+        validate_flow(
+            {
+                "key": "x",
+                "trigger": {"event": "go"},
+                "steps": [{"track": {"type": "$tag_added"}}],
+            }
+        )
+    assert "steps[0].track.type: $tag_added is recorded by Sluice" in str(invalid.value)
+
+
+@pytest.mark.parametrize(
+    ("trigger", "message"),
+    [
+        (
+            {"if": "true"},
+            "trigger.event: missing required key 'event' (or tag_added, field_changed)",
+        ),
+        ({"event": "go", "tag_added": "vip"}, "trigger: expected only one of event, tag_added"),
+        ({"tag_added": ""}, "trigger.tag_added: expected a non-empty string"),
+        ({"field_changed": {"to": 1}}, "trigger.field_changed.field: missing required key"),
+        ({"field_changed": {"field": "plan", "from": 1}}, "trigger.field_changed.from: unknown"),
+    ],
+)
+def test_a_trigger_names_exactly_one_kind_of_change(trigger, message):
+    with pytest.raises(DefinitionError) as invalid:
+        validate_flow({"key": "x", "trigger": trigger, "steps": [{"exit": True}]})
+    assert message in str(invalid.value)
+
+
+# -- the pure decisions, without a database -------------------------------------------
+
+
+def trigger_of(text: str):
+    [doc] = load_documents(f"key: x\ntrigger: {text}\nsteps: [{{exit: true}}]\n")
+    return validate_flow(doc).trigger
+
+
+def test_only_changes_that_a_trigger_names_get_an_origin_event():
+    named = [trigger_of("{tag_added: vip}"), trigger_of("{field_changed: {field: n, to: 1}}")]
+    changes = [
+        ("a", DataChange("tag_added", "vip")),
+        ("b", DataChange("tag_added", "other")),
+        ("c", DataChange("field_changed", "n", 0, 1.0)),  # 1.0 is the JSON number 1
+        ("d", DataChange("field_changed", "n", 0, True)),  # true is not
+        ("e", DataChange("field_changed", "m", 0, 1)),
+    ]
+    assert triggers.origin_events(changes, named) == [
+        ("a", "$tag_added", {"tag": "vip"}),
+        ("c", "$field_changed", {"field": "n", "from": 0, "to": 1.0}),
+    ]
+    assert triggers.origin_events(changes, [trigger_of("{event: go}")]) == []
+
+
+def test_a_trigger_is_described_in_words():
+    assert trigger_of("{tag_added: vip}").describe() == "tag vip added"
+    assert trigger_of("{field_changed: plan}").describe() == "field plan changed"
+    assert (
+        trigger_of("{field_changed: {field: plan, to: pro}}").describe()
+        == 'field plan changed to "pro"'
+    )
+    assert trigger_of("{event: [a, b]}").describe() == "a, b"
+
+
+def test_turning_a_flow_on_later_does_not_replay_earlier_changes(driver, app):
+    driver.apply(VIP, on=False)
+    app.audience.run_commands([(0, Change(command="add_tag", email="ada@example.com", name="vip"))])
+    app.set_flow_status("vip", FlowStatus.ON)
+    driver.run()
+    assert sessions_of(driver, "ada@example.com", "vip") == []
