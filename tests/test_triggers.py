@@ -17,6 +17,7 @@ from sluice.edge import EventInput, InvalidInput
 from sluice.engine import triggers
 from sluice.engine.triggers import DataChange
 from sluice.records import FlowStatus
+from sluice.store.ingest import IncomingEvent
 
 VIP = """
 key: vip
@@ -142,29 +143,70 @@ steps:
     assert refused["data"] == {"flow": "echo", "reason": "flow chain depth limit (8) reached"}
 
 
-def test_sluices_own_origin_events_cannot_be_sent_or_tracked():
+def test_sluices_own_origin_events_cannot_be_sent_or_tracked(driver):
     with pytest.raises(InvalidInput) as refused:
         EventInput.checked({"type": "$tag_added", "email": "a@example.com"}, source="api")
     assert refused.value.problems[0]["loc"] == "type"
     assert "add a tag with $tag" in refused.value.problems[0]["msg"]
 
-    with pytest.raises(DefinitionError) as invalid:
-        validate_flow(
-            {"key": "x", "trigger": {"event": "$field_changed"}, "steps": [{"exit": True}]}
-        )
-    assert str(invalid.value) == (
-        "trigger.event: $field_changed is recorded for a `field_changed` trigger: "
-        "write `field_changed:`"
+    driver.apply("key: fake\ntrigger: {event: go}\nsteps: [{id: t, track: {type: $tag_added}}]")
+    [session] = driver.send("go", "ada@example.com").sessions_started
+    failed = driver.session(session)
+    assert failed["status"] == "failed"
+    assert failed["timeline"][-1]["data"]["error"] == (
+        "steps[0].track.type: $tag_added is recorded by Sluice when the data changes, never tracked"
     )
-    with pytest.raises(DefinitionError) as invalid:
-        validate_flow(
-            {
-                "key": "x",
-                "trigger": {"event": "go"},
-                "steps": [{"track": {"type": "$tag_added"}}],
-            }
-        )
-    assert "steps[0].track.type: $tag_added is recorded by Sluice" in str(invalid.value)
+
+
+def test_an_event_trigger_of_tag_added_names_any_tag_added(driver):
+    driver.apply("key: any\nentry: every_time\ntrigger: {event: $tag_added}\nsteps: [{exit: true}]")
+    driver.send("$tag", "ada@example.com", details={"tag": "a"})
+    driver.send("$tag", "ada@example.com", details={"tag": "b"})
+    origins = [
+        driver.session(s["id"])["origin_event"]["details"]
+        for s in sessions_of(driver, "ada@example.com", "any")
+    ]
+    assert sorted(o["tag"] for o in origins) == ["a", "b"]
+
+
+def test_a_trigger_if_sees_the_visitor_as_its_own_change_left_them(driver, app):
+    driver.apply(
+        """
+key: became
+entry: every_time
+trigger:
+  field_changed: plan
+  if: 'visitor.plan == event.details.to and visitor.tags contains "seen"'
+steps: [{exit: true}]
+"""
+    )
+    driver.send("$tag", "ada@example.com", details={"tag": "seen"})
+    # One batch: two changes of the same field, each judged as it left the visitor.
+    app.send(
+        [
+            IncomingEvent(type="a", email="ada@example.com", fields={"plan": "pro"}),
+            IncomingEvent(type="b", email="ada@example.com", fields={"plan": "free"}),
+        ]
+    )
+    driver.run()
+    started = sessions_of(driver, "ada@example.com", "became")
+    tos = sorted(driver.session(s["id"])["origin_event"]["details"]["to"] for s in started)
+    assert tos == ["free", "pro"]
+
+
+def test_a_field_change_is_judged_as_json_values(driver):
+    driver.apply(
+        "key: flagged\nentry: every_time\ntrigger: {field_changed: {field: flag, to: true}}\n"
+        "steps: [{exit: true}]"
+    )
+    driver.send("a", "ada@example.com", fields={"flag": 1})
+    driver.send("b", "ada@example.com", fields={"flag": True})  # 1 to true is a change
+    driver.send("c", "ada@example.com", fields={"gone": None})  # null on a new field is not
+    visitor = driver.visitor("ada@example.com")
+    assert visitor["fields"] == {"flag": True, "gone": None}
+    assert len(sessions_of(driver, "ada@example.com", "flagged")) == 1
+    changed = [e["details"] for e in events_of(driver, "ada@example.com", "$field_changed")]
+    assert changed == [{"field": "flag", "from": 1, "to": True}]
 
 
 @pytest.mark.parametrize(
@@ -175,7 +217,7 @@ def test_sluices_own_origin_events_cannot_be_sent_or_tracked():
             "trigger.event: missing required key 'event' (or tag_added, field_changed)",
         ),
         ({"event": "go", "tag_added": "vip"}, "trigger: expected only one of event, tag_added"),
-        ({"tag_added": ""}, "trigger.tag_added: expected a non-empty string"),
+        ({"tag_added": " "}, "trigger.tag_added: expected a non-empty string"),
         ({"field_changed": {"to": 1}}, "trigger.field_changed.field: missing required key"),
         ({"field_changed": {"field": "plan", "from": 1}}, "trigger.field_changed.from: unknown"),
     ],
@@ -195,19 +237,17 @@ def trigger_of(text: str):
 
 
 def test_only_changes_that_a_trigger_names_get_an_origin_event():
-    named = [trigger_of("{tag_added: vip}"), trigger_of("{field_changed: {field: n, to: 1}}")]
+    named = [trigger_of("{tag_added: vip}"), trigger_of("{field_changed: {field: n, to: [1]}}")]
     changes = [
         ("a", DataChange("tag_added", "vip")),
         ("b", DataChange("tag_added", "other")),
-        ("c", DataChange("field_changed", "n", 0, 1.0)),  # 1.0 is the JSON number 1
-        ("d", DataChange("field_changed", "n", 0, True)),  # true is not
-        ("e", DataChange("field_changed", "m", 0, 1)),
+        ("c", DataChange("field_changed", "n", 0, [1.0])),  # 1.0 is the JSON number 1
+        ("d", DataChange("field_changed", "n", 0, [True])),  # true is not
+        ("e", DataChange("field_changed", "m", 0, [1])),
     ]
-    assert triggers.origin_events(changes, named) == [
-        ("a", "$tag_added", {"tag": "vip"}),
-        ("c", "$field_changed", {"field": "n", "from": 0, "to": 1.0}),
-    ]
-    assert triggers.origin_events(changes, [trigger_of("{event: go}")]) == []
+    assert [key for key, _ in triggers.named_changes(changes, named)] == ["a", "c"]
+    assert changes[2][1].origin == ("$field_changed", {"field": "n", "from": 0, "to": [1.0]})
+    assert triggers.named_changes(changes, [trigger_of("{event: go}")]) == []
 
 
 def test_a_trigger_is_described_in_words():

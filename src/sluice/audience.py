@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sluice.addresses import message_id_domain
 from sluice.definitions.liquid import Template, TemplateError
 from sluice.definitions.model import iter_steps
+from sluice.engine import triggers
 from sluice.engine.messages import plain_text
 from sluice.engine.work import FlowVersion
 from sluice.records import DeliveryState
@@ -26,7 +27,7 @@ from sluice.store import flows as flow_store
 from sluice.store import imports, outbox, registry
 from sluice.store import visitors as visitor_store
 from sluice.store.imports import Change, SubscriberImport
-from sluice.store.ingest import IncomingEvent, Maker, changes_made, ingest
+from sluice.store.ingest import IncomingEvent, Maker, changes_made, flow_states, ingest
 
 if TYPE_CHECKING:
     from sluice.service import Sluice
@@ -77,7 +78,10 @@ class Audience:
         now = self.app.clock.now()
         errors: dict[int, str] = {}
         started: list[int] = []
+        catalog = self.app.catalog
         with self.app.db.write() as conn:
+            flows = flow_states(conn, catalog)
+            keep_views = triggers.reads_changes(flows)
             for run in _runs(commands):
                 first = run[0][1]
                 if isinstance(first, EmailChange):
@@ -87,12 +91,13 @@ class Audience:
                             errors[index] = why
                 elif isinstance(first, IncomingEvent):
                     events = [c for _, c in run]
-                    started += ingest(conn, self.app.catalog, events, now).sessions_started
+                    started += ingest(conn, catalog, events, now, flows=flows).sessions_started
                     registry.register_tags(conn, (e.details["tag"] for e in events), now)
                 else:
-                    changed = imports.apply_changes(conn, [c for _, c in run], now)
+                    changes = [c for _, c in run]
+                    changed = imports.apply_changes(conn, changes, now, keep_views=keep_views)
                     made = [(Maker(v.email, "api"), c) for v in changed for c in v.changes]
-                    started += changes_made(conn, self.app.catalog, made, now)
+                    started += changes_made(conn, catalog, made, now, flows=flows)
         if started:
             self.app.wake_workers()
         return errors

@@ -20,6 +20,7 @@ from sluice.definitions.parse import load_documents, validate_documents
 from sluice.definitions.problems import DefinitionError, Problem
 from sluice.definitions.source import document_texts
 from sluice.edge import restore_note
+from sluice.engine import triggers
 from sluice.engine.work import EngineConfig
 from sluice.explain import Explanation, explain
 from sluice.links import email_hash
@@ -41,6 +42,7 @@ from sluice.store.ingest import (
     IngestResult,
     Maker,
     changes_made,
+    flow_states,
     ingest,
     record,
 )
@@ -556,7 +558,9 @@ class Sluice:
         now = self.clock.now()
         with self.db.write() as conn:
             row = self._visitor_row(conn, change.email)
-            changed = imports.apply_changes(conn, [change], now)
+            flows = flow_states(conn, self.catalog)
+            keep_views = triggers.reads_changes(flows)
+            changed = imports.apply_changes(conn, [change], now, keep_views=keep_views)
             if not changed:
                 return False
             details: dict[str, Any] = {"command": change.command}
@@ -571,7 +575,7 @@ class Sluice:
             record(conn, row.id, event, now)
             maker = Maker(row.email, "ui")
             made = [(maker, c) for c in changed[0].changes]
-            started = changes_made(conn, self.catalog, made, now)
+            started = changes_made(conn, self.catalog, made, now, flows=flows)
         if started:
             self.wake_workers()
         return True

@@ -180,17 +180,11 @@ class Trigger:
 
     events: tuple[str, ...]
     condition: Condition | None = None
+    kind: str = "event"
+    """`event`, `tag_added` or `field_changed`, as the definition names it (an `event:
+    $tag_added` is of kind `event`: it names any tag added)."""
     match: tuple[tuple[str, Any], ...] = ()
     """`(key, value)` pairs the origin event's details must hold, e.g. `(("tag", "vip"),)`."""
-
-    @property
-    def kind(self) -> str:
-        """`event`, `tag_added` or `field_changed`, as the definition names it."""
-        if self.events == (TAG_ADDED,):
-            return "tag_added"
-        if self.events == (FIELD_CHANGED,):
-            return "field_changed"
-        return "event"
 
     def matches(self, event_type: str, details: Any) -> bool:
         """Whether an event of `event_type` with `details` is one this trigger names
@@ -220,9 +214,13 @@ _ABSENT = object()
 
 
 def same_json(a: Any, b: Any) -> bool:
-    """Equal as JSON values: Python's `True == 1` is not."""
+    """Equal as JSON values, at every depth: 1 and 1.0 are, Python's `True == 1` is not."""
     if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
     return a == b
 
 

@@ -31,7 +31,6 @@ import yaml
 from sluice.definitions.durations import parse_timezone
 from sluice.definitions.limits import MAX_DEPTH, MAX_YAML_NODES, document_problem, text_problem
 from sluice.definitions.model import (
-    CHANGE_EVENTS,
     FIELD_CHANGED,
     TAG_ADDED,
     EntryRule,
@@ -400,35 +399,29 @@ def _trigger(check: Checker, value: Any, loc: str) -> Trigger:
         "if": check.condition,
     }
     fields = read_keys(raw, loc, readers)
-    events, match = next((fields[k] for k in _TRIGGER_KINDS if fields.get(k)), ((), ()))
-    return Trigger(events=events, match=match, condition=fields.get("condition"))
+    kind = next((k for k in _TRIGGER_KINDS if fields.get(k)), "event")
+    events, match = fields.get(kind, ((), ()))
+    return Trigger(events=events, kind=kind, match=match, condition=fields.get("condition"))
 
 
 _NO_MATCH: tuple[tuple[str, Any], ...] = ()
 
 
 def _event_types(check: Checker, value: Any, loc: str) -> tuple[tuple[str, ...], tuple]:
-    """One event type, or a non-empty list of them; never an origin event of a data
-    change, which only its own trigger names."""
+    """One event type, or a non-empty list of them. `$tag_added` (`$field_changed`)
+    names any tag added (any field changed)."""
     if isinstance(value, list):
         if not value:
             check.add(loc, "expected an event type or a non-empty list of event types")
-        types = check.strings(value, loc)
-    else:
-        event_type = check.string(value, loc)
-        types = (event_type,) if event_type else ()
-    for event_type in types:
-        if event_type in CHANGE_EVENTS:
-            kind = event_type.removeprefix("$")
-            check.add(loc, f"{event_type} is recorded for a `{kind}` trigger: write `{kind}:`")
-            return (), _NO_MATCH
-    return types, _NO_MATCH
+        return check.strings(value, loc), _NO_MATCH
+    event_type = check.string(value, loc)
+    return ((event_type,) if event_type else ()), _NO_MATCH
 
 
 def _tag_added(check: Checker, value: Any, loc: str) -> tuple[tuple[str, ...], tuple]:
-    """`tag_added: NAME`."""
+    """`tag_added: NAME`, trimmed as tags are where they are added."""
     tag = check.string(value, loc)
-    return ((TAG_ADDED,), (("tag", tag),)) if tag else ((), _NO_MATCH)
+    return ((TAG_ADDED,), (("tag", tag.strip()),)) if tag else ((), _NO_MATCH)
 
 
 def _field_changed(check: Checker, value: Any, loc: str) -> tuple[tuple[str, ...], tuple]:

@@ -24,7 +24,6 @@ from sluice.definitions.durations import (
 from sluice.definitions.limits import MAX_DURATION, MAX_STEPS
 from sluice.definitions.liquid import Template
 from sluice.definitions.model import (
-    CHANGE_EVENTS,
     Action,
     EmailAction,
     ExitAction,
@@ -430,8 +429,6 @@ class StepReader:
     def _track(self, value: Any, loc: str) -> TrackAction:
         raw = self.check.mapping(value, loc, required=("type",), optional=("details",)) or {}
         readers = {"type": self.check.template, "details": self._details}
-        if raw.get("type") in CHANGE_EVENTS:
-            self.check.add(f"{loc}.type", f"{raw['type']} is recorded by Sluice, not tracked")
         return TrackAction(**read_keys(raw, loc, readers, required=("type",)))
 
     def _details(self, value: Any, loc: str):

@@ -382,7 +382,10 @@ class _Run:
             self.log(step.id, "track_skipped", data)
             return
         if event_type in CHANGE_EVENTS:
-            raise StepFailed(f"{step.loc}.type: {event_type} is recorded by Sluice, not tracked")
+            raise StepFailed(
+                f"{step.loc}.track.type: {event_type} is recorded by Sluice when the data "
+                "changes, never tracked"
+            )
         details = action.details.render(context) if action.details else {}
         if not isinstance(details, dict):
             raise StepFailed(f"{step.loc}.details: must render to an object")

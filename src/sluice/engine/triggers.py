@@ -44,6 +44,9 @@ class DataChange:
     name: str
     before: Any = None
     after: Any = None
+    visitor: dict[str, Any] | None = None
+    """The visitor as this change left them (`visitor_view`), kept only where a
+    trigger's `if` on a data change will read it (`reads_changes`)."""
 
     @property
     def origin(self) -> tuple[str, dict[str, Any]]:
@@ -54,22 +57,31 @@ class DataChange:
         return FIELD_CHANGED, {"field": self.name, "from": self.before, "to": self.after}
 
 
-def origin_events(
+def named_changes(
     changes: Iterable[tuple[Any, DataChange]], triggers: Iterable[Trigger]
-) -> list[tuple[Any, str, dict[str, Any]]]:
-    """`(key, type, details)` of the origin events to record for `changes` (each given
-    with a key of the caller's, such as the visitor): only those that one of `triggers`
-    names (of flows on or off: one that is off records that it refused), so a change
-    that starts no flow costs no event. In the order of `changes`."""
-    wanted = [t for t in triggers if t.kind != "event"]
+) -> list[tuple[Any, DataChange]]:
+    """The `changes` (each given with a key of the caller's, such as who made it) whose
+    origin event one of `triggers` names (of flows on or off: one that is off records
+    that it refused), in order. Only these are recorded, so a change that starts no
+    flow costs no event."""
+    wanted = [t for t in triggers if TAG_ADDED in t.events or FIELD_CHANGED in t.events]
     if not wanted:
         return []
-    found = []
-    for key, change in changes:
-        event_type, details = change.origin
-        if any(t.matches(event_type, details) for t in wanted):
-            found.append((key, event_type, details))
-    return found
+    return [
+        (key, change) for key, change in changes if any(t.matches(*change.origin) for t in wanted)
+    ]
+
+
+def reads_changes(flows: Iterable[FlowState]) -> bool:
+    """Whether a flow that is on has a trigger on a data change with an `if`, which
+    reads the visitor as the change left them: then each change keeps a copy of the
+    visitor (`DataChange.visitor`)."""
+    return any(
+        state.on
+        and (trigger := state.flow.definition.trigger).condition is not None
+        and (TAG_ADDED in trigger.events or FIELD_CHANGED in trigger.events)
+        for state in flows
+    )
 
 
 # -- matching ----------------------------------------------------------------------------

@@ -58,12 +58,14 @@ def import_subscribers(conn: Connection, rows: Sequence[SubscriberImport], now: 
 
 
 def apply_changes(
-    conn: Connection, changes: Sequence[Change], now: datetime
+    conn: Connection, changes: Sequence[Change], now: datetime, *, keep_views: bool = False
 ) -> list[visitor_store.WorkingVisitor]:
     """Apply the changes in order; visitors that do not exist yet are created. Returns
     the visitors whose data changed (adding a tag they have changes none), each with
-    its `changes` that a trigger can name."""
+    its `changes` that a trigger can name (`keep_views`: WorkingVisitor.keep_views)."""
     people = visitor_store.upsert(conn, (c.email for c in changes), now)
+    for visitor in people.values():
+        visitor.keep_views = keep_views
     for change in changes:
         visitor = people[visitor_store.email_key(change.email)]
         match change.command:

@@ -55,6 +55,9 @@ class IncomingEvent:
     depth: int = 0
     cause: Cause | None = None
     """Set for an event recorded by a flow."""
+    visitor: dict[str, Any] | None = None
+    """For the origin event of a data change, the visitor as the change left them (for
+    a trigger's `if`); else the `if` sees them as this event left them."""
 
     @property
     def key(self) -> str | None:
@@ -93,17 +96,20 @@ def ingest(
     incoming: list[IncomingEvent],
     now: datetime,
     budget: CausedBudget | None = None,
+    flows: list[FlowState] | None = None,
 ) -> IngestResult:
     """Store the events and start the sessions they trigger, then record the origin
     events of the data changes they made that a trigger names (a `$tag` adding a tag,
     `fields` changing one: `changes_made`) and start those sessions too. Events
-    recorded by flows (`cause` set) start sessions only while `budget` allows."""
+    recorded by flows (`cause` set) start sessions only while `budget` allows. `flows`:
+    `flow_states` when the caller has them already."""
     result = IngestResult()
     if not incoming:
         return result
     people = visitor_store.upsert(conn, (e.email for e in incoming), now)
     seen = _known_keys(conn, incoming, people)
-    all_flows = _flows(conn, catalog)
+    all_flows = flow_states(conn, catalog) if flows is None else flows
+    keep_views = triggers.reads_changes(all_flows)
     # A trigger's `if` sees the visitor as this very event left them; a copy is taken
     # only for the events that such a condition will look at.
     conditional = {
@@ -123,12 +129,16 @@ def ingest(
                 continue
             seen.add(identity)
         made = len(visitor.changes)
+        visitor.keep_views = keep_views
         _apply_effects(visitor, event, now)
         if len(visitor.changes) > made:
             maker = Maker(visitor.email, event.source, event.depth, event.cause)
             changed += [(maker, c) for c in visitor.changes[made:]]
         rows.append(_event_row(visitor.id, event, key, now))
-        snapshots.append(visitor.view() if event.type in conditional else None)
+        if event.visitor is not None:
+            snapshots.append(event.visitor)
+        else:
+            snapshots.append(visitor.view() if event.type in conditional else None)
         causes.append(event.cause)
     visitor_store.write_back(conn, people.values(), now)
     if not rows:
@@ -173,27 +183,27 @@ def changes_made(
     the ids of the sessions started."""
     if not changed:
         return []
-    states = _flows(conn, catalog) if flows is None else flows
-    found = triggers.origin_events(changed, (s.flow.definition.trigger for s in states))
-    too_deep = [f for f in found if f[0].depth > MAX_CHAIN_DEPTH]
-    _log_too_deep(conn, states, too_deep, now)
+    states = flow_states(conn, catalog) if flows is None else flows
+    found = triggers.named_changes(changed, (s.flow.definition.trigger for s in states))
+    _log_too_deep(conn, states, [f for f in found if f[0].depth > MAX_CHAIN_DEPTH], now)
     incoming = [
         IncomingEvent(
-            type=event_type,
+            type=change.origin[0],
             email=maker.email,
-            details=details,
+            details=change.origin[1],
             source=maker.source,
             depth=maker.depth,
             cause=maker.cause,
+            visitor=change.visitor,
         )
-        for maker, event_type, details in found
+        for maker, change in found
         if maker.depth <= MAX_CHAIN_DEPTH
     ]
     if not incoming:
         return []
     if budget is not None:
         budget.include(conn, {e.cause.root_event_id for e in incoming if e.cause})
-    return ingest(conn, catalog, incoming, now, budget).sessions_started
+    return ingest(conn, catalog, incoming, now, budget, states).sessions_started
 
 
 def _log_too_deep(conn, states: list[FlowState], found, now) -> None:
@@ -209,10 +219,10 @@ def _log_too_deep(conn, states: list[FlowState], found, now) -> None:
             "kind": "flow_not_started",
             "data": {"flow": state.flow.key, "reason": reason},
         }
-        for maker, event_type, details in found
+        for maker, change in found
         if maker.cause is not None
         for state in states
-        if state.on and state.flow.definition.trigger.matches(event_type, details)
+        if state.on and state.flow.definition.trigger.matches(*change.origin)
     ]
     insert_many(conn, timeline, rows)
 
@@ -299,7 +309,7 @@ def _event_row(
     }
 
 
-def _flows(conn: Connection, catalog: Catalog) -> list[FlowState]:
+def flow_states(conn: Connection, catalog: Catalog) -> list[FlowState]:
     """Every flow with its current version; those that are off only to say that they
     were (a refusal), so one whose stored version no longer passes validation (rules
     tightened since it was saved) is left out rather than failing the batch."""

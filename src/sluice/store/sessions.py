@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.operators import custom_op
 
 from sluice.definitions.model import EntryRule
+from sluice.engine import triggers
 from sluice.engine.triggers import Candidate, Cause, DataChange
 from sluice.engine.work import MAX_CHAIN_DEPTH, FlowVersion, Transition, Work
 from sluice.links import email_hashes
@@ -41,7 +42,14 @@ from sluice.store import visitors as visitor_store
 from sluice.store.budget import CausedBudget, spent_reason
 from sluice.store.bulk import insert_many, update_many
 from sluice.store.flows import Catalog
-from sluice.store.ingest import IncomingEvent, Maker, changes_made, ingest, start_sessions
+from sluice.store.ingest import (
+    IncomingEvent,
+    Maker,
+    changes_made,
+    flow_states,
+    ingest,
+    start_sessions,
+)
 from sluice.store.notify import TIMELINE_CHANNEL, WORK_CHANNEL, notify
 from sluice.store.schema import deliveries, events, flows, sessions, suppressions, timeline
 
@@ -232,13 +240,14 @@ def apply_transitions(
         return []
     budget = CausedBudget.load(conn, {t.root_event_id for t in fresh if t.events or t.start_flows})
     _spend_on_tracked_events(fresh, budget)
-    changed = _apply_visitor_changes(conn, fresh, now)
+    flows = flow_states(conn, catalog) if any(t.visitor_changes for t in fresh) else []
+    changed = _apply_visitor_changes(conn, fresh, now, flows)
     _update_sessions(conn, fresh, now)
     _insert_timeline(conn, fresh)
     _insert_deliveries(conn, fresh, now)
     delivery_store.cancel(conn, _interrupted(fresh), now=now)
     _follow_ups(conn, catalog, fresh, now, budget)
-    changes_made(conn, catalog, changed, now, budget)
+    changes_made(conn, catalog, changed, now, budget, flows)
     budget.save(conn)
     notify(conn, TIMELINE_CHANNEL)
     if any(t.due_at is not None and t.due_at <= now for t in fresh) or any(
@@ -265,14 +274,17 @@ def _spend_on_tracked_events(transitions: list[Transition], budget: CausedBudget
         t.events = kept
 
 
-def _apply_visitor_changes(conn, transitions, now) -> list[tuple[Maker, DataChange]]:
+def _apply_visitor_changes(conn, transitions, now, flows) -> list[tuple[Maker, DataChange]]:
     """Apply the steps' changes to the visitors as they are now; the changes that a
-    trigger can name, each with the session and step that made it (SPEC §7 Triggers:
-    its origin event is one step deeper in the session's chain)."""
+    trigger of `flows` can name, each with the session and step that made it (SPEC §7
+    Triggers: its origin event is one step deeper in the session's chain)."""
     changing = [t for t in transitions if t.visitor_changes]
     if not changing:
         return []
     people = visitor_store.load_by_ids(conn, {t.visitor_id for t in changing})
+    keep_views = triggers.reads_changes(flows)
+    for visitor in people.values():
+        visitor.keep_views = keep_views
     made = []
     for t in changing:
         visitor = people[t.visitor_id]

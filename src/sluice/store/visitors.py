@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from sluice.addresses import email_key, stored_email
+from sluice.definitions.model import same_json
 from sluice.engine.context import visitor_view
 from sluice.engine.triggers import DataChange
 from sluice.engine.work import VisitorChange
@@ -34,6 +35,8 @@ class WorkingVisitor:
     changes: list[DataChange] = field(default_factory=list)
     """What changed that a trigger can name (SPEC §7 Triggers), in order: tags added,
     fields set to another value or removed."""
+    keep_views: bool = False
+    """Whether each change keeps the visitor as it left them (`triggers.reads_changes`)."""
 
     @classmethod
     def from_row(cls, row) -> WorkingVisitor:
@@ -62,7 +65,7 @@ class WorkingVisitor:
         if tag and tag not in self.tags:
             self.tags.append(tag)
             self.dirty = True
-            self.changes.append(DataChange("tag_added", tag))
+            self._changed("tag_added", tag)
 
     def remove_tag(self, tag: str) -> None:
         if tag in self.tags:
@@ -70,19 +73,27 @@ class WorkingVisitor:
             self.dirty = True
 
     def merge_fields(self, values: dict[str, Any]) -> None:
+        """Set the fields; a value is another one as JSON compares them (1 to true is a
+        change, 1 to 1.0 is not). Setting a field it lacks to null stores it, but for
+        triggers nothing changed: it was null before as well."""
         for name, value in values.items():
             before = self.fields.get(name, _MISSING)
-            if before != value:
+            if before is _MISSING or not same_json(before, value):
                 self.fields[name] = value
                 self.dirty = True
                 before = None if before is _MISSING else before
-                self.changes.append(DataChange("field_changed", name, before, value))
+                if not same_json(before, value):
+                    self._changed("field_changed", name, before, value)
 
     def remove_field(self, name: str) -> None:
         if name in self.fields:
             before = self.fields.pop(name)
             self.dirty = True
-            self.changes.append(DataChange("field_changed", name, before, None))
+            self._changed("field_changed", name, before, None)
+
+    def _changed(self, kind: str, name: str, before: Any = None, after: Any = None) -> None:
+        view = self.view() if self.keep_views else None
+        self.changes.append(DataChange(kind, name, before, after, view))
 
     def set_subscribed(self, subscribed: bool, now: datetime) -> None:
         if subscribed and self.unsubscribed_at is not None:

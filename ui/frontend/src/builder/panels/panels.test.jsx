@@ -271,6 +271,8 @@ describe("the flow settings", () => {
     expect(last().trigger).toEqual({ field_changed: "plan", if: "true" });
     type("Changed to (optional)", "5");
     expect(last().trigger.field_changed).toEqual({ field: "plan", to: 5 });
+    type("Changed to (optional)", "007");
+    expect(last().trigger.field_changed).toEqual({ field: "plan", to: "007" });
     type("Changed to (optional)", "pro");
     expect(last().trigger.field_changed).toEqual({ field: "plan", to: "pro" });
     type("Changed to (optional)", "");

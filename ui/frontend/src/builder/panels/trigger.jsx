@@ -37,7 +37,7 @@ export function triggerKind(trigger) {
 /** A `to` typed as text, read as YAML would read it: numbers, true, false and null
  * are themselves, anything else text. */
 export function scalar(text) {
-  return /^(-?\d+(\.\d+)?|true|false|null)$/.test(text.trim()) ? JSON.parse(text.trim()) : text;
+  return /^(-?(0|[1-9]\d*)(\.\d+)?|true|false|null)$/.test(text.trim()) ? JSON.parse(text.trim()) : text;
 }
 
 const ON_RESUME = [
