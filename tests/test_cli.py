@@ -838,3 +838,21 @@ def test_each_line_of_a_note_is_indented_under_its_entry_of_the_audit_log(cli, t
         "        2026-01-01T00:00:00+00:00  admin  off  v9",
         "        see ticket 12",
     ]
+
+
+def test_flows_hook_tells_the_url_and_secret_the_api_accepts(cli, tmp_path):
+    flow = tmp_path / "paid.yaml"
+    flow.write_text(
+        "key: paid\ntrigger: {webhook: {email: '{{ body.email }}'}}\nsteps: [{exit: true}]\n"
+    )
+    cli("flows", "apply", str(flow))
+    hook = as_json(cli("flows", "hook", "paid", "--json"))
+    assert hook["url"] == "http://127.0.0.1:8000/api/hooks/paid"
+    server = Sluice(Settings(database_url=cli.env["SLUICE_DATABASE_URL"], signing_key="k"))
+    assert hook["secret"] == server.hook("paid")[1]  # what the server checks
+    server.close()
+    assert cli("flows", "hook", "paid").stdout.startswith(
+        "POST http://127.0.0.1:8000/api/hooks/paid\n"
+    )
+    refused = cli("flows", "hook", "nope", expect=1)
+    assert "unknown flow 'nope'" in refused.stderr

@@ -154,7 +154,7 @@ def test_sluices_own_origin_events_cannot_be_sent_or_tracked(driver):
     failed = driver.session(session)
     assert failed["status"] == "failed"
     assert failed["timeline"][-1]["data"]["error"] == (
-        "steps[0].track.type: $tag_added is recorded by Sluice when the data changes, never tracked"
+        "steps[0].track.type: $tag_added is recorded by Sluice, never tracked"
     )
 
 
@@ -214,7 +214,7 @@ def test_a_field_change_is_judged_as_json_values(driver):
     [
         (
             {"if": "true"},
-            "trigger.event: missing required key 'event' (or tag_added, field_changed)",
+            "trigger.event: missing required key 'event' (or tag_added, field_changed, webhook)",
         ),
         ({"event": "go", "tag_added": "vip"}, "trigger: expected only one of event, tag_added"),
         ({"tag_added": " "}, "trigger.tag_added: expected a non-empty string"),

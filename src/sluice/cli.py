@@ -54,12 +54,14 @@ class UserError(click.ClickException):
 def _errors_as_user_errors(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from sluice.service import VisitorNotFound
+        from sluice.service import NoHook, VisitorNotFound
         from sluice.store.flows import UnknownFlow
         from sluice.store.sessions import InvalidSessionState, SessionNotFound
 
         try:
             return command(*args, **kwargs)
+        except NoHook as error:
+            raise UserError(str(error)) from error
         except (UnknownFlow, VisitorNotFound, SessionNotFound) as error:
             message = error.args[0] if error.args else error
             raise UserError(f"{message} in {database_label()}") from error
@@ -415,6 +417,23 @@ def flows_show(ctx, key, as_json) -> None:
         return
     click.echo(f"{flow['key']} ({flow['name']}): {flow['status']}, version {flow['version']}")
     click.echo(flow["source"])
+
+
+@flows.command("hook")
+@click.argument("key")
+@json_option
+@click.pass_context
+@_errors_as_user_errors
+def flows_hook(ctx, key, as_json) -> None:
+    """The URL and secret of the inbound hook of a flow whose trigger is webhook: give
+    them to the sender (Authorization: Bearer SECRET, or Standard Webhooks signing)."""
+    app = open_app(ctx)
+    _, secret = app.hook(key)
+    hook = {"url": f"{app.settings.public_url.rstrip('/')}/api/hooks/{key}", "secret": secret}
+    if as_json:
+        emit(hook)
+    else:
+        click.echo(f"POST {hook['url']}\nsecret: {hook['secret']}")
 
 
 def _switch(ctx, key: str, status: str, as_json: bool) -> None:

@@ -13,10 +13,17 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from sluice.addresses import MAX_EMAIL, visitor_email
-from sluice.definitions.model import CHANGE_EVENTS
+from sluice.definitions.model import RECORDED_EVENTS
 from sluice.store.ingest import IncomingEvent
 
 MAX_DETAILS_BYTES = 64 * 1024
@@ -94,11 +101,11 @@ class EventInput(BaseModel):
 
     @field_validator("type")
     @classmethod
-    def _not_recorded_by_sluice(cls, value: str) -> str:
-        if value in CHANGE_EVENTS:
+    def _not_recorded_by_sluice(cls, value: str, info: ValidationInfo) -> str:
+        if value in RECORDED_EVENTS and not (info.context or {}).get("recorded"):
             raise ValueError(
-                f"{value} is recorded by Sluice when the data changes "
-                "(add a tag with $tag, change a field with fields)"
+                f"{value} is recorded by Sluice: when the data changes (add a tag with "
+                "$tag, change a field with fields) or a flow's hook is called"
             )
         return value
 
@@ -148,10 +155,13 @@ class EventInput(BaseModel):
         return found
 
     @classmethod
-    def checked(cls, data: Any, *, source: str, loc: str = "") -> IncomingEvent:
-        """`data` as an event; `InvalidInput` listing every fault (paths after `loc`)."""
+    def checked(
+        cls, data: Any, *, source: str, loc: str = "", recorded: bool = False
+    ) -> IncomingEvent:
+        """`data` as an event; `InvalidInput` listing every fault (paths after `loc`).
+        `recorded`: an event Sluice records itself (`RECORDED_EVENTS`) is allowed."""
         try:
-            event = cls.model_validate(data)
+            event = cls.model_validate(data, context={"recorded": recorded})
         except ValidationError as error:
             raise InvalidInput(problems(error, loc)) from None
         if found := event.unstorable():

@@ -512,6 +512,8 @@ def _never_triggered(conn, answer: _Answer, visitor_id: int, row, trigger) -> Ex
     if latest is None:
         if trigger.kind == "event":
             never = f"no {' or '.join(trigger.events)} event has come for this visitor"
+        elif trigger.kind == "webhook":
+            never = f"no call of its hook ({trigger.describe()}) named this visitor"
         else:
             never = f"this visitor's data never changed as it names ({trigger.describe()})"
         return answer.give(Verdict.NEVER_TRIGGERED, f"Never triggered: {never}.")

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 from sluice import impact, views
 from sluice.clock import Clock, SystemClock
 from sluice.credentials import Credentials
-from sluice.definitions.model import FlowDefinition
+from sluice.definitions.model import FlowDefinition, Trigger
 from sluice.definitions.parse import load_documents, validate_documents
 from sluice.definitions.problems import DefinitionError, Problem
 from sluice.definitions.source import document_texts
@@ -64,6 +64,11 @@ if TYPE_CHECKING:
     from sluice.worker.loop import Worker
 
 _UNFINISHED = [s.value for s in UNFINISHED]
+
+
+class NoHook(LookupError):
+    """A flow without an inbound hook: its trigger is not `webhook`."""
+
 
 PROFILE_EDIT = "$profile_edit"
 """The type of the event that records a person's change of a visitor (`change_visitor`)."""
@@ -451,6 +456,18 @@ class Sluice:
             registry.register_from_events(conn, incoming, now)
         self.wake_workers()
         return result
+
+    def hook(self, key: str) -> tuple[Trigger, str]:
+        """Flow `key`'s `webhook` trigger and its hook's secret (hooks.py); raises
+        UnknownFlow, or NoHook when the flow's trigger is of another kind."""
+        from sluice import hooks
+
+        with self.db.read() as conn:
+            row = flow_store.get_flow(conn, key)
+            trigger = self.catalog.flow(conn, key, row.version).definition.trigger
+        if trigger.kind != "webhook":
+            raise NoHook(f"flow '{key}' has no hook: its trigger is not webhook")
+        return trigger, hooks.secret(self.secret("signing_key").encode(), key)
 
     # -- sessions ---------------------------------------------------------------
 

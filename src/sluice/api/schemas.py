@@ -294,6 +294,13 @@ class EventsResult(BaseModel):
     sessions_started: list[int] = []
 
 
+class Hook(BaseModel):
+    url: str = Field(description="Where to POST: `{base}/api/hooks/{key}`.")
+    secret: str = Field(
+        description="`Authorization: Bearer SECRET`, or the Standard Webhooks signing secret."
+    )
+
+
 class Version(BaseModel):
     version: int
     created_at: str

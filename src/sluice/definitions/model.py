@@ -166,17 +166,30 @@ class Step:
 
 TAG_ADDED = "$tag_added"
 FIELD_CHANGED = "$field_changed"
-CHANGE_EVENTS = (TAG_ADDED, FIELD_CHANGED)
-"""The origin events Sluice records for a data change that a trigger names (SPEC §7
-Triggers); never accepted from outside."""
+WEBHOOK = "$webhook"
+RECORDED_EVENTS = (TAG_ADDED, FIELD_CHANGED, WEBHOOK)
+"""The origin events Sluice records itself (SPEC §7 Triggers) — for a data change that
+a trigger names, and for a call of a flow's inbound hook; never accepted from outside."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class HookMapping:
+    """How a `webhook` trigger reads the body its hook receives (`body`, `headers`,
+    `now` in the templates): whose event it is, its details, and the key that makes a
+    repeated call count once."""
+
+    email: Template
+    details: TemplatedValue | None = None
+    idempotency_key: Template | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class Trigger:
-    """What starts a session: events of a type (`event`), or a data change, which is
-    recorded as an origin event first: `tag_added: NAME` as `$tag_added` with
-    `details.tag`, `field_changed: {field, to?}` as `$field_changed` with
-    `details.field` (and `from`, `to`)."""
+    """What starts a session: events of a type (`event`), or a data change or a call of
+    the flow's inbound hook, recorded as an origin event first: `tag_added: NAME` as
+    `$tag_added` with `details.tag`, `field_changed: {field, to?}` as `$field_changed`
+    with `details.field` (and `from`, `to`), `webhook: {email, details?,
+    idempotency_key?}` as `$webhook` with `details.hook` (the flow's key)."""
 
     events: tuple[str, ...]
     condition: Condition | None = None
@@ -185,6 +198,8 @@ class Trigger:
     $tag_added` is of kind `event`: it names any tag added)."""
     match: tuple[tuple[str, Any], ...] = ()
     """`(key, value)` pairs the origin event's details must hold, e.g. `(("tag", "vip"),)`."""
+    hook: HookMapping | None = None
+    """For a `webhook` trigger."""
 
     def matches(self, event_type: str, details: Any) -> bool:
         """Whether an event of `event_type` with `details` is one this trigger names
@@ -200,13 +215,15 @@ class Trigger:
 
     def describe(self) -> str:
         """The trigger in words for a canvas: `signed_up`, `tag vip added`,
-        `field plan changed to "pro"`."""
+        `field plan changed to "pro"`, `POST /api/hooks/KEY`."""
         wanted = dict(self.match)
         if self.kind == "tag_added":
             return f"tag {wanted['tag']} added"
         if self.kind == "field_changed":
             to = f" to {json.dumps(wanted['to'])}" if "to" in wanted else ""
             return f"field {wanted['field']} changed{to}"
+        if self.kind == "webhook":
+            return f"POST /api/hooks/{wanted['hook']}"
         return ", ".join(self.events)
 
 

@@ -33,9 +33,11 @@ from sluice.definitions.limits import MAX_DEPTH, MAX_YAML_NODES, document_proble
 from sluice.definitions.model import (
     FIELD_CHANGED,
     TAG_ADDED,
+    WEBHOOK,
     EntryRule,
     ExitRule,
     FlowDefinition,
+    HookMapping,
     OnResume,
     TemplateDefinition,
     Trigger,
@@ -356,7 +358,7 @@ def _read_flow(
         key=key,
         name=_optional(raw, "name", check.string) or key,
         description=_optional(raw, "description", check.string),
-        trigger=_optional(raw, "trigger", partial(_trigger, check)),
+        trigger=_optional(raw, "trigger", partial(_trigger, check, key)),
         entry=_optional(raw, "entry", partial(_enum, check, EntryRule), EntryRule.ONE_AT_A_TIME),
         cooldown=_optional(raw, "cooldown", check.duration),
         exit_rules=_optional(raw, "exit", partial(_exit_rules, check), ()),
@@ -380,28 +382,37 @@ def _enum(check: Checker, enum_class: type[StrEnum], value: Any, loc: str) -> An
     return enum_class(choice) if choice else None
 
 
-_TRIGGER_KINDS = ("event", "tag_added", "field_changed")
+_TRIGGER_KINDS = ("event", "tag_added", "field_changed", "webhook")
 
 
-def _trigger(check: Checker, value: Any, loc: str) -> Trigger:
+def _trigger(check: Checker, flow_key: str | None, value: Any, loc: str) -> Trigger:
     """SPEC §2.1 and §7 Triggers: exactly one of `event`, `tag_added`, `field_changed`,
-    and an optional `if`."""
+    `webhook`, and an optional `if`."""
     raw = check.mapping(value, loc, optional=(*_TRIGGER_KINDS, "if")) or {}
     named = [kind for kind in _TRIGGER_KINDS if kind in raw]
     if isinstance(value, dict) and not named:
-        check.add(f"{loc}.event", "missing required key 'event' (or tag_added, field_changed)")
+        check.add(
+            f"{loc}.event", "missing required key 'event' (or tag_added, field_changed, webhook)"
+        )
     elif len(named) > 1:
         check.add(loc, f"expected only one of {', '.join(named)}")
     readers = {
         "event": partial(_event_types, check),
         "tag_added": partial(_tag_added, check),
         "field_changed": partial(_field_changed, check),
+        "webhook": partial(_webhook, check, flow_key),
         "if": check.condition,
     }
     fields = read_keys(raw, loc, readers)
     kind = next((k for k in _TRIGGER_KINDS if fields.get(k)), "event")
-    events, match = fields.get(kind, ((), ()))
-    return Trigger(events=events, kind=kind, match=match, condition=fields.get("condition"))
+    events, match, *hook = fields.get(kind, ((), ()))
+    return Trigger(
+        events=events,
+        kind=kind,
+        match=match,
+        hook=hook[0] if hook else None,
+        condition=fields.get("condition"),
+    )
 
 
 _NO_MATCH: tuple[tuple[str, Any], ...] = ()
@@ -422,6 +433,36 @@ def _tag_added(check: Checker, value: Any, loc: str) -> tuple[tuple[str, ...], t
     """`tag_added: NAME`, trimmed as tags are where they are added."""
     tag = check.string(value, loc)
     return ((TAG_ADDED,), (("tag", tag.strip()),)) if tag else ((), _NO_MATCH)
+
+
+def _webhook(check: Checker, flow_key: str | None, value: Any, loc: str) -> tuple:
+    """`webhook: {email, details?, idempotency_key?}`: templates over the hook's `body`.
+    The hook is the flow's own (`POST /api/hooks/KEY`), so a body is read once."""
+    raw = (
+        check.mapping(value, loc, required=("email",), optional=("details", "idempotency_key"))
+        or {}
+    )
+    readers = {
+        "email": check.template,
+        "details": partial(_hook_details, check),
+        "idempotency_key": check.template,
+    }
+    mapping = read_keys(raw, loc, readers, required=("email",))
+    if flow_key is None or mapping.get("email") is None:
+        return (), _NO_MATCH
+    return (WEBHOOK,), (("hook", flow_key),), HookMapping(**mapping)
+
+
+def _hook_details(check: Checker, value: Any, loc: str):
+    """The event's details, as a mapping of templated values (not `hook`: that is the
+    flow's key)."""
+    if not isinstance(value, dict):
+        check.add(loc, "expected a mapping")
+        return None
+    if "hook" in value:
+        check.add(f"{loc}.hook", "'hook' is the flow's key; give this detail another name")
+        return None
+    return check.templated(value, loc)
 
 
 def _field_changed(check: Checker, value: Any, loc: str) -> tuple[tuple[str, ...], tuple]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from sluice.definitions.liquid import TemplateError
 from sluice.definitions.model import (
-    CHANGE_EVENTS,
+    RECORDED_EVENTS,
     ExitAction,
     FieldAction,
     IfAction,
@@ -381,10 +381,9 @@ class _Run:
             data = {"type": event_type, "reason": f"event chain depth limit ({limit}) reached"}
             self.log(step.id, "track_skipped", data)
             return
-        if event_type in CHANGE_EVENTS:
+        if event_type in RECORDED_EVENTS:
             raise StepFailed(
-                f"{step.loc}.track.type: {event_type} is recorded by Sluice when the data "
-                "changes, never tracked"
+                f"{step.loc}.track.type: {event_type} is recorded by Sluice, never tracked"
             )
         details = action.details.render(context) if action.details else {}
         if not isinstance(details, dict):

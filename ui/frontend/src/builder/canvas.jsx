@@ -85,7 +85,7 @@ export function Canvas(props) {
 
   const triggerProblems = problems[""] || [];
   const trigger = doc?.trigger || {};
-  const events = describeTrigger(trigger);
+  const events = describeTrigger(trigger, doc?.key);
   return (
     <div
       ref={root}

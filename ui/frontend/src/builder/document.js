@@ -465,9 +465,10 @@ const list = (x) => (Array.isArray(x) ? x : x == null ? [] : [x]);
 
 /** The trigger in words, as the server's canvas says it (definitions/model.py
  * `Trigger.describe`): "signed_up, $import", "tag vip added", 'field plan changed to
- * "pro"'; another kind by its key. */
-export function describeTrigger(trigger) {
+ * "pro"', "POST /api/hooks/KEY" (`key`: the flow's); another kind by its key. */
+export function describeTrigger(trigger, key = "") {
   if (!trigger || typeof trigger !== "object") return "";
+  if ("webhook" in trigger) return `POST /api/hooks/${key}`;
   if ("tag_added" in trigger) return `tag ${trigger.tag_added} added`;
   if ("field_changed" in trigger) {
     const changed = trigger.field_changed;

@@ -276,6 +276,7 @@ describe("describeTrigger", () => {
     expect(describeTrigger({ tag_added: "vip", if: "true" })).toBe("tag vip added");
     expect(describeTrigger({ field_changed: "plan" })).toBe("field plan changed");
     expect(describeTrigger({ field_changed: { field: "plan", to: "pro" } })).toBe('field plan changed to "pro"');
+    expect(describeTrigger({ webhook: { email: "{{ body.email }}" } }, "paid")).toBe("POST /api/hooks/paid");
     expect(describeTrigger({ segment: { key: "vip" } })).toBe("segment");
   });
 });

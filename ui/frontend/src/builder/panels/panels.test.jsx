@@ -279,6 +279,11 @@ describe("the flow settings", () => {
     expect(last().trigger.field_changed).toBe("plan");
     type("Field", "");
     expect(screen.getByRole("alert").textContent).toContain("a field is required");
+
+    fireEvent.change(screen.getByLabelText("Started when"), { target: { value: "webhook" } });
+    expect(last().trigger).toEqual({ webhook: { email: "{{ body.email }}" }, if: "true" });
+    type("Visitor's email, from the body", "{{ body.customer.email }}");
+    expect(last().trigger.webhook).toEqual({ email: "{{ body.customer.email }}" });
   });
 
   it("adds a goal", () => {

@@ -21,13 +21,21 @@ const STARTED_BY = [
   ["event", "An event"],
   ["tag_added", "A tag is added"],
   ["field_changed", "A field changes"],
+  ["webhook", "A webhook arrives"],
 ];
 const STARTED_BY_HINTS = {
   event: "Events from your app, the API or a flow's track step.",
   tag_added: "By any source but an import: a $tag event, Bento's commands, a person on the profile, a flow's tag step.",
   field_changed: "By any source but an import: an event's fields, Bento's commands, a person on the profile, a flow's field step.",
+  webhook: "A POST to this flow's own hook, /api/hooks/KEY; `sluice flows hook KEY` tells its secret once saved.",
 };
-const FIRST_VALUE = { event: "", tag_added: "", field_changed: "" };
+const EVENT_NOTES = {
+  event: "Here event means the event that would start the session.",
+  tag_added: "Here event means the change: event.details.tag.",
+  field_changed: "Here event means the change: event.details.field, .from and .to.",
+  webhook: "Here event means the $webhook event: event.details holds what the trigger maps (or body).",
+};
+const FIRST_VALUE = { event: "", tag_added: "", field_changed: "", webhook: { email: "{{ body.email }}" } };
 
 /** The kind of trigger `trigger` names; "event" when it names none yet. */
 export function triggerKind(trigger) {
@@ -94,6 +102,9 @@ export default function Trigger({ step: doc, onChange, context }) {
           <TextField id="trigger-to" label="Changed to (optional)" value={hasTo ? (typeof changed.to === "string" ? changed.to : JSON.stringify(changed.to)) : ""} onInput={(text) => setFieldChanged(field, text === "" ? undefined : scalar(text))} server={at("trigger.field_changed.to")} hint="Any new value when empty; 5, true and null are read as in YAML." spellcheck={false} />
         </>
       )}
+      {kind === "webhook" && (
+        <TextField id="trigger-hook-email" label="Visitor's email, from the body" value={trigger.webhook?.email} onInput={(text) => setTrigger("webhook", withKey(trigger.webhook, "email", text))} check={(text) => (text.trim() ? null : "a template is required, e.g. {{ body.email }}")} server={at("trigger.webhook").concat(at("trigger.webhook.email"))} hint="A Liquid template over the JSON body it receives; details and idempotency_key in the YAML tab." spellcheck={false} />
+      )}
       {kind === "event" && <ListField
         id="trigger-events"
         label="Started by events of type"
@@ -103,7 +114,7 @@ export default function Trigger({ step: doc, onChange, context }) {
         check={(list) => (list.length ? null : "at least one event type, e.g. $signup")}
         server={at("trigger.event").concat(problems.filter((p) => /^trigger\.event\[/.test(p.loc ?? "")))}
       />}
-      <ConditionField id="trigger-condition" label="Only when (optional)" value={trigger.if} onChange={(text) => setTrigger("if", text)} server={at("trigger.if")} eventNote={kind === "event" ? "Here event means the event that would start the session." : `Here event means the change: ${kind === "tag_added" ? "event.details.tag" : "event.details.field, .from and .to"}.`} />
+      <ConditionField id="trigger-condition" label="Only when (optional)" value={trigger.if} onChange={(text) => setTrigger("if", text)} server={at("trigger.if")} eventNote={EVENT_NOTES[kind]} />
       <SelectField id="trigger-entry" label="Entry" value={doc.entry ?? "one_at_a_time"} options={ENTRY} hint={ENTRY_HINTS[doc.entry ?? "one_at_a_time"]} onChange={(v) => set("entry", v === "one_at_a_time" && !("entry" in doc) ? undefined : v)} server={at("entry")} />
       <TextField id="trigger-cooldown" label="Cooldown (optional)" value={doc.cooldown} onInput={(text) => set("cooldown", orUndefined(text))} check={(text) => durationProblem(text, { required: false })} server={at("cooldown")} hint="No new session within this time after the last one started, e.g. 30d" spellcheck={false} />
       <fieldset class="panel-goals">
