@@ -827,3 +827,18 @@ steps:
     page = unescape(browser.get("/flows/ab").text)
     assert "62% / 38%" in page
     assert "80%" not in page and "50%" not in page
+
+
+def test_a_flow_with_a_webhook_trigger_shows_its_hook_and_the_canvas_says_so(browser, driver):
+    driver.apply(
+        "key: paid\ntrigger: {webhook: {email: '{{ body.email }}'}}\nsteps: [{exit: true}]"
+    )
+    page = unescape(browser.get("/flows/paid").text)
+    assert "POST http://127.0.0.1:8000/api/hooks/paid" in page
+    [secret] = re.findall(r"<code data-hook-secret>([^<]+)</code>", page)
+    assert secret == driver.app.hook("paid")[1]
+    assert '<div class="box-summary">POST /api/hooks/paid</div>' in page
+    driver.apply("key: plain\ntrigger: {tag_added: vip}\nsteps: [{exit: true}]")
+    plain = unescape(browser.get("/flows/plain").text)
+    assert "data-hook" not in plain
+    assert '<div class="box-summary">tag vip added</div>' in plain

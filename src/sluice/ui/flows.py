@@ -181,11 +181,16 @@ def _flow_context(sluice: Sluice, key: str) -> dict[str, Any]:
         flow["versions"] = flow_store.list_versions(conn, key)
         flow["has_draft"] = draft_store.has_draft(conn, key)
         tree = sluice.catalog.flow(conn, key, flow["version"]).tree
+    hook = None
+    if tree.definition.trigger.kind == "webhook":  # its URL and secret, for the sender
+        url = f"{sluice.settings.public_url.rstrip('/')}/api/hooks/{key}"
+        hook = {"url": url, "secret": sluice.hook(key)[1]}
     return {
         "flow": flow,
         "definition": tree.definition,
         "boxes": canvas.boxes(tree.definition.steps),
         "here": here,
+        "hook": hook,
     }
 
 
