@@ -154,10 +154,16 @@ def test_bad_payloads_get_a_precise_answer_and_record_nothing(api):
 
 def test_only_a_flow_with_a_webhook_trigger_has_a_hook(api):
     api.put_flow("key: plain\ntrigger: {event: go}\nsteps: [{exit: true}]")
-    for answer in (api.get("/flows/plain/hook"), api.client.post("/api/hooks/plain", json={})):
-        assert answer.status_code == 404
-        assert answer.json()["detail"] == "flow 'plain' has no hook: its trigger is not webhook"
-    assert api.client.post("/api/hooks/nope", json={}).status_code == 404
+    shown = api.get("/flows/plain/hook")
+    assert shown.status_code == 404
+    assert shown.json()["detail"] == "flow 'plain' has no hook: its trigger is not webhook"
+    # Without the API key, a caller learns nothing of which flows exist.
+    for key in ("plain", "nope"):
+        answer = api.client.post(f"/api/hooks/{key}", json={})
+        assert (answer.status_code, answer.json()["detail"]) == (
+            404,
+            f"no hook at /api/hooks/{key}",
+        )
     assert api.get("/flows/plain/hook", headers={"Authorization": "Bearer x"}).status_code == 401
 
 
@@ -183,3 +189,93 @@ def test_a_webhook_trigger_is_checked_when_the_flow_is_saved(api):
         "trigger.webhook.email",
         "trigger.webhook.details.hook",
     }
+
+
+def signed(secret: str, message_id: str, body: bytes, signature: str | None = None) -> dict:
+    now = datetime.now(UTC)
+    good = Webhook(secret).sign(message_id, now, body.decode())
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature.format(good=good) if signature else good,
+        "Content-Type": "application/json",
+    }
+
+
+def test_a_message_id_is_each_hooks_own_and_an_unreadable_signature_spoils_no_other(api, driver):
+    api.put_flow(RAW)
+    api.put_flow(RAW.replace("key: raw", "key: raw2"))
+    body = b'{"who": "ada@example.com", "what": "x"}'
+    for key in ("raw", "raw2"):
+        secret = hook_of(api, key)["secret"]
+        # One sender, one message id, two hooks: both flows start.
+        headers = signed(secret, "msg_same", body, "v1,not_b64! {good}")
+        answer = api.client.post(f"/api/hooks/{key}", content=body, headers=headers)
+        assert (answer.status_code, answer.json()["accepted"]) == (200, 1), answer.text
+    driver.run()
+    flows = sorted(s["flow"] for s in driver.visitor("ada@example.com")["sessions"])
+    assert flows == ["raw", "raw2"]
+
+
+def test_a_body_the_event_cannot_hold_is_refused_saying_what_to_do(api):
+    api.put_flow(RAW)
+    secret = hook_of(api, "raw")["secret"]
+    bearer = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+
+    big = b'{"who": "ada@example.com", "what": "' + b"x" * 70_000 + b'"}'
+    answer = api.client.post("/api/hooks/raw", content=big, headers=bearer)
+    assert answer.status_code == 422
+    assert answer.json()["detail"] == [
+        {
+            "loc": "body",
+            "msg": "the body is larger than 64 KiB; map what the flow needs with the "
+            "trigger's details",
+        }
+    ]
+    deep = b'{"who": "ada@example.com", "x": ' + b"[" * 253 + b"]" * 253 + b"}"
+    answer = api.client.post("/api/hooks/raw", content=deep, headers=bearer)
+    assert answer.json()["detail"] == [
+        {"loc": "body", "msg": "nested too deeply (at most 250 levels)"}
+    ]
+    latin1 = b'{"who": "ada@example.com", "what": "caf\xe9"}'
+    answer = api.client.post("/api/hooks/raw", content=latin1, headers=signed(secret, "m", b"{}"))
+    assert (answer.status_code, answer.json()["detail"]) == (
+        400,
+        "the request body is not UTF-8; expected a JSON document",
+    )
+    assert api.get("/visitors/ada@example.com").status_code == 404
+
+
+def test_raising_the_secret_version_replaces_the_secret(api):
+    api.put_flow(RAW)
+    old = hook_of(api, "raw")["secret"]
+    api.put_flow(RAW.replace("idempotency_key: '{{ body.id }}'", "secret_version: 2"))
+    new = hook_of(api, "raw")["secret"]
+    assert new != old
+    body = {"who": "ada@example.com"}
+    stale = api.client.post("/api/hooks/raw", json=body, headers={"Authorization": f"Bearer {old}"})
+    assert stale.status_code == 401
+    fresh = api.client.post("/api/hooks/raw", json=body, headers={"Authorization": f"Bearer {new}"})
+    assert fresh.status_code == 200
+
+
+def test_templates_see_the_headers_but_no_credential(api, driver):
+    api.put_flow(
+        "key: h\ntrigger: {webhook: {email: '{{ body.who }}', details: "
+        "{all: '{{ headers }}', event: '{{ headers.x-github-event }}'}}}\nsteps: [{exit: true}]"
+    )
+    headers = {
+        "Authorization": f"Bearer {hook_of(api, 'h')['secret']}",
+        "X-Api-Key": "k1",
+        "Proxy-Authorization": "Basic p",
+        "X-Auth-Token": "t",
+        "X-GitHub-Event": "push",
+    }
+    answer = api.client.post("/api/hooks/h", json={"who": "ada@example.com"}, headers=headers)
+    assert answer.status_code == 200, answer.text
+    [origin] = [e for e in driver.visitor("ada@example.com")["events"] if e["type"] == "$webhook"]
+    assert origin["details"]["event"] == "push"
+    shown = origin["details"]["all"]
+    assert "x-github-event" in shown
+    for hidden in ("k1", "Basic p", "whsec_", "x-auth-token"):
+        assert hidden not in shown

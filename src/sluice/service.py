@@ -467,7 +467,8 @@ class Sluice:
             trigger = self.catalog.flow(conn, key, row.version).definition.trigger
         if trigger.kind != "webhook":
             raise NoHook(f"flow '{key}' has no hook: its trigger is not webhook")
-        return trigger, hooks.secret(self.secret("signing_key").encode(), key)
+        signing_key = self.secret("signing_key").encode()
+        return trigger, hooks.secret(signing_key, key, trigger.hook.secret_version)
 
     # -- sessions ---------------------------------------------------------------
 

@@ -17,21 +17,30 @@ from sluice.api.docs import errors_doc
 from sluice.api.errors import ApiError, invalid
 from sluice.edge import InvalidInput
 from sluice.service import NoHook
+from sluice.store.flows import UnknownFlow
 
 router = APIRouter(prefix="/api", tags=["Hooks"])
 
 
 @router.post(
     "/hooks/{key}",
-    response_model=schemas.EventsResult,
+    response_model=schemas.HookResult,
     responses=errors_doc(400, 401, 404, 413, 422),
     summary="Call a flow's inbound hook (its webhook trigger)",
 )
 def receive(
     key: str, request: Request, body: Annotated[bytes, Depends(raw_body)]
-) -> schemas.EventsResult:
+) -> schemas.HookResult:
     sluice = sluice_of(request)
-    trigger, secret = _hook(request, key)
+    try:
+        trigger, secret = sluice.hook(key)
+    except (NoHook, UnknownFlow):
+        # The same answer for both: a caller without the secret learns no flow's trigger.
+        raise ApiError(404, f"no hook at /api/hooks/{key}") from None
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        raise ApiError(400, "the request body is not UTF-8; expected a JSON document") from None
     try:
         hooks.verify(secret, body, request.headers)
     except hooks.HookRefused as refused:
@@ -42,7 +51,7 @@ def receive(
     except InvalidInput as error:
         raise invalid(error.problems) from None
     result = sluice.send([event])
-    return schemas.EventsResult(
+    return schemas.HookResult(
         accepted=result.accepted,
         duplicates=result.duplicates,
         sessions_started=result.sessions_started,

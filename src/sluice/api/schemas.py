@@ -294,6 +294,12 @@ class EventsResult(BaseModel):
     sessions_started: list[int] = []
 
 
+class HookResult(BaseModel):
+    accepted: int = Field(description="1 when the call was stored as a `$webhook` event.")
+    duplicates: int = Field(0, description="1 for a repeat of an idempotency key: ignored.")
+    sessions_started: list[int] = []
+
+
 class Hook(BaseModel):
     url: str = Field(description="Where to POST: `{base}/api/hooks/{key}`.")
     secret: str = Field(

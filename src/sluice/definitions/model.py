@@ -181,6 +181,8 @@ class HookMapping:
     email: Template
     details: TemplatedValue | None = None
     idempotency_key: Template | None = None
+    secret_version: int = 1
+    """Raised to replace the hook's secret (hooks.secret)."""
 
 
 @dataclass(frozen=True, kw_only=True)

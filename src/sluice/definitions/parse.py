@@ -436,16 +436,16 @@ def _tag_added(check: Checker, value: Any, loc: str) -> tuple[tuple[str, ...], t
 
 
 def _webhook(check: Checker, flow_key: str | None, value: Any, loc: str) -> tuple:
-    """`webhook: {email, details?, idempotency_key?}`: templates over the hook's `body`.
+    """`webhook: {email, details?, idempotency_key?, secret_version?}`: templates over
+    the hook's `body`.
     The hook is the flow's own (`POST /api/hooks/KEY`), so a body is read once."""
-    raw = (
-        check.mapping(value, loc, required=("email",), optional=("details", "idempotency_key"))
-        or {}
-    )
+    optional = ("details", "idempotency_key", "secret_version")
+    raw = check.mapping(value, loc, required=("email",), optional=optional) or {}
     readers = {
         "email": check.template,
         "details": partial(_hook_details, check),
         "idempotency_key": check.template,
+        "secret_version": partial(check.integer, minimum=1),
     }
     mapping = read_keys(raw, loc, readers, required=("email",))
     if flow_key is None or mapping.get("email") is None:
