@@ -496,3 +496,16 @@ def test_with_smtp_an_api_email_is_pending_and_the_dispatcher_sends_it(database_
                 assert api.get("/messages").json()[0]["state"] == "sent"
         finally:
             app.close()
+
+
+def test_site_stats_count_the_visitors_and_their_subscription(api, app):
+    api.bento_post(
+        "/batch/subscribers", {"subscribers": [{"email": f"s{n}@example.com"} for n in range(3)]}
+    )
+    api.bento_post(
+        "/fetch/commands", {"command": [{"command": "unsubscribe", "email": "s1@example.com"}]}
+    )
+    answer = api.bento_get("/stats/site")
+    assert answer.status_code == 200
+    assert answer.json() == {"user_count": 3, "subscriber_count": 2, "unsubscriber_count": 1}
+    assert api.bento_get("/stats/site", site_uuid="another-site").status_code in (401, 403)

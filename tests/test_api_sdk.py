@@ -171,6 +171,16 @@ def test_bentos_node_sdk_works_against_sluice_with_only_its_base_url_changed(ser
         FLOWS, "live"
     )
 
+    # Everyone the calls above created, Bob and Frank having unsubscribed (Frank came back).
+    people = native.get("/visitors", params={"limit": 100}).json()
+    unsubscribed = sum(not p["subscribed"] for p in people)
+    assert out["siteStats"] == {
+        "user_count": len(people),
+        "subscriber_count": len(people) - unsubscribed,
+        "unsubscriber_count": unsubscribed,
+    }
+    assert unsubscribed >= 1
+
     assert out["emails"] == 1
     [receipt] = native.get("/messages", params={"email": "ada@example.com"}).json()
     assert (receipt["state"], receipt["payload"]["subject"]) == ("outbox", "Receipt order-1")

@@ -133,6 +133,12 @@ class Audience:
     def create_tag(self, name: str) -> tuple[Any, bool]:
         return self._register(registry.register_tags, registry.list_tags, name)
 
+    def site_stats(self) -> dict[str, int]:
+        """Bento's `stats/site`: `{user_count, subscriber_count, unsubscriber_count}`,
+        every visitor counted once (one pass over the visitors)."""
+        with self.app.db.read() as conn:
+            return visitor_store.counts(conn)
+
     def fields(self) -> list[Any]:
         with self.app.db.read() as conn:
             return registry.list_fields(conn)

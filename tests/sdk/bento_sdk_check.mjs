@@ -74,6 +74,7 @@ out.tags = await V1.Tags.getTags();
 out.createdField = await V1.Fields.createField({ key: 'favouriteColour' });
 out.fields = await V1.Fields.getFields();
 out.workflows = await V1.Workflows.getWorkflows();
+out.siteStats = await V1.Stats.getSiteStats();
 out.emails = await V1.Batch.sendTransactionalEmails({
   emails: [
     {

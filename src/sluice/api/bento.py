@@ -219,6 +219,14 @@ def create_tag(request: Request, body: Body) -> JSONResponse:
     return JSONResponse({"data": [items.tag_view(row)]}, status_code=201 if created else 200)
 
 
+@router.get(
+    "/stats/site", response_model=schemas.SiteStats, responses=_SINGLE, summary="Visitor counts"
+)
+def get_site_stats(request: Request, site_uuid: Annotated[str | None, Query()] = None) -> dict:
+    check_site(request)
+    return sluice_of(request).audience.site_stats()
+
+
 @router.get("/fetch/fields", response_model=schemas.FieldList, responses=_SINGLE, summary="Fields")
 def get_fields(request: Request, site_uuid: Annotated[str | None, Query()] = None) -> dict:
     check_site(request)

@@ -234,6 +234,12 @@ class BentoWorkflow(BaseModel):
     attributes: WorkflowAttributes
 
 
+class SiteStats(BaseModel):
+    user_count: int = Field(description="Every visitor.")
+    subscriber_count: int = Field(description="Visitors subscribed (not unsubscribed).")
+    unsubscriber_count: int = Field(description="Visitors who unsubscribed.")
+
+
 class WorkflowList(BaseModel):
     data: list[BentoWorkflow]
 

@@ -229,5 +229,12 @@ def write_back(conn: Connection, changed: Iterable[WorkingVisitor], now: datetim
         )
 
 
+def counts(conn: Connection) -> dict[str, int]:
+    """`{user_count, subscriber_count, unsubscriber_count}` of every visitor."""
+    unsubscribed = sa.func.count(visitors.c.unsubscribed_at)  # counts the non-null ones
+    total, out = conn.execute(sa.select(sa.func.count(), unsubscribed).select_from(visitors)).one()
+    return {"user_count": total, "subscriber_count": total - out, "unsubscriber_count": out}
+
+
 def find(conn: Connection, email: str):
     return conn.execute(sa.select(visitors).where(visitors.c.email_key == email_key(email))).first()
