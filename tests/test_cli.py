@@ -20,12 +20,30 @@ import click
 import httpx
 import pytest
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, truncate
 from sluice.cli import main
 from sluice.service import Sluice
 from sluice.settings import Settings
 
 SLUICE = str(Path(sys.executable).parent / "sluice")
+
+
+BOTH_DATABASES = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture(params=["sqlite"])
+def database_url(request, tmp_path) -> str:
+    """The CLI is one program on both databases (the service under it is tested on
+    both), and each command here starts a process: so its tests run on SQLite, and
+    those marked BOTH_DATABASES — a newcomer's whole walk, what names the database —
+    on PostgreSQL too."""
+    if request.param == "sqlite":
+        path = tmp_path / "sluice.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("postgres_url")
+    truncate(url)
+    return url
 
 
 @pytest.fixture
@@ -47,6 +65,7 @@ def as_json(done: subprocess.CompletedProcess):
     return json.loads(done.stdout)
 
 
+@BOTH_DATABASES
 def test_a_new_user_applies_the_examples_and_watches_a_session(cli, tmp_path):
     flows_dir = tmp_path / "flows"
     shutil.copytree(EXAMPLES, flows_dir)
@@ -283,6 +302,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@BOTH_DATABASES
 def test_serve_answers_health_checks_and_runs_the_embedded_worker(cli, tmp_path):
     flow = tmp_path / "f.yaml"
     flow.write_text("key: f\ntrigger: {event: go}\nsteps: [{tag: {add: [served]}}]\n")
@@ -374,6 +394,7 @@ def shown_database(database_url: str) -> str:
     return database_url
 
 
+@BOTH_DATABASES
 def test_a_command_that_finds_nothing_names_its_database(cli, database_url):
     where = shown_database(database_url)
     listed = cli("flows", "list")
@@ -701,6 +722,7 @@ def test_simulate_without_a_database_creates_none_and_uses_the_files_given(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ada.yaml"]  # no sluice.db
 
 
+@BOTH_DATABASES
 def test_simulate_reads_the_templates_stored_and_changes_nothing(cli, tmp_path, database_url):
     script = tmp_path / "ada.yaml"
     script.write_text(ADA)
