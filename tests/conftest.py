@@ -71,9 +71,15 @@ def sqlite_template(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path) -> str:
+def database_url(request) -> str:
+    return fresh_database(request)
+
+
+def fresh_database(request) -> str:
+    """An empty migrated database of the kind `request.param` names: a copy of the
+    SQLite template in the test's directory, or the PostgreSQL database truncated."""
     if request.param == "sqlite":
-        path = tmp_path / "sluice.db"
+        path = request.getfixturevalue("tmp_path") / "sluice.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
     url = request.getfixturevalue("postgres_url")

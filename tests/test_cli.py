@@ -20,7 +20,7 @@ import click
 import httpx
 import pytest
 
-from conftest import EXAMPLES, truncate
+from conftest import EXAMPLES, fresh_database
 from sluice.cli import main
 from sluice.service import Sluice
 from sluice.settings import Settings
@@ -32,18 +32,12 @@ BOTH_DATABASES = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"
 
 
 @pytest.fixture(params=["sqlite"])
-def database_url(request, tmp_path) -> str:
+def database_url(request) -> str:
     """The CLI is one program on both databases (the service under it is tested on
     both), and each command here starts a process: so its tests run on SQLite, and
     those marked BOTH_DATABASES — a newcomer's whole walk, what names the database —
     on PostgreSQL too."""
-    if request.param == "sqlite":
-        path = tmp_path / "sluice.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        return f"sqlite:///{path}"
-    url = request.getfixturevalue("postgres_url")
-    truncate(url)
-    return url
+    return fresh_database(request)
 
 
 @pytest.fixture
