@@ -16,6 +16,7 @@ from sluice.definitions.problems import DefinitionError
 from sluice.edge import EventInput, InvalidInput
 from sluice.engine import triggers
 from sluice.engine.triggers import DataChange
+from sluice.narration import session_lines
 from sluice.records import FlowStatus
 from sluice.store.ingest import IncomingEvent
 
@@ -266,3 +267,31 @@ def test_turning_a_flow_on_later_does_not_replay_earlier_changes(driver, app):
     app.set_flow_status("vip", FlowStatus.ON)
     driver.run()
     assert sessions_of(driver, "ada@example.com", "vip") == []
+
+
+def test_why_not_says_an_imported_tag_starts_nothing_and_the_timeline_names_the_change(driver, app):
+    driver.apply(VIP)
+    driver.apply(PLAN)
+    app.audience.import_subscribers([SubscriberImport(email="frank@example.com", tags=("vip",))])
+    assert app.explain("frank@example.com", "vip").sentence == (
+        "Never triggered: they have it (tag vip added), but not from a change that starts "
+        "flows: an import, or a change made before this trigger named it."
+    )
+    driver.send("seen", "frank@example.com")
+    assert app.explain("frank@example.com", "upgraded").sentence == (
+        'Never triggered: this visitor\'s data never changed as it names (field plan changed to "pro").'
+    )
+
+    driver.send("$tag", "ada@example.com", details={"tag": "vip"})
+    driver.send("a", "ada@example.com", fields={"plan": "pro"})
+    told = {}
+    for flow in ("vip", "upgraded"):
+        [started] = sessions_of(driver, "ada@example.com", flow)
+        session = driver.session(started["id"])
+        with app.db.read() as conn:
+            entries = list(enumerate(session["timeline"]))
+            told[flow] = session_lines(conn, session, entries, None)[0].sentence.text()
+    assert told["vip"].startswith("Entered the flow “vip” (v1), started when tag vip was added")
+    assert told["upgraded"].startswith(
+        'Entered the flow “upgraded” (v1), started when field plan changed to "pro"'
+    )

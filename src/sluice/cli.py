@@ -434,6 +434,10 @@ def flows_hook(ctx, key, as_json) -> None:
         emit(hook)
     else:
         click.echo(f"POST {hook['url']}\nsecret: {hook['secret']}")
+        click.echo(
+            "(the address is SLUICE_PUBLIC_URL's: set it to where senders reach the server)",
+            err=True,
+        )
 
 
 def _switch(ctx, key: str, status: str, as_json: bool) -> None:

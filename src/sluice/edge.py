@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from sluice.addresses import MAX_EMAIL, visitor_email
-from sluice.definitions.model import RECORDED_EVENTS
+from sluice.records import RECORDED_EVENTS
 from sluice.store.ingest import IncomingEvent
 
 MAX_DETAILS_BYTES = 64 * 1024

@@ -34,7 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sluice.definitions.model import Step, child_lists
+from sluice.definitions.model import Step, child_lists, same_json
 from sluice.engine.work import FlowVersion
 from sluice.narration import relative, url_host, value, when
 from sluice.records import FlowStatus, Session, SessionStatus
@@ -127,6 +127,7 @@ def explain(
             "version": row.version,
             "off_since": _iso(row.off_since),
             "trigger": list(flow.definition.trigger.events),
+            "trigger_says": flow.definition.trigger.describe(),
         },
         "step": None
         if step is None
@@ -145,7 +146,7 @@ def explain(
     if refusal and (newest is None or step is None):
         return answer.give(*_refused(conn, answer, refusal))
     if newest is None:
-        return _never_triggered(conn, answer, visitor.id, row, flow.definition.trigger)
+        return _never_triggered(conn, answer, visitor, row, flow.definition.trigger)
     explanation = _from_session(conn, answer, newest, step_flow.definition.steps, step)
     if refusal is None:
         return explanation
@@ -500,11 +501,11 @@ def _branch_taken(entries, ancestors) -> tuple[Any, str] | None:
 # -- no session, no refusal ------------------------------------------------------------
 
 
-def _never_triggered(conn, answer: _Answer, visitor_id: int, row, trigger) -> Explanation:
+def _never_triggered(conn, answer: _Answer, visitor, row, trigger) -> Explanation:
     """No session and no refusal: the latest event the trigger names (a data change's
     origin event must name its tag or field too: the newest 1,000 are looked at)."""
     matching = sa.select(events.c.id, events.c.type, events.c.details, events.c.accepted_at).where(
-        events.c.visitor_id == visitor_id, events.c.type.in_(trigger.events)
+        events.c.visitor_id == visitor.id, events.c.type.in_(trigger.events)
     )
     recent = conn.execute(matching.order_by(events.c.id.desc()).limit(1000))
     latest = next((e for e in recent if trigger.matches(e.type, e.details)), None)
@@ -514,6 +515,11 @@ def _never_triggered(conn, answer: _Answer, visitor_id: int, row, trigger) -> Ex
             never = f"no {' or '.join(trigger.events)} event has come for this visitor"
         elif trigger.kind == "webhook":
             never = f"no call of its hook ({trigger.describe()}) named this visitor"
+        elif _has_already(visitor, trigger):
+            never = (
+                f"they have it ({trigger.describe()}), but not from a change that starts "
+                "flows: an import, or a change made before this trigger named it"
+            )
         else:
             never = f"this visitor's data never changed as it names ({trigger.describe()})"
         return answer.give(Verdict.NEVER_TRIGGERED, f"Never triggered: {never}.")
@@ -531,6 +537,18 @@ def _never_triggered(conn, answer: _Answer, visitor_id: int, row, trigger) -> Ex
         f"Never triggered: their latest {latest.type} event came on "
         f"{_when(latest.accepted_at)}, {why}.",
     )
+
+
+def _has_already(visitor, trigger) -> bool:
+    """Whether the visitor has what a trigger on a data change names: the tag, or the
+    field (with its `to` value when one is named)."""
+    wanted = dict(trigger.match)
+    if trigger.kind == "tag_added":
+        return wanted.get("tag") in visitor.tags
+    fields = visitor.fields or {}
+    if wanted.get("field") not in fields:
+        return False
+    return "to" not in wanted or same_json(fields[wanted["field"]], wanted["to"])
 
 
 # -- helpers ---------------------------------------------------------------------------

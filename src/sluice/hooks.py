@@ -27,8 +27,9 @@ import orjson
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from sluice.definitions.liquid import TemplateError
-from sluice.definitions.model import WEBHOOK, Trigger
+from sluice.definitions.model import Trigger
 from sluice.edge import EventInput, InvalidInput
+from sluice.records import WEBHOOK
 from sluice.store.ingest import IncomingEvent
 
 SIGNED_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")

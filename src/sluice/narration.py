@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from markupsafe import Markup, escape
 from sqlalchemy.engine import Connection
 
+from sluice.records import FIELD_CHANGED, TAG_ADDED, WEBHOOK
 from sluice.store.schema import deliveries, events, sessions, visitors
 
 ERROR_KINDS = frozenset(
@@ -156,6 +157,8 @@ class Facts:
     `narrate` (see `_promises_ended`)."""
     messages: dict[str, _Delivery] = field(default_factory=dict)
     event_types: dict[int, str] = field(default_factory=dict)
+    changes: dict[int, list] = field(default_factory=dict)
+    """The origin events that record a data change or a hook's call, in words' parts."""
 
     def delivery(self, row: dict[str, Any], kind: str) -> _Delivery | None:
         """The delivery of the row's step that the row tells of: the newest one made
@@ -238,12 +241,32 @@ def gather(conn: Connection, rows: Sequence[dict[str, Any]], now: datetime | Non
     }
     origins = {o for o in origins if isinstance(o, int)}
     if origins:
-        facts.event_types = dict(
-            conn.execute(
-                sa.select(events.c.id, events.c.type).where(events.c.id.in_(origins))
-            ).all()
-        )
+        found = conn.execute(
+            sa.select(events.c.id, events.c.type, events.c.details).where(events.c.id.in_(origins))
+        ).all()
+        facts.event_types = {e.id: e.type for e in found}
+        facts.changes = {e.id: words for e in found if (words := _change(e.type, e.details))}
     return facts
+
+
+def _change(event_type: str, details: Any) -> list | None:
+    """What an origin event that Sluice records says happened (SPEC §7 Triggers):
+    "tag vip was added", "field plan changed to "pro"", "its hook was called"."""
+    if not isinstance(details, dict):
+        return None
+    if event_type == TAG_ADDED:
+        return ["tag ", code(details.get("tag")), " was added"]
+    if event_type == FIELD_CHANGED:
+        to = details.get("to")
+        return [
+            "field ",
+            code(details.get("field")),
+            " changed to ",
+            code(orjson.dumps(to).decode()),
+        ]
+    if event_type == WEBHOOK:
+        return ["its hook was called"]
+    return None
 
 
 def url_host(url: str) -> str:
@@ -526,7 +549,10 @@ def _entered(say: _Say) -> list:
     if say.data.get("version") is not None:
         parts.append(f" (v{say.data['version']})")
     event_type = say.facts.event_types.get(origin)
-    if event_type is not None:
+    change = say.facts.changes.get(origin)
+    if change is not None:
+        parts += [", started when ", *change, f" (event {origin})"]
+    elif event_type is not None:
         parts += [", started by ", code(event_type), f" (event {origin})"]
     elif origin is not None:
         parts.append(f", started by event {origin}")

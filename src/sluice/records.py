@@ -8,6 +8,13 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Self
 
+TAG_ADDED = "$tag_added"
+FIELD_CHANGED = "$field_changed"
+WEBHOOK = "$webhook"
+RECORDED_EVENTS = (TAG_ADDED, FIELD_CHANGED, WEBHOOK)
+"""The origin events Sluice records itself (SPEC §7 Triggers) — for a data change that
+a trigger names, and for a call of a flow's inbound hook; never accepted from outside."""
+
 
 class SessionStatus(enum.StrEnum):
     """Where a session stands. Stored as these strings; never rename them.

@@ -164,14 +164,6 @@ class Step:
     """Where the step stands in the document, for messages: `steps[2].then[0]`."""
 
 
-TAG_ADDED = "$tag_added"
-FIELD_CHANGED = "$field_changed"
-WEBHOOK = "$webhook"
-RECORDED_EVENTS = (TAG_ADDED, FIELD_CHANGED, WEBHOOK)
-"""The origin events Sluice records itself (SPEC §7 Triggers) — for a data change that
-a trigger names, and for a call of a flow's inbound hook; never accepted from outside."""
-
-
 @dataclass(frozen=True, kw_only=True)
 class HookMapping:
     """How a `webhook` trigger reads the body its hook receives (`body`, `headers`,

@@ -31,9 +31,6 @@ import yaml
 from sluice.definitions.durations import parse_timezone
 from sluice.definitions.limits import MAX_DEPTH, MAX_YAML_NODES, document_problem, text_problem
 from sluice.definitions.model import (
-    FIELD_CHANGED,
-    TAG_ADDED,
-    WEBHOOK,
     EntryRule,
     ExitRule,
     FlowDefinition,
@@ -52,6 +49,7 @@ from sluice.definitions.problems import (
 )
 from sluice.definitions.steps import StepReader
 from sluice.definitions.values import item_loc, to_jsonable
+from sluice.records import FIELD_CHANGED, TAG_ADDED, WEBHOOK
 
 __all__ = [
     "DefinitionError",

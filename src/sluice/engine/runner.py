@@ -16,7 +16,6 @@ from typing import Any
 
 from sluice.definitions.liquid import TemplateError
 from sluice.definitions.model import (
-    RECORDED_EVENTS,
     ExitAction,
     FieldAction,
     IfAction,
@@ -40,7 +39,7 @@ from sluice.engine.work import (
     VisitorChange,
     Work,
 )
-from sluice.records import Event, Session, SessionStatus, TimelineEntry
+from sluice.records import RECORDED_EVENTS, Event, Session, SessionStatus, TimelineEntry
 
 ACTIVE, WAITING = SessionStatus.ACTIVE, SessionStatus.WAITING
 _ABSENT = object()

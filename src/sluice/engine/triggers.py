@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sluice.definitions.model import FIELD_CHANGED, TAG_ADDED, EntryRule, Trigger
+from sluice.definitions.model import EntryRule, Trigger
 from sluice.engine.context import template_context
 from sluice.engine.work import FlowVersion
+from sluice.records import FIELD_CHANGED, TAG_ADDED
 
 
 class RefusalReason(enum.StrEnum):

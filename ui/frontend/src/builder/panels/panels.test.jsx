@@ -284,6 +284,10 @@ describe("the flow settings", () => {
     expect(last().trigger).toEqual({ webhook: { email: "{{ body.email }}" }, if: "true" });
     type("Visitor's email, from the body", "{{ body.customer.email }}");
     expect(last().trigger.webhook).toEqual({ email: "{{ body.customer.email }}" });
+    type("Repeat key (optional)", "{{ body.id }}");
+    expect(last().trigger.webhook).toEqual({ email: "{{ body.customer.email }}", idempotency_key: "{{ body.id }}" });
+    type("Repeat key (optional)", "");
+    expect(last().trigger.webhook).toEqual({ email: "{{ body.customer.email }}" });
   });
 
   it("adds a goal", () => {

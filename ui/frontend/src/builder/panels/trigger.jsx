@@ -12,9 +12,9 @@ const ENTRY = [
   ["every_time", "Every time"],
 ];
 const ENTRY_HINTS = {
-  one_at_a_time: "A matching event starts a session only if the visitor has no unfinished session here.",
+  one_at_a_time: "What starts the flow starts a session only if the visitor has no unfinished session here.",
   once: "Only if the visitor never had a session here.",
-  every_time: "Every matching event starts a session.",
+  every_time: "Every time it happens, a session starts.",
 };
 // What starts a session (SPEC §7 Triggers): one of these keys, with an optional `if`.
 const STARTED_BY = [
@@ -27,7 +27,7 @@ const STARTED_BY_HINTS = {
   event: "Events from your app, the API or a flow's track step.",
   tag_added: "By any source but an import: a $tag event, Bento's commands, a person on the profile, a flow's tag step.",
   field_changed: "By any source but an import: an event's fields, Bento's commands, a person on the profile, a flow's field step.",
-  webhook: "A POST to this flow's own hook, /api/hooks/KEY; `sluice flows hook KEY` tells its secret once saved.",
+  webhook: "A POST to this flow's own address, /api/hooks/KEY: once saved, the flow's page shows it with its secret to give the sender.",
 };
 const EVENT_NOTES = {
   event: "Here event means the event that would start the session.",
@@ -103,7 +103,10 @@ export default function Trigger({ step: doc, onChange, context }) {
         </>
       )}
       {kind === "webhook" && (
-        <TextField id="trigger-hook-email" label="Visitor's email, from the body" value={trigger.webhook?.email} onInput={(text) => setTrigger("webhook", withKey(trigger.webhook, "email", text))} check={(text) => (text.trim() ? null : "a template is required, e.g. {{ body.email }}")} server={at("trigger.webhook").concat(at("trigger.webhook.email"))} hint="A Liquid template over the JSON body it receives; details and idempotency_key in the YAML tab." spellcheck={false} />
+        <>
+          <TextField id="trigger-hook-email" label="Visitor's email, from the body" value={trigger.webhook?.email} onInput={(text) => setTrigger("webhook", withKey(trigger.webhook, "email", text))} check={(text) => (text.trim() ? null : "required, e.g. {{ body.email }}")} server={at("trigger.webhook").concat(at("trigger.webhook.email"))} hint="Where the sender's JSON puts it, e.g. {{ body.customer.email }}. What else to keep of it: details, in the YAML tab." spellcheck={false} />
+          <TextField id="trigger-hook-key" label="Repeat key (optional)" value={trigger.webhook?.idempotency_key} onInput={(text) => setTrigger("webhook", withKey(trigger.webhook, "idempotency_key", orUndefined(text)))} server={at("trigger.webhook.idempotency_key")} hint="What a sender's retry repeats, e.g. {{ body.id }}: a second call with it starts nothing. Signed senders' retries are caught without it." spellcheck={false} />
+        </>
       )}
       {kind === "event" && <ListField
         id="trigger-events"
