@@ -56,7 +56,8 @@ def test_a_tag_added_by_each_source_starts_the_flow_once_and_an_import_starts_no
         [(0, Change(command="add_tag", email="command@example.com", name="vip"))]
     )
     app.audience.create_subscriber("person@example.com")
-    assert app.change_visitor(Change(command="add_tag", email="person@example.com", name="vip"))
+    change = Change(command="add_tag", email="person@example.com", name="vip")
+    assert len(app.change_visitor(change)) == 1  # the session it started
     driver.send("upgraded", "step@example.com")
     app.audience.import_subscribers([SubscriberImport(email="imported@example.com", tags=("vip",))])
     driver.run()

@@ -91,8 +91,8 @@ def test_tags_fields_and_subscription_change_and_are_recorded(browser, driver):
     page = browser.get("/visitors/ada@example.com").text
     assert 'data-tag="vip"' in page and "unsubscribed" in page and "Resubscribe" in page
 
-    # Each change is in the history, by whom; none started a flow (SPEC §7: no
-    # trigger names a change of data), although the flow lists the event types.
+    # Each change is in the history, by whom; none started a flow: the flow's trigger
+    # names event types, not these changes (SPEC §7).
     recorded = [e["details"] for e in events_of(driver, "ada@example.com")[:5]]
     assert [d["command"] for d in reversed(recorded)] == [s[0] for s in steps]
     assert recorded[-1] == {"command": "add_tag", "tag": "vip", "by": "ui:admin"}
@@ -328,3 +328,13 @@ def test_search_by_any_part_of_the_email_a_field_and_a_tag_paged(browser, sluice
     total, emails, page = listed(q="shop", page=9)
     assert "There are only 2 pages of results" in page
     assert browser.get("/visitors", params={"page": "0"}).status_code == 422
+
+
+def test_a_change_that_a_trigger_names_starts_its_flow_and_says_so(browser, driver):
+    driver.apply("key: vip\ntrigger: {tag_added: vip}\nsteps: [{wait: 1d}]")
+    driver.app.audience.create_subscriber("ada@example.com")
+    assert change(browser, "ada@example.com", "add_tag", "vip").status_code == 303
+    page = unescape(browser.get("/visitors/ada@example.com").text)
+    assert "Tag vip added. It started 1 flow session: see Flows." in page
+    [session] = driver.visitor("ada@example.com")["sessions"]
+    assert session["flow"] == "vip"

@@ -565,14 +565,15 @@ class Sluice:
             )
         return [views.visitor_summary(row) for row in rows]
 
-    def change_visitor(self, change: Change, actor: str = "cli") -> bool:
+    def change_visitor(self, change: Change, actor: str = "cli") -> list[int] | None:
         """A person's change of one visitor (a plain command of Bento's API: add or
         remove a tag, set or remove a field, subscribe or unsubscribe), applied as
         Bento's plain commands are: it starts only the flows whose trigger names the
         change (`tag_added`, `field_changed`: SPEC §7 Triggers), and wakes no session.
         When it changed something, a `$profile_edit` event records it in the visitor's
-        history: `{"command", "tag" | "field" (, "value"), "by": actor}`. Returns
-        whether the visitor changed; raises VisitorNotFound (it never creates one)."""
+        history: `{"command", "tag" | "field" (, "value"), "by": actor}`. Returns the
+        ids of the sessions the change started, or None when nothing changed; raises
+        VisitorNotFound (it never creates one)."""
         now = self.clock.now()
         with self.db.write() as conn:
             row = self._visitor_row(conn, change.email)
@@ -580,7 +581,7 @@ class Sluice:
             keep_views = triggers.reads_changes(flows)
             changed = imports.apply_changes(conn, [change], now, keep_views=keep_views)
             if not changed:
-                return False
+                return None
             details: dict[str, Any] = {"command": change.command}
             if change.command in ("add_tag", "remove_tag"):
                 details["tag"] = change.name
@@ -596,7 +597,7 @@ class Sluice:
             started = changes_made(conn, self.catalog, made, now, flows=flows)
         if started:
             self.wake_workers()
-        return True
+        return started
 
     def erasure_counts(self, email: str) -> dict[str, int]:
         """What `erase_visitor` would delete: `{events, sessions, unfinished, emails,

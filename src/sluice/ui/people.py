@@ -165,10 +165,13 @@ def change(
             form={"command": command, "name": name, "value": value},
         )
     try:
-        changed = sluice.change_visitor(found, actor=f"ui:{session.user}")
+        started = sluice.change_visitor(found, actor=f"ui:{session.user}")
     except VisitorNotFound:  # erased meanwhile
         return render.not_found(request, f"No visitor has the email {email}.")
-    notice = _DONE[command].format(name=found.name) if changed else "Nothing to change."
+    notice = _DONE[command].format(name=found.name) if started is not None else "Nothing to change."
+    if started:  # flows whose trigger names the change (tag_added, field_changed)
+        count = len(started)
+        notice += f" It started {count} flow session{'s' if count > 1 else ''}: see Flows."
     target = f"/visitors/{render.quote_path(visitor['email'])}"
     return render.redirect(request, target, notice)
 
