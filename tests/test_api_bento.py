@@ -509,3 +509,47 @@ def test_site_stats_count_the_visitors_and_their_subscription(api, app):
     assert answer.status_code == 200
     assert answer.json() == {"user_count": 3, "subscriber_count": 2, "unsubscriber_count": 1}
     assert api.bento_get("/stats/site", site_uuid="another-site").status_code in (401, 403)
+
+
+def test_deleting_a_tag_takes_it_from_every_subscriber_and_starts_nothing(api, app, driver):
+    driver.apply("key: back\ntrigger: {tag_added: vip}\nsteps: [{exit: true}]")
+    api.bento_post(
+        "/batch/subscribers",
+        {
+            "subscribers": [
+                {"email": "a@example.com", "tags": "vip,x"},
+                {"email": "b@example.com", "tags": "x"},
+            ]
+        },
+    )
+    vip = next(
+        t for t in api.bento_get("/fetch/tags").json()["data"] if t["attributes"]["name"] == "vip"
+    )
+
+    def delete(tag_id, name):
+        return api.client.request(
+            "DELETE",
+            f"/api/v1/fetch/tags/{tag_id}",
+            json={"tag": {"name": name}, "site_uuid": api.site_uuid},
+            headers=api.basic,
+        )
+
+    wrong = delete(vip["id"], "x")
+    assert (wrong.status_code, wrong.json()) == (
+        404,
+        {"error": f"no tag with id '{vip['id']}' named 'x'"},
+    )
+    assert delete("not-a-number", "vip").status_code == 404
+    done = delete(vip["id"], "vip")
+    assert (done.status_code, done.json()) == (
+        200,
+        {"message": "Tag vip deleted; 1 subscriber(s) had it"},
+    )
+    assert driver.visitor("a@example.com")["tags"] == ["x"]
+    assert driver.visitor("b@example.com")["tags"] == ["x"]
+    assert "vip" not in {
+        t["attributes"]["name"] for t in api.bento_get("/fetch/tags").json()["data"]
+    }
+    assert delete(vip["id"], "vip").status_code == 404
+    driver.run()
+    assert app.sessions() == []

@@ -148,7 +148,8 @@ def test_bentos_node_sdk_works_against_sluice_with_only_its_base_url_changed(ser
         True,
         [],
     )
-    assert native.get("/visitors/gina@new.example").json()["tags"] == ["lead"]
+    # `lead` was deleted (below), from Gina too.
+    assert native.get("/visitors/gina@new.example").json()["tags"] == []
     assert native.get("/visitors/gina@example.com").status_code == 404
 
     # Look-ups return Bento's shapes.
@@ -164,6 +165,8 @@ def test_bentos_node_sdk_works_against_sluice_with_only_its_base_url_changed(ser
     cached = {tag_names[i] for i in out["byEmail"]["attributes"]["cached_tag_ids"]}
     assert cached - {"onboarded"} == {"imported", "customer"}
     assert out["createdTag"][0]["attributes"]["name"] == "partner"
+    assert out["deletedTag"] == {"message": "Tag lead deleted; 1 subscriber(s) had it"}
+    assert "lead" not in {t["attributes"]["name"] for t in out["tagsAfter"]}
     field_names = {f["attributes"]["key"]: f["attributes"]["name"] for f in out["fields"]}
     assert field_names["favouriteColour"] == "Favourite Colour"
     assert {"first_name", "plan", "company", "seats"} <= set(field_names)

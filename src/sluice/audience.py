@@ -139,6 +139,13 @@ class Audience:
         with self.app.db.read() as conn:
             return visitor_store.counts(conn)
 
+    def delete_tag(self, tag_id: int, name: str) -> int | None:
+        """Delete a tag from the registry and from every visitor (registry.delete_tag):
+        the number of visitors who had it, or None for no such tag. Taking a tag away
+        starts no flow and wakes no session: no trigger names it."""
+        with self.app.db.write() as conn:
+            return registry.delete_tag(conn, tag_id, name)
+
     def fields(self) -> list[Any]:
         with self.app.db.read() as conn:
             return registry.list_fields(conn)

@@ -71,6 +71,9 @@ out.unknown = await V1.Subscribers.getSubscribers({ email: 'nobody@example.com' 
 out.created = await V1.Subscribers.createSubscriber({ email: 'hank@example.com' });
 out.createdTag = await V1.Tags.createTag({ name: 'partner' });
 out.tags = await V1.Tags.getTags();
+const lead = out.tags.find((tag) => tag.attributes.name === 'lead');
+out.deletedTag = await V1.Tags.deleteTag(lead.id, { name: 'lead' });
+out.tagsAfter = await V1.Tags.getTags();
 out.createdField = await V1.Fields.createField({ key: 'favouriteColour' });
 out.fields = await V1.Fields.getFields();
 out.workflows = await V1.Workflows.getWorkflows();

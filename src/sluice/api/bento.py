@@ -219,6 +219,23 @@ def create_tag(request: Request, body: Body) -> JSONResponse:
     return JSONResponse({"data": [items.tag_view(row)]}, status_code=201 if created else 200)
 
 
+@router.delete(
+    "/fetch/tags/{tag_id}",
+    response_model=schemas.TagDeleted,
+    responses=_SINGLE | {404: {"model": schemas.BentoError}},
+    openapi_extra=body_doc(schemas.BentoTagBody),
+    summary="Delete a tag, from every subscriber too",
+)
+def delete_tag(request: Request, tag_id: str, body: Body) -> dict:
+    data = _read(request, body)
+    name = _single(data, "tag", lambda d: items.name_of(d.get("name"), "name"))
+    number = int(tag_id) if tag_id.isdigit() and len(tag_id) < 19 else None
+    taken = None if number is None else sluice_of(request).audience.delete_tag(number, name)
+    if taken is None:
+        raise ApiError(404, f"no tag with id {tag_id!r} named {name!r}")
+    return {"message": f"Tag {name} deleted; {taken} subscriber(s) had it"}
+
+
 @router.get(
     "/stats/site", response_model=schemas.SiteStats, responses=_SINGLE, summary="Visitor counts"
 )

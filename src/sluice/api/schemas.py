@@ -234,6 +234,10 @@ class BentoWorkflow(BaseModel):
     attributes: WorkflowAttributes
 
 
+class TagDeleted(BaseModel):
+    message: str = Field(description="`Tag NAME deleted; N subscriber(s) had it`.")
+
+
 class SiteStats(BaseModel):
     user_count: int = Field(description="Every visitor.")
     subscriber_count: int = Field(description="Visitors subscribed (not unsubscribed).")

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from sluice.store.schema import custom_fields, tags
+from sluice.store import visitor_search
+from sluice.store.schema import custom_fields, tags, visitors
 
 MAX_NAME = 200
 
@@ -66,6 +67,30 @@ def list_tags(conn: Connection, names: Iterable[str] | None = None) -> list[Any]
     if names is not None:
         query = query.where(tags.c.name.in_(list(names)))
     return conn.execute(query).all()
+
+
+def delete_tag(conn: Connection, tag_id: int, name: str) -> int | None:
+    """Delete the tag `tag_id` (which must be named `name`) from the registry and from
+    every visitor that has it, in one statement each; the number of visitors it was
+    taken from, or None when no tag has that id and name."""
+    found = conn.execute(
+        tags.delete().where(tags.c.id == tag_id, tags.c.name == name).returning(tags.c.id)
+    ).first()
+    if found is None:
+        return None
+    if conn.dialect.name == "postgresql":
+        kept = visitors.c.tags.op("-")(sa.cast(name, sa.Text))  # jsonb minus a string
+    else:
+        each = sa.func.json_each(visitors.c.tags).table_valued("value")
+        kept = (
+            sa.select(sa.func.coalesce(sa.func.json_group_array(each.c.value), "[]"))
+            .select_from(each)
+            .where(each.c.value != name)
+            .scalar_subquery()
+        )
+    having = visitor_search.matching(conn, visitor_search.VisitorQuery(tag=name))
+    changed = conn.execute(visitors.update().where(*having).values(tags=kept))
+    return changed.rowcount
 
 
 def list_fields(conn: Connection, keys: Iterable[str] | None = None) -> list[Any]:
