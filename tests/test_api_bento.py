@@ -553,3 +553,16 @@ def test_deleting_a_tag_takes_it_from_every_subscriber_and_starts_nothing(api, a
     assert delete(vip["id"], "vip").status_code == 404
     driver.run()
     assert app.sessions() == []
+
+
+def test_an_import_starts_flows_only_when_it_asks_to(api, app, driver):
+    driver.apply("key: welcome-vip\ntrigger: {tag_added: vip}\nsteps: [{exit: true}]")
+    quiet = {"subscribers": [{"email": "a@example.com", "tags": "vip"}]}
+    asking = {"subscribers": [{"email": "b@example.com", "tags": "vip"}], "start_flows": True}
+    assert api.bento_post("/batch/subscribers", quiet).json()["results"] == 1
+    assert api.bento_post("/batch/subscribers", asking).json()["results"] == 1
+    driver.run()
+    assert [s["flow"] for s in app.sessions(email="a@example.com")] == []
+    assert [s["flow"] for s in app.sessions(email="b@example.com")] == ["welcome-vip"]
+    bad = api.bento_post("/batch/subscribers", {**asking, "start_flows": "yes"})
+    assert (bad.status_code, bad.json()) == (400, {"error": '"start_flows" must be true or false'})

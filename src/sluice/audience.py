@@ -67,9 +67,24 @@ class Audience:
 
     # -- imports and commands -----------------------------------------------------
 
-    def import_subscribers(self, rows: Sequence[SubscriberImport]) -> int:
+    def import_subscribers(
+        self, rows: Sequence[SubscriberImport], *, start_flows: bool = False
+    ) -> int:
+        """Merge the rows into the visitors. An import starts no flow (SPEC §3.3) unless
+        it asks to (`start_flows`): then its changes start the flows whose trigger names
+        them, as a plain command's do."""
+        now = self.app.clock.now()
+        catalog = self.app.catalog
+        started = []
         with self.app.db.write() as conn:
-            imports.import_subscribers(conn, rows, self.app.clock.now())
+            flows = flow_states(conn, catalog) if start_flows else []
+            keep_views = triggers.reads_changes(flows)
+            changed = imports.import_subscribers(conn, rows, now, keep_views=keep_views)
+            if start_flows:
+                made = [(Maker(v.email, "import"), c) for v in changed for c in v.changes]
+                started = changes_made(conn, catalog, made, now, flows=flows)
+        if started:
+            self.app.wake_workers()
         return len(rows)
 
     def run_commands(self, commands: Sequence[tuple[int, Command]]) -> dict[int, str]:

@@ -85,14 +85,18 @@ def batch_events(request: Request, body: Body) -> JSONResponse:
     response_model=schemas.BatchResult,
     responses=_BATCH,
     openapi_extra=body_doc(schemas.BentoSubscribersBody),
-    summary="Import subscribers (no events, no flows)",
+    summary="Import subscribers (no events, no flows unless start_flows)",
 )
 def batch_subscribers(request: Request, body: Body) -> JSONResponse:
     data = _read(request, body)
     rows = items_of(data, "subscribers", limit=MAX_ITEMS, noun="subscribers")
+    start_flows = data.get("start_flows", False)
+    if not isinstance(start_flows, bool):
+        raise ApiError(400, '"start_flows" must be true or false')
     checked = check_each(rows, items.subscriber_import)
     if checked.valid:
-        sluice_of(request).audience.import_subscribers([row for _, row in checked.valid])
+        imported = [row for _, row in checked.valid]
+        sluice_of(request).audience.import_subscribers(imported, start_flows=start_flows)
     return _batch_response(checked, len(checked.valid))
 
 

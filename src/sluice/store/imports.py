@@ -43,8 +43,14 @@ class Change:
     value: Any = None
 
 
-def import_subscribers(conn: Connection, rows: Sequence[SubscriberImport], now: datetime) -> None:
+def import_subscribers(
+    conn: Connection, rows: Sequence[SubscriberImport], now: datetime, *, keep_views: bool = False
+) -> list[visitor_store.WorkingVisitor]:
+    """Merge the rows into their visitors (created where new); returns those whose data
+    changed, with their `changes` (`keep_views`: WorkingVisitor.keep_views)."""
     people = visitor_store.upsert(conn, (r.email for r in rows), now)
+    for visitor in people.values():
+        visitor.keep_views = keep_views
     for row in rows:
         visitor = people[visitor_store.email_key(row.email)]
         visitor.merge_fields(row.fields)
@@ -55,6 +61,7 @@ def import_subscribers(conn: Connection, rows: Sequence[SubscriberImport], now: 
     visitor_store.write_back(conn, people.values(), now)
     registry.register_tags(conn, (t for r in rows for t in r.tags), now)
     registry.register_fields(conn, (k for r in rows for k in r.fields), now)
+    return [v for v in people.values() if v.dirty]
 
 
 def apply_changes(
