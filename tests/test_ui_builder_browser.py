@@ -174,7 +174,7 @@ def test_a_new_flow_is_built_and_created(page, server):
     expect(page.locator('[data-step="welcome"]')).to_be_visible()
     page.get_by_role("button", name="Add a step after welcome").click()
     palette = page.get_by_role("group", name="Add a step after welcome")
-    expect(palette.get_by_role("button").last).to_be_in_viewport()  # not cut off below
+    expect(palette.get_by_role("button").last).to_be_in_viewport(ratio=1)  # not cut off below
     page.get_by_role("button", name="Wait Wait for a time or until a date").click()
     expect(page.locator('[data-step="wait_1d"]')).to_be_focused()
     valid(page)

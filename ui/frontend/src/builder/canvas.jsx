@@ -251,9 +251,16 @@ function Palette({ label, onPick, onClose }) {
   const ref = useRef(null);
   // Before the browser handles the next key: an ↓ typed at once goes to the palette.
   useLayoutEffect(() => {
-    ref.current?.querySelector("button")?.focus();
-    // All of it in sight: near the canvas's edge its last kinds were cut off.
-    ref.current?.scrollIntoView?.({ block: "nearest", inline: "nearest" });
+    const palette = ref.current;
+    const slot = palette?.parentElement;
+    // Room for it below its "+": the canvas grows to hold it whole (it was cut off at
+    // the canvas's end, and covered the steps below).
+    if (slot) slot.style.marginBottom = `${palette.offsetHeight + 8}px`;
+    palette?.querySelector("button")?.focus();
+    palette?.scrollIntoView?.({ block: "nearest", inline: "nearest" });
+    return () => {
+      if (slot) slot.style.marginBottom = "";
+    };
   }, []);
   return (
     <div
