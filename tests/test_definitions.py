@@ -26,6 +26,11 @@ from sluice.definitions.parse import (
 
 EXAMPLES = Path(__file__).parents[1] / "src" / "sluice" / "ui" / "examples"
 
+GUARD_SECONDS = 5
+"""What "at once" allows a refusal that guards against an input taking minutes (a
+YAML bomb, a condition nested without end): loose, since a CI machine running three
+test processes on two cores took 3 s once for what takes 0.4 s alone."""
+
 
 def flow(*steps, **top):
     """A minimal valid flow document with the given steps and top-level keys."""
@@ -575,11 +580,11 @@ steps: [{tag: {add: [*i]}}]
 
 
 def load_problem(text: str, name: str = "flow.yaml") -> Problem:
-    """The one problem of loading `text`, which must be refused within a second."""
+    """The one problem of loading `text`, which must be refused at once (GUARD_SECONDS)."""
     started = time_module.perf_counter()
     with pytest.raises(DefinitionError) as excinfo:
         load_documents(text, name)
-    assert time_module.perf_counter() - started < 1
+    assert time_module.perf_counter() - started < GUARD_SECONDS
     [problem] = excinfo.value.problems
     return problem
 
@@ -686,7 +691,7 @@ def test_a_definition_over_1_mib_is_refused_before_it_is_read():
     doc = flow(*[{"tag": {"add": [f"tag-{n}"]}} for n in range(80_000)])
     started = time_module.perf_counter()
     [problem] = problems(doc)
-    assert time_module.perf_counter() - started < 1
+    assert time_module.perf_counter() - started < GUARD_SECONDS
     assert re.fullmatch(r"the definition is 2\.\d MiB as JSON; at most 1 MiB", problem)
 
 
@@ -723,7 +728,7 @@ def test_a_condition_nested_too_deeply_is_a_problem_at_its_path(source):
     doc = flow({"if": source, "then": [{"wait": "1d"}]}, trigger={"event": "go", "if": source})
     started = time_module.perf_counter()
     found = problems(doc)
-    assert time_module.perf_counter() - started < 1
+    assert time_module.perf_counter() - started < GUARD_SECONDS
     assert [p.split(": ", 1)[0] for p in found] == ["trigger.if", "steps[0].if"]
     assert all(
         re.search(
@@ -841,7 +846,7 @@ def test_retries_whose_last_delay_passes_10_years_are_refused():
         "attempts or a shorter backoff"
     ]
     assert problems(hook(10**18))[0].startswith(f"steps[0].webhook.retries: {10**18} attempts")
-    assert time_module.perf_counter() - started < 1
+    assert time_module.perf_counter() - started < GUARD_SECONDS
 
 
 @pytest.mark.parametrize(
