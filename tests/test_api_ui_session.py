@@ -1,3 +1,4 @@
+# ruff: noqa: F811 -- `sluice` is the fixture test_ui_pages defines, taken by name
 """The native API called by the web UI's pages (issue 11: the builder saves, previews
 and simulates through the same endpoints as everyone else), on SQLite and
 PostgreSQL: the UI's session cookie counts with the page's CSRF token, never alone."""
@@ -9,9 +10,11 @@ from fastapi.testclient import TestClient
 
 from api_support import Api
 from sluice.api.app import create_app
-from sluice.service import Sluice
-from sluice.settings import Settings
-from test_ui_pages import PASSWORD, csrf, login
+from test_ui_pages import (
+    csrf,
+    login,
+    sluice,  # noqa: F401 (the fixture, shared)
+)
 
 FLOW = """\
 key: hello
@@ -24,16 +27,6 @@ steps:
     wait: 2d
 """
 YAML = {"Content-Type": "application/yaml"}
-
-
-@pytest.fixture
-def sluice(database_url, clock):
-    settings = Settings(
-        database_url=database_url, signing_key="test-signing-key", admin_password=PASSWORD
-    )
-    app = Sluice(settings, clock)
-    yield app
-    app.close()
 
 
 @pytest.fixture

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 -- `sluice` is the fixture test_ui_pages defines, taken by name
 """The builder's round trip through `/ui/flows/{key}/document` (issue 11), on SQLite
 and PostgreSQL: a document merged into the author's text keeps its comments, a text
 gives its document, and every answer has the problems with their lines."""
@@ -12,8 +13,11 @@ from fastapi.testclient import TestClient
 from sluice.api.app import create_app
 from sluice.definitions.parse import load_documents
 from sluice.service import Sluice
-from sluice.settings import Settings
-from test_ui_pages import PASSWORD, csrf, login
+from test_ui_pages import (
+    csrf,
+    login,
+    sluice,  # noqa: F401 (the fixture, shared)
+)
 
 COMMENTED = """\
 # The onboarding flow: edited by hand and in the builder.
@@ -33,16 +37,6 @@ steps:
   - id: settle
     wait: 2d
 """
-
-
-@pytest.fixture
-def sluice(database_url, clock):
-    settings = Settings(
-        database_url=database_url, signing_key="test-signing-key", admin_password=PASSWORD
-    )
-    app = Sluice(settings, clock)
-    yield app
-    app.close()
 
 
 @pytest.fixture
