@@ -271,6 +271,68 @@ timeline = sa.Table(
     sqlite_autoincrement=True,  # ids of erased rows never come back (migration 0004)
 )
 
+# Segments (SPEC §7, docs/segments.md): versioned documents, as templates are, with an
+# audit log of their changes as flows have.
+segments = sa.Table(
+    "segments",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+segment_versions = sa.Table(
+    "segment_versions",
+    metadata,
+    sa.Column("segment_key", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("definition", Json, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),  # as in flow_versions
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+segment_changes = sa.Table(
+    "segment_changes",
+    metadata,
+    _id(),
+    sa.Column("segment_key", sa.String(64), nullable=False, index=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("diff", sa.Text),
+    sa.Column("note", sa.Text),
+)
+
+# Who is in each segment now, kept in the transaction of every change that can move
+# them (store/segments.py); entries and exits are `$segment_entered`/`$segment_left`
+# events in the visitors' histories.
+segment_members = sa.Table(
+    "segment_members",
+    metadata,
+    sa.Column("segment_key", sa.String(64), primary_key=True),
+    sa.Column("visitor_id", Id, primary_key=True),
+    sa.Column("entered_at", UTCDateTime, nullable=False),
+    sa.Index(None, "visitor_id"),
+)
+
+# Work for one visitor that falls due at a time rather than on a change (store/due.py):
+# a segment's time window passing (`kind` "segment", `key` its key), a date trigger's
+# next occurrence (`kind` "date", `key` the flow's key). The worker claims these as it
+# claims sessions, and sleeps until the earliest.
+due_checks = sa.Table(
+    "due_checks",
+    metadata,
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("visitor_id", Id, primary_key=True),
+    sa.Column("due_at", UTCDateTime, nullable=False),
+    sa.Index(None, "due_at"),
+    sa.Index(None, "visitor_id"),
+)
+
 # Why events that matched a flow's trigger by type started no session there
 # (store/refusals.py): the latest such refusal per visitor and flow, and how many.
 trigger_refusals = sa.Table(

@@ -27,12 +27,15 @@ from sluice.clock import Clock, idle_seconds
 from sluice.engine.runner import advance, failure
 from sluice.engine.work import EngineConfig, Transition, Work
 from sluice.records import Session
+from sluice.store import due as due_store
 from sluice.store import sessions as session_store
 from sluice.store.db import Database, error_line, retrying, sqlite_path
 from sluice.store.flows import Catalog
 from sluice.worker.listener import DataVersionWatcher, Listener
 
 log = logging.getLogger(__name__)
+
+DUE_RETRY = timedelta(minutes=5)
 
 
 class Worker:
@@ -48,6 +51,7 @@ class Worker:
         poll_interval: float = 0.5,
         max_sleep: float = 30.0,
         rng: random.Random | None = None,
+        due_handlers: dict[str, due_store.Handler] | None = None,
     ):
         self.db, self.catalog, self.clock, self.config = db, catalog, clock, config
         self.batch_size, self.lease = batch_size, lease
@@ -57,6 +61,8 @@ class Worker:
         self.max_sleep = max_sleep
         """The longest sleep, in case a wake-up was lost (a dropped LISTEN connection)."""
         self.rng = rng or random.Random()
+        self.due_handlers = due_handlers or {}
+        """What to do with a check that fell due, by kind (store/due.py)."""
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.on_new_deliveries: Callable[[], None] | None = None
         """Called when this worker wrote deliveries, or PostgreSQL said there is new
@@ -65,19 +71,21 @@ class Worker:
         self._wake = threading.Event()
 
     def run_once(self) -> int:
-        """Claim one batch and advance it; returns how many sessions were advanced.
+        """Claim one batch of due checks (store/due.py) and one of sessions, and work
+        them; returns how many checks and sessions were done.
 
         A session that cannot be loaded, advanced or saved fails on its own (timeline
         entry `failed` with the error); the rest of its batch goes on. Loading and
         saving are one query set per batch; only after a batch failed are its
         sessions taken one at a time, to find the one at fault."""
         now = self.clock.now()
+        checked = self._run_due_checks(now)
         with self.db.write() as conn:
             claimed = session_store.claim_due(
                 conn, worker=self.name, now=now, limit=self.batch_size, lease=self.lease
             )
         if not claimed:
-            return 0
+            return checked
         with metrics.BATCH_SECONDS.time(), self._heartbeat([s.id for s in claimed]):
             transitions = self._advance_all(claimed, now)
             applied = self._apply(claimed, transitions, now)
@@ -86,7 +94,24 @@ class Worker:
         metrics.SESSIONS_ADVANCED.inc(len(applied))
         metrics.STALE_RESULTS.inc(len(transitions) - len(applied))
         metrics.STEPS_RUN.inc(sum(e.kind == "step" for t in applied for e in t.timeline))
-        return len(applied)
+        return checked + len(applied)
+
+    def _run_due_checks(self, now: datetime) -> int:
+        """Handle one batch of due checks, each kind in the transaction that claims it.
+        A batch that fails is logged and tried again `DUE_RETRY` later (nothing of it
+        was written); the sessions' batch goes on."""
+        if not self.due_handlers:
+            return 0
+        try:
+            with self.db.write() as conn:
+                return due_store.run_due(conn, self.due_handlers, now, self.batch_size)
+        except sa.exc.OperationalError:
+            raise
+        except Exception:
+            log.exception("a batch of due checks failed; tried again in %s", DUE_RETRY)
+            with self.db.write() as conn:
+                due_store.postpone(conn, now, now + DUE_RETRY, self.batch_size)
+            return 0
 
     def _advance_all(self, claimed: list[Session], now: datetime) -> list[Transition]:
         try:
@@ -217,6 +242,8 @@ class Worker:
         try:
             with self.db.read() as conn:
                 due = session_store.next_due(conn)
+                if self.due_handlers and (check := due_store.next_due(conn)) is not None:
+                    due = check if due is None else min(due, check)
         except sa.exc.OperationalError:
             return self.poll_interval
         return idle_seconds(

@@ -1,0 +1,130 @@
+"""Work for one visitor that falls due at a time rather than on a change: a segment's
+time window passing (`segment`), a date trigger's next occurrence (`date`).
+
+Each is a row `(kind, key, visitor_id, due_at)` in `due_checks`, at most one per
+visitor and segment or flow; scheduling again moves it. The worker claims due rows in
+batches, as it claims sessions (one step into `ix_due_checks_due_at`), and hands each
+kind's to its handler in the same transaction that deletes them, so a crash leaves
+them due; it sleeps until the earliest (`next_due`). Nothing here scans by schedule.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sluice.store.bulk import upsert_many
+from sluice.store.schema import due_checks
+
+
+@dataclass(frozen=True, slots=True)
+class DueCheck:
+    kind: str
+    key: str
+    visitor_id: int
+    due_at: datetime
+
+
+Handler = Callable[[Connection, str, list[int], datetime], None]
+"""Given the key (segment or flow) and the visitors whose check fell due, in one
+transaction with the claim."""
+
+
+def schedule(conn: Connection, checks: Iterable[DueCheck]) -> None:
+    """Set each check's due time (replacing the visitor's earlier one for that key)."""
+    rows = {
+        (c.kind, c.key, c.visitor_id): {
+            "kind": c.kind,
+            "key": c.key,
+            "visitor_id": c.visitor_id,
+            "due_at": c.due_at,
+        }
+        for c in checks
+    }
+    upsert_many(conn, due_checks, list(rows.values()), key=("kind", "key", "visitor_id"))
+
+
+def cancel(conn: Connection, kind: str, key: str, visitor_ids: Iterable[int] | None = None) -> None:
+    """Drop the checks of `kind` and `key`: of these visitors, or of all."""
+    query = due_checks.delete().where(due_checks.c.kind == kind, due_checks.c.key == key)
+    if visitor_ids is not None:
+        ids = list(set(visitor_ids))
+        if not ids:
+            return
+        query = query.where(due_checks.c.visitor_id.in_(ids))
+    conn.execute(query)
+
+
+def claim(conn: Connection, now: datetime, limit: int) -> list[DueCheck]:
+    """Take up to `limit` of the checks due at `now`, earliest first, deleting them:
+    the caller handles them in the same transaction (`run_due`)."""
+    rows = conn.execute(
+        sa.select(due_checks)
+        .where(due_checks.c.due_at <= now)
+        .order_by(due_checks.c.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not rows:
+        return []
+    found = [DueCheck(r.kind, r.key, r.visitor_id, r.due_at) for r in rows]
+    by_key: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for check in found:
+        by_key[check.kind, check.key].append(check.visitor_id)
+    for (kind, key), ids in by_key.items():
+        # Only those claimed, and only if no change moved them meanwhile (a later due).
+        conn.execute(
+            due_checks.delete().where(
+                due_checks.c.kind == kind,
+                due_checks.c.key == key,
+                due_checks.c.visitor_id.in_(ids),
+                due_checks.c.due_at <= now,
+            )
+        )
+    return found
+
+
+def run_due(conn: Connection, handlers: dict[str, Handler], now: datetime, limit: int) -> int:
+    """Claim the checks due at `now` and hand them, grouped by kind and key, to their
+    kind's handler; returns how many were claimed."""
+    found = claim(conn, now, limit)
+    grouped: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for check in found:
+        grouped[check.kind, check.key].append(check.visitor_id)
+    for (kind, key), ids in grouped.items():
+        handler = handlers.get(kind)
+        if handler is not None:
+            handler(conn, key, ids, now)
+    return len(found)
+
+
+def postpone(conn: Connection, now: datetime, until: datetime, limit: int) -> None:
+    """Move the `limit` earliest checks due at `now` to `until`: those of a batch whose
+    handling failed, so that it does not fail again at once."""
+    earliest = (
+        sa.select(due_checks.c.due_at)
+        .where(due_checks.c.due_at <= now)
+        .order_by(due_checks.c.due_at)
+        .limit(limit)
+        .subquery()
+    )
+    last = conn.execute(sa.select(sa.func.max(earliest.c.due_at))).scalar()
+    if last is not None:
+        conn.execute(due_checks.update().where(due_checks.c.due_at <= last).values(due_at=until))
+
+
+def next_due(conn: Connection) -> datetime | None:
+    """The earliest due time of any check: one step into `ix_due_checks_due_at`."""
+    return conn.execute(sa.select(sa.func.min(due_checks.c.due_at))).scalar()
+
+
+def forget_visitors(conn: Connection, visitor_ids: Iterable[int]) -> None:
+    """Drop every check of these visitors (erased)."""
+    ids = list(set(visitor_ids))
+    if ids:
+        conn.execute(due_checks.delete().where(due_checks.c.visitor_id.in_(ids)))
