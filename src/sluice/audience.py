@@ -24,7 +24,7 @@ from sluice.engine.messages import plain_text
 from sluice.engine.work import FlowVersion
 from sluice.records import DeliveryState
 from sluice.store import flows as flow_store
-from sluice.store import imports, outbox, registry
+from sluice.store import imports, outbox, registry, upkeep
 from sluice.store import visitors as visitor_store
 from sluice.store.imports import Change, SubscriberImport
 from sluice.store.ingest import IncomingEvent, Maker, changes_made, flow_states, ingest
@@ -83,6 +83,15 @@ class Audience:
             if start_flows:
                 made = [(Maker(v.email, "import"), c) for v in changed for c in v.changes]
                 started = changes_made(conn, catalog, made, now, flows=flows)
+            started += upkeep.after_changes(
+                conn,
+                catalog,
+                now,
+                changed=changed,
+                source="import",
+                start_flows=start_flows,
+                flows=flows if start_flows else None,
+            )
         if started:
             self.app.wake_workers()
         return len(rows)
@@ -113,6 +122,9 @@ class Audience:
                     changed = imports.apply_changes(conn, changes, now, keep_views=keep_views)
                     made = [(Maker(v.email, "api"), c) for v in changed for c in v.changes]
                     started += changes_made(conn, catalog, made, now, flows=flows)
+                    started += upkeep.after_changes(
+                        conn, catalog, now, changed=changed, flows=flows
+                    )
         if started:
             self.app.wake_workers()
         return errors

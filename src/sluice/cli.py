@@ -56,13 +56,14 @@ def _errors_as_user_errors(command):
     def wrapper(*args, **kwargs):
         from sluice.service import NoHook, VisitorNotFound
         from sluice.store.flows import UnknownFlow
+        from sluice.store.segments import UnknownSegment
         from sluice.store.sessions import InvalidSessionState, SessionNotFound
 
         try:
             return command(*args, **kwargs)
         except NoHook as error:
             raise UserError(str(error)) from error
-        except (UnknownFlow, VisitorNotFound, SessionNotFound) as error:
+        except (UnknownFlow, UnknownSegment, VisitorNotFound, SessionNotFound) as error:
             message = error.args[0] if error.args else error
             raise UserError(f"{message} in {database_label()}") from error
         except InvalidSessionState as error:
@@ -311,13 +312,16 @@ def flows_validate(ctx, paths, as_json) -> None:
 
     app = open_app(ctx)
     try:
-        found_flows, found_templates = app.validate(read_documents(paths))
+        found_flows, found_templates, found_segments = app.validate(read_documents(paths))
     except DefinitionError as error:
         _report_problems(error, as_json, saves=False)
     if as_json:
         emit([])
     else:
-        click.echo(f"valid: {len(found_flows)} flow(s), {len(found_templates)} template(s)")
+        click.echo(
+            f"valid: {len(found_flows)} flow(s), {len(found_templates)} template(s), "
+            f"{len(found_segments)} segment(s)"
+        )
 
 
 def _note(ctx, param, value: str | None) -> str | None:
@@ -356,7 +360,8 @@ def flows_apply(ctx, paths, dry_run, note, as_json) -> None:
         emit({"dry_run": dry_run, **report.as_dict()})
         return
     verb = "would save" if dry_run else "saved"
-    for kind, changes in (("template", report.templates), ("flow", report.flows)):
+    kinds = (("template", report.templates), ("segment", report.segments), ("flow", report.flows))
+    for kind, changes in kinds:
         for key, version in changes.items():
             state = f"{verb} v{version}" if version else "unchanged"
             click.echo(f"{kind} {key}: {state}")
@@ -813,6 +818,72 @@ def keys_rotate(ctx, as_json) -> None:
         emit({"secret_key": secret})
     else:
         click.echo(f"new secret key (shown only now): {secret}")
+
+
+@main.group()
+def segments() -> None:
+    """Segments: named groups of visitors, kept up to date as they change. Save them
+    with `sluice flows apply` (documents with kind: segment)."""
+
+
+@segments.command("list")
+@json_option
+@click.pass_context
+def segments_list(ctx, as_json) -> None:
+    """Every segment with how many visitors are in it."""
+    rows = open_app(ctx).segments()
+    if not rows:
+        nothing_found("no segments", "add some with: sluice flows apply FILE")
+    if as_json:
+        emit(rows)
+    elif rows:
+        print_table(
+            ("key", "name", "members", "version"),
+            ((r["key"], r["name"], str(r["members"]), str(r["version"])) for r in rows),
+        )
+
+
+@segments.command("show")
+@click.argument("key")
+@json_option
+@click.pass_context
+@_errors_as_user_errors
+def segments_show(ctx, key, as_json) -> None:
+    """One segment: its rules (as written), member count and changes."""
+    segment = open_app(ctx).segment(key)
+    if as_json:
+        emit(segment)
+        return
+    say(
+        f"{segment['key']} ({segment['name']}): {segment['members']} member(s), "
+        f"version {segment['version']}"
+    )
+    say(segment["source"])
+
+
+@segments.command("members")
+@click.argument("key")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option(
+    "--after", type=click.IntRange(0), default=None, help="The last id of the page before."
+)
+@json_option
+@click.pass_context
+@_errors_as_user_errors
+def segments_members(ctx, key, limit, after, as_json) -> None:
+    """A page of the segment's members, by visitor id."""
+    rows = open_app(ctx).segment_members(key, limit=limit, after_id=after)
+    if as_json:
+        emit(rows)
+        return
+    if not rows:
+        click.echo(f"no members of {key} here", err=True)
+        return
+    print_table(
+        ("id", "email", "entered"), ((str(r["id"]), r["email"], r["entered_at"]) for r in rows)
+    )
+    if len(rows) == limit:
+        click.echo(f"next page: sluice segments members {key} --after {rows[-1]['id']}", err=True)
 
 
 @main.group()

@@ -11,9 +11,12 @@ from typing import Any, Self
 TAG_ADDED = "$tag_added"
 FIELD_CHANGED = "$field_changed"
 WEBHOOK = "$webhook"
-RECORDED_EVENTS = (TAG_ADDED, FIELD_CHANGED, WEBHOOK)
+SEGMENT_ENTERED = "$segment_entered"
+SEGMENT_LEFT = "$segment_left"
+RECORDED_EVENTS = (TAG_ADDED, FIELD_CHANGED, WEBHOOK, SEGMENT_ENTERED, SEGMENT_LEFT)
 """The origin events Sluice records itself (SPEC §7 Triggers) — for a data change that
-a trigger names, and for a call of a flow's inbound hook; never accepted from outside."""
+a trigger names, for a call of a flow's inbound hook, and for a visitor entering or
+leaving a segment; never accepted from outside."""
 
 
 class SessionStatus(enum.StrEnum):
@@ -92,6 +95,8 @@ class Visitor(_FromRow):
     tags: list[str]
     unsubscribed_at: datetime | None
     created_at: datetime
+    segments: tuple[str, ...] = ()
+    """The keys of the segments the visitor is in, where it was read (sessions' work)."""
 
     @property
     def subscribed(self) -> bool:

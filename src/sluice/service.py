@@ -18,6 +18,7 @@ from sluice.credentials import Credentials
 from sluice.definitions.model import FlowDefinition, Trigger
 from sluice.definitions.parse import load_documents, validate_documents
 from sluice.definitions.problems import DefinitionError, Problem
+from sluice.definitions.segments import validate_segment
 from sluice.definitions.source import document_texts
 from sluice.edge import restore_note
 from sluice.engine import triggers
@@ -29,9 +30,11 @@ from sluice.settings import Settings
 from sluice.stats import flow_stats
 from sluice.store import deliveries as delivery_store
 from sluice.store import drafts as draft_store
+from sluice.store import due as due_store
 from sluice.store import flows as flow_store
-from sluice.store import imports, outbox, registry, visitor_search
+from sluice.store import imports, outbox, registry, upkeep, visitor_search
 from sluice.store import refusals as refusal_store
+from sluice.store import segments as segment_store
 from sluice.store import sessions as session_store
 from sluice.store import visitors as visitor_store
 from sluice.store.db import Database
@@ -91,6 +94,7 @@ class ApplyReport:
     """What `flows apply` did or, with --dry-run, would do."""
 
     templates: dict[str, int | None] = field(default_factory=dict)
+    segments: dict[str, int | None] = field(default_factory=dict)
     flows: dict[str, int | None] = field(default_factory=dict)
     """Key → new version, or None when unchanged."""
     blast_radius: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -100,6 +104,7 @@ class ApplyReport:
     def as_dict(self) -> dict[str, Any]:
         return {
             "templates": self.templates,
+            "segments": self.segments,
             "flows": self.flows,
             "blast_radius": self.blast_radius,
             "impact": self.impact,
@@ -151,6 +156,9 @@ class Sluice:
         from sluice.worker.loop import Worker
 
         options.setdefault("lease", timedelta(seconds=self.settings.lease_seconds))
+        options.setdefault(
+            "due_handlers", {segment_store.DUE_KIND: partial(upkeep.recheck, catalog=self.catalog)}
+        )
         worker = Worker(self.db, self.catalog, self.clock, self.engine_config(), **options)
         self._workers.append(worker)
         return worker
@@ -225,10 +233,13 @@ class Sluice:
         after the saves (publishing a draft deletes it there). `based_on`: flow key →
         the version an edit was made to (0: a new flow); if another is current, nothing
         is saved and `VersionConflict` is raised (someone saved in between)."""
-        flows, templates = self.validate(documents)
+        flows, templates, segments = self.validate(documents)
         texts = [None] * len(documents) if texts is None else texts
         text_of = {
-            (doc.get("kind") == "template", doc.get("key")): _text_of(doc, text)
+            (
+                doc.get("kind") if doc.get("kind") in ("template", "segment") else "flow",
+                doc.get("key"),
+            ): _text_of(doc, text)
             for (_, doc), text in zip(documents, texts, strict=True)
         }
         report = ApplyReport()
@@ -236,16 +247,24 @@ class Sluice:
         try:
             with self.db.write() as conn:
                 for template in templates:
-                    text = text_of[(True, template.key)]
+                    text = text_of[("template", template.key)]
                     version = flow_store.save_template(conn, template, text=text, now=now)
                     report.templates[template.key] = version
+                for segment in segments:
+                    text = text_of[("segment", segment.key)]
+                    version = segment_store.save_segment(
+                        conn, segment, text=text, now=now, actor=actor, note=note
+                    )
+                    report.segments[segment.key] = version
+                    if version is not None and not dry_run:
+                        self._rebuild(conn, segment, now)
                 for key, version in (based_on or {}).items():
                     flow_store.check_version(conn, key, version)
                 for flow in flows:
                     found = self._preview(conn, flow, now)
                     report.blast_radius[flow.key] = found["blast_radius"]
                     report.impact[flow.key] = found["impact"]
-                    text = text_of[(False, flow.key)]
+                    text = text_of[("flow", flow.key)]
                     version = flow_store.save_flow(
                         conn, flow, text=text, note=note, now=now, actor=actor
                     )
@@ -257,6 +276,13 @@ class Sluice:
         except _DryRun:
             pass
         return report
+
+    def _rebuild(self, conn: Connection, segment, now) -> None:
+        """Decide every visitor's membership of a segment whose rules changed. The
+        entries and exits are recorded in the histories, but start no flows: a change
+        of rules is not something the visitors did (docs/segments.md)."""
+        for moves in segment_store.rebuild(conn, segment, now):
+            upkeep.record_moves(conn, self.catalog, moves, now, start_flows=False)
 
     def apply_text(
         self, text: str, name: str, *, note: str | None = None, actor: str = "cli", **options
@@ -274,7 +300,7 @@ class Sluice:
     def preview(self, document: dict) -> dict[str, Any]:
         """What saving `document` would do, saving nothing: `{"problems": [],
         "blast_radius", "impact"}` (impact.py). Raises DefinitionError."""
-        flows, _ = self.validate([("definition", document)])
+        flows = self.validate([("definition", document)]).flows
         with self.db.read() as conn:
             return {"problems": [], **self._preview(conn, flows[0], self.clock.now())}
 
@@ -282,6 +308,36 @@ class Sluice:
         return impact.preview(
             conn, self.catalog, flow, now=now, default_timezone=self.settings.timezone
         )
+
+    # -- segments ---------------------------------------------------------------
+
+    def segments(self) -> list[dict[str, Any]]:
+        """`{key, name, version, members, updated_at}` of every segment."""
+        with self.db.read() as conn:
+            return segment_store.list_segments(conn)
+
+    def segment(self, key: str) -> dict[str, Any]:
+        """A segment with its definition, text, member count and audit log (`changes`);
+        raises UnknownSegment."""
+        with self.db.read() as conn:
+            found = segment_store.get_segment(conn, key)
+            return found | {"changes": segment_store.list_changes(conn, key)}
+
+    def segment_members(
+        self, key: str, *, limit: int, after_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """A page of a segment's members (`store.segments.members`); raises
+        UnknownSegment."""
+        with self.db.read() as conn:
+            segment_store.get_segment(conn, key)
+            return segment_store.members(conn, key, limit=limit, after_id=after_id)
+
+    def preview_segment(self, document: dict) -> dict[str, Any]:
+        """`{"members": N}`: how many visitors a segment document would hold now,
+        saving nothing. Raises DefinitionError."""
+        segment = validate_segment(document)
+        with self.db.read() as conn:
+            return {"members": segment_store.preview_count(conn, segment, self.clock.now())}
 
     # -- flows ------------------------------------------------------------------
 
@@ -595,6 +651,9 @@ class Sluice:
             maker = Maker(row.email, "ui")
             made = [(maker, c) for c in changed[0].changes]
             started = changes_made(conn, self.catalog, made, now, flows=flows)
+            started += upkeep.after_changes(
+                conn, self.catalog, now, changed=changed, source="ui", flows=flows
+            )
         if started:
             self.wake_workers()
         return started
@@ -680,6 +739,8 @@ class Sluice:
             conn.execute(deliveries.delete().where(deliveries.c.visitor_id == row.id))
             outbox.erase_test_emails(conn, row.id)
             refusal_store.erase(conn, row.id)
+            segment_store.forget_visitors(conn, [row.id])
+            due_store.forget_visitors(conn, [row.id])
             conn.execute(visitors.delete().where(visitors.c.id == row.id))
             hashed = email_hash(row.email)
             exists = conn.execute(

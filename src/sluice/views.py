@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from sluice.addresses import email_key
 from sluice.records import DeliveryState, FlowStatus, Session
 from sluice.store import flows as flow_store
+from sluice.store import segments as segment_store
 from sluice.store.schema import (
     deliveries,
     events,
@@ -150,6 +151,7 @@ def visitor_view(conn: Connection, row, *, event_limit: int = 50) -> dict[str, A
         "subscribed": row.unsubscribed_at is None,
         "unsubscribed_at": _iso(row.unsubscribed_at),
         "created_at": _iso(row.created_at),
+        "segments": segment_store.memberships(conn, [row.id]).get(row.id, []),
         "sessions": session_views(conn, session_rows),
         "events": [event_view(e) for e in recent],
     }

@@ -22,6 +22,7 @@ from sluice.definitions.problems import DefinitionError
 from sluice.service import UnknownTemplate, VisitorNotFound
 from sluice.store.drafts import NoDraft
 from sluice.store.flows import UnknownFlow, UnknownVersion
+from sluice.store.segments import UnknownSegment
 from sluice.store.sessions import InvalidSessionState, SessionNotFound
 
 log = logging.getLogger("sluice.api")
@@ -101,6 +102,7 @@ def install(app: FastAPI) -> None:
         VisitorNotFound,
         SessionNotFound,
         UnknownTemplate,
+        UnknownSegment,
     ):
         app.add_exception_handler(kind, _status(404))
     app.add_exception_handler(InvalidSessionState, _status(409))

@@ -46,24 +46,26 @@ Note = Annotated[
 _DEFINITION = body_doc(schemas.FlowDefinitionDoc, yaml=True)
 
 
-def _definition(
-    request: Request, body: bytes, key: str, *, template: bool = False
+def definition_of(
+    request: Request, body: bytes, key: str, *, kind: str = "flow"
 ) -> tuple[dict, str | None]:
-    """The body as one definition whose key is the URL's (filled in when absent), and
-    its author's text: the YAML as written (SPEC §7), None for JSON."""
+    """The body as one definition of `kind` (flow, template, segment) whose key is the
+    URL's (filled in when absent), and its author's text: the YAML as written (SPEC §7),
+    None for JSON."""
     document = parse_document(body, request.headers.get("content-type"))
     text = _texts(request, body)[0]
     missing = {}
     if "key" not in document:
         missing["key"] = key
     _keep_key(document, key, "key")
-    is_template = document.get("kind") == "template"
-    if template:
+    found = document.get("kind")
+    if kind != "flow":
         if "kind" not in document:
-            missing["kind"] = "template"
-        document.setdefault("kind", "template")
-    elif is_template:
-        raise invalid([{"loc": "kind", "msg": "a template: use PUT /api/templates/{key}"}])
+            missing["kind"] = kind
+        document.setdefault("kind", kind)
+    elif found in ("template", "segment"):
+        msg = f"a {found}: use PUT /api/{found}s/{{key}}"
+        raise invalid([{"loc": "kind", "msg": msg}])
     if text is not None and missing:  # the text gives the definition back with them
         text = "".join(f"{name}: {value}\n" for name, value in missing.items()) + text
     return document, text
@@ -172,7 +174,7 @@ def save_flow(request: Request, key: Key, body: Body, note: Note = None) -> JSON
     problem. YAML is kept as written (comments too); JSON is kept as a YAML dump.
     With `If-Match: "N"` (the `ETag` of GET), saved only if version N is still the
     current one, else 412 and nothing is saved (someone saved in between)."""
-    document, text = _definition(request, body, key)
+    document, text = definition_of(request, body, key)
     sluice = sluice_of(request)
     try:
         report = sluice.apply(
@@ -250,7 +252,7 @@ def preview(request: Request, key: Key, body: Body) -> dict[str, Any]:
     sessions are now, how many and where they would continue (`blast_radius`); and
     `impact`: the waits whose wake-up changes (who wakes at once and what they then
     send), changed branches, and what is sent at once. Nothing is saved."""
-    document, _ = _definition(request, body, key)
+    document, _ = definition_of(request, body, key)
     try:
         return sluice_of(request).preview(document)
     except DefinitionError as error:
@@ -346,7 +348,7 @@ def show_template(request: Request, key: TemplateKey) -> dict[str, Any]:
 )
 def save_template(request: Request, key: TemplateKey, body: Body) -> JSONResponse:
     """Save a template (JSON or YAML): a new version when it changed; 201 when new."""
-    document, text = _definition(request, body, key, template=True)
+    document, text = definition_of(request, body, key, kind="template")
     sluice = sluice_of(request)
     report = sluice.apply([("template", document)], texts=[text], actor=actor_of(request))
     created = report.templates.get(key) == 1

@@ -8,7 +8,18 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from sluice.api import bento, docs, emails, errors, events, flows, hooks, sessions, streams
+from sluice.api import (
+    bento,
+    docs,
+    emails,
+    errors,
+    events,
+    flows,
+    hooks,
+    segments,
+    sessions,
+    streams,
+)
 from sluice.api.limits import RequestLimits
 
 DESCRIPTION = """\
@@ -28,7 +39,7 @@ def install(app: FastAPI) -> None:
     app.description = DESCRIPTION
     app.add_middleware(RequestLimits)
     errors.install(app)
-    for module in (bento, events, flows, hooks, emails, sessions, streams):
+    for module in (bento, events, flows, hooks, segments, emails, sessions, streams):
         app.include_router(module.router)
     docs.install(app)
     _close_streams_at_shutdown(app)

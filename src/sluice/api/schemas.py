@@ -421,6 +421,8 @@ class Visitor(BaseModel):
     subscribed: bool
     unsubscribed_at: str | None
     created_at: str
+    segments: list[str]
+    """The keys of the segments the visitor is in."""
     sessions: list[Session]
     events: list[Event]
 
@@ -621,6 +623,52 @@ class Template(BaseModel):
     versions: list[Version]
 
 
+class SegmentSummary(BaseModel):
+    key: str
+    name: str
+    version: int
+    members: int = Field(description="How many visitors are in it now.")
+    updated_at: str
+
+
+class SegmentChange(BaseModel):
+    at: str
+    actor: str
+    action: str
+    version: int
+    diff: str | None
+    note: str | None
+
+
+class Segment(SegmentSummary):
+    created_at: str
+    definition: Json
+    source: str = Field(description="The current version's text, as its author wrote it.")
+    changes: list[SegmentChange] = Field(description="The audit log, oldest first.")
+
+
+class SegmentMember(BaseModel):
+    id: int = Field(description="The visitor's id; the next page starts after the last one.")
+    email: str
+    uuid: str
+    entered_at: str
+
+
+class SegmentPreview(BaseModel):
+    members: int = Field(description="How many visitors the rules hold now.")
+
+
+class SegmentDoc(_Open):
+    """A segment (docs/segments.md): `rules` over a visitor's tags, fields,
+    subscription and events."""
+
+    key: str | None = Field(default=None, description="Defaults to the URL's key.")
+    kind: Literal["segment"] | None = None
+    name: str
+    match: Literal["all", "any"] | None = None
+    rules: list[Json]
+
+
 class Health(BaseModel):
     status: str
 
@@ -654,6 +702,7 @@ class ApplyReport(BaseModel):
 
     dry_run: bool
     templates: dict[str, int | None] = Field(description="Key → new version, null if unchanged.")
+    segments: dict[str, int | None] = Field(description="Key → new version, null if unchanged.")
     flows: dict[str, int | None] = Field(description="Key → new version, null if unchanged.")
     blast_radius: dict[str, list[Place]]
     impact: dict[str, Impact] = Field(description="Key → what saving it does to live sessions.")

@@ -15,6 +15,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from sluice.definitions.liquid import Condition, Template, TemplatedValue
+from sluice.records import SEGMENT_ENTERED
 
 
 class EntryRule(enum.StrEnum):
@@ -209,7 +210,7 @@ class Trigger:
 
     def describe(self) -> str:
         """The trigger in words for a canvas: `signed_up`, `tag vip added`,
-        `field plan changed to "pro"`, `POST /api/hooks/KEY`."""
+        `field plan changed to "pro"`, `segment vip entered`, `POST /api/hooks/KEY`."""
         wanted = dict(self.match)
         if self.kind == "tag_added":
             return f"tag {wanted['tag']} added"
@@ -218,6 +219,9 @@ class Trigger:
             return f"field {wanted['field']} changed{to}"
         if self.kind == "webhook":
             return f"POST /api/hooks/{wanted['hook']}"
+        if self.kind == "segment":
+            on = "entered" if SEGMENT_ENTERED in self.events else "left"
+            return f"segment {wanted['segment']} {on}"
         return ", ".join(self.events)
 
 

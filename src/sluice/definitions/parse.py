@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection
 from contextlib import suppress
 from enum import StrEnum
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -47,9 +47,10 @@ from sluice.definitions.problems import (
     read_guarded,
     read_keys,
 )
+from sluice.definitions.segments import SegmentDefinition, validate_segment
 from sluice.definitions.steps import StepReader
 from sluice.definitions.values import item_loc, to_jsonable
-from sluice.records import FIELD_CHANGED, TAG_ADDED, WEBHOOK
+from sluice.records import FIELD_CHANGED, SEGMENT_ENTERED, SEGMENT_LEFT, TAG_ADDED, WEBHOOK
 
 __all__ = [
     "DefinitionError",
@@ -380,7 +381,7 @@ def _enum(check: Checker, enum_class: type[StrEnum], value: Any, loc: str) -> An
     return enum_class(choice) if choice else None
 
 
-_TRIGGER_KINDS = ("event", "tag_added", "field_changed", "webhook")
+_TRIGGER_KINDS = ("event", "tag_added", "field_changed", "segment", "webhook")
 
 
 def _trigger(check: Checker, flow_key: str | None, value: Any, loc: str) -> Trigger:
@@ -390,7 +391,8 @@ def _trigger(check: Checker, flow_key: str | None, value: Any, loc: str) -> Trig
     named = [kind for kind in _TRIGGER_KINDS if kind in raw]
     if isinstance(value, dict) and not named:
         check.add(
-            f"{loc}.event", "missing required key 'event' (or tag_added, field_changed, webhook)"
+            f"{loc}.event",
+            "missing required key 'event' (or tag_added, field_changed, segment, webhook)",
         )
     elif len(named) > 1:
         check.add(loc, f"expected only one of {', '.join(named)}")
@@ -398,6 +400,7 @@ def _trigger(check: Checker, flow_key: str | None, value: Any, loc: str) -> Trig
         "event": partial(_event_types, check),
         "tag_added": partial(_tag_added, check),
         "field_changed": partial(_field_changed, check),
+        "segment": partial(_segment, check),
         "webhook": partial(_webhook, check, flow_key),
         "if": check.condition,
     }
@@ -478,6 +481,21 @@ def _field_changed(check: Checker, value: Any, loc: str) -> tuple[tuple[str, ...
     return (FIELD_CHANGED,), match
 
 
+def _segment(check: Checker, value: Any, loc: str) -> tuple[tuple[str, ...], tuple]:
+    """`segment: KEY` (on entering it), or `{key: KEY, on: entered | left}`."""
+    raw = value if isinstance(value, dict) else {"key": value}
+    check.mapping(raw, loc, required=("key",), optional=("on",))
+    key = (
+        check.slug(raw["key"], f"{loc}.key" if isinstance(value, dict) else loc, what="key")
+        if "key" in raw
+        else None
+    )
+    on = check.choice(raw["on"], f"{loc}.on", ("entered", "left")) if "on" in raw else "entered"
+    if key is None or on is None:
+        return (), _NO_MATCH
+    return ((SEGMENT_ENTERED if on == "entered" else SEGMENT_LEFT),), (("segment", key),)
+
+
 def _exit_rules(check: Checker, value: Any, loc: str) -> tuple[ExitRule, ...]:
     rules = []
     readers = {"event": check.string, "if": check.condition}
@@ -529,64 +547,81 @@ def _read_template(check: Checker, raw: dict) -> TemplateDefinition:
     )
 
 
+class Documents(NamedTuple):
+    """Validated documents by kind."""
+
+    flows: list[FlowDefinition]
+    templates: list[TemplateDefinition]
+    segments: list[SegmentDefinition]
+
+
 def validate_documents(
     docs: list[tuple[str, Any]],
     *,
     known_flows: Collection[str] = (),
     known_templates: Collection[str] = (),
-) -> tuple[list[FlowDefinition], list[TemplateDefinition]]:
+) -> Documents:
     """Validate `(name, document)` pairs together: documents with `kind: template` are
-    templates, the others flows. References resolve against the documents given plus
-    the known keys (what is stored); a key given twice for the same kind is a problem.
+    templates, with `kind: segment` segments, the others flows. References resolve
+    against the documents given plus the known keys (what is stored); a key given twice
+    for the same kind is a problem.
 
     Raises `DefinitionError` with the problems of every document, each loc prefixed
     with the document's name when there are several (see the module docstring).
     """
-    is_template = [isinstance(doc, dict) and doc.get("kind") == "template" for _, doc in docs]
-    template_keys = {*known_templates, *_keys(docs, is_template, True)}
-    flow_keys = {*known_flows, *_keys(docs, is_template, False)}
-    duplicates = _duplicates(docs, is_template)
-    flows, templates, problems = [], [], []
-    for i, ((name, doc), template) in enumerate(zip(docs, is_template, strict=True)):
-        found = list(duplicates.get(i, []))
+    kinds = [_kind(doc) for _, doc in docs]
+    template_keys = {*known_templates, *_keys(docs, kinds, "template")}
+    flow_keys = {*known_flows, *_keys(docs, kinds, "flow")}
+    duplicates = _duplicates(docs, kinds)
+    found = Documents([], [], [])
+    problems = []
+    for i, ((name, doc), kind) in enumerate(zip(docs, kinds, strict=True)):
+        mine = list(duplicates.get(i, []))
         try:
-            if template:
-                templates.append(validate_template(doc))
+            if kind == "template":
+                found.templates.append(validate_template(doc))
+            elif kind == "segment":
+                _refuse_oversized(doc)
+                found.segments.append(validate_segment(doc))
             else:
-                flows.append(
+                found.flows.append(
                     validate_flow(doc, known_flows=flow_keys, known_templates=template_keys)
                 )
         except DefinitionError as err:
-            found += err.problems
-        problems += [_prefixed(name, p) for p in found] if len(docs) > 1 else found
+            mine += err.problems
+        problems += [_prefixed(name, p) for p in mine] if len(docs) > 1 else mine
     if problems:
         raise DefinitionError(problems)
-    return flows, templates
+    return found
 
 
-def _keys(docs: list[tuple[str, Any]], is_template: list[bool], templates: bool) -> list[str]:
+def _kind(doc: Any) -> str:
+    kind = doc.get("kind") if isinstance(doc, dict) else None
+    return kind if kind in ("template", "segment") else "flow"
+
+
+def _keys(docs: list[tuple[str, Any]], kinds: list[str], kind: str) -> list[str]:
     return [
         doc["key"]
-        for (_, doc), template in zip(docs, is_template, strict=True)
-        if template is templates and isinstance(doc, dict) and isinstance(doc.get("key"), str)
+        for (_, doc), found in zip(docs, kinds, strict=True)
+        if found == kind and isinstance(doc, dict) and isinstance(doc.get("key"), str)
     ]
 
 
-def _duplicates(docs: list[tuple[str, Any]], is_template: list[bool]) -> dict[int, list[Problem]]:
+def _duplicates(docs: list[tuple[str, Any]], kinds: list[str]) -> dict[int, list[Problem]]:
     """Problems, by document index, of documents whose key an earlier document of the
     same kind has."""
-    seen: dict[tuple[bool, str], str] = {}
+    seen: dict[tuple[str, str], str] = {}
     problems: dict[int, list[Problem]] = {}
-    for i, ((name, doc), template) in enumerate(zip(docs, is_template, strict=True)):
+    for i, ((name, doc), kind) in enumerate(zip(docs, kinds, strict=True)):
         key = doc.get("key") if isinstance(doc, dict) else None
         if not isinstance(key, str):
             continue
-        if (template, key) in seen:
-            kind = "template" if template else "flow"
-            msg = f"duplicate {kind} key '{key}' (also in {seen[template, key]})"
+        if (kind, key) in seen:
+            msg = f"duplicate {kind} key '{key}' (also in {seen[kind, key]})"
             problems[i] = [Problem("key", msg)]
         else:
-            seen[template, key] = name
+            seen[kind, key] = name
     return problems
 
 

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-VISITOR_NAMES = ("email", "uuid", "tags", "fields", "subscribed", "created_at")
+VISITOR_NAMES = ("email", "uuid", "tags", "fields", "subscribed", "created_at", "segments")
 
 
 def visitor_view(
-    *, email: str, uuid: str, fields: dict, tags: list, subscribed: bool, created_at: datetime
+    *,
+    email: str,
+    uuid: str,
+    fields: dict,
+    tags: list,
+    subscribed: bool,
+    created_at: datetime,
+    segments: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """`visitor`: its own names, plus every field directly unless it collides with one."""
+    """`visitor`: its own names, plus every field directly unless it collides with one.
+    `segments`: the keys of the segments they are in (store/segments.py), where the
+    caller read them."""
     view = {k: v for k, v in fields.items() if k not in VISITOR_NAMES}
     view.update(
         email=email,
@@ -20,6 +30,7 @@ def visitor_view(
         fields=dict(fields),
         subscribed=subscribed,
         created_at=created_at.isoformat(),
+        segments=list(segments),
     )
     return view
 

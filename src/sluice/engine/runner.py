@@ -465,6 +465,7 @@ class _Run:
             tags=self.tags,
             subscribed=self.subscribed,
             created_at=work.visitor.created_at,
+            segments=work.visitor.segments,
         )
         return template_context(
             visitor=visitor,

@@ -1,5 +1,5 @@
 """Flows and email templates: versions, on/off, the audit log, and the catalog of
-validated versions the engine runs."""
+validated versions (of flows, templates and segments) the engine runs."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from sluice.definitions.model import FlowDefinition, TemplateDefinition, iter_steps
 from sluice.definitions.parse import validate_flow, validate_template
+from sluice.definitions.segments import SegmentDefinition, validate_segment
 from sluice.definitions.source import dump
 from sluice.engine.work import FlowVersion
 from sluice.records import UNFINISHED, FlowStatus, SessionStatus
@@ -23,6 +24,8 @@ from sluice.store.schema import (
     flow_changes,
     flow_versions,
     flows,
+    segment_versions,
+    segments,
     sessions,
     template_versions,
     templates,
@@ -471,6 +474,7 @@ class Catalog:
     def __init__(self):
         self._flows: dict[tuple[str, int], FlowVersion] = {}
         self._templates: dict[tuple[str, str], TemplateDefinition] = {}
+        self._segments: dict[tuple[str, int], SegmentDefinition] = {}
         self._lock = threading.Lock()
 
     def flow(self, conn: Connection, key: str, version: int) -> FlowVersion:
@@ -487,6 +491,25 @@ class Catalog:
         with self._lock:
             self._flows[(key, version)] = loaded
         return loaded
+
+    def segments(self, conn: Connection) -> dict[str, SegmentDefinition]:
+        """Every segment's current definition by key (one query; each version is
+        validated once per process)."""
+        found = {}
+        for key, version in conn.execute(sa.select(segments.c.key, segments.c.version)):
+            cached = self._segments.get((key, version))
+            if cached is None:
+                document = conn.execute(
+                    sa.select(segment_versions.c.definition).where(
+                        segment_versions.c.segment_key == key,
+                        segment_versions.c.version == version,
+                    )
+                ).scalar_one()
+                cached = validate_segment(document)
+                with self._lock:
+                    self._segments[(key, version)] = cached
+            found[key] = cached
+        return found
 
     def templates(self, conn: Connection, keys: set[str]) -> dict[str, TemplateDefinition]:
         if not keys:

@@ -33,6 +33,7 @@ from sluice.engine.triggers import (
 from sluice.engine.work import MAX_CHAIN_DEPTH
 from sluice.records import UNFINISHED, FlowStatus, SessionStatus
 from sluice.store import refusals as refusal_store
+from sluice.store import upkeep
 from sluice.store import visitors as visitor_store
 from sluice.store.budget import CausedBudget, spent_reason
 from sluice.store.bulk import insert_many, insert_returning_ids
@@ -119,6 +120,7 @@ def ingest(
         for event_type in state.flow.definition.trigger.events
     }
     rows, snapshots, causes, changed = [], [], [], []
+    makers: dict[int, Maker] = {}
     for event in incoming:
         visitor = people[visitor_store.email_key(event.email)]
         key = event.key
@@ -131,8 +133,8 @@ def ingest(
         made = len(visitor.changes)
         visitor.keep_views = keep_views
         _apply_effects(visitor, event, now)
+        maker = makers[visitor.id] = Maker(visitor.email, event.source, event.depth, event.cause)
         if len(visitor.changes) > made:
-            maker = Maker(visitor.email, event.source, event.depth, event.cause)
             changed += [(maker, c) for c in visitor.changes[made:]]
         rows.append(_event_row(visitor.id, event, key, now))
         if event.visitor is not None:
@@ -154,6 +156,16 @@ def ingest(
     notify(conn, WORK_CHANNEL, TIMELINE_CHANNEL)
     if changed:
         result.sessions_started += changes_made(conn, catalog, changed, now, budget, all_flows)
+    result.sessions_started += upkeep.after_changes(
+        conn,
+        catalog,
+        now,
+        changed=people.values(),
+        new_events=[(r["visitor_id"], r["type"]) for r in rows],
+        makers=makers,
+        budget=budget,
+        flows=all_flows,
+    )
     return result
 
 
@@ -259,6 +271,13 @@ def record(conn: Connection, visitor_id: int, event: IncomingEvent, now: datetim
     (event_id,) = insert_returning_ids(conn, events, [_event_row(visitor_id, event, None, now)])
     notify(conn, TIMELINE_CHANNEL)
     return event_id
+
+
+def record_all(conn: Connection, recorded: list[tuple[int, IncomingEvent]], now: datetime) -> None:
+    """`record` for many `(visitor_id, event)`, in one statement."""
+    if recorded:
+        insert_many(conn, events, [_event_row(v, e, None, now) for v, e in recorded])
+        notify(conn, TIMELINE_CHANNEL)
 
 
 def _known_keys(conn, incoming, people) -> set[tuple[int, str, str]]:

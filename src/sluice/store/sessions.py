@@ -37,7 +37,8 @@ from sluice.records import (
 )
 from sluice.store import deliveries as delivery_store
 from sluice.store import flows as flow_store
-from sluice.store import registry
+from sluice.store import registry, upkeep
+from sluice.store import segments as segment_store
 from sluice.store import visitors as visitor_store
 from sluice.store.budget import CausedBudget, spent_reason
 from sluice.store.bulk import insert_many, update_many
@@ -133,6 +134,7 @@ def load_work(
     flow_rows = {r.key: r for r in conn.execute(sa.select(flows))}
     visitor_ids = {s.visitor_id for s in claimed}
     people = visitor_store.load_by_ids(conn, visitor_ids, lock=False)
+    segments = segment_store.memberships(conn, visitor_ids)
     origins = _events_by_id(conn, {s.origin_event_id for s in claimed})
     latest = dict(
         conn.execute(
@@ -152,7 +154,7 @@ def load_work(
             flow=current[s.id],
             session_flow=catalog.flow(conn, s.flow_key, s.flow_version),
             flow_name=flow_rows[s.flow_key].name,
-            visitor=_frozen(people[s.visitor_id]),
+            visitor=_frozen(people[s.visitor_id], segments.get(s.visitor_id, ())),
             origin=origins[s.origin_event_id],
             new_events=new_events.get(s.id, []),
             latest_event_id=latest.get(s.visitor_id, 0),
@@ -164,7 +166,7 @@ def load_work(
     ]
 
 
-def _frozen(visitor: visitor_store.WorkingVisitor) -> Visitor:
+def _frozen(visitor: visitor_store.WorkingVisitor, segments=()) -> Visitor:
     return Visitor(
         id=visitor.id,
         uuid=visitor.uuid,
@@ -173,6 +175,7 @@ def _frozen(visitor: visitor_store.WorkingVisitor) -> Visitor:
         tags=visitor.tags,
         unsubscribed_at=visitor.unsubscribed_at,
         created_at=visitor.created_at,
+        segments=tuple(segments),
     )
 
 
@@ -241,13 +244,16 @@ def apply_transitions(
     budget = CausedBudget.load(conn, {t.root_event_id for t in fresh if t.events or t.start_flows})
     _spend_on_tracked_events(fresh, budget)
     flows = flow_states(conn, catalog) if any(t.visitor_changes for t in fresh) else []
-    changed = _apply_visitor_changes(conn, fresh, now, flows)
+    changed, people, makers = _apply_visitor_changes(conn, fresh, now, flows)
     _update_sessions(conn, fresh, now)
     _insert_timeline(conn, fresh)
     _insert_deliveries(conn, fresh, now)
     delivery_store.cancel(conn, _interrupted(fresh), now=now)
     _follow_ups(conn, catalog, fresh, now, budget)
     changes_made(conn, catalog, changed, now, budget, flows)
+    upkeep.after_changes(
+        conn, catalog, now, changed=people, makers=makers, budget=budget, flows=flows or None
+    )
     budget.save(conn)
     notify(conn, TIMELINE_CHANNEL)
     if any(t.due_at is not None and t.due_at <= now for t in fresh) or any(
@@ -274,32 +280,36 @@ def _spend_on_tracked_events(transitions: list[Transition], budget: CausedBudget
         t.events = kept
 
 
-def _apply_visitor_changes(conn, transitions, now, flows) -> list[tuple[Maker, DataChange]]:
-    """Apply the steps' changes to the visitors as they are now; the changes that a
-    trigger of `flows` can name, each with the session and step that made it (SPEC §7
-    Triggers: its origin event is one step deeper in the session's chain)."""
+def _apply_visitor_changes(
+    conn, transitions, now, flows
+) -> tuple[list[tuple[Maker, DataChange]], list[visitor_store.WorkingVisitor], dict[int, Maker]]:
+    """Apply the steps' changes to the visitors as they are now. Returns the changes
+    that a trigger of `flows` can name, each with the session and step that made it
+    (SPEC §7 Triggers: its origin event is one step deeper in the session's chain);
+    the visitors; and by visitor, the last step that changed them (for the entries
+    and exits of segments the changes make: store/upkeep.py)."""
     changing = [t for t in transitions if t.visitor_changes]
     if not changing:
-        return []
+        return [], [], {}
     people = visitor_store.load_by_ids(conn, {t.visitor_id for t in changing})
     keep_views = triggers.reads_changes(flows)
     for visitor in people.values():
         visitor.keep_views = keep_views
-    made = []
+    made, makers = [], {}
     for t in changing:
         visitor = people[t.visitor_id]
         for change in t.visitor_changes:
             before = len(visitor.changes)
             visitor.apply(change, now)
+            cause = Cause(t.session_id, t.visitor_id, change.step, t.root_event_id)
+            maker = makers[t.visitor_id] = Maker(visitor.email, "flow", t.depth + 1, cause)
             if len(visitor.changes) > before:
-                cause = Cause(t.session_id, t.visitor_id, change.step, t.root_event_id)
-                maker = Maker(visitor.email, "flow", t.depth + 1, cause)
                 made += [(maker, c) for c in visitor.changes[before:]]
     visitor_store.write_back(conn, people.values(), now)
     changes = [c for t in changing for c in t.visitor_changes]
     registry.register_tags(conn, (c.name for c in changes if c.op == "tag_add"), now)
     registry.register_fields(conn, (c.name for c in changes if c.op == "field_set"), now)
-    return made
+    return made, list(people.values()), makers
 
 
 _SESSION_COLUMNS = (

@@ -58,16 +58,16 @@ def check(sluice: Sluice, text: str, key: str | None, *, document: dict | None =
     if len(documents) != 1:
         problems.append(Problem("", f"expected one flow definition, found {len(documents)}"))
     document = documents[0] if documents else {}
-    if document.get("kind") == "template":
-        problems.append(Problem("kind", "this editor saves flows; apply templates with the CLI"))
+    if document.get("kind") in ("template", "segment"):
+        kind = document["kind"]
+        problems.append(Problem("kind", f"this editor saves flows; {kind}s have their own pages"))
     if key is not None and document.get("key") != key:
         problems.append(Problem("key", f"must stay '{key}' (to start another flow, use New flow)"))
     if key is None and _exists(sluice, document.get("key")):
         problems.append(Problem("key", f"a flow '{document['key']}' exists already; edit it there"))
     flow = None
     try:
-        flows, _ = sluice.validate([("document", document)])
-        flow = flows[0]
+        flow = sluice.validate([("document", document)]).flows[0]
     except DefinitionError as error:
         problems += error.problems
     if problems:

@@ -1,0 +1,216 @@
+"""Segments (SPEC §7, docs/segments.md): membership kept as data in the transaction of
+every change that moves a visitor, windows re-checked when they pass (due checks),
+entries and exits recorded in the history, the `segment` trigger, and
+`visitor.segments` in conditions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from sluice.audience import Change, SubscriberImport
+from sluice.definitions.parse import load_documents
+from sluice.definitions.problems import DefinitionError
+from sluice.definitions.segments import validate_segment
+
+REPEAT_BUYERS = """
+kind: segment
+key: repeat_buyers
+name: Repeat buyers
+rules:
+  - event: $purchase
+    at_least: 2
+    within: 30d
+    where: "event.details.amount >= 10"
+"""
+VIPS = """
+kind: segment
+key: vips
+name: VIPs
+match: any
+rules:
+  - tag: vip
+  - all:
+      - field: plan
+        equals: pro
+      - subscribed: true
+"""
+THANK_REPEAT_BUYERS = """
+key: thanks
+trigger: {segment: {key: repeat_buyers, on: entered}}
+steps:
+  - {id: thank, tag: {add: [thanked]}}
+"""
+
+
+def events_of(driver, email: str, event_type: str) -> list[dict]:
+    return [e for e in driver.visitor(email)["events"] if e["type"] == event_type]
+
+
+def sessions_of(driver, email: str, flow: str) -> list[dict]:
+    return [s for s in driver.visitor(email)["sessions"] if s["flow"] == flow]
+
+
+def member_emails(app, key: str) -> list[str]:
+    return [m["email"] for m in app.segment_members(key, limit=100)]
+
+
+def test_two_purchases_in_30_days_enter_the_segment_and_its_flow_and_the_window_lets_go(
+    driver, app, clock
+):
+    driver.apply(REPEAT_BUYERS + "---" + THANK_REPEAT_BUYERS)
+
+    driver.send("$purchase", "ada@example.com", details={"amount": 20})
+    driver.send("$purchase", "ada@example.com", details={"amount": 5})  # `where` says no
+    assert member_emails(app, "repeat_buyers") == []
+    driver.advance(timedelta(days=10))
+    driver.send("$purchase", "ada@example.com", details={"amount": 12})
+
+    assert member_emails(app, "repeat_buyers") == ["ada@example.com"]
+    [entered] = events_of(driver, "ada@example.com", "$segment_entered")
+    assert entered["details"] == {"segment": "repeat_buyers"}
+    [session] = sessions_of(driver, "ada@example.com", "thanks")
+    assert session["status"] == "completed"
+    assert driver.session(session["id"])["origin_event"]["id"] == entered["id"]
+    assert "thanked" in driver.visitor("ada@example.com")["tags"]
+
+    # The first purchase leaves the 30-day window 30 days after it: 20 days from now.
+    driver.advance(timedelta(days=19, hours=23))
+    assert member_emails(app, "repeat_buyers") == ["ada@example.com"]
+    driver.advance(timedelta(hours=2))
+    assert member_emails(app, "repeat_buyers") == []
+    [left] = events_of(driver, "ada@example.com", "$segment_left")
+    assert left["details"] == {"segment": "repeat_buyers"}
+    assert app.segment("repeat_buyers")["members"] == 0
+
+
+def test_every_source_of_a_change_moves_visitors_and_only_an_import_starts_no_flow(driver, app):
+    driver.apply(
+        VIPS
+        + "---\nkey: welcome_vip\ntrigger: {segment: vips}\nsteps: [{id: mark, tag: {add: [welcomed]}}]\n"
+        + "---\nkey: grant\ntrigger: {event: upgraded}\nsteps: [{id: grant, tag: {add: [vip]}}]"
+    )
+    driver.send("$tag", "event@example.com", details={"tag": "vip"})
+    driver.send("signed_up", "fields@example.com", fields={"plan": "pro"})
+    app.audience.run_commands(
+        [(0, Change(command="add_tag", email="command@example.com", name="vip"))]
+    )
+    app.audience.create_subscriber("person@example.com")
+    app.change_visitor(
+        Change(command="add_field", email="person@example.com", name="plan", value="pro")
+    )
+    driver.send("upgraded", "step@example.com")
+    app.audience.import_subscribers([SubscriberImport(email="imported@example.com", tags=("vip",))])
+    driver.run()
+
+    sources = ["event", "fields", "command", "person", "step"]
+    expected = sorted(f"{s}@example.com" for s in [*sources, "imported"])
+    assert sorted(member_emails(app, "vips")) == expected
+    for source in sources:
+        address = f"{source}@example.com"
+        assert "welcomed" in driver.visitor(address)["tags"], address
+    imported = driver.visitor("imported@example.com")
+    assert [e["type"] for e in imported["events"]] == ["$segment_entered"]
+    assert imported["sessions"] == []
+
+    # Leaving: unsubscribing takes the pro-plan visitor out; the tagged one stays.
+    driver.send("$unsubscribe", "fields@example.com")
+    driver.send("$unsubscribe", "event@example.com")
+    assert "fields@example.com" not in member_emails(app, "vips")
+    assert "event@example.com" in member_emails(app, "vips")
+    assert len(events_of(driver, "fields@example.com", "$segment_left")) == 1
+
+
+def test_saving_rules_decides_everyone_again_without_starting_flows(driver, app):
+    driver.apply("key: welcome_vip\ntrigger: {segment: vips}\nsteps: [{id: mark, tag: {add: [w]}}]")
+    driver.send("$tag", "ada@example.com", details={"tag": "vip"})
+    driver.send("signed_up", "bob@example.com", fields={"plan": "pro"})
+
+    report = driver.apply(VIPS)
+    assert report.segments == {"vips": 1}
+    assert sorted(member_emails(app, "vips")) == ["ada@example.com", "bob@example.com"]
+    assert sessions_of(driver, "ada@example.com", "welcome_vip") == []
+    assert len(events_of(driver, "ada@example.com", "$segment_entered")) == 1
+
+    # A narrower version lets Bob go; the same text again is no new version.
+    narrower = VIPS.replace("match: any", "match: all")
+    assert driver.apply(narrower).segments == {"vips": 2}
+    assert member_emails(app, "vips") == []
+    assert driver.apply(narrower).segments == {"vips": None}
+    changes = app.segment("vips")["changes"]
+    assert [c["version"] for c in changes] == [1, 2]
+    assert "-match: any" in changes[1]["diff"]
+
+
+def test_conditions_in_flows_read_visitor_segments(driver):
+    driver.apply(
+        VIPS
+        + """---
+key: offer
+trigger: {event: checkout}
+steps:
+  - id: which
+    if: 'visitor.segments contains "vips"'
+    then: [{id: vip_offer, tag: {add: [vip-offer]}}]
+    else: [{id: plain_offer, tag: {add: [plain-offer]}}]
+"""
+    )
+    driver.send("$tag", "ada@example.com", details={"tag": "vip"})
+    driver.send("checkout", "ada@example.com")
+    driver.send("checkout", "bob@example.com")
+    assert "vip-offer" in driver.visitor("ada@example.com")["tags"]
+    assert "plain-offer" in driver.visitor("bob@example.com")["tags"]
+    assert driver.visitor("ada@example.com")["segments"] == ["vips"]
+
+
+def test_field_rules_on_dates_and_numbers(driver, app, clock):
+    driver.apply(
+        """
+kind: segment
+key: new_big_spenders
+name: New big spenders
+rules:
+  - field: signed_up_on
+    within: 7d
+  - field: spent
+    at_least: 100
+"""
+    )
+    today = clock.now().date().isoformat()
+    driver.send("signed_up", "ada@example.com", fields={"signed_up_on": today, "spent": "150"})
+    driver.send("signed_up", "bob@example.com", fields={"signed_up_on": today, "spent": 20})
+    driver.send("signed_up", "cy@example.com", fields={"signed_up_on": "not a date", "spent": 500})
+    assert member_emails(app, "new_big_spenders") == ["ada@example.com"]
+    driver.advance(timedelta(days=8))
+    assert member_emails(app, "new_big_spenders") == []
+
+
+def test_an_erased_visitor_leaves_every_segment(driver, app):
+    driver.apply(VIPS)
+    driver.send("$tag", "ada@example.com", details={"tag": "vip"})
+    app.erase_visitor("ada@example.com")
+    assert app.segment("vips")["members"] == 0
+
+
+@pytest.mark.parametrize(
+    ("rules", "loc", "message"),
+    [
+        ("[{tag: vip, has: maybe}]", "rules[0].has", "expected true or false"),
+        ("[{field: plan}]", "rules[0]", "expected one test of the field"),
+        ("[{field: age, at_least: old}]", "rules[0].at_least", "expected a number"),
+        ("[{event: $purchase, within: soon}]", "rules[0].within", "invalid duration"),
+        ("[{event: $purchase, where: 'a =='}]", "rules[0].where", ""),
+        ("[{event: $segment_entered}]", "rules[0].event", "cannot count entries"),
+        ("[{any: []}]", "rules[0].any", "expected at least one item"),
+        ("[{colour: red}]", "rules[0]", "expected one of tag, field"),
+        ("[{field: d, before: yesterday}]", "rules[0].before", "expected a date"),
+        ("[]", "rules", "expected at least one item"),
+    ],
+)
+def test_bad_rules_are_refused_with_where_and_why(rules, loc, message):
+    [document] = load_documents(f"kind: segment\nkey: s\nname: S\nrules: {rules}\n", "s.yaml")
+    with pytest.raises(DefinitionError) as error:
+        validate_segment(document)
+    found = [(p.loc, p.msg) for p in error.value.problems]
+    assert any(p_loc == loc and message in msg for p_loc, msg in found), found
