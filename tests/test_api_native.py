@@ -539,6 +539,7 @@ def test_flows_and_templates_are_applied_together_as_the_cli_does(api, driver):
     assert dry.json() == {
         "dry_run": True,
         "templates": {"nudge": 1},
+        "segments": {},
         "flows": {"onboarding": 1},
         "blast_radius": {"onboarding": []},
         "impact": {

@@ -91,6 +91,11 @@ def test_bentos_node_sdk_works_against_sluice_with_only_its_base_url_changed(ser
         )
         assert saved.status_code == 201, saved.text
         assert native.post(f"/flows/{key}/on").status_code == 200
+    segment = "kind: segment\nkey: customers\nname: Customers\nrules: [{tag: customer}]\n"
+    saved = native.put(
+        "/segments/customers", content=segment, headers={"Content-Type": "application/yaml"}
+    )
+    assert saved.status_code == 201, saved.text
 
     done = subprocess.run(
         ["node", str(SDK_DIR / "bento_sdk_check.mjs")],
@@ -183,6 +188,13 @@ def test_bentos_node_sdk_works_against_sluice_with_only_its_base_url_changed(ser
         "unsubscriber_count": unsubscribed,
     }
     assert unsubscribed >= 1
+    customers = [p for p in people if "customer" in p["tags"]]
+    assert out["segmentStats"] == {
+        "user_count": len(customers),
+        "subscriber_count": sum(p["subscribed"] for p in customers),
+        "unsubscriber_count": sum(not p["subscribed"] for p in customers),
+    }
+    assert len(customers) >= 1
 
     assert out["emails"] == 1
     [receipt] = native.get("/messages", params={"email": "ada@example.com"}).json()

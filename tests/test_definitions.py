@@ -58,7 +58,7 @@ def example_documents():
 
 
 def test_every_example_validates_together():
-    flows, templates = validate_documents(example_documents())
+    flows, templates, _ = validate_documents(example_documents())
     assert {f.key for f in flows} == {"onboarding", "abandoned-cart", "trial-ending"}
     assert [t.key for t in templates] == ["nudge"]
 
@@ -526,7 +526,7 @@ def test_documents_reference_each_other_and_problems_name_their_document():
         "bad.yaml: expected 'html' or 'text'",
         "bad.yaml: subject: Liquid syntax error at 1:1: expected '}}', found end of file",
     ]
-    flows, templates = validate_documents(docs[:3], known_flows={"c"})
+    flows, templates, _ = validate_documents(docs[:3], known_flows={"c"})
     assert [f.key for f in flows] == ["a", "b"]
     assert [t.key for t in templates] == ["welcome"]
 

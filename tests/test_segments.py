@@ -5,6 +5,7 @@ entries and exits recorded in the history, the `segment` trigger, and
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from sluice.audience import Change, SubscriberImport
 from sluice.definitions.parse import load_documents
 from sluice.definitions.problems import DefinitionError
 from sluice.definitions.segments import validate_segment
+from sluice.narration import session_lines
 
 REPEAT_BUYERS = """
 kind: segment
@@ -74,6 +76,17 @@ def test_two_purchases_in_30_days_enter_the_segment_and_its_flow_and_the_window_
     assert session["status"] == "completed"
     assert driver.session(session["id"])["origin_event"]["id"] == entered["id"]
     assert "thanked" in driver.visitor("ada@example.com")["tags"]
+    told = driver.session(session["id"])
+    with app.db.read() as conn:
+        entries = list(enumerate(told["timeline"]))
+        first = session_lines(conn, told, entries, None)[0].sentence.text()
+    assert first.startswith(
+        "Entered the flow “thanks” (v1), started when they entered segment repeat_buyers"
+    )
+    driver.send("$purchase", "bob@example.com", details={"amount": 20})
+    assert app.explain("bob@example.com", "thanks").sentence == (
+        "Never triggered: this visitor was never recorded as segment repeat_buyers entered."
+    )
 
     # The first purchase leaves the 30-day window 30 days after it: 20 days from now.
     driver.advance(timedelta(days=19, hours=23))
@@ -214,3 +227,92 @@ def test_bad_rules_are_refused_with_where_and_why(rules, loc, message):
         validate_segment(document)
     found = [(p.loc, p.msg) for p in error.value.problems]
     assert any(p_loc == loc and message in msg for p_loc, msg in found), found
+
+
+# -- the API and the CLI ------------------------------------------------------------------
+
+
+@pytest.fixture
+def api(app):
+    from api_support import api_in_process
+
+    with api_in_process(app) as api:
+        yield api
+
+
+def test_segments_are_put_listed_shown_counted_and_their_members_paged(api, driver):
+    yaml = {"Content-Type": "application/yaml"}
+    for n in range(5):
+        driver.send("$tag", f"v{n}@example.com", details={"tag": "vip"})
+    driver.send("signed_up", "plain@example.com")
+
+    created = api.put("/segments/vips", content=VIPS, headers=yaml, params={"note": "first"})
+    assert created.status_code == 201, created.text
+    assert (created.json()["members"], created.json()["version"]) == (5, 1)
+    assert created.json()["changes"][0]["note"] == "first"
+    assert api.put("/segments/vips", content=VIPS, headers=yaml).status_code == 200
+    assert api.get("/segments").json() == [
+        {
+            "key": "vips",
+            "name": "VIPs",
+            "version": 1,
+            "members": 5,
+            "updated_at": created.json()["updated_at"],
+        }
+    ]
+    first = api.get("/segments/vips/members", params={"limit": 3}).json()
+    rest = api.get("/segments/vips/members", params={"limit": 3, "after": first[-1]["id"]}).json()
+    assert [m["email"] for m in first + rest] == [f"v{n}@example.com" for n in range(5)]
+    assert api.get("/visitors/v0@example.com").json()["segments"] == ["vips"]
+
+    preview = api.post("/segments/preview", json={"name": "P", "rules": [{"subscribed": True}]})
+    assert preview.json() == {"members": 6}
+    stats = api.bento_get("/stats/segment", segment_id="vips")
+    assert stats.json() == {"user_count": 5, "subscriber_count": 5, "unsubscriber_count": 0}
+
+    assert api.get("/segments/nope").status_code == 404
+    assert api.get("/segments/nope/members").status_code == 404
+    assert api.bento_get("/stats/segment", segment_id="nope").status_code == 404
+    bad = api.put("/segments/vips", json={"name": "VIPs", "rules": [{"tag": ""}]})
+    assert bad.status_code == 422
+    assert bad.json()["detail"] == [{"loc": "rules[0].tag", "msg": "expected a non-empty string"}]
+    other = api.put("/segments/vips", json={"key": "other", "name": "x", "rules": [{"tag": "a"}]})
+    assert other.status_code == 422
+    flow_as_segment = api.put("/flows/vips", content=VIPS, headers=yaml)
+    assert flow_as_segment.status_code == 422
+    assert api.get("/segments/vips").json()["version"] == 1  # nothing bad was saved
+
+
+def test_the_cli_lists_shows_and_pages_segments(app, driver, tmp_path):
+    from click.testing import CliRunner
+
+    from sluice.cli import main
+
+    path = tmp_path / "vips.yaml"
+    path.write_text(VIPS)
+    url = app.settings.database_url
+    runner = CliRunner()
+    applied = runner.invoke(main, ["--database-url", url, "flows", "apply", str(path)])
+    assert applied.exit_code == 0, applied.output
+    assert "segment vips: saved v1" in applied.output
+    driver.send("$tag", "ada@example.com", details={"tag": "vip"})
+
+    listed = runner.invoke(main, ["--database-url", url, "segments", "list", "--json"])
+    assert [(s["key"], s["members"]) for s in json.loads(listed.output)] == [("vips", 1)]
+    shown = runner.invoke(main, ["--database-url", url, "segments", "show", "vips"])
+    assert "vips (VIPs): 1 member(s), version 1" in shown.output
+    assert "match: any" in shown.output
+    members = runner.invoke(main, ["--database-url", url, "segments", "members", "vips"])
+    assert "ada@example.com" in members.output
+    missing = runner.invoke(main, ["--database-url", url, "segments", "show", "nope"])
+    assert missing.exit_code == 1
+    assert "no segment with key 'nope'" in missing.output
+
+
+def test_deleting_a_tag_takes_its_holders_out_of_segments_that_name_it(driver, app):
+    driver.apply(VIPS)
+    driver.send("$tag", "ada@example.com", details={"tag": "vip"})
+    [tag] = [t for t in app.audience.tags() if t.name == "vip"]
+    assert app.audience.delete_tag(tag.id, "vip") == 1
+    assert member_emails(app, "vips") == []
+    assert len(events_of(driver, "ada@example.com", "$segment_left")) == 1

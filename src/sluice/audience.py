@@ -25,6 +25,7 @@ from sluice.engine.work import FlowVersion
 from sluice.records import DeliveryState
 from sluice.store import flows as flow_store
 from sluice.store import imports, outbox, registry, upkeep
+from sluice.store import segments as segment_store
 from sluice.store import visitors as visitor_store
 from sluice.store.imports import Change, SubscriberImport
 from sluice.store.ingest import IncomingEvent, Maker, changes_made, flow_states, ingest
@@ -166,12 +167,25 @@ class Audience:
         with self.app.db.read() as conn:
             return visitor_store.counts(conn)
 
+    def segment_stats(self, key: str) -> dict[str, int]:
+        """`site_stats` of a segment's members; raises UnknownSegment."""
+        with self.app.db.read() as conn:
+            segment_store.get_segment(conn, key)
+            return segment_store.member_counts(conn, key)
+
     def delete_tag(self, tag_id: int, name: str) -> int | None:
         """Delete a tag from the registry and from every visitor (registry.delete_tag):
         the number of visitors who had it, or None for no such tag. Taking a tag away
-        starts no flow and wakes no session: no trigger names it."""
+        starts no flow and wakes no session: no trigger names it. The segments whose
+        rules name the tag are decided again (their exits recorded, starting nothing)."""
+        now = self.app.clock.now()
         with self.app.db.write() as conn:
-            return registry.delete_tag(conn, tag_id, name)
+            taken = registry.delete_tag(conn, tag_id, name)
+            for segment in self.app.catalog.segments(conn).values():
+                if taken and name in segment.tag_names:
+                    for moves in segment_store.rebuild(conn, segment, now):
+                        upkeep.record_moves(conn, self.app.catalog, moves, now, start_flows=False)
+            return taken
 
     def fields(self) -> list[Any]:
         with self.app.db.read() as conn:

@@ -515,6 +515,8 @@ def _never_triggered(conn, answer: _Answer, visitor, row, trigger) -> Explanatio
             never = f"no {' or '.join(trigger.events)} event has come for this visitor"
         elif trigger.kind == "webhook":
             never = f"no call of its hook ({trigger.describe()}) named this visitor"
+        elif trigger.kind == "segment":
+            never = f"this visitor was never recorded as {trigger.describe()}"
         elif _has_already(visitor, trigger):
             never = (
                 f"they have it ({trigger.describe()}), but not from a change that starts "

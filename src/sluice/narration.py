@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from markupsafe import Markup, escape
 from sqlalchemy.engine import Connection
 
-from sluice.records import FIELD_CHANGED, TAG_ADDED, WEBHOOK
+from sluice.records import FIELD_CHANGED, SEGMENT_ENTERED, SEGMENT_LEFT, TAG_ADDED, WEBHOOK
 from sluice.store.schema import deliveries, events, sessions, visitors
 
 ERROR_KINDS = frozenset(
@@ -251,7 +251,8 @@ def gather(conn: Connection, rows: Sequence[dict[str, Any]], now: datetime | Non
 
 def _change(event_type: str, details: Any) -> list | None:
     """What an origin event that Sluice records says happened (SPEC §7 Triggers):
-    "tag vip was added", "field plan changed to "pro"", "its hook was called"."""
+    "tag vip was added", "field plan changed to "pro"", "its hook was called",
+    "they entered segment vips"."""
     if not isinstance(details, dict):
         return None
     if event_type == TAG_ADDED:
@@ -266,6 +267,9 @@ def _change(event_type: str, details: Any) -> list | None:
         ]
     if event_type == WEBHOOK:
         return ["its hook was called"]
+    if event_type in (SEGMENT_ENTERED, SEGMENT_LEFT):
+        verb = "entered" if event_type == SEGMENT_ENTERED else "left"
+        return ["they ", verb, " segment ", code(details.get("segment"))]
     return None
 
 

@@ -78,6 +78,7 @@ out.createdField = await V1.Fields.createField({ key: 'favouriteColour' });
 out.fields = await V1.Fields.getFields();
 out.workflows = await V1.Workflows.getWorkflows();
 out.siteStats = await V1.Stats.getSiteStats();
+out.segmentStats = await V1.Stats.getSegmentStats('customers');
 out.emails = await V1.Batch.sendTransactionalEmails({
   emails: [
     {

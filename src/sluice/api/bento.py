@@ -248,6 +248,23 @@ def get_site_stats(request: Request, site_uuid: Annotated[str | None, Query()] =
     return sluice_of(request).audience.site_stats()
 
 
+@router.get(
+    "/stats/segment",
+    response_model=schemas.SiteStats,
+    responses=_SINGLE | errors_doc(404),
+    summary="Member counts of a segment",
+)
+def get_segment_stats(
+    request: Request,
+    segment_id: Annotated[str, Query(max_length=64, description="The segment's key.")],
+    site_uuid: Annotated[str | None, Query()] = None,
+) -> dict:
+    """`{user_count, subscriber_count, unsubscriber_count}` of the segment's members
+    (Bento's `Stats.getSegmentStats`; the segment id is Sluice's segment key)."""
+    check_site(request)
+    return sluice_of(request).audience.segment_stats(segment_id)
+
+
 @router.get("/fetch/fields", response_model=schemas.FieldList, responses=_SINGLE, summary="Fields")
 def get_fields(request: Request, site_uuid: Annotated[str | None, Query()] = None) -> dict:
     check_site(request)

@@ -119,17 +119,26 @@ class SegmentDefinition:
         return frozenset(r.type for r in self.event_rules)
 
     @property
+    def tag_names(self) -> frozenset[str]:
+        """The tags its rules test."""
+        return frozenset(r.tag for r in _leaves(self.rules) if isinstance(r, TagRule))
+
+    @property
     def reads_data(self) -> bool:
         """Whether a change of tags, fields or subscription can move a visitor."""
         return _reads_data(self.rules)
 
 
-def _event_rules(rule: Rule):
-    if isinstance(rule, EventRule):
-        yield rule
-    elif isinstance(rule, Group):
+def _leaves(rule: Rule):
+    if isinstance(rule, Group):
         for inner in rule.rules:
-            yield from _event_rules(inner)
+            yield from _leaves(inner)
+    else:
+        yield rule
+
+
+def _event_rules(rule: Rule):
+    return (r for r in _leaves(rule) if isinstance(r, EventRule))
 
 
 def _reads_data(rule: Rule) -> bool:

@@ -183,6 +183,17 @@ def count_members(conn: Connection, key: str) -> int:
     ).scalar_one()
 
 
+def member_counts(conn: Connection, key: str) -> dict[str, int]:
+    """`{user_count, subscriber_count, unsubscriber_count}` of the segment's members."""
+    unsubscribed = sa.func.count(visitors.c.unsubscribed_at)  # counts the non-null ones
+    total, out = conn.execute(
+        sa.select(sa.func.count(), unsubscribed)
+        .select_from(segment_members.join(visitors, visitors.c.id == segment_members.c.visitor_id))
+        .where(segment_members.c.segment_key == key)
+    ).one()
+    return {"user_count": total, "subscriber_count": total - out, "unsubscriber_count": out}
+
+
 def list_changes(conn: Connection, key: str) -> list[dict[str, Any]]:
     """The audit log of a segment, oldest first."""
     rows = conn.execute(
