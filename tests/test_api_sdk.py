@@ -144,6 +144,7 @@ def test_bentos_node_sdk_works_against_sluice_with_only_its_base_url_changed(ser
     assert erin["fields"] == {"seats": 5, "seats_seen": "5"}  # field steps render text
     assert sorted((e["type"], e["details"]) for e in erin["events"]) == [
         ("$field_changed", {"field": "seats", "from": None, "to": 5}),
+        ("$segment_entered", {"segment": "customers"}),  # the tag put her in the segment
         ("$tag_added", {"tag": "customer"}),
     ]
     assert sorted(s["flow"] for s in erin["sessions"]) == ["customers", "seats"]
@@ -195,6 +196,11 @@ def test_bentos_node_sdk_works_against_sluice_with_only_its_base_url_changed(ser
         "unsubscriber_count": sum(not p["subscribed"] for p in customers),
     }
     assert len(customers) >= 1
+    assert (out["createdBroadcasts"]["results"], out["createdBroadcasts"]["failed"]) == (1, 0)
+    [launch] = out["broadcasts"]
+    assert launch["attributes"]["name"] == "Launch"
+    assert launch["attributes"]["status"] == "draft"  # not approved: sent from the UI or API
+    assert launch["attributes"]["from"] == {"name": "Shop", "email": "shop@example.com"}
 
     assert out["emails"] == 1
     [receipt] = native.get("/messages", params={"email": "ada@example.com"}).json()

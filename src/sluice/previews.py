@@ -25,7 +25,7 @@ from sluice import links
 from sluice.addresses import message_id_domain
 from sluice.definitions.liquid import TemplateError
 from sluice.definitions.model import EmailAction, TemplateDefinition
-from sluice.definitions.parse import validate_flow, validate_template
+from sluice.definitions.parse import EMAIL_LOC, validate_email, validate_template
 from sluice.definitions.problems import DefinitionError
 from sluice.delivery.email import inline_css
 from sluice.engine.context import template_context, visitor_view
@@ -41,8 +41,7 @@ TEST_PREFIX = "[Test] "
 """Starts the subject of every test send, so that nobody takes it for the real one."""
 SAMPLE_EVENT = "$preview"
 """The type of the origin event of a preview when none is given."""
-_STEP = "steps[0]"
-"""Where the email lies in the one-step flow it is validated as (see `_action`)."""
+_STEP = EMAIL_LOC
 NO_VISITOR = "00000000-0000-0000-0000-000000000000"
 """The uuid of the unsubscribe link of test sends: no visitor has it."""
 
@@ -209,13 +208,7 @@ def _action(
         if flow is not None:
             row = flow_store.get_flow(conn, flow)
             flow_view = {"key": row.key, "name": row.name, "version": row.version}
-    document = {
-        "key": "preview",
-        "trigger": {"event": SAMPLE_EVENT},
-        "steps": [{"id": "preview", "email": email}],
-    }
-    definition = validate_flow(document, known_templates=set(documents))
-    action: EmailAction = definition.steps[0].action
+    action = validate_email(email, known_templates=set(documents))
     stored = None
     if action.template:
         stored = sluice.catalog.templates_of(documents, {action.template})[action.template]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,12 @@ from sluice import impact, views
 from sluice.clock import Clock, SystemClock
 from sluice.credentials import Credentials
 from sluice.definitions.model import FlowDefinition, Trigger
-from sluice.definitions.parse import load_documents, validate_documents
+from sluice.definitions.parse import (
+    EMAIL_LOC,
+    load_documents,
+    validate_documents,
+    validate_email,
+)
 from sluice.definitions.problems import DefinitionError, Problem
 from sluice.definitions.segments import validate_segment
 from sluice.definitions.source import document_texts
@@ -50,6 +55,7 @@ from sluice.store.ingest import (
     record,
 )
 from sluice.store.schema import (
+    broadcast_engagements,
     deliveries,
     events,
     sessions,
@@ -156,8 +162,17 @@ class Sluice:
         from sluice.worker.loop import Worker
 
         options.setdefault("lease", timedelta(seconds=self.settings.lease_seconds))
+        from sluice.store import broadcasts as broadcast_store
+
+        queue_next = partial(
+            broadcast_store.queue_next, catalog=self.catalog, config=self.engine_config()
+        )
         options.setdefault(
-            "due_handlers", {segment_store.DUE_KIND: partial(upkeep.recheck, catalog=self.catalog)}
+            "due_handlers",
+            {
+                segment_store.DUE_KIND: partial(upkeep.recheck, catalog=self.catalog),
+                broadcast_store.DUE_KIND: queue_next,
+            },
         )
         worker = Worker(self.db, self.catalog, self.clock, self.engine_config(), **options)
         self._workers.append(worker)
@@ -338,6 +353,80 @@ class Sluice:
         segment = validate_segment(document)
         with self.db.read() as conn:
             return {"members": segment_store.preview_count(conn, segment, self.clock.now())}
+
+    # -- broadcasts -------------------------------------------------------------
+
+    def create_broadcast(
+        self,
+        new,
+        *,
+        send_at: datetime | None = None,
+        send: bool = False,
+        actor: str = "cli",
+    ) -> dict[str, Any]:
+        """Store a broadcast (`store.broadcasts.NewBroadcast`) as a draft, or with
+        `send`, scheduled at `send_at` (now when None). Its email must be valid against
+        the templates stored, its segment exist. Raises DefinitionError."""
+        from sluice.store import broadcasts as broadcast_store
+
+        now = self.clock.now()
+        with self.db.write() as conn:
+            self._check_broadcast(conn, new)
+            broadcast_id = broadcast_store.create(conn, new, now=now, actor=actor)
+            if send:
+                broadcast_store.schedule(conn, broadcast_id, send_at or now, now=now)
+            found = broadcast_store.get(conn, broadcast_id)
+        if send:
+            self.wake_workers()
+        return found
+
+    def _check_broadcast(self, conn: Connection, new) -> None:
+        problems = []
+        try:
+            validate_email(new.email, known_templates=set(flow_store.current_templates(conn)))
+        except DefinitionError as error:
+            problems += [
+                Problem(p.loc.replace(EMAIL_LOC, "", 1).lstrip(".") or "email", p.msg)
+                for p in error.problems
+            ]
+        if new.segment_key is not None and new.segment_key not in self.catalog.segments(conn):
+            problems.append(Problem("segment", f"no segment with key '{new.segment_key}'"))
+        if problems:
+            raise DefinitionError(problems)
+
+    def broadcasts(self) -> list[dict[str, Any]]:
+        from sluice.store import broadcasts as broadcast_store
+
+        with self.db.read() as conn:
+            return broadcast_store.list_all(conn)
+
+    def broadcast(self, broadcast_id: int) -> dict[str, Any]:
+        """One broadcast with its progress and results; raises UnknownBroadcast."""
+        from sluice.store import broadcasts as broadcast_store
+
+        with self.db.read() as conn:
+            return broadcast_store.get(conn, broadcast_id)
+
+    def send_broadcast(self, broadcast_id: int, send_at: datetime | None = None) -> dict:
+        """Schedule a draft at `send_at` (now when None); raises UnknownBroadcast,
+        BroadcastStateError."""
+        from sluice.store import broadcasts as broadcast_store
+
+        now = self.clock.now()
+        with self.db.write() as conn:
+            broadcast_store.schedule(conn, broadcast_id, send_at or now, now=now)
+            found = broadcast_store.get(conn, broadcast_id)
+        self.wake_workers()
+        return found
+
+    def cancel_broadcast(self, broadcast_id: int) -> dict[str, Any]:
+        """Stop a broadcast; its emails not sent yet are skipped. Raises
+        UnknownBroadcast, BroadcastStateError."""
+        from sluice.store import broadcasts as broadcast_store
+
+        with self.db.write() as conn:
+            broadcast_store.cancel(conn, broadcast_id, now=self.clock.now())
+            return broadcast_store.get(conn, broadcast_id)
 
     # -- flows ------------------------------------------------------------------
 
@@ -740,6 +829,9 @@ class Sluice:
             outbox.erase_test_emails(conn, row.id)
             refusal_store.erase(conn, row.id)
             segment_store.forget_visitors(conn, [row.id])
+            conn.execute(
+                broadcast_engagements.delete().where(broadcast_engagements.c.visitor_id == row.id)
+            )
             due_store.forget_visitors(conn, [row.id])
             conn.execute(visitors.delete().where(visitors.c.id == row.id))
             hashed = email_hash(row.email)

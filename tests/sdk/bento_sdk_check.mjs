@@ -79,6 +79,18 @@ out.fields = await V1.Fields.getFields();
 out.workflows = await V1.Workflows.getWorkflows();
 out.siteStats = await V1.Stats.getSiteStats();
 out.segmentStats = await V1.Stats.getSegmentStats('customers');
+out.createdBroadcasts = await V1.Broadcasts.createBroadcast([
+  {
+    name: 'Launch',
+    subject: 'We launched',
+    content: '<p>Hi {{ visitor.email }}</p>',
+    type: 'plain',
+    from: { name: 'Shop', email: 'shop@example.com' },
+    inclusive_tags: 'customer',
+    batch_size_per_hour: 1000,
+  },
+]);
+out.broadcasts = await V1.Broadcasts.getBroadcasts();
 out.emails = await V1.Batch.sendTransactionalEmails({
   emails: [
     {

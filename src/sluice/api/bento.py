@@ -20,6 +20,7 @@ from sluice.api.batch import MAX_ITEMS, Checked, ItemError, check_each, check_ev
 from sluice.api.bodies import parse_json, raw_body
 from sluice.api.docs import body_doc, errors_doc
 from sluice.api.errors import ApiError
+from sluice.definitions.problems import DefinitionError
 from sluice.service import VisitorNotFound
 
 router = APIRouter(
@@ -140,6 +141,69 @@ def batch_emails(request: Request, body: Body) -> JSONResponse:
     for index, why in failures.items():
         checked.add_problems(index, [{"loc": "", "msg": why}])
     return _batch_response(checked, len(checked.valid) - len(failures))
+
+
+@router.post(
+    "/batch/broadcasts",
+    response_model=schemas.BentoBroadcastsResult,
+    responses=_BATCH,
+    openapi_extra=body_doc(schemas.BentoBroadcastsBody),
+    summary="Create broadcasts (drafts, or sent when approved)",
+)
+def batch_broadcasts(request: Request, body: Body) -> dict[str, Any]:
+    """Bento's `Broadcasts.createBroadcast`. An `approved` broadcast is scheduled at
+    its `send_at` (now when absent); the others are drafts, sent from the UI or the
+    native API. Each invalid one is a failure; the others are created."""
+    data = _read(request, body)
+    rows = items_of(data, "broadcasts", limit=100, noun="broadcasts")
+    checked = check_each(rows, items.bento_broadcast)
+    failures = [
+        {"index": e["index"], "name": _name_of(rows[e["index"]]), "error": e["error"]}
+        for e in checked.bento_errors()
+    ]
+    sluice = sluice_of(request)
+    dashboard = f"{sluice.settings.public_url.rstrip('/')}/broadcasts"
+    created = []
+    for index, item in checked.valid:
+        try:
+            found = sluice.create_broadcast(
+                item.broadcast, send=item.send, send_at=item.send_at, actor="api"
+            )
+        except DefinitionError as error:
+            failures.append({"index": index, "name": item.broadcast.name, "error": str(error)})
+            continue
+        created.append(
+            {
+                "id": found["id"],
+                "template_id": found["id"],
+                "name": found["name"],
+                "dashboard_url": f"{dashboard}/{found['id']}",
+            }
+        )
+    failures.sort(key=lambda f: f["index"])
+    return {
+        "results": len(created),
+        "failed": len(failures),
+        "broadcasts": created,
+        "failures": failures,
+    }
+
+
+def _name_of(row: Any) -> str | None:
+    name = row.get("name") if isinstance(row, dict) else None
+    return name if isinstance(name, str) else None
+
+
+@router.get(
+    "/fetch/broadcasts",
+    response_model=schemas.BentoBroadcastList,
+    responses=_SINGLE,
+    summary="Broadcasts",
+)
+def get_broadcasts(request: Request, site_uuid: Annotated[str | None, Query()] = None) -> dict:
+    """Bento's `Broadcasts.getBroadcasts`: every broadcast, newest first."""
+    check_site(request)
+    return {"data": [items.broadcast_view(b) for b in sluice_of(request).broadcasts()]}
 
 
 @router.post(

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 from sluice.credentials import ReadOnlySetting
 from sluice.definitions.problems import DefinitionError
 from sluice.service import UnknownTemplate, VisitorNotFound
+from sluice.store.broadcasts import BroadcastStateError, UnknownBroadcast
 from sluice.store.drafts import NoDraft
 from sluice.store.flows import UnknownFlow, UnknownVersion
 from sluice.store.segments import UnknownSegment
@@ -103,9 +104,11 @@ def install(app: FastAPI) -> None:
         SessionNotFound,
         UnknownTemplate,
         UnknownSegment,
+        UnknownBroadcast,
     ):
         app.add_exception_handler(kind, _status(404))
     app.add_exception_handler(InvalidSessionState, _status(409))
+    app.add_exception_handler(BroadcastStateError, _status(409))
     app.add_exception_handler(ReadOnlySetting, _status(409))
 
     @app.exception_handler(Exception)

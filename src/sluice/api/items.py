@@ -6,14 +6,19 @@ Each checker returns what the library takes (`SubscriberImport`, a command, a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from email.utils import formataddr, parseaddr
 from typing import TYPE_CHECKING, Any
 
 from sluice.addresses import MAX_EMAIL, AddressError, mailbox, visitor_email
 from sluice.api.batch import ItemError
 from sluice.api.bodies import nul_paths
+from sluice.api.schemas import BentoBroadcast
 from sluice.audience import Change, EmailChange, SubscriberImport, TransactionalEmail
+from sluice.definitions.durations import parse_instant
 from sluice.records import FlowStatus
+from sluice.store.broadcasts import NewBroadcast
 from sluice.store.ingest import IncomingEvent
 from sluice.store.registry import MAX_NAME
 
@@ -244,5 +249,76 @@ def workflow_view(workflow: dict[str, Any], sluice: Sluice) -> dict[str, Any]:
                 }
                 for number, email in enumerate(workflow["emails"], start=1)
             ],
+        },
+    }
+
+
+# -- broadcasts ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BentoBroadcastItem:
+    """One item of `batch/broadcasts`: the broadcast, and when it goes (`approved`
+    ones only; the others are drafts)."""
+
+    broadcast: NewBroadcast
+    send: bool
+    send_at: datetime | None
+
+
+def bento_broadcast(item: Any) -> BentoBroadcastItem:
+    """Bento's broadcast as Sluice's: `content` is the HTML (`markdown` content is sent
+    as the text part, unconverted), `from` a mailbox, the comma-separated tag lists as
+    lists, `segment_id` a segment key, `batch_size_per_hour` a rate."""
+    _no_nul(_object(item, "name, subject and content"), "")
+    given = BentoBroadcast.model_validate(item)
+    part = "text" if given.type == "markdown" else "html"
+    email: dict[str, Any] = {"subject": given.subject, part: given.content}
+    if given.from_ is not None:
+        sender = formataddr((given.from_.name or "", given.from_.email))
+        try:
+            mailbox(sender)
+        except AddressError as error:
+            raise ItemError(("from", str(error))) from None
+        email["from"] = sender
+    send_at = None
+    if given.send_at:
+        try:
+            send_at = parse_instant(given.send_at)
+        except ValueError as error:
+            raise ItemError(("send_at", str(error))) from None
+    return BentoBroadcastItem(
+        NewBroadcast(
+            name=given.name,
+            email=email,
+            segment_key=given.segment_id or None,
+            inclusive_tags=list(_tag_list(given.inclusive_tags, "inclusive_tags")),
+            exclusive_tags=list(_tag_list(given.exclusive_tags, "exclusive_tags")),
+            per_hour=given.batch_size_per_hour or None,
+        ),
+        send=given.approved,
+        send_at=send_at,
+    )
+
+
+def broadcast_view(found: dict[str, Any]) -> dict[str, Any]:
+    """A broadcast as Bento's `fetch/broadcasts` lists one."""
+    email = found["email"]
+    sender = parseaddr(email.get("from") or "")
+    return {
+        "id": str(found["id"]),
+        "type": "broadcasts",
+        "attributes": {
+            "name": found["name"],
+            "subject": email.get("subject"),
+            "content": email.get("html") or email.get("text"),
+            "type": "html" if email.get("html") else "plain",
+            "from": {"name": sender[0], "email": sender[1]},
+            "inclusive_tags": ",".join(found["inclusive_tags"]),
+            "exclusive_tags": ",".join(found["exclusive_tags"]),
+            "segment_id": found["segment"],
+            "batch_size_per_hour": found["per_hour"],
+            "created_at": found["created_at"],
+            "status": found["status"],
         },
     }

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from sluice.api import (
     bento,
+    broadcasts,
     docs,
     emails,
     errors,
@@ -39,7 +40,8 @@ def install(app: FastAPI) -> None:
     app.description = DESCRIPTION
     app.add_middleware(RequestLimits)
     errors.install(app)
-    for module in (bento, events, flows, hooks, segments, emails, sessions, streams):
+    modules = (bento, events, flows, hooks, segments, broadcasts, emails, sessions, streams)
+    for module in modules:
         app.include_router(module.router)
     docs.install(app)
     _close_streams_at_shutdown(app)

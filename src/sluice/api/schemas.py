@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    model_validator,
+)
 
 from sluice.addresses import MAX_EMAIL, visitor_email
 from sluice.api.batch import MAX_ITEMS
@@ -795,3 +803,122 @@ class TemplateUse(BaseModel):
 class TemplateInUse(BaseModel):
     detail: str
     used_by: list[TemplateUse]
+
+
+# -- broadcasts ------------------------------------------------------------------------
+
+TimeOfDay = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["09:00"])]
+TagName = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class BroadcastIn(BaseModel):
+    """A broadcast (docs/broadcasts.md): an email to a segment, or to everyone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    email: dict[str, Any] = Field(
+        description="An email step's value (SPEC §2.2): subject, html, text, template, "
+        "from, reply_to; Liquid over `visitor`."
+    )
+    segment: str | None = Field(
+        default=None, max_length=64, description="The segment's key; everyone when absent."
+    )
+    inclusive_tags: list[TagName] = Field(default=[], max_length=100)
+    exclusive_tags: list[TagName] = Field(default=[], max_length=100)
+    local_time: TimeOfDay | None = Field(
+        default=None, description="Each visitor gets it at this time of day in their zone."
+    )
+    per_hour: int | None = Field(default=None, ge=1, le=10_000_000)
+    send: bool = Field(default=False, description="Schedule it now (else a draft).")
+    send_at: AwareDatetime | None = Field(
+        default=None, description="When to send it (with `send`); now when absent."
+    )
+
+
+class BroadcastStats(BaseModel):
+    queued: int
+    sent: int
+    outbox: int
+    pending: int
+    failed: int
+    skipped: int
+    skipped_unsubscribed: int
+    skipped_suppressed: int
+    failed_to_render: int
+    opened: int
+    clicked: int
+    unsubscribed: int
+
+
+class Broadcast(BaseModel):
+    id: int
+    name: str
+    email: Json
+    segment: str | None
+    inclusive_tags: list[str]
+    exclusive_tags: list[str]
+    status: Literal["draft", "scheduled", "sending", "sent", "cancelled"]
+    send_at: str | None
+    local_time: str | None
+    per_hour: int | None
+    actor: str
+    created_at: str
+    updated_at: str
+    queued_at: str | None = Field(description="When every visitor of its audience was queued.")
+    last_error: str | None
+    stats: BroadcastStats
+
+
+class BentoBroadcastFrom(BaseModel):
+    email: str
+    name: str | None = None
+
+
+class BentoBroadcast(BaseModel):
+    name: str
+    subject: str
+    content: str
+    type: Literal["plain", "html", "raw", "markdown"] = "plain"
+    from_: BentoBroadcastFrom | None = Field(default=None, alias="from")
+    inclusive_tags: str | None = None
+    exclusive_tags: str | None = None
+    segment_id: str | None = None
+    batch_size_per_hour: int | None = None
+    send_at: str | None = None
+    approved: bool = False
+
+
+class BentoBroadcastsBody(BaseModel):
+    broadcasts: list[BentoBroadcast] = Field(min_length=1, max_length=100)
+    site_uuid: str | None = None
+
+
+class CreatedBroadcast(BaseModel):
+    id: int
+    template_id: int
+    name: str
+    dashboard_url: str
+
+
+class BroadcastFailure(BaseModel):
+    index: int
+    name: str | None
+    error: str
+
+
+class BentoBroadcastsResult(BaseModel):
+    results: int
+    failed: int
+    broadcasts: list[CreatedBroadcast] = []
+    failures: list[BroadcastFailure] = []
+
+
+class BentoBroadcastView(BaseModel):
+    id: str
+    type: Literal["broadcasts"] = "broadcasts"
+    attributes: dict[str, Any]
+
+
+class BentoBroadcastList(BaseModel):
+    data: list[BentoBroadcastView]

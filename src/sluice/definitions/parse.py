@@ -31,6 +31,7 @@ import yaml
 from sluice.definitions.durations import parse_timezone
 from sluice.definitions.limits import MAX_DEPTH, MAX_YAML_NODES, document_problem, text_problem
 from sluice.definitions.model import (
+    EmailAction,
     EntryRule,
     ExitRule,
     FlowDefinition,
@@ -515,6 +516,22 @@ def _timezone(check: Checker, value: Any, loc: str) -> str | None:
     except ValueError as err:
         check.add(loc, str(err))
         return None
+
+
+EMAIL_LOC = "steps[0]"
+"""Where `validate_email` places the email: the one step of a flow."""
+
+
+def validate_email(email: Any, *, known_templates: Collection[str] = ()) -> EmailAction:
+    """An email step's value (SPEC §2.2) validated as the engine's steps are: as the
+    one step of a flow (problems are located under `EMAIL_LOC`). Raises DefinitionError."""
+    document = {
+        "key": "email",
+        "trigger": {"event": "$email"},
+        "steps": [{"id": "email", "email": email}],
+    }
+    flow = validate_flow(document, known_templates=known_templates)
+    return flow.steps[0].action
 
 
 def validate_template(doc: Any) -> TemplateDefinition:

@@ -28,7 +28,14 @@ from sqlalchemy.engine import Connection
 from sluice.records import DeliveryState, FlowStatus, SessionStatus
 from sluice.store.bulk import insert_many, update_many
 from sluice.store.notify import TIMELINE_CHANNEL, WORK_CHANNEL, notify
-from sluice.store.schema import deliveries, flows, sessions, timeline, visitors
+from sluice.store.schema import (
+    broadcast_engagements,
+    deliveries,
+    flows,
+    sessions,
+    timeline,
+    visitors,
+)
 
 _PENDING = sa.literal_column("'pending'")
 """A literal, not a parameter, so the planner can use the partial index of pending rows."""
@@ -387,15 +394,22 @@ def engagement(
     conn: Connection, message_id: str, kind: str, data: dict[str, Any], *, now: datetime
 ) -> bool:
     """Record that the recipient of an email opened it or clicked a link in it, on the
-    timeline of the session that sent it: once per email for `email_opened`, once per
-    link for `email_clicked`. Returns whether an entry was written (False for a repeat,
-    or for an email that no longer exists because its visitor was erased)."""
-    email = sa.select(deliveries.c.session_id, deliveries.c.visitor_id, deliveries.c.step).where(
-        deliveries.c.idempotency_id == message_id, deliveries.c.kind == "email"
-    )
+    timeline of the session that sent it (of a broadcast's: in its engagements):
+    once per email for `email_opened`, once per link for `email_clicked`. Returns
+    whether an entry was written (False for a repeat, or for an email that no longer
+    exists because its visitor was erased)."""
+    email = sa.select(
+        deliveries.c.id,
+        deliveries.c.session_id,
+        deliveries.c.visitor_id,
+        deliveries.c.step,
+        deliveries.c.broadcast_id,
+    ).where(deliveries.c.idempotency_id == message_id, deliveries.c.kind == "email")
     if conn.dialect.name == "postgresql":
         email = email.with_for_update()  # two opens at once record one
     row = conn.execute(email).first()
+    if row is not None and row.broadcast_id is not None:
+        return _broadcast_engagement(conn, row, kind, data.get("url") or "", now)
     if row is None or row.session_id is None:
         return False
     earlier = conn.execute(
@@ -431,3 +445,27 @@ def renew(conn: Connection, ids: list[int], *, until: datetime) -> None:
         .where(deliveries.c.id.in_(ids), deliveries.c.state == _PENDING)
         .values(claim_expires_at=until)
     )
+
+
+def _broadcast_engagement(conn: Connection, row, kind: str, url: str, now: datetime) -> bool:
+    """An open or click of a broadcast's email, once per email and kind (and link)."""
+    seen = conn.execute(
+        sa.select(broadcast_engagements.c.delivery_id).where(
+            broadcast_engagements.c.delivery_id == row.id,
+            broadcast_engagements.c.kind == kind,
+            broadcast_engagements.c.url == url,
+        )
+    ).first()
+    if seen is not None:
+        return False
+    conn.execute(
+        broadcast_engagements.insert().values(
+            delivery_id=row.id,
+            kind=kind,
+            url=url,
+            broadcast_id=row.broadcast_id,
+            visitor_id=row.visitor_id,
+            at=now,
+        )
+    )
+    return True

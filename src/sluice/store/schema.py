@@ -370,8 +370,17 @@ deliveries = sa.Table(
     sa.Column("claim_expires_at", UTCDateTime),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # The broadcast an email belongs to (store/broadcasts.py); null for the others.
+    sa.Column("broadcast_id", Id),
     sa.Index(None, "visitor_id", "id"),
     sa.Index(None, "session_id"),
+    sa.Index(
+        "ix_deliveries_broadcast",
+        "broadcast_id",
+        "state",
+        postgresql_where=sa.text("broadcast_id IS NOT NULL"),
+        sqlite_where=sa.text("broadcast_id IS NOT NULL"),
+    ),
     sa.Index(
         "ix_deliveries_pending",
         "next_attempt_at",
@@ -396,6 +405,49 @@ deliveries = sa.Table(
         sqlite_where=sa.text("state = 'failed'"),
     ),
     sqlite_autoincrement=True,  # ids of erased rows never come back (migration 0004)
+)
+
+# One-off emails to a segment or to everyone subscribed (store/broadcasts.py). Its
+# recipients become deliveries a chunk at a time (a due check of kind `broadcast`),
+# `cursor` the last visitor id done; the counts say who was skipped and why.
+broadcasts = sa.Table(
+    "broadcasts",
+    metadata,
+    _id(),
+    sa.Column("name", sa.String(200), nullable=False),
+    # An email step's value (SPEC §2.2): subject, html, text, template, from, reply_to.
+    sa.Column("email", Json, nullable=False),
+    sa.Column("segment_key", sa.String(64)),
+    sa.Column("inclusive_tags", Json, nullable=False),
+    sa.Column("exclusive_tags", Json, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("send_at", UTCDateTime),
+    # `HH:MM`: each visitor gets it at this time of the day of `send_at` in their zone.
+    sa.Column("local_time", sa.String(5)),
+    sa.Column("per_hour", sa.Integer),
+    sa.Column("cursor", Id, nullable=False, server_default="0"),
+    sa.Column("queued", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("skipped_unsubscribed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("skipped_suppressed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("failed_to_render", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("queued_at", UTCDateTime),
+)
+
+# Opens and clicks of broadcast emails (flows' go on their sessions' timelines): one
+# row per email and kind (and link, for clicks; "" for an open).
+broadcast_engagements = sa.Table(
+    "broadcast_engagements",
+    metadata,
+    sa.Column("delivery_id", Id, primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("url", sa.String(2048), primary_key=True),
+    sa.Column("broadcast_id", Id, nullable=False, index=True),
+    sa.Column("visitor_id", Id, nullable=False, index=True),
+    sa.Column("at", UTCDateTime, nullable=False),
 )
 
 # Test sends of an email (`POST /api/emails/test`) kept in the outbox when no SMTP
