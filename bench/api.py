@@ -2,7 +2,9 @@
 of single-event requests under load, against a real `sluice serve --no-worker`.
 
 Setup: 20 flows on, each triggered by its own event type (half with a `trigger.if`
-on the event's details), 100,000 visitors imported through `batch/subscribers`.
+on the event's details); 20 segments (BENCH_SEGMENTS), half counting one of those
+event types in the last 30 days, half on the visitors' tags and fields; 100,000
+visitors imported through `batch/subscribers`.
 Then, over HTTP with keep-alive:
 
 - batches: 1,000-event batches spread over the 20 trigger types and the 100,000
@@ -42,6 +44,7 @@ from sluice.store.schema import events, sessions
 VISITORS = int(os.environ.get("BENCH_VISITORS", "100000"))
 BATCHES = int(os.environ.get("BENCH_BATCHES", "60"))
 FLOWS = 20
+SEGMENTS = int(os.environ.get("BENCH_SEGMENTS", "20"))
 SINGLE_CLIENTS = 8
 SINGLE_SECONDS = float(os.environ.get("BENCH_SINGLE_SECONDS", "8"))
 SLUICE = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "sluice")
@@ -67,6 +70,16 @@ def flow(n: int) -> str:
         "    email: {subject: 'Hi {{ visitor.first_name }}', html: '<p>x</p>'}\n"
         "  - {id: pause, wait: 3d}\n"
     )
+
+
+def segment(n: int) -> str:
+    """Even segments count an event type (their membership is re-decided for each such
+    event); odd ones read tags and fields, which these events do not change."""
+    if n % 2 == 0:
+        rule = f"{{event: evt_{n}, at_least: 2, within: 30d}}"
+    else:
+        rule = f"{{all: [{{tag: bench}}, {{field: first_name, equals: V{n}}}]}}"
+    return f"kind: segment\nkey: segment-{n}\nname: Segment {n}\nrules: [{rule}]\n"
 
 
 def free_port() -> int:
@@ -123,6 +136,9 @@ def setup(server: Server) -> float:
         for n in range(FLOWS):
             assert client.put(f"/api/flows/flow-{n}", content=flow(n), headers=native).is_success
             assert client.post(f"/api/flows/flow-{n}/on", headers=native).is_success
+        for n in range(SEGMENTS):
+            put = client.put(f"/api/segments/segment-{n}", content=segment(n), headers=native)
+            assert put.is_success, put.text
         started = time.perf_counter()
         for offset in range(0, VISITORS, 1000):
             rows = [
