@@ -51,6 +51,7 @@ bench: $(STAMP) $(EDITOR_JS)
 	$(PY) bench/engine.py
 	$(PY) bench/api.py
 	$(PY) bench/delivery.py
+	$(PY) bench/broadcast.py
 	$(PY) bench/workers.py
 	$(PY) bench/latency.py
 	$(PY) bench/pipeline.py

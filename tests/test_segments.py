@@ -316,3 +316,16 @@ def test_deleting_a_tag_takes_its_holders_out_of_segments_that_name_it(driver, a
     assert app.audience.delete_tag(tag.id, "vip") == 1
     assert member_emails(app, "vips") == []
     assert len(events_of(driver, "ada@example.com", "$segment_left")) == 1
+
+
+def test_a_triggers_if_reads_the_segments_the_visitor_was_in_before_the_event(driver):
+    driver.apply(
+        VIPS
+        + "---\nkey: vip_checkout\ntrigger: {event: checkout, if: 'visitor.segments contains \"vips\"'}\n"
+        + "steps: [{id: mark, tag: {add: [vip-checkout]}}]\n"
+    )
+    driver.send("$tag", "ada@example.com", details={"tag": "vip"})
+    driver.send("checkout", "ada@example.com")
+    driver.send("checkout", "bob@example.com")
+    assert "vip-checkout" in driver.visitor("ada@example.com")["tags"]
+    assert "vip-checkout" not in driver.visitor("bob@example.com")["tags"]

@@ -150,9 +150,10 @@ def cancel(conn: Connection, broadcast_id: int, *, now: datetime) -> int:
         deliveries.c.state.in_([DeliveryState.PENDING, DeliveryState.OUTBOX]),
         deliveries.c.attempts == 0,
     )
-    if row.status == BroadcastStatus.SENT and not conn.execute(
-        sa.select(deliveries.c.id).where(unsent).limit(1)
-    ).first():
+    if (
+        row.status == BroadcastStatus.SENT
+        and not conn.execute(sa.select(deliveries.c.id).where(unsent).limit(1)).first()
+    ):
         raise BroadcastStateError(f"broadcast {broadcast_id} is sent: nothing is left to stop")
     due_store.cancel(conn, DUE_KIND, str(broadcast_id))
     conn.execute(

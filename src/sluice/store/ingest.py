@@ -33,6 +33,7 @@ from sluice.engine.triggers import (
 from sluice.engine.work import MAX_CHAIN_DEPTH
 from sluice.records import UNFINISHED, FlowStatus, SessionStatus
 from sluice.store import refusals as refusal_store
+from sluice.store import segments as segment_store
 from sluice.store import upkeep
 from sluice.store import visitors as visitor_store
 from sluice.store.budget import CausedBudget, spent_reason
@@ -119,6 +120,7 @@ def ingest(
         if state.on and state.flow.definition.trigger.condition is not None
         for event_type in state.flow.definition.trigger.events
     }
+    _load_segments(conn, all_flows, people)
     rows, snapshots, causes, changed = [], [], [], []
     makers: dict[int, Maker] = {}
     for event in incoming:
@@ -167,6 +169,22 @@ def ingest(
         flows=all_flows,
     )
     return result
+
+
+def _load_segments(conn, flows: list[FlowState], people) -> None:
+    """Give the visitors their segments where a trigger's `if` of a flow that is on
+    reads `visitor.segments` (as they were before this batch: its own moves come
+    after matching, store/upkeep.py)."""
+    if not any(
+        state.on
+        and (condition := state.flow.definition.trigger.condition) is not None
+        and "segments" in condition.source
+        for state in flows
+    ):
+        return
+    found = segment_store.memberships(conn, (v.id for v in people.values()))
+    for visitor in people.values():
+        visitor.segments = found.get(visitor.id, [])
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,9 @@ class WorkingVisitor:
     fields set to another value or removed."""
     keep_views: bool = False
     """Whether each change keeps the visitor as it left them (`triggers.reads_changes`)."""
+    segments: list[str] = field(default_factory=list)
+    """The keys of the segments they are in, where a trigger's `if` reads them (as
+    the batch found them: store/ingest.py)."""
 
     @classmethod
     def from_row(cls, row) -> WorkingVisitor:
@@ -59,6 +62,7 @@ class WorkingVisitor:
             tags=self.tags,
             subscribed=self.unsubscribed_at is None,
             created_at=self.created_at,
+            segments=self.segments,
         )
 
     def add_tag(self, tag: str) -> None:
