@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from sluice.api.auth import sluice_of
 from sluice.definitions.parse import load_documents
@@ -244,8 +245,14 @@ async def preview_segment(request: Request, key: str | None = None) -> JSONRespo
     problems); nothing is saved. Every visitor is read (`Sluice.preview_segment`)."""
     auth.check_csrf(request, request.headers.get("x-csrf-token"))
     body = await request.body()  # at most 5 MiB (api/limits.py); the check refuses > 1 MiB
-    sluice = sluice_of(request)
-    checked = check(sluice, body.decode("utf-8", errors="replace"), key)
+    text = body.decode("utf-8", errors="replace")
+    # Off the event loop: counting reads every visitor, which takes a while on a big
+    # installation, and the server's other requests must not wait for it.
+    return JSONResponse(await run_in_threadpool(_count, sluice_of(request), text, key))
+
+
+def _count(sluice: Sluice, text: str, key: str | None) -> dict[str, Any]:
+    checked = check(sluice, text, key)
     if checked.problems:
-        return JSONResponse({"members": None, "problems": checked.problems})
-    return JSONResponse(sluice.preview_segment(checked.document) | {"problems": []})
+        return {"members": None, "problems": checked.problems}
+    return sluice.preview_segment(checked.document) | {"problems": []}
