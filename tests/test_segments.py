@@ -206,6 +206,16 @@ def test_an_erased_visitor_leaves_every_segment(driver, app):
     assert app.segment("vips")["members"] == 0
 
 
+def test_a_date_is_compared_with_an_offset_from_now_either_way():
+    [document] = load_documents(
+        "kind: segment\nkey: s\nname: S\nrules:\n"
+        "  - {field: renews, before: +7d}\n  - {field: joined, after: -30d}\n",
+        "s.yaml",
+    )
+    renews, joined = validate_segment(document).rules.rules
+    assert renews.value == timedelta(days=7) and joined.value == timedelta(days=-30)
+
+
 @pytest.mark.parametrize(
     ("rules", "loc", "message"),
     [

@@ -122,6 +122,11 @@ def pages(seeded) -> list[str]:
         "/templates/nudge",
         "/templates/nudge?tab=versions",
         "/templates/_new",
+        "/segments",
+        f"/segments/{seeded.segment}",
+        f"/segments/{seeded.segment}/edit",
+        "/segments/_new",
+        f"/visitors/{seeded.visitors[-2]}",  # a visitor in a segment
         "/flows/no-such-flow",  # the error page
     ]
 
@@ -130,7 +135,8 @@ def check(page, path: str) -> list[str]:
     """What is wrong with the page at `path`: axe's serious and critical violations,
     and, on a phone, anything wider than the screen."""
     page.goto(path)
-    if "tab=edit" in path or path in ("/templates/nudge", "/templates/_new"):
+    editors = ("/templates/nudge", "/templates/_new", "/segments/_new")
+    if "tab=edit" in path or path in editors or path.endswith("/edit"):
         page.wait_for_selector(".cm-content")
     if "tab=build" in path or path == "/flows/_new":
         page.wait_for_selector(".builder [data-step]")

@@ -3,7 +3,8 @@ against a real `sluice serve` with its embedded worker, on SQLite. A person logs
 makes a first flow, reads the flows list and the canvas with its live counts, turns a
 flow off and on, types a broken definition, stops and resumes a session from the
 visitor's profile, watches a timeline and the activity feed update without a reload,
-and reads the outbox. Each page is saved as a screenshot in build/screenshots/."""
+reads the outbox, and writes a segment by keyboard while its live count follows. Each
+page is saved as a screenshot in build/screenshots/."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from delivery_servers import WebhookServer
 from sluice.definitions.parse import load_documents
 from sluice.records import FlowStatus
 from sluice.service import Sluice
+from test_ui_accessibility import AXE, SERIOUS
 from ui_support import (
     EXAMPLES,
     PASSWORD,
@@ -427,6 +429,65 @@ def test_a_new_flow_from_the_editor(page, seeded):
     page.get_by_role("button", name="Save new version").click()
     page.wait_for_url("**/flows/winback")
     assert seeded.show_flow("winback")["status"] == "off"
+
+
+# -- segments --------------------------------------------------------------------------
+
+NAMED = """\
+kind: segment
+key: named
+name: Named visitors
+rules:
+  - field: first_name
+    equals: Ada
+"""
+
+
+def test_the_segment_editor_counts_who_matches_as_the_rules_are_typed(page, seeded):
+    """With the keyboard alone: New segment, the rules typed, the count following
+    them in the live region (or the problem), then Save with a note."""
+    anyone_named = NAMED.replace("equals: Ada", "exists: true")
+    named = seeded.preview_segment(load_documents(anyone_named, "named.yaml")[0])["members"]
+    assert named >= 2  # Ada and Bob
+    page.goto("/segments")
+    page.get_by_role("link", name="New segment").first.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/segments/_new")
+    editor = page.get_by_role("textbox", name="Segment definition (YAML)")
+    editor.focus()
+    count = page.get_by_role("status").filter(has_text="match")
+    assert count.get_attribute("aria-live") == "polite"
+
+    page.keyboard.press("Control+a")
+    page.keyboard.insert_text(NAMED)
+    expect(count).to_have_text("1 visitor matches now.")
+    page.keyboard.press("Control+a")
+    page.keyboard.insert_text(NAMED.replace("equals: Ada", "at_least: lots"))
+    expect(count).to_have_text("1 problem: fix it to count the visitors who match.")
+    expect(page.locator("[data-problems]")).to_have_text(
+        "line 6 rules[0].at_least expected a number"
+    )
+    page.wait_for_selector(".cm-lint-marker-error")
+    shot(page, "segments-editor-problem")
+    page.add_script_tag(path=str(AXE))
+    assert page.evaluate(SERIOUS) == []
+
+    page.keyboard.press("Control+a")
+    page.keyboard.insert_text(anyone_named)
+    expect(count).to_have_text(f"{named} visitors match now.")
+    expect(page.locator("[data-editor-status]")).to_have_text("Valid")
+    shot(page, "segments-editor-count")
+    assert seeded.segments() == []  # nothing saved while typing
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Save")).to_be_focused()
+    page.keyboard.press("Tab")
+    page.keyboard.type("everyone with a name")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/segments/named")
+    expect(page.locator("#rules")).to_have_text("field first_name is set")
+    expect(page.locator("[data-members]")).to_have_text(str(named))
+    assert "everyone with a name" in page.inner_text("#changes")
+    shot(page, "segments-page")
 
 
 # -- failures --------------------------------------------------------------------------

@@ -20,7 +20,8 @@ can open:
 - a session stopped by support, and sessions paused because their flow (the
   abandoned cart) was turned off after they entered;
 - the onboarding flow edited once after its sessions started (versions 1 and 2), and
-  every example flow applied (the trial flow stays off).
+  every example flow applied (the trial flow stays off);
+- a segment of the readers (`readers`: a page of members and more), saved twice.
 
 `hook` and `smtp` are `delivery_servers.WebhookServer` and `SmtpServer`, started
 before `serve` so that its settings can point at them (see `hook_answering_500`).
@@ -227,6 +228,17 @@ steps:
   - id: alert_sales
     webhook: {url: URL, retries: 1}
 """
+READERS = """\
+kind: segment
+key: readers
+name: Readers
+match: any
+rules:
+  - tag: reader            # tagged by the readers flow
+  - event: page_viewed
+    at_least: 2
+    within: 7d
+"""
 FIRST_NAMES = ["Ada", "Bob", "Chen", "Dee", "Emil", "Fatima", "Goran", "Hana", "Ivo", "Jun"]
 PLANS = ["free", "pro", "team"]
 
@@ -253,6 +265,8 @@ class Seeded:
     """Abandoned-cart sessions, paused: the flow was turned off after they entered."""
     edited_flow: str = "onboarding"
     """A flow with two versions."""
+    segment: str = "readers"
+    """A segment of more visitors than a page shows, with two versions."""
 
 
 def hook_answering_500() -> WebhookServer:
@@ -318,6 +332,8 @@ def seed(app: Sluice, *, hook: WebhookServer, smtp: SmtpServer, visitors: int = 
     definition = app.show_flow("onboarding")["definition"]
     definition["steps"][1]["wait"] = "3d"
     app.apply([("onboarding.yaml", definition)], actor="ops")
+    app.apply_text(READERS.replace("at_least: 2", "at_least: 1"), "readers.yaml", actor="ops")
+    app.apply_text(READERS, "readers.yaml", note="one page is a visit, not reading", actor="ops")
     return Seeded(
         visitors=[*emails, bounced],
         onboarded=onboarded,

@@ -295,7 +295,8 @@ class _Reader:
         if isinstance(value, str) and value.strip() == "now":
             return timedelta(0)
         if isinstance(value, str) and value.strip()[:1] in "+-":
-            delta = self.check.duration(value, loc, signed=True)
+            # Durations have no `+` of their own (a leading `-` negates one).
+            delta = self.check.duration(value.strip().removeprefix("+"), loc, signed=True)
             return _BAD if delta is None else delta
         found = as_instant(value)
         if found is None:

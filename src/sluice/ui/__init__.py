@@ -9,7 +9,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from sluice.ui import auth, document, email_templates, explain, feeds, flows, login, people, render
+from sluice.ui import (
+    auth,
+    document,
+    email_templates,
+    explain,
+    feeds,
+    flows,
+    login,
+    people,
+    render,
+    segments,
+)
 from sluice.ui.throttle import LoginThrottle
 
 STATIC = Path(__file__).parent / "static"
@@ -17,7 +28,7 @@ STATIC = Path(__file__).parent / "static"
 
 def install(app: FastAPI) -> None:
     app.state.login_throttle = LoginThrottle()
-    for module in (login, flows, document, email_templates, people, explain, feeds):
+    for module in (login, flows, document, email_templates, segments, people, explain, feeds):
         app.include_router(module.router)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
 

@@ -5,6 +5,7 @@ versions."""
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ def check(sluice: Sluice, text: str, key: str | None, *, document: dict | None =
         try:
             documents = load_documents(text, "document")
         except DefinitionError as error:
-            return Checked(None, None, _located(text, error.problems, loaded=False))
+            return Checked(None, None, located(text, error.problems, loaded=False))
     problems = []
     if len(documents) != 1:
         problems.append(Problem("", f"expected one flow definition, found {len(documents)}"))
@@ -71,7 +72,7 @@ def check(sluice: Sluice, text: str, key: str | None, *, document: dict | None =
     except DefinitionError as error:
         problems += error.problems
     if problems:
-        return Checked(None, document, _located(text, problems, loaded=True))
+        return Checked(None, document, located(text, problems, loaded=True))
     return Checked(flow, document, [])
 
 
@@ -84,7 +85,8 @@ def _exists(sluice: Sluice, key: object) -> bool:
     return True
 
 
-def _located(text: str, problems: list[Problem], *, loaded: bool) -> list[dict[str, Any]]:
+def located(text: str, problems: list[Problem], *, loaded: bool) -> list[dict[str, Any]]:
+    """Problems as the editors show them, `{loc, msg, line}` (lines.py)."""
     lines = lines_of(text, [(p.loc, p.msg) for p in problems], loaded=loaded)
     return [
         {"loc": p.loc, "msg": p.msg, "line": line} for p, line in zip(problems, lines, strict=True)
@@ -163,4 +165,32 @@ def diff_rows(old: str, new: str) -> list[dict[str, Any]]:
                 {"kind": "added", "old": None, "new": j + 1, "text": after[j]}
                 for j in range(j1, j2)
             ]
+    return rows
+
+
+_HUNK = re.compile(r"@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@")
+
+
+def unified_rows(diff: str) -> list[dict[str, Any]]:
+    """The rows of `diff_rows` read back from a stored unified diff (the `diff` of an
+    audit log's change: store.flows.diff), for the same table."""
+    rows: list[dict[str, Any]] = []
+    old = new = 0
+    # split("\n"), not splitlines(): a line of YAML may hold U+2028 and the like.
+    for line in diff.split("\n"):
+        hunk = _HUNK.match(line)
+        if hunk:
+            old, new = int(hunk[1]), int(hunk[2])
+            rows.append({"kind": "hunk", "old": None, "new": None, "text": line})
+        elif not rows or not line:  # the ---/+++ header, the end
+            continue
+        elif line[0] == "-":
+            rows.append({"kind": "removed", "old": old, "new": None, "text": line[1:]})
+            old += 1
+        elif line[0] == "+":
+            rows.append({"kind": "added", "old": None, "new": new, "text": line[1:]})
+            new += 1
+        else:
+            rows.append({"kind": "context", "old": old, "new": new, "text": line[1:]})
+            old, new = old + 1, new + 1
     return rows

@@ -7,6 +7,7 @@ import { EditorView, basicSetup } from "codemirror";
 import { yaml } from "@codemirror/lang-yaml";
 import { linter, lintGutter, setDiagnostics } from "@codemirror/lint";
 import { renderImpact } from "./impact.js";
+import { livePreview, showAnswer } from "./segment.js";
 
 function diagnosticsFor(doc, problems) {
   return problems.map((problem) => {
@@ -206,3 +207,43 @@ function attachTemplate(form, { checkUrl, csrf, preview }) {
 }
 
 window.SluiceEditor.attachTemplate = attachTemplate;
+
+// -- the segment editor ------------------------------------------------------------------
+// The YAML of a segment in CodeMirror; as it is typed, segment.js asks how many visitors
+// the rules hold now and says so (or lists the problems, each marked at its line).
+
+function attachSegment(form, { previewUrl, csrf }) {
+  const textarea = form.querySelector("textarea");
+  let view = null;
+  const preview = livePreview({
+    url: previewUrl,
+    csrf,
+    onAnswer: (answer) => {
+      showAnswer(form, answer);
+      view.dispatch(setDiagnostics(view.state, diagnosticsFor(view.state.doc, answer.problems)));
+    },
+  });
+  view = new EditorView({
+    doc: textarea.value,
+    extensions: [
+      basicSetup,
+      yaml(),
+      lintGutter(),
+      EditorView.contentAttributes.of({
+        "aria-label": textarea.getAttribute("aria-label"),
+        "aria-describedby": textarea.getAttribute("aria-describedby"),
+        tabindex: "0",
+      }),
+      EditorView.updateListener.of((update) => {
+        if (!update.docChanged) return;
+        textarea.value = update.state.doc.toString();
+        preview.changed(textarea.value);
+      }),
+    ],
+  });
+  textarea.hidden = true;
+  textarea.after(view.dom);
+  return view;
+}
+
+window.SluiceEditor.attachSegment = attachSegment;

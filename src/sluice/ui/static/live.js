@@ -1,9 +1,10 @@
 // Live updates of Sluice's pages: the canvas counts (polled), a session's timeline with
 // its header and the activity feed (Server-Sent Events of rows the server rendered),
-// and the flow editor; and what every page needs on a phone and with a keyboard or
-// screen reader: the top bar's menu button, confirmations, focusable scrolling boxes,
-// announcements. Every value from the server is put into the page as text, never as
-// HTML, except the fragments the server rendered (and escaped) itself.
+// and the editors (flows, templates, segments); and what every page needs on a phone
+// and with a keyboard or screen reader: the top bar's menu button, confirmations,
+// focusable scrolling boxes, announcements. Every value from the server is put into
+// the page as text, never as HTML, except the fragments the server rendered (and
+// escaped) itself.
 "use strict";
 
 const STATS = { email: ["sent", "opened", "clicked", "retrying", "failed"], webhook: ["delivered", "retrying", "failed"] };
@@ -282,6 +283,14 @@ function startTemplateEditor(form) {
   });
 }
 
+function startSegmentEditor(form) {
+  if (!window.SluiceEditor?.attachSegment) return;
+  window.SluiceEditor.attachSegment(form, {
+    previewUrl: form.dataset.previewUrl,
+    csrf: form.querySelector("input[name=csrf]").value,
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const topbar = document.querySelector("[data-topbar]");
   if (topbar) foldTopbar(topbar);
@@ -300,4 +309,6 @@ document.addEventListener("DOMContentLoaded", () => {
   if (editor) startEditor(editor);
   const templateEditor = document.querySelector("[data-template-editor]");
   if (templateEditor) startTemplateEditor(templateEditor);
+  const segmentEditor = document.querySelector("[data-segment-editor]");
+  if (segmentEditor) startSegmentEditor(segmentEditor);
 });
