@@ -11,9 +11,11 @@ from typing import Any, Self
 TAG_ADDED = "$tag_added"
 FIELD_CHANGED = "$field_changed"
 WEBHOOK = "$webhook"
-RECORDED_EVENTS = (TAG_ADDED, FIELD_CHANGED, WEBHOOK)
+DATE = "$date"
+RECORDED_EVENTS = (TAG_ADDED, FIELD_CHANGED, WEBHOOK, DATE)
 """The origin events Sluice records itself (SPEC §7 Triggers) — for a data change that
-a trigger names, and for a call of a flow's inbound hook; never accepted from outside."""
+a trigger names, for a call of a flow's inbound hook, and for the day a `date` trigger
+names coming; never accepted from outside."""
 
 
 class SessionStatus(enum.StrEnum):
