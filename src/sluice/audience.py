@@ -23,8 +23,8 @@ from sluice.engine import triggers
 from sluice.engine.messages import plain_text
 from sluice.engine.work import FlowVersion
 from sluice.records import DeliveryState
+from sluice.store import dates, imports, outbox, registry
 from sluice.store import flows as flow_store
-from sluice.store import imports, outbox, registry
 from sluice.store import visitors as visitor_store
 from sluice.store.imports import Change, SubscriberImport
 from sluice.store.ingest import IncomingEvent, Maker, changes_made, flow_states, ingest
@@ -80,6 +80,7 @@ class Audience:
             flows = flow_states(conn, catalog) if start_flows else []
             keep_views = triggers.reads_changes(flows)
             changed = imports.import_subscribers(conn, rows, now, keep_views=keep_views)
+            dates.reschedule(conn, catalog, changed, now)
             if start_flows:
                 made = [(Maker(v.email, "import"), c) for v in changed for c in v.changes]
                 started = changes_made(conn, catalog, made, now, flows=flows)
@@ -111,6 +112,7 @@ class Audience:
                 else:
                     changes = [c for _, c in run]
                     changed = imports.apply_changes(conn, changes, now, keep_views=keep_views)
+                    dates.reschedule(conn, catalog, changed, now, flows)
                     made = [(Maker(v.email, "api"), c) for v in changed for c in v.changes]
                     started += changes_made(conn, catalog, made, now, flows=flows)
         if started:

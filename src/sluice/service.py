@@ -27,10 +27,11 @@ from sluice.links import email_hash
 from sluice.records import UNFINISHED, FlowStatus, SessionStatus
 from sluice.settings import Settings
 from sluice.stats import flow_stats
+from sluice.store import dates, imports, outbox, registry, visitor_search
 from sluice.store import deliveries as delivery_store
 from sluice.store import drafts as draft_store
+from sluice.store import due as due_store
 from sluice.store import flows as flow_store
-from sluice.store import imports, outbox, registry, visitor_search
 from sluice.store import refusals as refusal_store
 from sluice.store import sessions as session_store
 from sluice.store import visitors as visitor_store
@@ -116,7 +117,7 @@ class Sluice:
             synchronous=settings.sqlite_synchronous,
             read_only=read_only,
         )
-        self.catalog = Catalog()
+        self.catalog = Catalog(default_timezone=settings.timezone)
         self.credentials = Credentials(self.db, settings)
         self._workers: list[Worker] = []
 
@@ -151,6 +152,7 @@ class Sluice:
         from sluice.worker.loop import Worker
 
         options.setdefault("lease", timedelta(seconds=self.settings.lease_seconds))
+        options.setdefault("due_handlers", {dates.KIND: partial(dates.fire, catalog=self.catalog)})
         worker = Worker(self.db, self.catalog, self.clock, self.engine_config(), **options)
         self._workers.append(worker)
         return worker
@@ -246,10 +248,13 @@ class Sluice:
                     report.blast_radius[flow.key] = found["blast_radius"]
                     report.impact[flow.key] = found["impact"]
                     text = text_of[(False, flow.key)]
+                    before = dates.previous_rule(conn, self.catalog, flow.key)
                     version = flow_store.save_flow(
                         conn, flow, text=text, note=note, now=now, actor=actor
                     )
                     report.flows[flow.key] = version
+                    if version and not dry_run:  # a dry run's pass would be rolled back
+                        dates.flow_saved(conn, self.catalog, flow, before, now)
                 if also is not None:
                     also(conn)
                 if dry_run:
@@ -580,6 +585,7 @@ class Sluice:
             flows = flow_states(conn, self.catalog)
             keep_views = triggers.reads_changes(flows)
             changed = imports.apply_changes(conn, [change], now, keep_views=keep_views)
+            dates.reschedule(conn, self.catalog, changed, now, flows)
             if not changed:
                 return None
             details: dict[str, Any] = {"command": change.command}
@@ -680,6 +686,7 @@ class Sluice:
             conn.execute(deliveries.delete().where(deliveries.c.visitor_id == row.id))
             outbox.erase_test_emails(conn, row.id)
             refusal_store.erase(conn, row.id)
+            due_store.forget_visitors(conn, [row.id])
             conn.execute(visitors.delete().where(visitors.c.id == row.id))
             hashed = email_hash(row.email)
             exists = conn.execute(

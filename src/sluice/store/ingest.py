@@ -32,6 +32,7 @@ from sluice.engine.triggers import (
 )
 from sluice.engine.work import MAX_CHAIN_DEPTH
 from sluice.records import UNFINISHED, FlowStatus, SessionStatus
+from sluice.store import dates
 from sluice.store import refusals as refusal_store
 from sluice.store import visitors as visitor_store
 from sluice.store.budget import CausedBudget, spent_reason
@@ -141,6 +142,7 @@ def ingest(
             snapshots.append(visitor.view() if event.type in conditional else None)
         causes.append(event.cause)
     visitor_store.write_back(conn, people.values(), now)
+    dates.reschedule(conn, catalog, people.values(), now, all_flows)
     if not rows:
         return result
     result.event_ids = insert_returning_ids(conn, events, rows)

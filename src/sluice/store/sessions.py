@@ -35,9 +35,9 @@ from sluice.records import (
     SessionStatus,
     Visitor,
 )
+from sluice.store import dates, registry
 from sluice.store import deliveries as delivery_store
 from sluice.store import flows as flow_store
-from sluice.store import registry
 from sluice.store import visitors as visitor_store
 from sluice.store.budget import CausedBudget, spent_reason
 from sluice.store.bulk import insert_many, update_many
@@ -241,7 +241,7 @@ def apply_transitions(
     budget = CausedBudget.load(conn, {t.root_event_id for t in fresh if t.events or t.start_flows})
     _spend_on_tracked_events(fresh, budget)
     flows = flow_states(conn, catalog) if any(t.visitor_changes for t in fresh) else []
-    changed = _apply_visitor_changes(conn, fresh, now, flows)
+    changed = _apply_visitor_changes(conn, catalog, fresh, now, flows)
     _update_sessions(conn, fresh, now)
     _insert_timeline(conn, fresh)
     _insert_deliveries(conn, fresh, now)
@@ -274,7 +274,9 @@ def _spend_on_tracked_events(transitions: list[Transition], budget: CausedBudget
         t.events = kept
 
 
-def _apply_visitor_changes(conn, transitions, now, flows) -> list[tuple[Maker, DataChange]]:
+def _apply_visitor_changes(
+    conn, catalog: Catalog, transitions, now, flows
+) -> list[tuple[Maker, DataChange]]:
     """Apply the steps' changes to the visitors as they are now; the changes that a
     trigger of `flows` can name, each with the session and step that made it (SPEC §7
     Triggers: its origin event is one step deeper in the session's chain)."""
@@ -296,6 +298,7 @@ def _apply_visitor_changes(conn, transitions, now, flows) -> list[tuple[Maker, D
                 maker = Maker(visitor.email, "flow", t.depth + 1, cause)
                 made += [(maker, c) for c in visitor.changes[before:]]
     visitor_store.write_back(conn, people.values(), now)
+    dates.reschedule(conn, catalog, people.values(), now, flows)
     changes = [c for t in changing for c in t.visitor_changes]
     registry.register_tags(conn, (c.name for c in changes if c.op == "tag_add"), now)
     registry.register_fields(conn, (c.name for c in changes if c.op == "field_set"), now)
