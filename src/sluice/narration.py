@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from markupsafe import Markup, escape
 from sqlalchemy.engine import Connection
 
-from sluice.records import FIELD_CHANGED, TAG_ADDED, WEBHOOK
+from sluice.records import DATE, FIELD_CHANGED, TAG_ADDED, WEBHOOK
 from sluice.store.schema import deliveries, events, sessions, visitors
 
 ERROR_KINDS = frozenset(
@@ -251,7 +251,8 @@ def gather(conn: Connection, rows: Sequence[dict[str, Any]], now: datetime | Non
 
 def _change(event_type: str, details: Any) -> list | None:
     """What an origin event that Sluice records says happened (SPEC §7 Triggers):
-    "tag vip was added", "field plan changed to "pro"", "its hook was called"."""
+    "tag vip was added", "field plan changed to "pro"", "its hook was called", "the date
+    in field birthday came: 2027-03-14"."""
     if not isinstance(details, dict):
         return None
     if event_type == TAG_ADDED:
@@ -266,7 +267,18 @@ def _change(event_type: str, details: Any) -> list | None:
         ]
     if event_type == WEBHOOK:
         return ["its hook was called"]
+    if event_type == DATE:
+        return ["the date in field ", code(details.get("field")), *_date_came(details)]
     return None
+
+
+def _date_came(details: dict[str, Any]) -> list:
+    """`came: 2027-03-14`, or with an offset `was 7d away: 2027-03-14` (`was 2d past`)."""
+    day = f": {details.get('date')}"
+    offset = details.get("offset")
+    if not isinstance(offset, str) or not offset:
+        return [" came", day]
+    return [f" was {offset[1:]} {'away' if offset.startswith('-') else 'past'}", day]
 
 
 def url_host(url: str) -> str:
