@@ -21,6 +21,7 @@ from sluice.engine import dates
 from sluice.narration import session_lines
 from sluice.records import FlowStatus
 from sluice.simulate import simulate_flow
+from sluice.store import dates as date_store
 from sluice.store.schema import due_checks
 
 BIRTHDAY = """
@@ -35,6 +36,7 @@ key: renewal
 timezone: Europe/Berlin
 trigger:
   date: {field: renews_on, offset: -7d, at: "10:00"}
+  if: 'visitor.plan != "free" and event.details.date == visitor.renews_on'
 steps:
   - {id: remind, field: {set: {reminded_for: '{{ origin.details.date }}'}}}
 """
@@ -100,6 +102,19 @@ def test_a_birthday_starts_the_flow_at_nine_in_the_visitors_zone_each_year(drive
     ]
     history = [e["type"] for e in driver.visitor("ada@example.com")["events"]]
     assert history.count("$date") == 2
+
+
+def test_a_worker_that_was_down_fires_a_day_up_to_30_days_late_and_passes_over_older(driver):
+    driver.apply(BIRTHDAY)
+    driver.send("signed_up", "ada@example.com", fields={"birthday": "1990-01-10"})
+    driver.send("signed_up", "bob@example.com", fields={"birthday": "1990-02-25"})
+
+    at(driver, utc(2026, 2, 27, 9))  # the worker was down from 5 January
+
+    assert started(driver, "bob@example.com", "birthday") == ["2026-02-27T09:00:00+00:00"]
+    assert started(driver, "ada@example.com", "birthday") == []  # 48 days late
+    at(driver, utc(2027, 1, 10, 9))
+    assert started(driver, "ada@example.com", "birthday") == ["2027-01-10T09:00:00+00:00"]
 
 
 def test_a_zone_with_dst_keeps_nine_oclock_local_in_summer_and_winter(driver):
@@ -220,8 +235,9 @@ def test_a_visitor_who_moves_to_another_zone_on_the_day_gets_one_session(driver)
 
 
 def test_a_flow_saved_after_visitors_have_the_field_schedules_them_and_a_new_trigger_moves_them(
-    driver, app
+    driver, app, monkeypatch
 ):
+    monkeypatch.setattr(date_store, "CHUNK", 2)  # the pass reads visitors a few at a time
     app.audience.import_subscribers(
         [
             SubscriberImport(email=f"v{i}@example.com", fields={"birthday": "1990-03-14"})
@@ -242,13 +258,28 @@ def test_a_flow_saved_after_visitors_have_the_field_schedules_them_and_a_new_tri
     assert started(driver, "v0@example.com", "birthday") == ["2026-03-14T11:00:00+00:00"]
 
 
-def test_once_with_an_offset_fires_a_week_before_the_date_and_a_past_date_never(driver):
+def test_a_field_whose_name_has_a_quote_is_read_all_the_same(driver, app):
+    flow = BIRTHDAY.replace("field: birthday", "field: 'born \"on\"'")
+    app.audience.import_subscribers(
+        [SubscriberImport(email="ada@example.com", fields={'born "on"': "1990-01-07"})]
+    )
+    driver.apply(flow)
+    driver.send("signed_up", "bob@example.com", fields={'born "on"': "1990-01-08"})
+    driver.advance(timedelta(days=4))
+    assert started(driver, "ada@example.com", "birthday") == ["2026-01-07T09:00:00+00:00"]
+    assert started(driver, "bob@example.com", "birthday") == ["2026-01-08T09:00:00+00:00"]
+
+
+def test_once_with_an_offset_fires_a_week_before_the_date_and_a_past_date_never(driver, app):
     driver.apply(RENEWAL)
     driver.send("subscribed", "ada@example.com", fields={"renews_on": "2026-04-01"})
     driver.send(
         "subscribed", "late@example.com", fields={"renews_on": "2026-01-08"}
     )  # 7d before: passed
     driver.send("subscribed", "old@example.com", fields={"renews_on": "2025-06-01"})
+    driver.send(
+        "subscribed", "free@example.com", fields={"renews_on": "2026-04-01", "plan": "free"}
+    )
 
     driver.advance(timedelta(days=400))
 
@@ -258,6 +289,10 @@ def test_once_with_an_offset_fires_a_week_before_the_date_and_a_past_date_never(
     assert driver.visitor("ada@example.com")["fields"]["reminded_for"] == "2026-04-01"
     assert started(driver, "late@example.com", "renewal") == []
     assert started(driver, "old@example.com", "renewal") == []
+    # The trigger's `if` sees the visitor and the $date event as `event`.
+    assert started(driver, "free@example.com", "renewal") == []
+    [refusal] = app.export_visitor("free@example.com")["trigger_refusals"]
+    assert (refusal["reason"], refusal["event"]["type"]) == ("condition_false", "$date")
 
 
 def test_a_flow_that_is_off_records_a_refusal_when_the_day_comes_and_on_replays_nothing(
