@@ -216,7 +216,7 @@ def test_a_field_change_is_judged_as_json_values(driver):
     [
         (
             {"if": "true"},
-            "trigger.event: missing required key 'event' (or tag_added, field_changed, segment, webhook)",
+            "trigger.event: missing required key 'event' (or tag_added, field_changed, segment, date, webhook)",
         ),
         ({"event": "go", "tag_added": "vip"}, "trigger: expected only one of event, tag_added"),
         ({"tag_added": " "}, "trigger.tag_added: expected a non-empty string"),

@@ -18,7 +18,8 @@ Verdicts (`Explanation.verdict`), in the order they are looked for:
   `exit` step), `received` (no step asked: the session completed), `elsewhere` (it
   completed without passing the step);
 - no session and no refusal: `never_triggered` (no event of the trigger's types, or
-  only ones from before the flow existed).
+  only ones from before the flow existed; for a `date` trigger, why its day has not
+  come: no field, not a date, when it comes next, or passed before it was scheduled).
 
 Bounded for a visitor with any history: the newest `SESSIONS` sessions of the flow are
 looked at, and every query is per visitor (an index on `visitor_id` first).
@@ -35,13 +36,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sluice.definitions.model import Step, child_lists, same_json
+from sluice.engine import dates
 from sluice.engine.work import FlowVersion
 from sluice.narration import relative, url_host, value, when
 from sluice.records import FlowStatus, Session, SessionStatus
+from sluice.store import dates as date_store
 from sluice.store import flows as flow_store
 from sluice.store import refusals as refusal_store
 from sluice.store.flows import Catalog
-from sluice.store.schema import deliveries, events, sessions, timeline
+from sluice.store.schema import deliveries, due_checks, events, sessions, timeline
 
 SESSIONS = 20
 """How many of the visitor's newest sessions of the flow are searched for the step."""
@@ -517,6 +520,8 @@ def _never_triggered(conn, answer: _Answer, visitor, row, trigger) -> Explanatio
             never = f"no call of its hook ({trigger.describe()}) named this visitor"
         elif trigger.kind == "segment":
             never = f"this visitor was never recorded as {trigger.describe()}"
+        elif trigger.kind == "date":
+            never = _date_to_come(conn, visitor, row.key, trigger)
         elif _has_already(visitor, trigger):
             never = (
                 f"they have it ({trigger.describe()}), but not from a change that starts "
@@ -538,6 +543,31 @@ def _never_triggered(conn, answer: _Answer, visitor, row, trigger) -> Explanatio
         Verdict.NEVER_TRIGGERED,
         f"Never triggered: their latest {latest.type} event came on "
         f"{_when(latest.accepted_at)}, {why}.",
+    )
+
+
+def _date_to_come(conn, visitor, flow_key: str, trigger) -> str:
+    """Why a date trigger has not fired for the visitor: no field, not a date, not
+    come yet (its due check says when), or passed before it was scheduled."""
+    name, says = trigger.date.field, trigger.describe()
+    fields = visitor.fields or {}
+    if name not in fields:
+        return f"this visitor has no field {name} ({says})"
+    day = dates.field_day(fields[name])
+    if day is None:
+        return f"field {name} holds {value(fields[name])}, which is not a date ({says})"
+    due = conn.execute(
+        sa.select(due_checks.c.due_at).where(
+            due_checks.c.kind == date_store.KIND,
+            due_checks.c.key == flow_key,
+            due_checks.c.visitor_id == visitor.id,
+        )
+    ).scalar()
+    named = f"the date in field {name} ({day.isoformat()})"
+    if due is not None:
+        return f"{named} has not come yet; it comes next on {_when(due)}"
+    return (
+        f"{named} had passed when it was scheduled ({says}), and a date in the past starts nothing"
     )
 
 

@@ -32,7 +32,14 @@ import sqlalchemy as sa
 from markupsafe import Markup, escape
 from sqlalchemy.engine import Connection
 
-from sluice.records import FIELD_CHANGED, SEGMENT_ENTERED, SEGMENT_LEFT, TAG_ADDED, WEBHOOK
+from sluice.records import (
+    DATE,
+    FIELD_CHANGED,
+    SEGMENT_ENTERED,
+    SEGMENT_LEFT,
+    TAG_ADDED,
+    WEBHOOK,
+)
 from sluice.store.schema import deliveries, events, sessions, visitors
 
 ERROR_KINDS = frozenset(
@@ -252,7 +259,7 @@ def gather(conn: Connection, rows: Sequence[dict[str, Any]], now: datetime | Non
 def _change(event_type: str, details: Any) -> list | None:
     """What an origin event that Sluice records says happened (SPEC §7 Triggers):
     "tag vip was added", "field plan changed to "pro"", "its hook was called",
-    "they entered segment vips"."""
+    "they entered segment vips", "the date in field birthday came: 2027-03-14"."""
     if not isinstance(details, dict):
         return None
     if event_type == TAG_ADDED:
@@ -270,7 +277,18 @@ def _change(event_type: str, details: Any) -> list | None:
     if event_type in (SEGMENT_ENTERED, SEGMENT_LEFT):
         verb = "entered" if event_type == SEGMENT_ENTERED else "left"
         return ["they ", verb, " segment ", code(details.get("segment"))]
+    if event_type == DATE:
+        return ["the date in field ", code(details.get("field")), *_date_came(details)]
     return None
+
+
+def _date_came(details: dict[str, Any]) -> list:
+    """`came: 2027-03-14`, or with an offset `was 7d away: 2027-03-14` (`was 2d past`)."""
+    day = f": {details.get('date')}"
+    offset = details.get("offset")
+    if not isinstance(offset, str) or not offset:
+        return [" came", day]
+    return [f" was {offset[1:]} {'away' if offset.startswith('-') else 'past'}", day]
 
 
 def url_host(url: str) -> str:

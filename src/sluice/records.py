@@ -13,10 +13,12 @@ FIELD_CHANGED = "$field_changed"
 WEBHOOK = "$webhook"
 SEGMENT_ENTERED = "$segment_entered"
 SEGMENT_LEFT = "$segment_left"
-RECORDED_EVENTS = (TAG_ADDED, FIELD_CHANGED, WEBHOOK, SEGMENT_ENTERED, SEGMENT_LEFT)
+DATE = "$date"
+RECORDED_EVENTS = (TAG_ADDED, FIELD_CHANGED, WEBHOOK, SEGMENT_ENTERED, SEGMENT_LEFT, DATE)
 """The origin events Sluice records itself (SPEC §7 Triggers) — for a data change that
-a trigger names, for a call of a flow's inbound hook, and for a visitor entering or
-leaving a segment; never accepted from outside."""
+a trigger names, for a call of a flow's inbound hook, for a visitor entering or
+leaving a segment, and for the day a `date` trigger names coming; never accepted from
+outside."""
 
 
 class SessionStatus(enum.StrEnum):

@@ -33,11 +33,11 @@ from sluice.links import email_hash
 from sluice.records import UNFINISHED, FlowStatus, SessionStatus
 from sluice.settings import Settings
 from sluice.stats import flow_stats
+from sluice.store import dates, imports, outbox, registry, upkeep, visitor_search
 from sluice.store import deliveries as delivery_store
 from sluice.store import drafts as draft_store
 from sluice.store import due as due_store
 from sluice.store import flows as flow_store
-from sluice.store import imports, outbox, registry, upkeep, visitor_search
 from sluice.store import refusals as refusal_store
 from sluice.store import segments as segment_store
 from sluice.store import sessions as session_store
@@ -127,7 +127,7 @@ class Sluice:
             synchronous=settings.sqlite_synchronous,
             read_only=read_only,
         )
-        self.catalog = Catalog()
+        self.catalog = Catalog(default_timezone=settings.timezone)
         self.credentials = Credentials(self.db, settings)
         self._workers: list[Worker] = []
 
@@ -172,6 +172,7 @@ class Sluice:
             {
                 segment_store.DUE_KIND: partial(upkeep.recheck, catalog=self.catalog),
                 broadcast_store.DUE_KIND: queue_next,
+                dates.KIND: partial(dates.fire, catalog=self.catalog),
             },
         )
         worker = Worker(self.db, self.catalog, self.clock, self.engine_config(), **options)
@@ -280,10 +281,13 @@ class Sluice:
                     report.blast_radius[flow.key] = found["blast_radius"]
                     report.impact[flow.key] = found["impact"]
                     text = text_of[("flow", flow.key)]
+                    before = dates.previous_rule(conn, self.catalog, flow.key)
                     version = flow_store.save_flow(
                         conn, flow, text=text, note=note, now=now, actor=actor
                     )
                     report.flows[flow.key] = version
+                    if version and not dry_run:  # a dry run's pass would be rolled back
+                        dates.flow_saved(conn, self.catalog, flow, before, now)
                 if also is not None:
                     also(conn)
                 if dry_run:

@@ -25,7 +25,9 @@ from sluice.edge import EventInput, InvalidInput, unstorable
 from sluice.records import DeliveryState, FlowStatus, SessionStatus
 from sluice.service import Sluice
 from sluice.settings import Settings
+from sluice.store import dates
 from sluice.store import deliveries as delivery_store
+from sluice.store import due as due_store
 from sluice.store import flows as flow_store
 from sluice.store import visitors as visitor_store
 from sluice.store.schema import flows, sessions
@@ -175,6 +177,7 @@ def _prepare(sim: Sluice, documents, stored: Sluice | None, visitor: dict) -> No
         for tag in visitor.get("tags", []):
             working.add_tag(str(tag))
         visitor_store.write_back(conn, [working], now)
+        dates.reschedule(conn, sim.catalog, [working], now)
 
 
 def _current(conn, key: str) -> dict:
@@ -182,7 +185,8 @@ def _current(conn, key: str) -> dict:
 
 
 def _run_until(sim: Sluice, worker, clock: FakeClock, until: datetime) -> None:
-    """Jump the virtual clock from one due session to the next, up to `until`."""
+    """Jump the virtual clock from one due session (or due check: a date trigger's day)
+    to the next, up to `until`."""
     on = sa.select(flows.c.key).where(flows.c.status == FlowStatus.ON)
     due = sa.select(sa.func.min(sessions.c.due_at)).where(
         sessions.c.status.in_([SessionStatus.ACTIVE, SessionStatus.WAITING]),
@@ -192,7 +196,8 @@ def _run_until(sim: Sluice, worker, clock: FakeClock, until: datetime) -> None:
         if _webhooks_answered(sim, clock.now()):
             worker.run_until_idle()
         with sim.db.read() as conn:
-            next_due = conn.execute(due).scalar()
+            times = [conn.execute(due).scalar(), due_store.next_due(conn)]
+        next_due = min((t for t in times if t is not None), default=None)
         if next_due is None or next_due > until:
             return
         clock.set(max(clock.now(), next_due.astimezone(UTC)))

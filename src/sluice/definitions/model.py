@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 
+from sluice.definitions.durations import format_duration
 from sluice.definitions.liquid import Condition, Template, TemplatedValue
 from sluice.records import SEGMENT_ENTERED
 
@@ -178,23 +179,61 @@ class HookMapping:
     """Raised to replace the hook's secret (hooks.secret)."""
 
 
+DEFAULT_DATE_AT = time(9, 0)
+"""When a `date` trigger fires on its day without `at`: 09:00 in the visitor's zone, a
+time people read mail at (midnight would wake nobody but the spam filter)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DateRule:
+    """How a `date` trigger reads a visitor's date field (engine/dates.py): the day the
+    field names, moved by `offset` on the wall clock of the visitor's zone, at `at`;
+    once, or on that month and day each year (`every: year`)."""
+
+    field: str
+    offset: timedelta = timedelta(0)
+    at: time = DEFAULT_DATE_AT
+    every: str | None = None
+    """`year`, or None for once."""
+
+    @property
+    def offset_text(self) -> str:
+        """The offset with its sign as durations are written back (`-7d`, `+1d12h`), or
+        "" for none."""
+        if not self.offset:
+            return ""
+        sign = "-" if self.offset < timedelta(0) else "+"
+        return sign + format_duration(abs(self.offset))
+
+    def describe(self) -> str:
+        """`date birthday, yearly at 09:00`, `date renews_on -7d at 10:00`."""
+        offset = f" {self.offset_text}" if self.offset else ""
+        yearly = ", yearly" if self.every == "year" else ""
+        return f"date {self.field}{offset}{yearly} at {self.at:%H:%M}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Trigger:
     """What starts a session: events of a type (`event`), or a data change or a call of
     the flow's inbound hook, recorded as an origin event first: `tag_added: NAME` as
     `$tag_added` with `details.tag`, `field_changed: {field, to?}` as `$field_changed`
     with `details.field` (and `from`, `to`), `webhook: {email, details?,
-    idempotency_key?}` as `$webhook` with `details.hook` (the flow's key)."""
+    idempotency_key?}` as `$webhook` with `details.hook` (the flow's key), `date: {field,
+    offset?, at?, every?}` as `$date` with `details.flow` (the flow's key) when the day
+    comes."""
 
     events: tuple[str, ...]
     condition: Condition | None = None
     kind: str = "event"
-    """`event`, `tag_added` or `field_changed`, as the definition names it (an `event:
-    $tag_added` is of kind `event`: it names any tag added)."""
+    """`event`, `tag_added`, `field_changed`, `segment`, `webhook` or `date`, as the
+    definition names it (an `event: $tag_added` is of kind `event`: it names any tag
+    added)."""
     match: tuple[tuple[str, Any], ...] = ()
     """`(key, value)` pairs the origin event's details must hold, e.g. `(("tag", "vip"),)`."""
     hook: HookMapping | None = None
     """For a `webhook` trigger."""
+    date: DateRule | None = None
+    """For a `date` trigger."""
 
     def matches(self, event_type: str, details: Any) -> bool:
         """Whether an event of `event_type` with `details` is one this trigger names
@@ -210,7 +249,8 @@ class Trigger:
 
     def describe(self) -> str:
         """The trigger in words for a canvas: `signed_up`, `tag vip added`,
-        `field plan changed to "pro"`, `segment vip entered`, `POST /api/hooks/KEY`."""
+        `field plan changed to "pro"`, `segment vip entered`, `POST /api/hooks/KEY`,
+        `date birthday, yearly at 09:00`."""
         wanted = dict(self.match)
         if self.kind == "tag_added":
             return f"tag {wanted['tag']} added"
@@ -222,6 +262,8 @@ class Trigger:
         if self.kind == "segment":
             on = "entered" if SEGMENT_ENTERED in self.events else "left"
             return f"segment {wanted['segment']} {on}"
+        if self.date is not None:
+            return self.date.describe()
         return ", ".join(self.events)
 
 

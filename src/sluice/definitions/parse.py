@@ -31,6 +31,7 @@ import yaml
 from sluice.definitions.durations import parse_timezone
 from sluice.definitions.limits import MAX_DEPTH, MAX_YAML_NODES, document_problem, text_problem
 from sluice.definitions.model import (
+    DateRule,
     EmailAction,
     EntryRule,
     ExitRule,
@@ -51,7 +52,14 @@ from sluice.definitions.problems import (
 from sluice.definitions.segments import SegmentDefinition, validate_segment
 from sluice.definitions.steps import StepReader
 from sluice.definitions.values import item_loc, to_jsonable
-from sluice.records import FIELD_CHANGED, SEGMENT_ENTERED, SEGMENT_LEFT, TAG_ADDED, WEBHOOK
+from sluice.records import (
+    DATE,
+    FIELD_CHANGED,
+    SEGMENT_ENTERED,
+    SEGMENT_LEFT,
+    TAG_ADDED,
+    WEBHOOK,
+)
 
 __all__ = [
     "DefinitionError",
@@ -382,18 +390,18 @@ def _enum(check: Checker, enum_class: type[StrEnum], value: Any, loc: str) -> An
     return enum_class(choice) if choice else None
 
 
-_TRIGGER_KINDS = ("event", "tag_added", "field_changed", "segment", "webhook")
+_TRIGGER_KINDS = ("event", "tag_added", "field_changed", "segment", "date", "webhook")
 
 
 def _trigger(check: Checker, flow_key: str | None, value: Any, loc: str) -> Trigger:
     """SPEC §2.1 and §7 Triggers: exactly one of `event`, `tag_added`, `field_changed`,
-    `webhook`, and an optional `if`."""
+    `date`, `webhook`, and an optional `if`."""
     raw = check.mapping(value, loc, optional=(*_TRIGGER_KINDS, "if")) or {}
     named = [kind for kind in _TRIGGER_KINDS if kind in raw]
     if isinstance(value, dict) and not named:
         check.add(
             f"{loc}.event",
-            "missing required key 'event' (or tag_added, field_changed, segment, webhook)",
+            "missing required key 'event' (or tag_added, field_changed, segment, date, webhook)",
         )
     elif len(named) > 1:
         check.add(loc, f"expected only one of {', '.join(named)}")
@@ -402,17 +410,19 @@ def _trigger(check: Checker, flow_key: str | None, value: Any, loc: str) -> Trig
         "tag_added": partial(_tag_added, check),
         "field_changed": partial(_field_changed, check),
         "segment": partial(_segment, check),
+        "date": partial(_date, check, flow_key),
         "webhook": partial(_webhook, check, flow_key),
         "if": check.condition,
     }
     fields = read_keys(raw, loc, readers)
     kind = next((k for k in _TRIGGER_KINDS if fields.get(k)), "event")
-    events, match, *hook = fields.get(kind, ((), ()))
+    events, match, *rule = fields.get(kind, ((), ()))
     return Trigger(
         events=events,
         kind=kind,
         match=match,
-        hook=hook[0] if hook else None,
+        hook=rule[0] if kind == "webhook" and rule else None,
+        date=rule[0] if kind == "date" and rule else None,
         condition=fields.get("condition"),
     )
 
@@ -453,6 +463,37 @@ def _webhook(check: Checker, flow_key: str | None, value: Any, loc: str) -> tupl
     if flow_key is None or mapping.get("email") is None:
         return (), _NO_MATCH
     return (WEBHOOK,), (("hook", flow_key),), HookMapping(**mapping)
+
+
+def _date(check: Checker, flow_key: str | None, value: Any, loc: str) -> tuple:
+    """`date: {field, offset?, at?, every?}`: the day a visitor's date field names, moved
+    by `offset`, at `at` (default 09:00) in the visitor's zone; once, or each year.
+    Its `$date` events name the flow (`details.flow`), so only this flow takes them."""
+    if isinstance(value, str) and value.strip():
+        check.add(loc, f"expected a mapping, e.g. {{field: {value.strip()}, every: year}}")
+        return (), _NO_MATCH
+    raw = check.mapping(value, loc, required=("field",), optional=("offset", "at", "every")) or {}
+    readers = {
+        "field": check.string,
+        "offset": partial(check.duration, signed=True),
+        "at": check.time_of_day,
+        "every": partial(_every, check),
+    }
+    rule = read_keys(raw, loc, readers, required=("field",))
+    if flow_key is None or None in rule.values():
+        return (), _NO_MATCH
+    return (DATE,), (("flow", flow_key),), DateRule(**rule)
+
+
+def _every(check: Checker, value: Any, loc: str) -> str | None:
+    if value != "year":
+        check.add(
+            loc,
+            f"invalid value {value!r} (use year: a date comes again each year; "
+            "leave every out for once)",
+        )
+        return None
+    return value
 
 
 def _hook_details(check: Checker, value: Any, loc: str):

@@ -11,10 +11,10 @@ import difflib
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import Any
 
-from sluice.definitions.durations import parse_duration
+from sluice.definitions.durations import parse_duration, parse_time_of_day
 from sluice.definitions.limits import html_depth_problem
 from sluice.definitions.liquid import (
     Condition,
@@ -190,6 +190,17 @@ class Checker:
             self.add(loc, "must be a positive duration")
             return None
         return delta
+
+    def time_of_day(self, value: Any, loc: str) -> time | None:
+        """A time of day, `HH:MM` (a 24-hour clock)."""
+        if not isinstance(value, str):
+            self.add(loc, 'expected a time of day as a string, e.g. "09:30"')
+            return None
+        try:
+            return parse_time_of_day(value)
+        except ValueError as err:
+            self.add(loc, str(err))
+            return None
 
     def template(self, value: Any, loc: str, *, html: bool = False) -> Template | None:
         """A Liquid template; `html` for an email's HTML, where data is escaped and

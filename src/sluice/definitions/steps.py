@@ -19,7 +19,6 @@ from sluice.definitions.durations import (
     check_instant_in_range,
     format_duration,
     parse_instant,
-    parse_time_of_day,
 )
 from sluice.definitions.limits import MAX_DURATION, MAX_STEPS
 from sluice.definitions.liquid import Template
@@ -350,7 +349,7 @@ class StepReader:
         readers = {
             "for": self.check.duration,
             "until": self._instant,
-            "at": self._time_of_day,
+            "at": self.check.time_of_day,
             "on": self._weekdays,
             "until_field": self.check.string,
             "offset": partial(self.check.duration, signed=True),
@@ -362,16 +361,6 @@ class StepReader:
             instant = parse_instant(value)
             check_instant_in_range(instant)
             return instant
-        except ValueError as err:
-            self.check.add(loc, str(err))
-            return None
-
-    def _time_of_day(self, value: Any, loc: str):
-        if not isinstance(value, str):
-            self.check.add(loc, 'expected a time of day as a string, e.g. "09:30"')
-            return None
-        try:
-            return parse_time_of_day(value)
         except ValueError as err:
             self.check.add(loc, str(err))
             return None

@@ -469,9 +469,12 @@ class Catalog:
     """Validated flow versions and templates, parsed once per process.
 
     Versions never change once stored, so a parsed version can be cached for good;
-    templates are looked up by their current version on each load."""
+    templates are looked up by their current version on each load. `default_timezone`
+    is the server's zone, which visitors' times fall back to (SPEC §2.6) where the
+    store computes one (date triggers' schedules, store/dates.py)."""
 
-    def __init__(self):
+    def __init__(self, default_timezone: str = "UTC"):
+        self.default_timezone = default_timezone
         self._flows: dict[tuple[str, int], FlowVersion] = {}
         self._templates: dict[tuple[str, str], TemplateDefinition] = {}
         self._segments: dict[tuple[str, int], SegmentDefinition] = {}

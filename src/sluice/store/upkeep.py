@@ -1,8 +1,10 @@
-"""What a change of visitors sets off besides event triggers: segment membership.
+"""What a change of visitors sets off besides event triggers: the schedules of date
+triggers (store/dates.py) and segment membership.
 
 Every path that changes visitors or stores events — ingest, Bento's commands, imports,
 the profile page, flow steps — calls `after_changes` in its transaction with the
-visitors it wrote and the events it stored. The segments whose rules read what changed
+visitors it wrote and the events it stored. Their date checks move where a date
+trigger's field (or their zone) changed. The segments whose rules read what changed
 are decided again for those visitors (store/segments.py), and each entry or exit is
 recorded as a `$segment_entered` / `$segment_left` event (`{"segment": KEY}`), which
 starts the flows whose trigger names it, as the change's own events would: not for an
@@ -20,6 +22,7 @@ from sqlalchemy.engine import Connection
 from sluice.engine.triggers import FlowState
 from sluice.engine.work import MAX_CHAIN_DEPTH
 from sluice.records import SEGMENT_ENTERED, SEGMENT_LEFT
+from sluice.store import dates
 from sluice.store import ingest as ingest_store
 from sluice.store import segments as segment_store
 from sluice.store.budget import CausedBudget
@@ -44,6 +47,8 @@ def after_changes(
     `new_events` (`(visitor_id, type)`) were stored. `makers`: who made each visitor's
     change (a flow step's depth and cause carry over to the segment events); else
     `source`. Returns the ids of the sessions the entries and exits started."""
+    changed = list(changed)
+    dates.reschedule(conn, catalog, changed, now, flows)
     definitions = catalog.segments(conn)
     if not definitions:
         return []

@@ -9,6 +9,7 @@
 // A LANE is the path of a list of steps (["steps"], ["steps", 2, "else"]); a SLOT is a
 // place in a lane: {lane, index}. `pathKey(path)` ("steps.2.then.0") is also the id the
 // server derives for a step without one (src/sluice/definitions/steps.py).
+import { durationSeconds, formatDuration } from "./checks.js";
 
 /** The step kinds of SPEC §2.2, in the order the palette shows them. */
 export const KINDS = [
@@ -463,12 +464,24 @@ export function summary(step) {
 
 const list = (x) => (Array.isArray(x) ? x : x == null ? [] : [x]);
 
+/** A `date` trigger's rule in words (model.py `DateRule.describe`): the offset as the
+ * server writes it back (`-1w` is `-7d`), `at` 09:00 when not given. */
+function describeDate(rule) {
+  const date = rule && typeof rule === "object" ? rule : {};
+  const seconds = durationSeconds(String(date.offset ?? ""), { signed: true });
+  const offset = seconds ? ` ${seconds < 0 ? "" : "+"}${formatDuration(seconds)}` : "";
+  const at = typeof date.at === "string" && /^\d:/.test(date.at) ? `0${date.at}` : date.at || "09:00";
+  return `date ${date.field ?? ""}${offset}${date.every === "year" ? ", yearly" : ""} at ${at}`;
+}
+
 /** The trigger in words, as the server's canvas says it (definitions/model.py
  * `Trigger.describe`): "signed_up, $import", "tag vip added", 'field plan changed to
- * "pro"', "POST /api/hooks/KEY" (`key`: the flow's); another kind by its key. */
+ * "pro"', "POST /api/hooks/KEY" (`key`: the flow's), "date birthday, yearly at 09:00",
+ * "date renews_on -7d at 10:00"; another kind by its key. */
 export function describeTrigger(trigger, key = "") {
   if (!trigger || typeof trigger !== "object") return "";
   if ("webhook" in trigger) return `POST /api/hooks/${key}`;
+  if ("date" in trigger) return describeDate(trigger.date);
   if ("tag_added" in trigger) return `tag ${trigger.tag_added} added`;
   if ("field_changed" in trigger) {
     const changed = trigger.field_changed;

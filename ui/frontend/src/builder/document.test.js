@@ -279,4 +279,11 @@ describe("describeTrigger", () => {
     expect(describeTrigger({ webhook: { email: "{{ body.email }}" } }, "paid")).toBe("POST /api/hooks/paid");
     expect(describeTrigger({ segment: { key: "vip" } })).toBe("segment");
   });
+
+  it("says a date trigger as Trigger.describe does: offset written back, 09:00 by default", () => {
+    expect(describeTrigger({ date: { field: "birthday", at: "09:00", every: "year" } })).toBe("date birthday, yearly at 09:00");
+    expect(describeTrigger({ date: { field: "renews_on", offset: "-1w", at: "10:00" } })).toBe("date renews_on -7d at 10:00");
+    expect(describeTrigger({ date: { field: "d", offset: "1d12h" } })).toBe("date d +1d12h at 09:00");
+    expect(describeTrigger({ date: { field: "d", offset: "0s", at: "7:30" } })).toBe("date d at 07:30");
+  });
 });

@@ -250,10 +250,18 @@ export function VisitorPicker({ visitor, onChange, csrf }) {
 
 /** What a simulation's first event is by default: the trigger's first event type, or
  * for a trigger on a data change an event that makes it (a `$tag` adding the tag, an
- * `$update_fields` setting the field). */
-export function firstTriggerEvent(document) {
+ * `$update_fields` setting the field); for a date trigger, one setting the field to a
+ * date still to come once the offset is counted (`now`: the simulation's start). */
+export function firstTriggerEvent(document, now = new Date()) {
   const trigger = document?.trigger ?? {};
   const first = { after: "0s", details: {}, fields: {} };
+  if (trigger.date && typeof trigger.date === "object") {
+    const field = trigger.date.field ?? "";
+    const before = Math.max(0, -(durationSeconds(String(trigger.date.offset ?? ""), { signed: true }) ?? 0));
+    // Two days ahead, and as far again as the offset goes before it: still to come in any zone.
+    const day = new Date(now.getTime() + (2 * 86400 + Math.ceil(before / 86400) * 86400) * 1000);
+    return { ...first, type: "$update_fields", fields: field ? { [field]: day.toISOString().slice(0, 10) } : {} };
+  }
   if (typeof trigger.tag_added === "string") return { ...first, type: "$tag", details: { tag: trigger.tag_added } };
   const changed = trigger.field_changed;
   if (changed !== undefined) {

@@ -200,5 +200,8 @@ describe("the simulation's first event", () => {
     expect(firstTriggerEvent({ trigger: { tag_added: "vip" } })).toMatchObject({ type: "$tag", details: { tag: "vip" } });
     expect(firstTriggerEvent({ trigger: { field_changed: { field: "plan", to: 5 } } })).toMatchObject({ type: "$update_fields", fields: { plan: 5 } });
     expect(firstTriggerEvent({ trigger: { field_changed: "plan" } }).fields).toEqual({ plan: "new value" });
+    const now = new Date("2026-03-10T12:00:00Z");
+    expect(firstTriggerEvent({ trigger: { date: { field: "birthday", every: "year" } } }, now)).toMatchObject({ type: "$update_fields", fields: { birthday: "2026-03-12" } });
+    expect(firstTriggerEvent({ trigger: { date: { field: "renews_on", offset: "-7d" } } }, now).fields).toEqual({ renews_on: "2026-03-19" });
   });
 });

@@ -290,6 +290,34 @@ describe("the flow settings", () => {
     expect(last().trigger.webhook).toEqual({ email: "{{ body.customer.email }}" });
   });
 
+  it("switches to a date arriving: field, offset, time of day, every year", () => {
+    const { last } = open({ ...doc, trigger: { event: "$signup", if: "true" } }, {}, panels.trigger);
+    fireEvent.change(screen.getByLabelText("Started when"), { target: { value: "date" } });
+    expect(last().trigger).toEqual({ date: { field: "", at: "09:00" }, if: "true" });
+    type("Date field", "renews_on");
+    type("Offset (optional)", "-7 days");
+    expect(screen.getByRole("alert").textContent).toContain("use -7d");
+    type("Offset (optional)", "-7d");
+    type("At (the visitor's time zone)", "10:00");
+    expect(last().trigger.date).toEqual({ field: "renews_on", at: "10:00", offset: "-7d" });
+    fireEvent.click(screen.getByLabelText("Every year, on its month and day"));
+    expect(last().trigger.date.every).toBe("year");
+    fireEvent.click(screen.getByLabelText("Every year, on its month and day"));
+    expect("every" in last().trigger.date).toBe(false);
+    type("Offset (optional)", "");
+    type("At (the visitor's time zone)", "");
+    expect(last().trigger.date).toEqual({ field: "renews_on" });
+    type("Date field", "");
+    expect(screen.getByRole("alert").textContent).toContain("a field is required");
+  });
+
+  it("shows the server's problems of a date trigger where they are", () => {
+    const problems = [{ loc: "trigger.date.every", msg: "invalid value 'month' (use year: a date comes again each year; leave every out for once)" }];
+    open({ ...doc, trigger: { date: { field: "birthday", every: "month" } } }, { problems }, panels.trigger);
+    expect(screen.getByLabelText("Started when").value).toBe("date");
+    expect(screen.getAllByRole("alert").map((a) => a.textContent)).toContain(problems[0].msg);
+  });
+
   it("adds a goal", () => {
     const { last } = open(doc, { problems: [{ loc: "timezone", msg: "unknown time zone 'Mars/Base'" }] }, panels.trigger);
     fireEvent.click(screen.getByText("Add a goal"));

@@ -1,10 +1,10 @@
 // The flow's settings (SPEC §2.1), edited from the trigger box: key, name, description,
-// what starts a session (events, a tag added, a field changed: §7) and its condition,
+// what starts a session (events, a tag added, a field changed, a date, a webhook: §7) and its condition,
 // the entry rule, cooldown, goals, time zone and what waits do on resume. Gets the whole document as `step`, and
 // `onChange(newDocument)`.
 import { ConditionField } from "../conditions.jsx";
-import { durationProblem, slugProblem } from "../checks.js";
-import { ListField, orUndefined, SelectField, StepProblems, TextField, withKey } from "./common.jsx";
+import { durationProblem, slugProblem, timeOfDayProblem } from "../checks.js";
+import { CheckField, ListField, orUndefined, SelectField, StepProblems, TextField, withKey } from "./common.jsx";
 
 const ENTRY = [
   ["one_at_a_time", "One at a time"],
@@ -21,21 +21,24 @@ const STARTED_BY = [
   ["event", "An event"],
   ["tag_added", "A tag is added"],
   ["field_changed", "A field changes"],
+  ["date", "A date arrives"],
   ["webhook", "A webhook arrives"],
 ];
 const STARTED_BY_HINTS = {
   event: "Events from your app, the API or a flow's track step.",
   tag_added: "By any source but an import: a $tag event, Bento's commands, a person on the profile, a flow's tag step.",
   field_changed: "By any source but an import: an event's fields, Bento's commands, a person on the profile, a flow's field step.",
+  date: "On the day a visitor's date field names (a birthday, a renewal), in their time zone: once, or every year. When the field changes, so does the day.",
   webhook: "A POST to this flow's own address, /api/hooks/KEY: once saved, the flow's page shows it with its secret to give the sender.",
 };
 const EVENT_NOTES = {
   event: "Here event means the event that would start the session.",
   tag_added: "Here event means the change: event.details.tag.",
   field_changed: "Here event means the change: event.details.field, .from and .to.",
+  date: "Here event means the $date event: event.details.field, .date (the day) and .occurrence.",
   webhook: "Here event means the $webhook event: event.details holds what the trigger maps (or body).",
 };
-const FIRST_VALUE = { event: "", tag_added: "", field_changed: "", webhook: { email: "{{ body.email }}" } };
+const FIRST_VALUE = { event: "", tag_added: "", field_changed: "", date: { field: "", at: "09:00" }, webhook: { email: "{{ body.email }}" } };
 
 /** The kind of trigger `trigger` names; "event" when it names none yet. */
 export function triggerKind(trigger) {
@@ -82,6 +85,8 @@ export default function Trigger({ step: doc, onChange, context }) {
   const hasTo = changed && typeof changed === "object" && "to" in changed;
   // `field_changed: plan` as people write it; a mapping only with a value to change to.
   const setFieldChanged = (name, to) => setTrigger("field_changed", to === undefined ? name : { field: name, to });
+  const date = trigger.date && typeof trigger.date === "object" ? trigger.date : {};
+  const setDate = (key, v) => setTrigger("date", withKey(date, key, v));
   const goals = Array.isArray(doc.exit) ? doc.exit : [];
   const setGoals = (next) => set("exit", next.length ? next : undefined);
   const saved = context?.flowKey && context.flowKey !== "_new";
@@ -100,6 +105,19 @@ export default function Trigger({ step: doc, onChange, context }) {
         <>
           <TextField id="trigger-field" label="Field" value={field} onInput={(text) => setFieldChanged(text, hasTo ? changed.to : undefined)} check={(text) => (text.trim() ? null : "a field is required, e.g. plan")} server={at("trigger.field_changed").concat(at("trigger.field_changed.field"))} spellcheck={false} />
           <TextField id="trigger-to" label="Changed to (optional)" value={hasTo ? (typeof changed.to === "string" ? changed.to : JSON.stringify(changed.to)) : ""} onInput={(text) => setFieldChanged(field, text === "" ? undefined : scalar(text))} server={at("trigger.field_changed.to")} hint="Any new value when empty; 5, true and null are read as in YAML." spellcheck={false} />
+        </>
+      )}
+      {kind === "date" && (
+        <>
+          <TextField id="trigger-date-field" label="Date field" value={date.field} onInput={(text) => setDate("field", text)} check={(text) => (text.trim() ? null : "a field is required, e.g. birthday")} server={at("trigger.date").concat(at("trigger.date.field"))} hint="A field holding a date, 2027-03-14 (or a time: its date as written)." spellcheck={false} />
+          <TextField id="trigger-date-offset" label="Offset (optional)" value={date.offset} onInput={(text) => setDate("offset", orUndefined(text))} check={(text) => durationProblem(text, { signed: true, required: false })} server={at("trigger.date.offset")} hint="Before the date with a minus: -7d is a week before; 1d the day after." spellcheck={false} />
+          <TextField id="trigger-date-at" label="At (the visitor's time zone)" type="time" value={date.at} onInput={(text) => setDate("at", orUndefined(text))} check={(text) => (text ? timeOfDayProblem(text) : null)} server={at("trigger.date.at")} hint="09:00 when empty." />
+          <CheckField id="trigger-date-every" label="Every year, on its month and day" checked={date.every === "year"} onChange={(on) => setDate("every", on ? "year" : undefined)} hint={date.every === "year" ? "29 February comes on 28 February in other years." : "Once, on the date itself; a date already past starts nothing."} />
+          {at("trigger.date.every").map((p, i) => (
+            <p class="panel-problem" role="alert" key={i}>
+              {p.msg}
+            </p>
+          ))}
         </>
       )}
       {kind === "webhook" && (
