@@ -27,6 +27,7 @@ from sluice import health
 from sluice.definitions.parse import load_documents
 from sluice.records import FlowStatus
 from sluice.store import deliveries as delivery_store
+from sluice.store import due as due_store
 from sluice.store import sessions as session_store
 from sluice.store.ingest import IncomingEvent
 from sluice.store.schema import deliveries, events, sessions, timeline, visitors
@@ -42,7 +43,15 @@ parked_rows = parked.parked_rows
 WAITING = 20_000
 BATCH_ROWS = 1_000
 """More rows than one batch asks for (its sessions, visitors or events)."""
-GROWING = ("sessions", "events", "timeline", "deliveries", "visitors")
+GROWING = (
+    "sessions",
+    "events",
+    "timeline",
+    "deliveries",
+    "visitors",
+    "segment_members",
+    "due_checks",
+)
 FLOW = """
 key: parked
 trigger: {event: go}
@@ -183,6 +192,32 @@ def test_an_idle_claim_reads_nothing_of_the_sessions_waiting(parked):
         with app.db.read() as conn:
             next_due = session_store.next_due(conn)
     assert next_due == app.clock.now() + timedelta(hours=2)
+    assert_plans_read_only_what_they_need(app, statements)
+
+
+GOERS = """
+kind: segment
+key: goers
+name: Went in the last 30 days
+rules: [{event: go, within: 30d}, {subscribed: true}]
+"""
+
+
+def test_segments_and_due_checks_read_only_the_visitors_of_a_batch(parked):
+    """Every parked visitor is a member, each with a due check for when their event
+    leaves the window: an event, its segment upkeep, a worker batch and the idle look
+    at the next due time read only what the batch asks for."""
+    app = parked.app
+    app.apply([("goers.yaml", d) for d in load_documents(GOERS)])
+    assert app.segment("goers")["members"] == WAITING
+    with recording(app) as statements:
+        app.send([IncomingEvent(type="go", email="new@example.com")])
+        app.send([IncomingEvent(type="$unsubscribe", email="p1000001@example.com")])
+        assert parked.worker.run_once() == 1  # the new visitor's session
+        with app.db.read() as conn:
+            next_check = due_store.next_due(conn)
+    assert next_check > app.clock.now()
+    assert app.segment("goers")["members"] == WAITING  # one in, one out
     assert_plans_read_only_what_they_need(app, statements)
 
 
