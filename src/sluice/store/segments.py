@@ -270,7 +270,9 @@ def refresh(
         return []
     all_ids = set().union(*wanted.values())
     views = dict(views or {})
-    views.update(_views(conn, all_ids - views.keys()))
+    # Those not given are locked (PostgreSQL), as the batches that change visitors lock
+    # theirs: two transactions never decide one visitor's membership at once.
+    views.update(_views(conn, all_ids - views.keys(), lock=True))
     counted = _counted_events(conn, [definitions[k] for k in wanted], all_ids, now)
     current = _current(conn, wanted)
     entered, left, checks, settled = [], [], [], []
@@ -300,10 +302,10 @@ def refresh(
     return entered + left
 
 
-def _views(conn: Connection, ids: set[int]) -> dict[int, dict[str, Any]]:
+def _views(conn: Connection, ids: set[int], *, lock: bool = False) -> dict[int, dict[str, Any]]:
     if not ids:
         return {}
-    rows = conn.execute(
+    query = (
         sa.select(
             visitors.c.id,
             visitors.c.email,
@@ -312,8 +314,13 @@ def _views(conn: Connection, ids: set[int]) -> dict[int, dict[str, Any]]:
             visitors.c.tags,
             visitors.c.unsubscribed_at,
             visitors.c.created_at,
-        ).where(visitors.c.id.in_(list(ids)))
+        )
+        .where(visitors.c.id.in_(list(ids)))
+        .order_by(visitors.c.id)  # locked in id order, as everywhere
     )
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    rows = conn.execute(query)
     return {
         r.id: visitor_view(
             email=r.email,
