@@ -12,9 +12,17 @@ import re
 from datetime import timedelta
 from html import unescape
 
+from fastapi.testclient import TestClient
+
+from conftest import Driver
+from delivery_servers import SmtpServer
+from sluice.api.app import create_app
+from sluice.service import Sluice
+from sluice.settings import Settings
 from sluice.store.broadcasts import NewBroadcast
 from sluice.store.imports import Change
 from test_ui_pages import (
+    PASSWORD,
     anonymous,  # noqa: F401 (the fixtures, shared; `browser` is `anonymous` logged in)
     browser,  # noqa: F401
     csrf,
@@ -245,6 +253,39 @@ def test_a_test_send_lands_in_the_outbox_marked_as_a_test(browser, driver, sluic
     assert '<span class="badge badge-test">test</span>' in row
     assert sluice.broadcast(found["id"])["stats"]["queued"] == 0  # the broadcast is untouched
     assert sluice.broadcast(found["id"])["status"] == "draft"
+
+
+def test_with_smtp_a_test_send_goes_at_once_and_a_refusal_is_said(database_url, clock):
+    with SmtpServer(clock) as smtp:
+        settings = Settings(
+            database_url=database_url,
+            signing_key="k",
+            admin_password=PASSWORD,
+            smtp_url=smtp.url,
+        )
+        app = Sluice(settings, clock)
+        try:
+            customers(app, Driver(app, clock), "Ada")
+            found = app.create_broadcast(
+                NewBroadcast(name="News", email={"subject": NEWS["subject"], "html": "<p>Hi</p>"})
+            )
+            with TestClient(create_app(app), follow_redirects=False) as client:
+                login(client)
+                fields = {"csrf": csrf(client), "to": "me@example.com", "visitor": ""}
+                sent = client.post(f"/broadcasts/{found['id']}/test", data=fields)
+                notice = text_of(client.get(sent.headers["location"]).text)
+                smtp.answers.append("550 no such mailbox")
+                refused = client.post(f"/broadcasts/{found['id']}/test", data=fields)
+        finally:
+            app.close()
+    assert "Sent a test to me@example.com through the SMTP server." in notice
+    [received] = smtp.received
+    assert received.recipients == ["me@example.com"]
+    assert received.message["Subject"] == "[Test] News for Ada"  # the first member's
+    assert refused.status_code == 502
+    said = re.search(r'<p class="field-problem" id="problem-to">([^<]*)</p>', refused.text)
+    assert unescape(said.group(1)).startswith("the test was not sent: ")
+    assert "550 no such mailbox" in unescape(said.group(1))
 
 
 def test_a_draft_is_scheduled_from_its_page_and_a_scheduled_one_cancelled(
