@@ -1,7 +1,7 @@
 """Every page of the web UI for everyone, and on a phone: headless Chromium against a
 real `sluice serve` filled with realistic data (`ui_support.seed`: hundreds of
 visitors, a webhook answering 500, an email the SMTP server refused, stopped, paused
-and failed sessions, an edited flow).
+and failed sessions, an edited flow, a sent broadcast and a draft one).
 
 On every page, at a desktop width and at 390 × 844 (a phone), axe-core (from npm,
 ui/frontend) finds no violation of impact serious or critical, and at 390 px nothing
@@ -127,6 +127,10 @@ def pages(seeded) -> list[str]:
         f"/segments/{seeded.segment}/edit",
         "/segments/_new",
         f"/visitors/{seeded.visitors[-2]}",  # a visitor in a segment
+        "/broadcasts",
+        "/broadcasts/_new",
+        f"/broadcasts/{seeded.broadcast}",  # sent: progress, results, the preview
+        f"/broadcasts/{seeded.draft_broadcast}",  # a draft: its send form
         "/flows/no-such-flow",  # the error page
     ]
 

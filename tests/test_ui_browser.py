@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from delivery_servers import WebhookServer
 from sluice.definitions.parse import load_documents
 from sluice.records import FlowStatus
 from sluice.service import Sluice
+from sluice.store.broadcasts import NewBroadcast
 from test_ui_accessibility import AXE, SERIOUS
 from ui_support import (
     EXAMPLES,
@@ -525,3 +527,114 @@ def test_a_failing_webhook_is_red_on_the_canvas_and_in_the_flows_list(page, seed
         expect(health).to_have_text("1 failing step")
         assert health.locator("a").get_attribute("href") == "/flows/crm"
         shot(page, "18-flows-health")
+
+
+# -- broadcasts ------------------------------------------------------------------------
+# Last in this module: they send emails, which the outbox test above counts.
+
+NEWSLETTER = "kind: segment\nkey: newsletter\nname: Newsletter\nrules: [{tag: news}]\n"
+
+
+def with_newsletter(facade: Sluice) -> None:
+    """A segment of two: Ada and Bob."""
+    if "newsletter" not in {s["key"] for s in facade.segments()}:
+        facade.apply_text(NEWSLETTER, "newsletter.yaml")
+    for email in ("ada@example.com", "bob@example.com"):
+        send(facade, "$tag", email, details={"tag": "news"})
+    wait_for(lambda: facade.broadcast_audience("newsletter")["members"] == 2)
+
+
+def test_a_broadcast_composed_and_sent_with_the_keyboard(page, seeded):
+    """With the keyboard alone: New broadcast, its name, the segment, the email (sent
+    first without a subject, which the page refuses in place), Send, the question of
+    how many it goes to answered, and its page then shows it sent, with the email
+    rendered for its first member."""
+    with_newsletter(seeded)
+    page.goto("/broadcasts")
+    page.get_by_role("link", name="New broadcast").first.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/broadcasts/_new")
+    page.get_by_role("textbox", name="Name").focus()
+    page.keyboard.type("Spring news")
+    page.keyboard.press("Tab")
+    segment = page.get_by_role("combobox", name="Send to")
+    expect(segment).to_be_focused()
+    for _ in range(10):  # the arrow keys move through the options
+        if segment.input_value() == "newsletter":
+            break
+        page.keyboard.press("ArrowDown")
+    expect(segment).to_have_value("newsletter")
+    for _ in range(3):  # the tag filters, then the choice of content (written here)
+        page.keyboard.press("Tab")
+    expect(page.get_by_role("radio", name="Written here")).to_be_focused()
+    page.keyboard.press("Tab")  # the template's select is hidden while not chosen
+    expect(page.get_by_role("textbox", name="Subject")).to_be_focused()
+    page.keyboard.press("Tab")  # left empty, for now
+    expect(page.get_by_role("textbox", name="HTML", exact=True)).to_be_focused()
+    page.keyboard.type("<p>Hello {{ visitor.first_name }}</p>")
+    for _ in range(4):  # the text part, From, the choice of when (now), per hour
+        page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    send_button = page.get_by_role("button", name="Send", exact=True)
+    expect(send_button).to_be_focused()
+    page.keyboard.press("Enter")
+
+    page.wait_for_selector("[data-problems] li")
+    expect(page.locator("[data-problems]")).to_have_text(
+        "email.subject: missing required key 'subject'"
+    )
+    subject = page.get_by_role("textbox", name="Subject")
+    expect(subject).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_role("textbox", name="Name")).to_have_value("Spring news")  # as typed
+    shot(page, "broadcasts-compose-problem")
+    page.add_script_tag(path=str(AXE))
+    assert page.evaluate(SERIOUS) == []
+    subject.focus()
+    page.keyboard.type("News for {{ visitor.first_name }}")
+    page.keyboard.press("Enter")  # the form's first button: Send (which asks first)
+
+    question = page.locator("[data-confirm-send]")
+    expect(question).to_be_focused()  # the question is read first
+    expect(question).to_contain_text("Send Spring news now to Newsletter?")
+    expect(question).to_contain_text("The segment Newsletter has 2 members now")
+    assert "Spring news" not in {b["name"] for b in seeded.broadcasts()}  # nothing saved yet
+    shot(page, "broadcasts-compose-confirm")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Send to 2 subscribed visitors")).to_be_focused()
+    page.keyboard.press("Enter")
+
+    page.wait_for_url(re.compile(r"/broadcasts/\d+$"))
+    expect(page.locator(".notice")).to_contain_text("Sending Spring news now")
+    expect(page.locator("[data-progress-sentence]")).to_have_text("Sent: 2 queued, 2 sent.")
+    expect(page.locator('[data-stat="queued"]')).to_have_text("2")
+    expect(page.locator("[data-broadcast-status]")).to_have_text("sent")
+    expect(page.locator("[data-preview-subject]")).to_have_text("News for Ada")
+    frame = page.frame_locator("iframe.mail-frame").locator("body")
+    expect(frame).to_contain_text("Hello Ada")
+    shot(page, "broadcast-sent")
+    page.goto("/broadcasts")
+    expect(page.locator("#broadcasts tbody tr").first).to_contain_text("Spring news")
+    shot(page, "broadcasts-list")
+
+
+def test_a_broadcasts_page_follows_it_without_a_reload(page, seeded):
+    """Scheduled a few seconds ahead: the page, open before, says so, then shows it
+    sent when the worker has queued it (its sentence in a polite live region)."""
+    with_newsletter(seeded)
+    news = {"subject": "Soon", "html": "<p>Soon</p>"}
+    at = seeded.clock.now() + timedelta(seconds=5)
+    found = seeded.create_broadcast(
+        NewBroadcast(name="Soon", email=news, segment_key="newsletter"), send=True, send_at=at
+    )
+    page.goto(f"/broadcasts/{found['id']}")
+    page.evaluate("window.notReloaded = true")
+    sentence = page.locator("[data-progress-sentence]")
+    expect(sentence).to_have_attribute("aria-live", "polite")
+    expect(sentence).to_contain_text("Scheduled for")
+    expect(page.locator("[data-live-state]")).to_have_text("updating")
+    expect(page.get_by_role("button", name="Cancel broadcast")).to_be_visible()
+    expect(sentence).to_have_text("Sent: 2 queued, 2 sent.", timeout=30_000)
+    expect(page.locator('[data-stat="sent"]')).to_have_text("2")
+    expect(page.locator("[data-broadcast-status]")).to_have_text("sent")
+    expect(page.get_by_role("button", name="Cancel broadcast")).to_be_hidden()  # nothing to stop
+    assert page.evaluate("window.notReloaded") is True

@@ -21,7 +21,9 @@ can open:
   abandoned cart) was turned off after they entered;
 - the onboarding flow edited once after its sessions started (versions 1 and 2), and
   every example flow applied (the trial flow stays off);
-- a segment of the readers (`readers`: a page of members and more), saved twice.
+- a segment of the readers (`readers`: a page of members and more), saved twice;
+- a broadcast to the readers, sent over SMTP (one of them opened it), and a draft
+  broadcast to everyone from the `nudge` template.
 
 `hook` and `smtp` are `delivery_servers.WebhookServer` and `SmtpServer`, started
 before `serve` so that its settings can point at them (see `hook_answering_500`).
@@ -47,6 +49,7 @@ from sluice.definitions.parse import load_documents
 from sluice.records import FlowStatus
 from sluice.service import Sluice
 from sluice.settings import Settings, env_name
+from sluice.store.broadcasts import NewBroadcast
 from sluice.store.ingest import IncomingEvent
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -267,6 +270,10 @@ class Seeded:
     """A flow with two versions."""
     segment: str = "readers"
     """A segment of more visitors than a page shows, with two versions."""
+    broadcast: int = 0
+    """A broadcast to the readers, sent."""
+    draft_broadcast: int = 0
+    """A draft broadcast to everyone, from a template."""
 
 
 def hook_answering_500() -> WebhookServer:
@@ -334,6 +341,7 @@ def seed(app: Sluice, *, hook: WebhookServer, smtp: SmtpServer, visitors: int = 
     app.apply([("onboarding.yaml", definition)], actor="ops")
     app.apply_text(READERS.replace("at_least: 2", "at_least: 1"), "readers.yaml", actor="ops")
     app.apply_text(READERS, "readers.yaml", note="one page is a visit, not reading", actor="ops")
+    sent, draft = _broadcasts(app, smtp)
     return Seeded(
         visitors=[*emails, bounced],
         onboarded=onboarded,
@@ -343,7 +351,34 @@ def seed(app: Sluice, *, hook: WebhookServer, smtp: SmtpServer, visitors: int = 
         retrying_sessions=[s["id"] for s in app.sessions(flow="crm-sync")],
         stopped_session=stopped,
         paused_sessions=[s["id"] for s in app.sessions(flow="abandoned-cart")],
+        broadcast=sent,
+        draft_broadcast=draft,
     )
+
+
+def _broadcasts(app: Sluice, smtp: SmtpServer) -> tuple[int, int]:
+    """The sent broadcast (once every email of it reached `smtp`) and the draft."""
+    news = {
+        "subject": "What's new in the docs, {{ visitor.first_name }}",
+        "html": "<h1>Docs digest</h1><p>Hi {{ visitor.first_name }}, three new guides.</p>"
+        '<p><a href="https://example.com/docs">Read them</a></p>',
+    }
+    new = NewBroadcast(name="Docs digest", email=news, segment_key="readers")
+    sent = app.create_broadcast(new, send=True, actor="ops")["id"]
+    done = wait_for(lambda: _sent(app, sent), timeout=60)
+    wait_for(lambda: app.broadcast(sent)["stats"]["sent"] == done["stats"]["queued"], timeout=60)
+    reader = app.broadcast_audience("readers")["first"]
+    [email] = [
+        m for m in app.messages(email=reader) if m["idempotency_id"].startswith(f"<b{sent}.")
+    ]
+    app.record_engagement(email["idempotency_id"], "email_opened", {})
+    draft = NewBroadcast(name="Come back", email={"template": "nudge"})
+    return sent, app.create_broadcast(draft, actor="ops")["id"]
+
+
+def _sent(app: Sluice, broadcast_id: int) -> dict | None:
+    found = app.broadcast(broadcast_id)
+    return found if found["status"] == "sent" else None
 
 
 def _failed_message(app: Sluice, email: str) -> dict | None:

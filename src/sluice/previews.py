@@ -19,7 +19,10 @@ from __future__ import annotations
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
 
 from sluice import links
 from sluice.addresses import message_id_domain
@@ -194,6 +197,25 @@ def test_message(sluice: Sluice, rendered: dict[str, Any], to: str) -> dict[str,
         "track": False,
         "message_id": f"<test.{uuidlib.uuid4().hex}@{domain}>",
     }
+
+
+async def send_test(
+    sluice: Sluice, payload: dict[str, Any], *, visitor_id: int | None, actor: str
+) -> str:
+    """Send a test (`test_message`'s payload) and say where it went: `smtp`, at once
+    through the SMTP server when one is configured (raises `delivery.email.InvalidMessage`
+    when no message can be made of it, `delivery.smtp.SendFailed` when the server does
+    not accept it); else `outbox`, kept there marked as a test, by `actor`."""
+    if not sluice.settings.smtp_url:
+        keep = partial(sluice.keep_test_email, payload, visitor_id=visitor_id, actor=actor)
+        await anyio.to_thread.run_sync(keep)
+        return "outbox"
+    from sluice.delivery.email import build_message
+    from sluice.delivery.smtp import SmtpServer, send_now
+
+    envelope = build_message(payload, date=sluice.clock.now(), tracker=None)
+    await send_now(SmtpServer.from_url(sluice.settings.smtp_url), envelope)
+    return "smtp"
 
 
 def _action(

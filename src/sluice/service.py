@@ -398,6 +398,22 @@ class Sluice:
         if problems:
             raise DefinitionError(problems)
 
+    def check_broadcast(self, new) -> None:
+        """Raise DefinitionError with every problem of `new`'s email and segment, as
+        `create_broadcast` would, storing nothing."""
+        with self.db.read() as conn:
+            self._check_broadcast(conn, new)
+
+    def broadcast_audience(self, segment_key: str | None) -> dict[str, Any]:
+        """`{members, subscribed, first}` of a broadcast's audience now (a segment's
+        members, or every visitor with None): how many, how many subscribed, and the
+        email of the first it reaches (None when it is empty)."""
+        from sluice.store import broadcasts as broadcast_store
+
+        with self.db.read() as conn:
+            counts = broadcast_store.audience_counts(conn, segment_key)
+            return counts | {"first": broadcast_store.first_member(conn, segment_key)}
+
     def broadcasts(self) -> list[dict[str, Any]]:
         from sluice.store import broadcasts as broadcast_store
 

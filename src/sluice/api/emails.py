@@ -16,6 +16,8 @@ from sluice.api.bodies import parse_json, raw_body, refuse_nul
 from sluice.api.docs import body_doc, errors_doc
 from sluice.api.errors import ApiError, invalid
 from sluice.api.query import one_value_each
+from sluice.delivery.email import InvalidMessage
+from sluice.delivery.smtp import SendFailed
 from sluice.edge import problems
 from sluice.service import Sluice
 from sluice.store.flows import UnknownFlow
@@ -97,24 +99,12 @@ async def send_test(request: Request, body: Body) -> dict[str, Any]:
     if rendered.problems:
         raise invalid(rendered.problems)
     payload = previews.test_message(sluice, rendered.message, given.to)
-    if sluice.settings.smtp_url:
-        await _send(sluice, payload)
-        return {"delivered_to": "smtp", "message_id": payload["message_id"]}
-    await run_in_threadpool(
-        sluice.keep_test_email, payload, visitor_id=who.id, actor=actor_of(request)
-    )
-    return {"delivered_to": "outbox", "message_id": payload["message_id"]}
-
-
-async def _send(sluice: Sluice, payload: dict[str, Any]) -> None:
-    from sluice.delivery.email import InvalidMessage, build_message
-    from sluice.delivery.smtp import SendFailed, SmtpServer, send_now
-
     try:
-        envelope = build_message(payload, date=sluice.clock.now(), tracker=None)
+        where = await previews.send_test(
+            sluice, payload, visitor_id=who.id, actor=actor_of(request)
+        )
     except InvalidMessage as error:
         raise invalid([{"loc": "email", "msg": str(error)}]) from None
-    try:
-        await send_now(SmtpServer.from_url(sluice.settings.smtp_url), envelope)
     except SendFailed as error:
         raise ApiError(502, f"the SMTP server did not accept the test: {error}") from None
+    return {"delivered_to": where, "message_id": payload["message_id"]}

@@ -420,6 +420,31 @@ _COUNTED = (
 )
 
 
+def audience_counts(conn: Connection, segment_key: str | None) -> dict[str, int]:
+    """`{members, subscribed}`: how many visitors the audience holds now (the segment's
+    members, or every visitor), and how many of them are subscribed; tag filters and
+    erased addresses aside."""
+    query = sa.select(sa.func.count(), sa.func.count(visitors.c.unsubscribed_at))
+    if segment_key is None:
+        query = query.select_from(visitors)
+    else:
+        query = query.select_from(
+            segment_members.join(visitors, visitors.c.id == segment_members.c.visitor_id)
+        ).where(segment_members.c.segment_key == segment_key)
+    members, unsubscribed = conn.execute(query).one()
+    return {"members": members, "subscribed": members - unsubscribed}
+
+
+def first_member(conn: Connection, segment_key: str | None) -> str | None:
+    """The email of the audience's first visitor, the one it reaches first (by id)."""
+    query = sa.select(visitors.c.email).order_by(visitors.c.id).limit(1)
+    if segment_key is not None:
+        query = query.join(segment_members, segment_members.c.visitor_id == visitors.c.id).where(
+            segment_members.c.segment_key == segment_key
+        )
+    return conn.execute(query).scalar()
+
+
 def get(conn: Connection, broadcast_id: int) -> dict[str, Any]:
     return view(conn, _row(conn, broadcast_id))
 

@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from sluice.ui import (
     auth,
+    broadcasts,
     document,
     email_templates,
     explain,
@@ -28,7 +29,17 @@ STATIC = Path(__file__).parent / "static"
 
 def install(app: FastAPI) -> None:
     app.state.login_throttle = LoginThrottle()
-    for module in (login, flows, document, email_templates, segments, people, explain, feeds):
+    for module in (
+        login,
+        flows,
+        document,
+        email_templates,
+        segments,
+        broadcasts,
+        people,
+        explain,
+        feeds,
+    ):
         app.include_router(module.router)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
 

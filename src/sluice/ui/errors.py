@@ -33,6 +33,7 @@ NOT_FOUND = {
     "key": "There is no flow '{}'.",
     "email": "No visitor has the email {}.",
     "version": "There is no version {}.",
+    "broadcast_id": "There is no broadcast {}.",
 }
 """The 404 message for a path parameter that cannot name anything, by its name."""
 
