@@ -145,9 +145,11 @@ def cancel(conn: Connection, broadcast_id: int, *, now: datetime) -> int:
     row = _row(conn, broadcast_id, lock=True)
     if row.status == BroadcastStatus.CANCELLED:
         raise BroadcastStateError(f"broadcast {broadcast_id} is cancelled already")
+    # Emails kept in the outbox (no SMTP server) went where they go: only those still
+    # waiting to be sent are stopped.
     unsent = sa.and_(
         deliveries.c.broadcast_id == broadcast_id,
-        deliveries.c.state.in_([DeliveryState.PENDING, DeliveryState.OUTBOX]),
+        deliveries.c.state == DeliveryState.PENDING,
         deliveries.c.attempts == 0,
     )
     if (
@@ -395,7 +397,7 @@ def stats(conn: Connection, row) -> dict[str, int]:
         .select_from(deliveries.join(visitors, visitors.c.id == deliveries.c.visitor_id))
         .where(
             mine,
-            deliveries.c.state == DeliveryState.SENT,
+            deliveries.c.state.in_([DeliveryState.SENT, DeliveryState.OUTBOX]),
             visitors.c.unsubscribed_at >= deliveries.c.created_at,
         )
     ).scalar_one()
