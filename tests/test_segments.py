@@ -339,3 +339,32 @@ def test_a_triggers_if_reads_the_segments_the_visitor_was_in_before_the_event(dr
     driver.send("checkout", "bob@example.com")
     assert "vip-checkout" in driver.visitor("ada@example.com")["tags"]
     assert "vip-checkout" not in driver.visitor("bob@example.com")["tags"]
+
+
+@pytest.mark.parametrize(
+    ("test", "count", "days", "recheck"),
+    [
+        ("at_least", 2, [1], None),  # out, and fewer events only keep them out
+        ("at_least", 2, [1, 5, 9], 5),  # 3 counted: out once the second oldest leaves
+        ("at_most", 1, [1, 5, 9], 5),  # 3: in once two have left
+        ("at_most", 3, [1, 5], None),
+        ("exactly", 2, [1, 5], 1),
+        ("exactly", 2, [1, 5, 9], 1),
+        ("exactly", 2, [1], None),
+    ],
+)
+def test_a_window_is_rechecked_only_when_its_passing_can_move_the_visitor(
+    test, count, days, recheck
+):
+    from datetime import UTC, datetime
+
+    from sluice.engine.segments import CountedEvent, evaluate
+
+    day = datetime(2026, 1, 1, tzinfo=UTC)
+    rules = f"[{{event: $purchase, {test}: {count}, within: 30d}}]"
+    [document] = load_documents(f"kind: segment\nkey: s\nname: S\nrules: {rules}\n", "s.yaml")
+    segment = validate_segment(document)
+    events = [CountedEvent("$purchase", day + timedelta(days=d), {}) for d in days]
+    verdict = evaluate(segment, {"tags": [], "fields": {}}, events, day + timedelta(days=10))
+    expected = None if recheck is None else day + timedelta(days=recheck + 30)
+    assert verdict.recheck_at == expected

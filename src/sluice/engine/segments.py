@@ -163,16 +163,31 @@ def _count(rule: EventRule, visitor, events, now: datetime, times: list) -> bool
         if rule.where is not None and not _where(rule, visitor, event, now):
             continue
         counted.append(event)
-    if rule.within is not None and counted:
-        # The count drops when the oldest counted event leaves the window, at its date
-        # + within (when it is no longer counted).
-        times.append(min(e.date for e in counted) + rule.within)
     n = len(counted)
+    if rule.within is not None and counted:
+        flip = _count_flip(rule, sorted(e.date for e in counted))
+        if flip is not None:
+            times.append(flip + rule.within)
     if rule.test == "at_least":
         return n >= rule.count
     if rule.test == "at_most":
         return n <= rule.count
     return n == rule.count
+
+
+def _count_flip(rule: EventRule, dates: list[datetime]) -> datetime | None:
+    """The date of the counted event whose leaving the window changes the rule's
+    answer (events only leave it as time passes, oldest first), or None when none
+    does: a rule that does not hold while too few are counted holds no sooner."""
+    # `dates` oldest first: once `dates[i]` leaves, n - i - 1 are counted.
+    n, wanted = len(dates), rule.count
+    if rule.test == "at_least":
+        leaving = n - wanted  # down to wanted - 1: false
+    elif rule.test == "at_most":
+        leaving = n - wanted - 1  # down to wanted: true
+    else:  # exactly: down to wanted from above (true), or below it (false)
+        leaving = n - wanted - 1 if n > wanted else (0 if n == wanted else -1)
+    return dates[leaving] if 0 <= leaving < n else None
 
 
 def _where(rule: EventRule, visitor, event: CountedEvent, now: datetime) -> bool:

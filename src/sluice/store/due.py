@@ -60,6 +60,36 @@ def cancel(conn: Connection, kind: str, key: str, visitor_ids: Iterable[int] | N
     conn.execute(query)
 
 
+def settle(
+    conn: Connection, kind: str, checks: list[DueCheck], settled: list[tuple[str, int]]
+) -> None:
+    """Make the checks of `kind` what a decision found: `checks` due at their times,
+    none for the `(key, visitor_id)` pairs `settled`. Only the rows that differ are
+    written: most decisions leave a visitor's check where it was."""
+    pairs = {(c.key, c.visitor_id) for c in checks} | set(settled)
+    if not pairs:
+        return
+    keys = {key for key, _ in pairs}
+    ids = {visitor_id for _, visitor_id in pairs}
+    current = {
+        (key, visitor_id): due_at
+        for key, visitor_id, due_at in conn.execute(
+            sa.select(due_checks.c.key, due_checks.c.visitor_id, due_checks.c.due_at).where(
+                due_checks.c.kind == kind,
+                due_checks.c.key.in_(keys),
+                due_checks.c.visitor_id.in_(ids),
+            )
+        )
+    }
+    schedule(conn, [c for c in checks if current.get((c.key, c.visitor_id)) != c.due_at])
+    gone: dict[str, list[int]] = defaultdict(list)
+    for key, visitor_id in settled:
+        if (key, visitor_id) in current:
+            gone[key].append(visitor_id)
+    for key, visitor_ids in gone.items():
+        cancel(conn, kind, key, visitor_ids)
+
+
 def claim(conn: Connection, now: datetime, limit: int) -> list[DueCheck]:
     """Take up to `limit` of the checks due at `now`, earliest first, deleting them:
     the caller handles them in the same transaction (`run_due`)."""

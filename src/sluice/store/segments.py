@@ -293,12 +293,7 @@ def refresh(
             else:
                 settled.append((key, visitor_id))
     _write(conn, entered, left, now)
-    due_store.schedule(conn, checks)
-    by_key: dict[str, list[int]] = defaultdict(list)
-    for key, visitor_id in settled:
-        by_key[key].append(visitor_id)
-    for key, ids in by_key.items():
-        due_store.cancel(conn, DUE_KIND, key, ids)
+    due_store.settle(conn, DUE_KIND, checks, settled)
     return entered + left
 
 
@@ -342,14 +337,16 @@ def _counted_events(
     rules = [r for s in segments_ for r in s.event_rules]
     if not rules:
         return {}
-    query = sa.select(events.c.visitor_id, events.c.type, events.c.date, events.c.details).where(
+    # Details are read (and decoded) only where a rule's `where` looks at them.
+    details = events.c.details if any(r.where for r in rules) else sa.null()
+    query = sa.select(events.c.visitor_id, events.c.type, events.c.date, details).where(
         events.c.visitor_id.in_(list(ids)), events.c.type.in_({r.type for r in rules})
     )
     if all(r.within is not None for r in rules):
         query = query.where(events.c.date > now - max(r.within for r in rules))
     found: dict[int, list[CountedEvent]] = defaultdict(list)
-    for visitor_id, event_type, date, details in conn.execute(query):
-        found[visitor_id].append(CountedEvent(event_type, date, details))
+    for visitor_id, event_type, date, detail in conn.execute(query):
+        found[visitor_id].append(CountedEvent(event_type, date, detail or {}))
     return found
 
 

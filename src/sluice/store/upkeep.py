@@ -43,8 +43,9 @@ def after_changes(
     budget: CausedBudget | None = None,
     flows: list[FlowState] | None = None,
 ) -> list[int]:
-    """Keep segments right after `changed` visitors were written (those `dirty`) and
-    `new_events` (`(visitor_id, type)`) were stored. `makers`: who made each visitor's
+    """Keep segments right after `changed` visitors (the batch's, as written: those
+    `dirty` changed) were written and `new_events` (`(visitor_id, type)`) were stored.
+    `makers`: who made each visitor's
     change (a flow step's depth and cause carry over to the segment events); else
     `source`. Returns the ids of the sessions the entries and exits started."""
     changed = list(changed)
@@ -52,17 +53,22 @@ def after_changes(
     definitions = catalog.segments(conn)
     if not definitions:
         return []
-    views = {v.id: v.view() for v in changed if v.dirty}
+    dirty = {v.id for v in changed if v.dirty}
     by_type: dict[str, set[int]] = defaultdict(set)
     for visitor_id, event_type in new_events:
         by_type[event_type].add(visitor_id)
     wanted = {}
     for key, segment in definitions.items():
-        ids = set(views) if segment.reads_data else set()
+        ids = set(dirty) if segment.reads_data else set()
         for event_type in segment.event_types & by_type.keys():
             ids |= by_type[event_type]
         if ids:
             wanted[key] = ids
+    if not wanted:
+        return []
+    # The batch's visitors as it left them, so that refresh need not read them again.
+    needed = set().union(*wanted.values())
+    views = {v.id: v.view() for v in changed if v.id in needed}
     moves = segment_store.refresh(conn, wanted, definitions, now, views)
     return record_moves(
         conn,
