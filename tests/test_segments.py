@@ -136,24 +136,43 @@ def test_every_source_of_a_change_moves_visitors_and_only_an_import_starts_no_fl
 
 
 def test_saving_rules_decides_everyone_again_without_starting_flows(driver, app):
-    driver.apply("key: welcome_vip\ntrigger: {segment: vips}\nsteps: [{id: mark, tag: {add: [w]}}]")
+    nobody = VIPS.replace("  - tag: vip\n", "  - tag: nobody-has-this\n")
+    driver.apply(
+        nobody + "---\nkey: welcome_vip\ntrigger: {segment: vips}\n"
+        "steps: [{id: mark, tag: {add: [w]}}]\n"
+    )
     driver.send("$tag", "ada@example.com", details={"tag": "vip"})
     driver.send("signed_up", "bob@example.com", fields={"plan": "pro"})
+    driver.send("$unsubscribe", "bob@example.com")
+    assert member_emails(app, "vips") == []
 
     report = driver.apply(VIPS)
-    assert report.segments == {"vips": 1}
-    assert sorted(member_emails(app, "vips")) == ["ada@example.com", "bob@example.com"]
+    assert report.segments == {"vips": 2}
+    assert member_emails(app, "vips") == ["ada@example.com"]
     assert sessions_of(driver, "ada@example.com", "welcome_vip") == []
     assert len(events_of(driver, "ada@example.com", "$segment_entered")) == 1
 
-    # A narrower version lets Bob go; the same text again is no new version.
+    # A narrower version lets Ada go; the same text again is no new version.
     narrower = VIPS.replace("match: any", "match: all")
-    assert driver.apply(narrower).segments == {"vips": 2}
+    assert driver.apply(narrower).segments == {"vips": 3}
     assert member_emails(app, "vips") == []
+    assert len(events_of(driver, "ada@example.com", "$segment_left")) == 1
     assert driver.apply(narrower).segments == {"vips": None}
     changes = app.segment("vips")["changes"]
-    assert [c["version"] for c in changes] == [1, 2]
-    assert "-match: any" in changes[1]["diff"]
+    assert [c["version"] for c in changes] == [1, 2, 3]
+    assert "-match: any" in changes[2]["diff"]
+
+
+def test_a_segment_trigger_must_name_a_segment_there_is(app):
+    flow = "key: typo\ntrigger: {segment: vip}\nsteps: [{id: mark, tag: {add: [w]}}]\n"
+    with pytest.raises(DefinitionError) as error:
+        app.apply([("typo.yaml", d) for d in load_documents(flow, "typo.yaml")])
+    assert [str(p) for p in error.value.problems] == [
+        "trigger.segment: no segment 'vip' (there are none yet)"
+    ]
+    app.apply([("vips.yaml", d) for d in load_documents(VIPS, "vips.yaml")])
+    with pytest.raises(DefinitionError, match=r"no segment 'vip' \(segments: vips\)"):
+        app.apply([("typo.yaml", d) for d in load_documents(flow, "typo.yaml")])
 
 
 def test_conditions_in_flows_read_visitor_segments(driver):
@@ -311,7 +330,8 @@ def test_the_cli_lists_shows_and_pages_segments(app, driver, tmp_path):
     assert [(s["key"], s["members"]) for s in json.loads(listed.output)] == [("vips", 1)]
     shown = runner.invoke(main, ["--database-url", url, "segments", "show", "vips"])
     assert "vips (VIPs): 1 member(s), version 1" in shown.output
-    assert "match: any" in shown.output
+    assert "\nmatch: any\n" in shown.output  # the text as written, line by line
+    assert "v1 " in shown.output.split("changes:")[1]
     members = runner.invoke(main, ["--database-url", url, "segments", "members", "vips"])
     assert "ada@example.com" in members.output
     missing = runner.invoke(main, ["--database-url", url, "segments", "show", "nope"])

@@ -858,7 +858,11 @@ def segments_show(ctx, key, as_json) -> None:
         f"{segment['key']} ({segment['name']}): {segment['members']} member(s), "
         f"version {segment['version']}"
     )
-    say(segment["source"])
+    click.echo(segment["source"].rstrip("\n"))  # the author's own text, lines and all
+    click.echo("\nchanges:")
+    for change in segment["changes"]:
+        note = f": {change['note']}" if change["note"] else ""
+        say(f"  v{change['version']} {change['at']} by {change['actor']}{note}")
 
 
 @segments.command("members")

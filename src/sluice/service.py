@@ -227,8 +227,12 @@ class Sluice:
         with self.db.read() as conn:
             known_flows = {f.key for f in flow_store.list_flows(conn)}
             known_templates = set(flow_store.current_templates(conn))
+            known_segments = set(segment_store.current_documents(conn))
         return validate_documents(
-            documents, known_flows=known_flows, known_templates=known_templates
+            documents,
+            known_flows=known_flows,
+            known_templates=known_templates,
+            known_segments=known_segments,
         )
 
     def apply(
@@ -404,14 +408,17 @@ class Sluice:
         with self.db.read() as conn:
             self._check_broadcast(conn, new)
 
-    def broadcast_audience(self, segment_key: str | None) -> dict[str, Any]:
+    def broadcast_audience(
+        self, segment_key: str | None, inclusive: list[str] = (), exclusive: list[str] = ()
+    ) -> dict[str, Any]:
         """`{members, subscribed, first}` of a broadcast's audience now (a segment's
-        members, or every visitor with None): how many, how many subscribed, and the
-        email of the first it reaches (None when it is empty)."""
+        members, or every visitor with None, that the tag filters keep): how many, how
+        many subscribed, and the email of the first visitor of the segment (None when
+        it is empty)."""
         from sluice.store import broadcasts as broadcast_store
 
         with self.db.read() as conn:
-            counts = broadcast_store.audience_counts(conn, segment_key)
+            counts = broadcast_store.audience_counts(conn, segment_key, inclusive, exclusive)
             return counts | {"first": broadcast_store.first_member(conn, segment_key)}
 
     def broadcasts(self) -> list[dict[str, Any]]:

@@ -618,11 +618,13 @@ def validate_documents(
     *,
     known_flows: Collection[str] = (),
     known_templates: Collection[str] = (),
+    known_segments: Collection[str] | None = None,
 ) -> Documents:
     """Validate `(name, document)` pairs together: documents with `kind: template` are
     templates, with `kind: segment` segments, the others flows. References resolve
     against the documents given plus the known keys (what is stored); a key given twice
-    for the same kind is a problem.
+    for the same kind is a problem. A `segment` trigger must name a segment given or
+    known (unless `known_segments` is None: not checked).
 
     Raises `DefinitionError` with the problems of every document, each loc prefixed
     with the document's name when there are several (see the module docstring).
@@ -630,6 +632,9 @@ def validate_documents(
     kinds = [_kind(doc) for _, doc in docs]
     template_keys = {*known_templates, *_keys(docs, kinds, "template")}
     flow_keys = {*known_flows, *_keys(docs, kinds, "flow")}
+    segment_keys = None
+    if known_segments is not None:
+        segment_keys = {*known_segments, *_keys(docs, kinds, "segment")}
     duplicates = _duplicates(docs, kinds)
     found = Documents([], [], [])
     problems = []
@@ -642,15 +647,27 @@ def validate_documents(
                 _refuse_oversized(doc)
                 found.segments.append(validate_segment(doc))
             else:
-                found.flows.append(
-                    validate_flow(doc, known_flows=flow_keys, known_templates=template_keys)
-                )
+                flow = validate_flow(doc, known_flows=flow_keys, known_templates=template_keys)
+                mine += _unknown_segment(flow, segment_keys)
+                found.flows.append(flow)
         except DefinitionError as err:
             mine += err.problems
         problems += [_prefixed(name, p) for p in mine] if len(docs) > 1 else mine
     if problems:
         raise DefinitionError(problems)
     return found
+
+
+def _unknown_segment(flow: FlowDefinition, known: set[str] | None) -> list[Problem]:
+    """A `segment` trigger naming no segment there is (a typo would never start)."""
+    trigger = flow.trigger
+    if known is None or trigger.kind != "segment":
+        return []
+    key = dict(trigger.match)["segment"]
+    if key in known:
+        return []
+    hint = f" (segments: {', '.join(sorted(known))})" if known else " (there are none yet)"
+    return [Problem("trigger.segment", f"no segment '{key}'{hint}")]
 
 
 def _kind(doc: Any) -> str:

@@ -422,19 +422,30 @@ _COUNTED = (
 )
 
 
-def audience_counts(conn: Connection, segment_key: str | None) -> dict[str, int]:
+def audience_counts(
+    conn: Connection,
+    segment_key: str | None,
+    inclusive: list[str] = (),
+    exclusive: list[str] = (),
+) -> dict[str, int]:
     """`{members, subscribed}`: how many visitors the audience holds now (the segment's
-    members, or every visitor), and how many of them are subscribed; tag filters and
-    erased addresses aside."""
-    query = sa.select(sa.func.count(), sa.func.count(visitors.c.unsubscribed_at))
-    if segment_key is None:
-        query = query.select_from(visitors)
-    else:
-        query = query.select_from(
-            segment_members.join(visitors, visitors.c.id == segment_members.c.visitor_id)
-        ).where(segment_members.c.segment_key == segment_key)
-    members, unsubscribed = conn.execute(query).one()
-    return {"members": members, "subscribed": members - unsubscribed}
+    members, or every visitor, that the tag filters keep), and how many of them are
+    subscribed; erased addresses aside. Without tag filters, two counts in SQL; with
+    them, the audience's tags are read and filtered here."""
+    audience = visitors
+    where = []
+    if segment_key is not None:
+        audience = segment_members.join(visitors, visitors.c.id == segment_members.c.visitor_id)
+        where.append(segment_members.c.segment_key == segment_key)
+    if not inclusive and not exclusive:
+        query = sa.select(sa.func.count(), sa.func.count(visitors.c.unsubscribed_at))
+        members, unsubscribed = conn.execute(query.select_from(audience).where(*where)).one()
+        return {"members": members, "subscribed": members - unsubscribed}
+    rows = conn.execute(
+        sa.select(visitors.c.tags, visitors.c.unsubscribed_at).select_from(audience).where(*where)
+    )
+    kept = [out for tags, out in rows if _tags_match(tags, inclusive, exclusive)]
+    return {"members": len(kept), "subscribed": sum(out is None for out in kept)}
 
 
 def first_member(conn: Connection, segment_key: str | None) -> str | None:

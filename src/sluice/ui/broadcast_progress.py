@@ -101,7 +101,10 @@ def _due(view: dict[str, Any]) -> datetime:
 def progress(sluice: Sluice, view: dict[str, Any]) -> dict[str, Any]:
     """Everything the page shows of the broadcast's progress, as its script gets it
     (`/ui/broadcasts/{id}/progress`)."""
-    numbers = figures(view, sluice.broadcast_audience(view["segment"]))
+    audience = sluice.broadcast_audience(
+        view["segment"], view["inclusive_tags"], view["exclusive_tags"]
+    )
+    numbers = figures(view, audience)
     return {
         "status": view["status"],
         "moving": moving(view),

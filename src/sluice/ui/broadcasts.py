@@ -141,17 +141,17 @@ def _question(sluice: Sluice, draft: dict[str, Any], send_at: datetime | None) -
     """The confirmation of sending `draft` (`{name, segment, inclusive_tags,
     exclusive_tags, local_time}`) at `send_at` (None: now): what it does, to how many
     (its audience now), and the token of the button that confirms it."""
-    audience = sluice.broadcast_audience(draft["segment"])
+    filters = draft["inclusive_tags"], draft["exclusive_tags"]
+    audience = sluice.broadcast_audience(draft["segment"], *filters)
     members, subscribed = audience["members"], audience["subscribed"]
     names = _segment_names(sluice)
+    kept = " its tag filters keep" if any(filters) else ""
     if draft["segment"]:
         label = names.get(draft["segment"], draft["segment"])
-        has = f"The segment {label} has {_count(members, 'member')} now"
+        has = f"The segment {label} has {_count(members, 'member')}{kept} now"
     else:
-        has = f"Sluice has {_count(members, 'visitor')} now"
+        has = f"Sluice has {_count(members, 'visitor')}{kept} now"
     skipped = "the unsubscribed and erased are skipped"
-    if draft["inclusive_tags"] or draft["exclusive_tags"]:
-        skipped += ", and so are those its tag filters leave out"
     moment = {"local_time": draft["local_time"], "send_at": send_at and send_at.isoformat()}
     when = f"for {when_text(moment)}" if send_at else "now"
     verb = "Schedule" if send_at else "Send"
