@@ -277,3 +277,28 @@ def test_a_save_over_a_version_saved_meanwhile_is_refused(page, server):
     )
     flow = api(server, "GET", "/flows/racing").json()
     assert (flow["version"], flow["definition"]["steps"][0]["wait"]) == (2, "3d")
+
+
+def test_a_flow_started_by_leaving_a_segment_is_built_in_the_settings(page, server):
+    segment = "kind: segment\nkey: lapsed\nname: Lapsed\nrules: [{tag: lapsed}]\n"
+    saved = api(
+        server,
+        "PUT",
+        "/segments/lapsed",
+        content=segment,
+        headers={"Content-Type": "application/yaml"},
+    )
+    assert saved.status_code in (200, 201), saved.text
+    page.goto("/")
+    page.get_by_role("link", name="New flow").click()
+    page.locator("[data-trigger]").click()
+    page.locator("#trigger-key").fill("winback")
+    page.get_by_label("Started when").select_option("segment")
+    page.locator("#trigger-segment").fill("lapsed")
+    page.get_by_label("When the visitor").select_option("left")
+    expect(page.locator("[data-trigger]")).to_contain_text("segment lapsed left")
+    valid(page)
+    page.get_by_role("button", name="Create flow").click()
+    page.wait_for_url("**/flows/winback?tab=build")
+    flow = api(server, "GET", "/flows/winback").json()
+    assert flow["definition"]["trigger"] == {"segment": {"key": "lapsed", "on": "left"}}

@@ -478,10 +478,21 @@ function describeDate(rule) {
  * `Trigger.describe`): "signed_up, $import", "tag vip added", 'field plan changed to
  * "pro"', "POST /api/hooks/KEY" (`key`: the flow's), "date birthday, yearly at 09:00",
  * "date renews_on -7d at 10:00"; another kind by its key. */
+/** A `segment` trigger's value, `KEY` or `{key, on}`, as `{key, on}` (on: entered by
+ * default, as the server reads it). */
+export function segmentTrigger(value) {
+  if (value && typeof value === "object") return { key: value.key ?? "", on: value.on ?? "entered" };
+  return { key: value ?? "", on: "entered" };
+}
+
 export function describeTrigger(trigger, key = "") {
   if (!trigger || typeof trigger !== "object") return "";
   if ("webhook" in trigger) return `POST /api/hooks/${key}`;
   if ("date" in trigger) return describeDate(trigger.date);
+  if ("segment" in trigger) {
+    const { key: segment, on } = segmentTrigger(trigger.segment);
+    return `segment ${segment} ${on}`;
+  }
   if ("tag_added" in trigger) return `tag ${trigger.tag_added} added`;
   if ("field_changed" in trigger) {
     const changed = trigger.field_changed;

@@ -277,7 +277,8 @@ describe("describeTrigger", () => {
     expect(describeTrigger({ field_changed: "plan" })).toBe("field plan changed");
     expect(describeTrigger({ field_changed: { field: "plan", to: "pro" } })).toBe('field plan changed to "pro"');
     expect(describeTrigger({ webhook: { email: "{{ body.email }}" } }, "paid")).toBe("POST /api/hooks/paid");
-    expect(describeTrigger({ segment: { key: "vip" } })).toBe("segment");
+    expect(describeTrigger({ segment: "vip" })).toBe("segment vip entered");
+    expect(describeTrigger({ segment: { key: "vip", on: "left" } })).toBe("segment vip left");
   });
 
   it("says a date trigger as Trigger.describe does: offset written back, 09:00 by default", () => {

@@ -1,9 +1,11 @@
 // The flow's settings (SPEC §2.1), edited from the trigger box: key, name, description,
-// what starts a session (events, a tag added, a field changed, a date, a webhook: §7) and its condition,
+// what starts a session (events, a tag added, a field changed, a segment entered or left, a date, a
+// webhook: §7) and its condition,
 // the entry rule, cooldown, goals, time zone and what waits do on resume. Gets the whole document as `step`, and
 // `onChange(newDocument)`.
 import { ConditionField } from "../conditions.jsx";
 import { durationProblem, slugProblem, timeOfDayProblem } from "../checks.js";
+import { segmentTrigger } from "../document.js";
 import { CheckField, ListField, orUndefined, SelectField, StepProblems, TextField, withKey } from "./common.jsx";
 
 const ENTRY = [
@@ -21,6 +23,7 @@ const STARTED_BY = [
   ["event", "An event"],
   ["tag_added", "A tag is added"],
   ["field_changed", "A field changes"],
+  ["segment", "A visitor enters or leaves a segment"],
   ["date", "A date arrives"],
   ["webhook", "A webhook arrives"],
 ];
@@ -28,6 +31,7 @@ const STARTED_BY_HINTS = {
   event: "Events from your app, the API or a flow's track step.",
   tag_added: "By any source but an import: a $tag event, Bento's commands, a person on the profile, a flow's tag step.",
   field_changed: "By any source but an import: an event's fields, Bento's commands, a person on the profile, a flow's field step.",
+  segment: "When their data or events move them in or out (an import only if it asks to start flows; saving the segment's rules starts nothing).",
   date: "On the day a visitor's date field names (a birthday, a renewal), in their time zone: once, or every year. When the field changes, so does the day.",
   webhook: "A POST to this flow's own address, /api/hooks/KEY: once saved, the flow's page shows it with its secret to give the sender.",
 };
@@ -35,10 +39,11 @@ const EVENT_NOTES = {
   event: "Here event means the event that would start the session.",
   tag_added: "Here event means the change: event.details.tag.",
   field_changed: "Here event means the change: event.details.field, .from and .to.",
+  segment: "Here event means the $segment_entered (or $segment_left) event: event.details.segment.",
   date: "Here event means the $date event: event.details.field, .date (the day) and .occurrence.",
   webhook: "Here event means the $webhook event: event.details holds what the trigger maps (or body).",
 };
-const FIRST_VALUE = { event: "", tag_added: "", field_changed: "", date: { field: "", at: "09:00" }, webhook: { email: "{{ body.email }}" } };
+const FIRST_VALUE = { event: "", tag_added: "", field_changed: "", segment: "", date: { field: "", at: "09:00" }, webhook: { email: "{{ body.email }}" } };
 
 /** The kind of trigger `trigger` names; "event" when it names none yet. */
 export function triggerKind(trigger) {
@@ -50,6 +55,11 @@ export function triggerKind(trigger) {
 export function scalar(text) {
   return /^(-?(0|[1-9]\d*)(\.\d+)?|true|false|null)$/.test(text.trim()) ? JSON.parse(text.trim()) : text;
 }
+
+const SEGMENT_ON = [
+  ["entered", "Enters it"],
+  ["left", "Leaves it"],
+];
 
 const ON_RESUME = [
   ["catch_up", "Catch up"],
@@ -85,6 +95,9 @@ export default function Trigger({ step: doc, onChange, context }) {
   const hasTo = changed && typeof changed === "object" && "to" in changed;
   // `field_changed: plan` as people write it; a mapping only with a value to change to.
   const setFieldChanged = (name, to) => setTrigger("field_changed", to === undefined ? name : { field: name, to });
+  const segment = segmentTrigger(trigger.segment);
+  // `segment: vip` as people write it; a mapping only for leaving.
+  const setSegment = (key, on) => setTrigger("segment", on === "left" ? { key, on } : key);
   const date = trigger.date && typeof trigger.date === "object" ? trigger.date : {};
   const setDate = (key, v) => setTrigger("date", withKey(date, key, v));
   const goals = Array.isArray(doc.exit) ? doc.exit : [];
@@ -105,6 +118,12 @@ export default function Trigger({ step: doc, onChange, context }) {
         <>
           <TextField id="trigger-field" label="Field" value={field} onInput={(text) => setFieldChanged(text, hasTo ? changed.to : undefined)} check={(text) => (text.trim() ? null : "a field is required, e.g. plan")} server={at("trigger.field_changed").concat(at("trigger.field_changed.field"))} spellcheck={false} />
           <TextField id="trigger-to" label="Changed to (optional)" value={hasTo ? (typeof changed.to === "string" ? changed.to : JSON.stringify(changed.to)) : ""} onInput={(text) => setFieldChanged(field, text === "" ? undefined : scalar(text))} server={at("trigger.field_changed.to")} hint="Any new value when empty; 5, true and null are read as in YAML." spellcheck={false} />
+        </>
+      )}
+      {kind === "segment" && (
+        <>
+          <TextField id="trigger-segment" label="Segment key" value={segment.key} onInput={(text) => setSegment(text, segment.on)} check={(text) => (text.trim() ? null : "a segment is required, e.g. repeat_buyers")} server={at("trigger.segment").concat(at("trigger.segment.key"))} hint="Its key, as on the Segments page." spellcheck={false} />
+          <SelectField id="trigger-segment-on" label="When the visitor" value={segment.on} options={SEGMENT_ON} onChange={(on) => setSegment(segment.key, on)} server={at("trigger.segment.on")} />
         </>
       )}
       {kind === "date" && (
