@@ -43,15 +43,10 @@ parked_rows = parked.parked_rows
 WAITING = 20_000
 BATCH_ROWS = 1_000
 """More rows than one batch asks for (its sessions, visitors or events)."""
-GROWING = (
-    "sessions",
-    "events",
-    "timeline",
-    "deliveries",
-    "visitors",
-    "segment_members",
-    "due_checks",
-)
+GROWING = ("sessions", "events", "timeline", "deliveries", "visitors")
+WITH_SEGMENTS = (*GROWING, "segment_members", "due_checks")
+"""The tables that grow with members and due checks too, where a test has them (an
+empty one may be scanned: PostgreSQL plans a scan of a table ANALYZE found empty)."""
 FLOW = """
 key: parked
 trigger: {event: go}
@@ -122,13 +117,13 @@ def recording(app):
         sa.event.remove(app.db.engine, "before_cursor_execute", record)
 
 
-def reads_of_growing_tables(statements) -> list[tuple[str, object]]:
+def reads_of_growing_tables(statements, growing=GROWING) -> list[tuple[str, object]]:
     """The statements that read a table growing with the sessions (inserts only write)."""
     return [
         (sql, params)
         for sql, params in statements
         if re.match(r"\s*(SELECT|UPDATE|DELETE|WITH)", sql, re.I)
-        and any(re.search(rf"\b{table}\b", sql) for table in GROWING)
+        and any(re.search(rf"\b{table}\b", sql) for table in growing)
     ]
 
 
@@ -141,14 +136,14 @@ def plan(app, sql: str, params) -> list[str]:
         return [row[0] for row in rows]
 
 
-def faults(app, lines: list[str]) -> list[str]:
+def faults(app, lines: list[str], growing=GROWING) -> list[str]:
     """The lines of a plan that read a growing table whole, or sort many rows.
 
     SQLite gives no estimates, so any sort is one. PostgreSQL may sort the few rows
     a query asked for by key (a batch's visitors, in id order, to lock them in the
     same order everywhere): a sort is one when the planner expects more rows than a
     batch could ask for."""
-    tables = "|".join(GROWING)
+    tables = "|".join(growing)
     if app.db.is_sqlite:
         whole = re.compile(rf"^SCAN ({tables})\b")
         return [line for line in lines if whole.search(line) or "TEMP B-TREE" in line]
@@ -161,10 +156,14 @@ def faults(app, lines: list[str]) -> list[str]:
     ]
 
 
-def assert_plans_read_only_what_they_need(app, statements) -> None:
-    checked = reads_of_growing_tables(statements)
+def assert_plans_read_only_what_they_need(app, statements, growing=GROWING) -> None:
+    checked = reads_of_growing_tables(statements, growing)
     assert checked, "no statement was recorded"
-    bad = {sql: found for sql, params in checked if (found := faults(app, plan(app, sql, params)))}
+    bad = {
+        sql: found
+        for sql, params in checked
+        if (found := faults(app, plan(app, sql, params), growing))
+    }
     assert not bad, "\n\n".join(f"{sql}\n  -> {found}" for sql, found in bad.items())
 
 
@@ -210,6 +209,9 @@ def test_segments_and_due_checks_read_only_the_visitors_of_a_batch(parked):
     app = parked.app
     app.apply([("goers.yaml", d) for d in load_documents(GOERS)])
     assert app.segment("goers")["members"] == WAITING
+    if not app.db.is_sqlite:
+        with app.db.write() as conn:
+            conn.execute(sa.text("ANALYZE"))  # as autovacuum would after so many rows
     with recording(app) as statements:
         app.send([IncomingEvent(type="go", email="new@example.com")])
         app.send([IncomingEvent(type="$unsubscribe", email="p1000001@example.com")])
@@ -218,7 +220,7 @@ def test_segments_and_due_checks_read_only_the_visitors_of_a_batch(parked):
             next_check = due_store.next_due(conn)
     assert next_check > app.clock.now()
     assert app.segment("goers")["members"] == WAITING  # one in, one out
-    assert_plans_read_only_what_they_need(app, statements)
+    assert_plans_read_only_what_they_need(app, statements, WITH_SEGMENTS)
 
 
 def test_events_wake_only_the_sessions_of_their_visitor(parked):

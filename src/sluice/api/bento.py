@@ -315,7 +315,7 @@ def get_site_stats(request: Request, site_uuid: Annotated[str | None, Query()] =
 @router.get(
     "/stats/segment",
     response_model=schemas.SiteStats,
-    responses=_SINGLE | errors_doc(404),
+    responses=_SINGLE | {404: {"model": schemas.BentoError}},
     summary="Member counts of a segment",
 )
 def get_segment_stats(
