@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from conftest import Driver
 from delivery_servers import SmtpServer
 from sluice.audience import Change, SubscriberImport
+from sluice.definitions.parse import load_documents
 from sluice.service import Sluice
 from sluice.settings import Settings
 from sluice.store.broadcasts import CHUNK, NewBroadcast
@@ -235,3 +236,54 @@ def test_broadcasts_through_the_native_and_bento_apis(api, app, driver):
     listed = api.bento_get("/fetch/broadcasts").json()["data"]
     assert [b["attributes"]["name"] for b in listed] == ["Bento news", "News"]
     assert listed[0]["attributes"]["inclusive_tags"] == "customer,vip"
+
+
+def test_a_broadcast_whose_template_is_gone_stops_with_its_reason_and_holds_up_nothing(driver, app):
+    template = "kind: template\nkey: promo\nsubject: Promo\nhtml: <p>x</p>\n"
+    app.apply([("promo.yaml", d) for d in load_documents(template, "promo.yaml")])
+    driver.send("signed_up", "ada@example.com")
+    broken = app.create_broadcast(NewBroadcast(name="Promo", email={"template": "promo"}))
+    app.delete_template("promo")
+    app.send_broadcast(broken["id"])
+    fine = app.create_broadcast(NewBroadcast(name="Fine", email=HELLO), send=True)
+    driver.run()
+    stopped = app.broadcast(broken["id"])
+    assert stopped["status"] == "cancelled"
+    assert "unknown template 'promo'" in stopped["last_error"]
+    assert app.broadcast(fine["id"])["stats"]["queued"] == 1
+
+
+def test_an_api_call_sends_only_when_it_says_so_plainly(api, driver):
+    driver.send("signed_up", "ada@example.com")
+    loose = api.post("/broadcasts", json={"name": "x", "email": HELLO, "send": "yes"})
+    assert loose.status_code == 422
+    late = {"name": "x", "email": HELLO, "send": True, "send_at": "9999-12-31T23:59:59-05:00"}
+    assert api.post("/broadcasts", json=late).status_code == 422
+    alone = api.post("/broadcasts", json={"name": "x", "email": HELLO, "send_at": late["send_at"]})
+    assert alone.status_code == 422
+    bento = api.bento_post(
+        "/batch/broadcasts",
+        {
+            "broadcasts": [
+                {"name": "a", "subject": "s", "content": "c", "approved": "yes"},
+                {"name": "n" * 300, "subject": "s", "content": "c"},
+                {"name": "b", "subject": "s", "content": "c", "segment_id": ""},
+                {"name": "c", "subject": "s", "content": "c", "batch_size_per_hour": -5},
+            ]
+        },
+    ).json()
+    assert (bento["results"], bento["failed"]) == (0, 4)
+    assert api.get("/broadcasts").json() == []
+
+
+def test_cancelling_stops_emails_waiting_to_be_retried(mail):
+    app, driver, smtp = mail
+    driver.send("signed_up", "ada@example.com")
+    smtp.answers.append("451 try again later")
+    found = app.create_broadcast(NewBroadcast(name="Retry", email=HELLO), send=True)
+    driver.run()
+    asyncio.run(app.dispatcher().run_once())
+    [email] = emails_of(app, found["id"])
+    assert (email.state, email.attempts) == ("pending", 1)
+    cancelled = app.cancel_broadcast(found["id"])
+    assert cancelled["stats"]["skipped"] == 1

@@ -485,3 +485,15 @@ def _when(instant: datetime) -> str:
     from sluice.narration import when
 
     return when(instant)
+
+
+def test_a_date_offset_after_the_day_may_carry_its_plus_sign():
+    flow = {
+        "key": "after",
+        "trigger": {"date": {"field": "d", "offset": "+7d"}},
+        "steps": [{"tag": {"add": ["x"]}}],
+    }
+    assert validate_flow(flow).trigger.date.offset == timedelta(days=7)
+    flow["trigger"]["date"]["offset"] = "+-7d"
+    with pytest.raises(DefinitionError, match="one sign at most"):
+        validate_flow(flow)

@@ -388,3 +388,47 @@ def test_a_window_is_rechecked_only_when_its_passing_can_move_the_visitor(
     verdict = evaluate(segment, {"tags": [], "fields": {}}, events, day + timedelta(days=10))
     expected = None if recheck is None else day + timedelta(days=recheck + 30)
     assert verdict.recheck_at == expected
+
+
+def test_dates_at_the_ends_of_the_calendar_are_read_within_bounds(driver, app, clock):
+    driver.send("signed_up", "never@example.com", fields={"renew": "9999-12-31"})
+    driver.send("signed_up", "late@example.com", fields={"renew": "9999-12-31T23:00:00-05:00"})
+    driver.send("signed_up", "early@example.com", fields={"renew": "0001-01-01"})
+    soon = (clock.now() + timedelta(days=3)).date().isoformat()
+    driver.send("signed_up", "soon@example.com", fields={"renew": soon})
+    driver.apply(
+        "kind: segment\nkey: renewing\nname: Renewing\nrules: [{field: renew, within_next: 7d}]\n"
+        "---\nkind: segment\nkey: ancient\nname: Ancient\nrules: [{field: renew, before: +7d}]\n"
+    )
+    assert member_emails(app, "renewing") == ["soon@example.com"]
+    assert member_emails(app, "ancient") == ["early@example.com", "soon@example.com"]
+    driver.send("seen", "never@example.com", fields={"renew": "9999-12-30"})  # no error either
+    driver.advance(timedelta(days=8))
+    assert member_emails(app, "renewing") == []
+
+
+def test_a_segment_of_those_who_did_not_yet_gets_new_visitors(driver, app):
+    driver.apply(
+        "kind: segment\nkey: not_bought\nname: Not bought yet\n"
+        "rules: [{event: $purchase, at_most: 0}]\n"
+        "---\nkind: segment\nkey: above_threshold\nname: Above\n"
+        "rules: [{event: ping, where: 'event.details.amount > visitor.threshold'}]\n"
+    )
+    driver.send("signed_up", "new@example.com")
+    app.audience.import_subscribers([SubscriberImport(email="imported@example.com")])
+    assert member_emails(app, "not_bought") == ["new@example.com", "imported@example.com"]
+    driver.send("$purchase", "new@example.com")
+    assert member_emails(app, "not_bought") == ["imported@example.com"]
+
+    # A `where` that reads the visitor is decided again when their fields change.
+    driver.send("ping", "ada@example.com", details={"amount": 5}, fields={"threshold": 10})
+    assert member_emails(app, "above_threshold") == []
+    driver.send("lowered", "ada@example.com", fields={"threshold": 1})
+    assert member_emails(app, "above_threshold") == ["ada@example.com"]
+
+
+def test_only_numbers_as_json_spells_them_are_compared(driver, app):
+    driver.apply("kind: segment\nkey: big\nname: Big\nrules: [{field: spent, greater_than: 100}]\n")
+    for n, spent in enumerate(["150", "1e3", "inf", "1_000", "١٠٠٠", "NaN", 101.5]):
+        driver.send("seen", f"v{n}@example.com", fields={"spent": spent})
+    assert member_emails(app, "big") == ["v0@example.com", "v1@example.com", "v6@example.com"]

@@ -105,8 +105,8 @@ class EventInput(BaseModel):
         if value in RECORDED_EVENTS and not (info.context or {}).get("recorded"):
             raise ValueError(
                 f"{value} is recorded by Sluice: when the data changes (add a tag with "
-                "$tag, change a field with fields), a flow's hook is called or a date "
-                "trigger's day comes"
+                "$tag, change a field with fields), a visitor enters or leaves a segment, "
+                "a flow's hook is called or a date trigger's day comes"
             )
         return value
 

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from sluice import impact, views
 from sluice.clock import Clock, SystemClock
 from sluice.credentials import Credentials
+from sluice.definitions.durations import check_instant_in_range
 from sluice.definitions.model import FlowDefinition, Trigger
 from sluice.definitions.parse import (
     EMAIL_LOC,
@@ -378,6 +379,7 @@ class Sluice:
         from sluice.store import broadcasts as broadcast_store
 
         now = self.clock.now()
+        _check_send_at(send_at)
         with self.db.write() as conn:
             self._check_broadcast(conn, new)
             broadcast_id = broadcast_store.create(conn, new, now=now, actor=actor)
@@ -440,6 +442,7 @@ class Sluice:
         from sluice.store import broadcasts as broadcast_store
 
         now = self.clock.now()
+        _check_send_at(send_at)
         with self.db.write() as conn:
             broadcast_store.schedule(conn, broadcast_id, send_at or now, now=now)
             found = broadcast_store.get(conn, broadcast_id)
@@ -868,6 +871,17 @@ class Sluice:
             if not exists:
                 conn.execute(suppressions.insert().values(email_hash=hashed, created_at=now))
         return {"erased": True, "sessions_exited": len(exited)}
+
+
+def _check_send_at(send_at: datetime | None) -> None:
+    """A broadcast's time must be one a definition could name (before the year 3000);
+    DefinitionError otherwise."""
+    if send_at is None:
+        return
+    try:
+        check_instant_in_range(send_at)
+    except ValueError as error:
+        raise DefinitionError([Problem("send_at", str(error))]) from None
 
 
 def _text_of(document: dict, text: str | None) -> str | None:

@@ -16,7 +16,7 @@ from sluice.api.batch import ItemError
 from sluice.api.bodies import nul_paths
 from sluice.api.schemas import BentoBroadcast
 from sluice.audience import Change, EmailChange, SubscriberImport, TransactionalEmail
-from sluice.definitions.durations import parse_instant
+from sluice.definitions.durations import check_instant_in_range, parse_instant
 from sluice.records import FlowStatus
 from sluice.store.broadcasts import NewBroadcast
 from sluice.store.ingest import IncomingEvent
@@ -256,6 +256,10 @@ def workflow_view(workflow: dict[str, Any], sluice: Sluice) -> dict[str, Any]:
 # -- broadcasts ------------------------------------------------------------------------
 
 
+MAX_FILTER_TAGS = 100
+"""Tags in one of a broadcast's filters, as the native API allows."""
+
+
 @dataclass(frozen=True)
 class BentoBroadcastItem:
     """One item of `batch/broadcasts`: the broadcast, and when it goes (`approved`
@@ -285,15 +289,21 @@ def bento_broadcast(item: Any) -> BentoBroadcastItem:
     if given.send_at:
         try:
             send_at = parse_instant(given.send_at)
+            check_instant_in_range(send_at)
         except ValueError as error:
             raise ItemError(("send_at", str(error))) from None
+    tags = {}
+    for loc in ("inclusive_tags", "exclusive_tags"):
+        tags[loc] = list(_tag_list(getattr(given, loc), loc))
+        if len(tags[loc]) > MAX_FILTER_TAGS:
+            raise ItemError((loc, f"at most {MAX_FILTER_TAGS} tags"))
     return BentoBroadcastItem(
         NewBroadcast(
             name=given.name,
             email=email,
-            segment_key=given.segment_id or None,
-            inclusive_tags=list(_tag_list(given.inclusive_tags, "inclusive_tags")),
-            exclusive_tags=list(_tag_list(given.exclusive_tags, "exclusive_tags")),
+            segment_key=given.segment_id,
+            inclusive_tags=tags["inclusive_tags"],
+            exclusive_tags=tags["exclusive_tags"],
             per_hour=given.batch_size_per_hour or None,
         ),
         send=given.approved,

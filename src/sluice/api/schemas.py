@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     RootModel,
+    StrictBool,
     model_validator,
 )
 
@@ -830,10 +831,16 @@ class BroadcastIn(BaseModel):
         default=None, description="Each visitor gets it at this time of day in their zone."
     )
     per_hour: int | None = Field(default=None, ge=1, le=10_000_000)
-    send: bool = Field(default=False, description="Schedule it now (else a draft).")
+    send: StrictBool = Field(default=False, description="Schedule it now (else a draft).")
     send_at: AwareDatetime | None = Field(
         default=None, description="When to send it (with `send`); now when absent."
     )
+
+    @model_validator(mode="after")
+    def _send_at_needs_send(self) -> BroadcastIn:
+        if self.send_at is not None and not self.send:
+            raise ValueError("send_at is for a broadcast sent now: give send: true too")
+        return self
 
 
 class BroadcastStats(BaseModel):
@@ -876,17 +883,17 @@ class BentoBroadcastFrom(BaseModel):
 
 
 class BentoBroadcast(BaseModel):
-    name: str
-    subject: str
-    content: str
+    name: str = Field(min_length=1, max_length=200)
+    subject: str = Field(min_length=1)
+    content: str = Field(min_length=1)
     type: Literal["plain", "html", "raw", "markdown"] = "plain"
     from_: BentoBroadcastFrom | None = Field(default=None, alias="from")
-    inclusive_tags: str | None = None
-    exclusive_tags: str | None = None
-    segment_id: str | None = None
-    batch_size_per_hour: int | None = None
+    inclusive_tags: str | None = Field(default=None, max_length=20_000)
+    exclusive_tags: str | None = Field(default=None, max_length=20_000)
+    segment_id: str | None = Field(default=None, min_length=1, max_length=64)
+    batch_size_per_hour: int | None = Field(default=None, ge=0, le=10_000_000)
     send_at: str | None = None
-    approved: bool = False
+    approved: StrictBool = False
 
 
 class BentoBroadcastsBody(BaseModel):

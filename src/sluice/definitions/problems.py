@@ -175,12 +175,18 @@ class Checker:
         return value
 
     def duration(self, value: Any, loc: str, *, signed: bool = False) -> timedelta | None:
-        """A duration, positive unless `signed` (which also allows zero and below)."""
+        """A duration, positive unless `signed` (which also allows zero and below, and
+        a `+` for after: `+7d`, as `-7d` is before)."""
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)  # so that the message suggests units for the number
         if not isinstance(value, str):
             self.add(loc, "expected a duration such as 30s, 15m, 2h, 3d or 1w")
             return None
+        if signed and value.strip().startswith("+"):
+            value = value.strip()[1:]
+            if value.startswith(("+", "-")):
+                self.add(loc, "expected one sign at most, e.g. -7d or +7d")
+                return None
         try:
             delta = parse_duration(value)
         except ValueError as err:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from sluice.definitions.limits import LATEST_INSTANT
 from sluice.definitions.liquid import Condition
 from sluice.definitions.problems import Checker, DefinitionError, UnreadableValue
 from sluice.definitions.values import item_loc, key_loc, to_jsonable
@@ -125,8 +126,11 @@ class SegmentDefinition:
 
     @property
     def reads_data(self) -> bool:
-        """Whether a change of tags, fields or subscription can move a visitor."""
-        return _reads_data(self.rules)
+        """Whether a change of tags, fields or subscription can move a visitor — or
+        their arrival: a rule on data, a `where` that reads the visitor, or a count
+        that holds at zero (`at_most`, `exactly: 0`, or any count under `none`), which
+        a visitor without events meets."""
+        return _reads_data(self.rules, negated=False)
 
 
 def _leaves(rule: Rule):
@@ -141,10 +145,15 @@ def _event_rules(rule: Rule):
     return (r for r in _leaves(rule) if isinstance(r, EventRule))
 
 
-def _reads_data(rule: Rule) -> bool:
+def _reads_data(rule: Rule, negated: bool) -> bool:
     if isinstance(rule, Group):
-        return any(_reads_data(r) for r in rule.rules)
-    return not isinstance(rule, EventRule)
+        inner = negated or rule.match == "none"
+        return any(_reads_data(r, inner) for r in rule.rules)
+    if not isinstance(rule, EventRule):
+        return True
+    holds_at_zero = rule.test == "at_most" or (rule.test == "exactly" and rule.count == 0)
+    reads_visitor = rule.where is not None and "visitor" in rule.where.source
+    return negated or holds_at_zero or rule.count == 0 or reads_visitor
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -295,8 +304,7 @@ class _Reader:
         if isinstance(value, str) and value.strip() == "now":
             return timedelta(0)
         if isinstance(value, str) and value.strip()[:1] in "+-":
-            # Durations have no `+` of their own (a leading `-` negates one).
-            delta = self.check.duration(value.strip().removeprefix("+"), loc, signed=True)
+            delta = self.check.duration(value.strip(), loc, signed=True)
             return _BAD if delta is None else delta
         found = as_instant(value)
         if found is None:
@@ -337,17 +345,31 @@ class _Reader:
 _BAD = object()
 
 
+EARLIEST_FIELD_DATE = datetime(1000, 1, 1, tzinfo=UTC)
+"""Field dates are held within these bounds (`9999-12-31`, a common "never expires",
+is read as the latest): any offset a rule adds (`limits.MAX_DURATION`) stays a date,
+and every instant derived from them can be stored."""
+LATEST_FIELD_DATE = LATEST_INSTANT
+
+
 def as_instant(value: Any) -> datetime | None:
     """A field's value as an instant: an ISO date (its midnight UTC) or time (UTC when
-    it has no offset); None for anything else."""
+    it has no offset), held within the field-date bounds; None for anything else."""
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    if not isinstance(value, str) or len(value) > 64:
+        parsed = value
+    elif isinstance(value, date):
+        parsed = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str) and len(value) <= 64:
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    else:
         return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
     try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00:00-05:00: after the calendar's end in UTC
+        return LATEST_FIELD_DATE
+    return min(max(parsed, EARLIEST_FIELD_DATE), LATEST_FIELD_DATE)

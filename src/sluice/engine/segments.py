@@ -9,6 +9,8 @@ without one).
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -124,17 +126,20 @@ _TICK = timedelta(microseconds=1)
 """The smallest step of stored instants."""
 
 
+_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+"""A number as JSON spells it: no `inf`, `1_000` or other digits than 0–9."""
+
+
 def _number(value: Any) -> float | None:
-    """A field's value as a number: numbers, and strings that spell one ("42")."""
+    """A field's value as a number: numbers, and strings that spell one as JSON does
+    ("42", "-1.5")."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
         return value
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        number = float(value)
+        return number if math.isfinite(number) else None
     return None
 
 

@@ -27,6 +27,7 @@ from sluice.addresses import message_id_domain
 from sluice.definitions.durations import parse_time_of_day
 from sluice.definitions.liquid import TemplateError
 from sluice.definitions.parse import validate_email
+from sluice.definitions.problems import DefinitionError
 from sluice.engine.context import template_context, visitor_view
 from sluice.engine.messages import render_email
 from sluice.engine.timing import visitor_zone
@@ -125,7 +126,7 @@ def schedule(conn: Connection, broadcast_id: int, send_at: datetime, *, now: dat
         raise BroadcastStateError(
             f"broadcast {broadcast_id} is {row.status}: it cannot be sent again"
         )
-    send_at = max(send_at, now)
+    send_at = max(send_at.astimezone(UTC), now)  # a local time's day is send_at's in UTC
     start = send_at
     if row.local_time is not None:
         day = datetime.combine(send_at.date(), parse_time_of_day(row.local_time), tzinfo=UTC)
@@ -150,7 +151,8 @@ def cancel(conn: Connection, broadcast_id: int, *, now: datetime) -> int:
     unsent = sa.and_(
         deliveries.c.broadcast_id == broadcast_id,
         deliveries.c.state == DeliveryState.PENDING,
-        deliveries.c.attempts == 0,
+        # Not one a dispatcher is attempting right now (its lease runs).
+        sa.or_(deliveries.c.claim_expires_at.is_(None), deliveries.c.claim_expires_at < now),
     )
     if (
         row.status == BroadcastStatus.SENT
@@ -193,8 +195,20 @@ def queue_next(
     row = _row(conn, broadcast_id, lock=True)
     if row.status not in (BroadcastStatus.SCHEDULED, BroadcastStatus.SENDING):
         return
+    try:
+        sender = _Sender(conn, catalog, config, row, now)
+    except DefinitionError as error:  # its template was deleted since it was saved
+        conn.execute(
+            broadcasts.update()
+            .where(broadcasts.c.id == broadcast_id)
+            .values(
+                status=BroadcastStatus.CANCELLED,
+                last_error=f"its email can no longer be sent: {error}",
+                updated_at=now,
+            )
+        )
+        return
     people = _audience(conn, row)
-    sender = _Sender(conn, catalog, config, row, now)
     queued, unsubscribed, suppressed, failed, error = sender.queue(people)
     done = len(people) < CHUNK
     values: dict[str, Any] = {

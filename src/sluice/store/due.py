@@ -10,6 +10,7 @@ them due; it sleeps until the earliest (`next_due`). Nothing here scans by sched
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from sqlalchemy.engine import Connection
 
 from sluice.store.bulk import upsert_many
 from sluice.store.schema import due_checks
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,7 @@ def import_subscribers(
     conn: Connection, rows: Sequence[SubscriberImport], now: datetime, *, keep_views: bool = False
 ) -> list[visitor_store.WorkingVisitor]:
     """Merge the rows into their visitors (created where new); returns those whose data
-    changed, with their `changes` (`keep_views`: WorkingVisitor.keep_views)."""
+    changed or are new, with their `changes` (`keep_views`: WorkingVisitor.keep_views)."""
     people = visitor_store.upsert(conn, (r.email for r in rows), now)
     for visitor in people.values():
         visitor.keep_views = keep_views
@@ -61,15 +61,16 @@ def import_subscribers(
     visitor_store.write_back(conn, people.values(), now)
     registry.register_tags(conn, (t for r in rows for t in r.tags), now)
     registry.register_fields(conn, (k for r in rows for k in r.fields), now)
-    return [v for v in people.values() if v.dirty]
+    return [v for v in people.values() if v.dirty or v.new]
 
 
 def apply_changes(
     conn: Connection, changes: Sequence[Change], now: datetime, *, keep_views: bool = False
 ) -> list[visitor_store.WorkingVisitor]:
     """Apply the changes in order; visitors that do not exist yet are created. Returns
-    the visitors whose data changed (adding a tag they have changes none), each with
-    its `changes` that a trigger can name (`keep_views`: WorkingVisitor.keep_views)."""
+    the visitors whose data changed (adding a tag they have changes none) or who are
+    new, each with its `changes` that a trigger can name (`keep_views`:
+    WorkingVisitor.keep_views)."""
     people = visitor_store.upsert(conn, (c.email for c in changes), now)
     for visitor in people.values():
         visitor.keep_views = keep_views
@@ -91,7 +92,7 @@ def apply_changes(
     visitor_store.write_back(conn, people.values(), now)
     registry.register_tags(conn, (c.name for c in changes if c.command == "add_tag"), now)
     registry.register_fields(conn, (c.name for c in changes if c.command == "add_field"), now)
-    return [v for v in people.values() if v.dirty]
+    return [v for v in people.values() if v.dirty or v.new]
 
 
 def change_email(conn: Connection, old: str, new: str, now: datetime) -> str | None:

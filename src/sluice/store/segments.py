@@ -297,6 +297,18 @@ def refresh(
     return entered + left
 
 
+def lock_visitors(conn: Connection, ids: list[int]) -> tuple[set[int], set[int]]:
+    """Lock these visitors, in id order, skipping those another transaction holds
+    (PostgreSQL): the ids locked, and those held elsewhere (none on SQLite, whose
+    writers take turns). Erased ones are in neither."""
+    if conn.dialect.name != "postgresql":
+        return set(ids), set()
+    wanted = visitors.c.id.in_(list(set(ids)))
+    query = sa.select(visitors.c.id).where(wanted).order_by(visitors.c.id)
+    locked = set(conn.execute(query.with_for_update(skip_locked=True)).scalars())
+    return locked, set(conn.execute(query).scalars()) - locked
+
+
 def _views(conn: Connection, ids: set[int], *, lock: bool = False) -> dict[int, dict[str, Any]]:
     if not ids:
         return {}

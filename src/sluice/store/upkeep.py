@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
 from sluice.engine.triggers import FlowState
 from sluice.engine.work import MAX_CHAIN_DEPTH
 from sluice.records import SEGMENT_ENTERED, SEGMENT_LEFT
-from sluice.store import dates
+from sluice.store import dates, due
 from sluice.store import ingest as ingest_store
 from sluice.store import segments as segment_store
 from sluice.store.budget import CausedBudget
@@ -53,7 +53,7 @@ def after_changes(
     definitions = catalog.segments(conn)
     if not definitions:
         return []
-    dirty = {v.id for v in changed if v.dirty}
+    dirty = {v.id for v in changed if v.dirty or v.new}
     by_type: dict[str, set[int]] = defaultdict(set)
     for visitor_id, event_type in new_events:
         by_type[event_type].add(visitor_id)
@@ -83,13 +83,23 @@ def after_changes(
     )
 
 
+BUSY_RETRY = timedelta(seconds=5)
+
+
 def recheck(
     conn: Connection, key: str, visitor_ids: list[int], now: datetime, *, catalog: Catalog
 ) -> None:
     """The due-check handler (store/due.py, kind `segment`): a window of the segment
     passed for these visitors; decide again, and start the flows of the moves."""
     definitions = catalog.segments(conn)
-    moves = segment_store.refresh(conn, {key: set(visitor_ids)}, definitions, now)
+    # A visitor another transaction is changing is left to it, and looked at again
+    # shortly: waiting for them here, while holding the claimed checks, could deadlock
+    # with a batch that holds the visitor and writes their checks (PostgreSQL).
+    free, busy = segment_store.lock_visitors(conn, visitor_ids)
+    due.schedule(
+        conn, [due.DueCheck(segment_store.DUE_KIND, key, i, now + BUSY_RETRY) for i in busy]
+    )
+    moves = segment_store.refresh(conn, {key: free}, definitions, now)
     record_moves(conn, catalog, moves, now, source="segment")
 
 

@@ -32,6 +32,9 @@ class WorkingVisitor:
     unsubscribed_at: datetime | None
     created_at: datetime
     dirty: bool = field(default=False)
+    new: bool = False
+    """Created by this batch: segments that hold for a visitor with nothing yet decide
+    them (store/upkeep.py)."""
     changes: list[DataChange] = field(default_factory=list)
     """What changed that a trigger can name (SPEC §7 Triggers), in order: tags added,
     fields set to another value or removed."""
@@ -141,7 +144,10 @@ def upsert(conn: Connection, emails: Iterable[str], now: datetime) -> dict[str, 
     if missing:
         rows = [_new_row(wanted[key], key, now) for key in missing]
         conn.execute(_insert(conn).on_conflict_do_nothing(index_elements=["email_key"]), rows)
-        found.update(_load(conn, visitors.c.email_key.in_(missing)))
+        created = _load(conn, visitors.c.email_key.in_(missing))
+        for visitor in created.values():
+            visitor.new = True
+        found.update(created)
     return found
 
 
