@@ -89,7 +89,7 @@ def check_version(conn: Connection, key: str, based_on: int) -> None:
     """Raise VersionConflict unless the flow's current version is `based_on` (0: the
     flow must not exist yet). Holds the flow's save lock until the transaction ends,
     so that no save comes between this check and the caller's."""
-    _lock_key(conn, "flow", key)
+    lock_key(conn, "flow", key)
     current = conn.execute(sa.select(flows.c.version).where(flows.c.key == key)).scalar() or 0
     if current != based_on:
         raise VersionConflict(key, based_on, current)
@@ -190,7 +190,7 @@ def save_flow(
     Sessions of a flow that is on become due so that workers move them to the new
     version promptly (a session waiting two days must not keep a changed wait until
     then); those of a flow that is off move when it is turned on."""
-    _lock_key(conn, "flow", flow.key)
+    lock_key(conn, "flow", flow.key)
     current = conn.execute(sa.select(flows).where(flows.c.key == flow.key)).first()
     old = old_text = None
     if current:
@@ -237,8 +237,8 @@ def save_flow(
     return version
 
 
-def _lock_key(conn: Connection, kind: str, key: str) -> None:
-    """Serialise saves of one flow or template until this transaction ends.
+def lock_key(conn: Connection, kind: str, key: str) -> None:
+    """Serialise saves of one flow, template or segment until this transaction ends.
 
     Two saves read the current version, then insert the next: without a lock, two
     concurrent ones on PostgreSQL pick the same number and one fails on the primary
@@ -360,7 +360,7 @@ def save_template(
 ) -> int | None:
     """Store a new version if the template or its text changed (as `save_flow`);
     returns it, or None if unchanged."""
-    _lock_key(conn, "template", template.key)
+    lock_key(conn, "template", template.key)
     current = conn.execute(sa.select(templates).where(templates.c.key == template.key)).first()
     if current and current.deleted_at is None:
         old = conn.execute(
@@ -452,7 +452,7 @@ def delete_template(conn: Connection, catalog: Catalog, key: str, *, now: dateti
     a flow, but its versions are kept, so stored flow versions that named it still
     load for the sessions on them, and saving the key again continues its numbering.
     Raises TemplateInUse with the steps that use it."""
-    _lock_key(conn, "template", key)
+    lock_key(conn, "template", key)
     row = conn.execute(
         sa.select(templates.c.key).where(templates.c.key == key, templates.c.deleted_at.is_(None))
     ).first()

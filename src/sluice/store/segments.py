@@ -26,7 +26,7 @@ from sluice.engine.context import visitor_view
 from sluice.engine.segments import CountedEvent, evaluate
 from sluice.store import due as due_store
 from sluice.store.bulk import insert_many
-from sluice.store.flows import diff
+from sluice.store.flows import diff, lock_key
 from sluice.store.schema import (
     events,
     segment_changes,
@@ -71,11 +71,7 @@ def save_segment(
 ) -> int | None:
     """Store a new version if the definition or its text changed (as flows' `save_flow`);
     returns it, or None if unchanged. The caller rebuilds the membership (`rebuild`)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
-            {"name": f"segment:{segment.key}"},
-        )
+    lock_key(conn, "segment", segment.key)
     current = conn.execute(sa.select(segments).where(segments.c.key == segment.key)).first()
     old = old_text = None
     if current is not None:
