@@ -416,9 +416,14 @@ def test_a_segment_of_those_who_did_not_yet_gets_new_visitors(driver, app):
     )
     driver.send("signed_up", "new@example.com")
     app.audience.import_subscribers([SubscriberImport(email="imported@example.com")])
-    assert member_emails(app, "not_bought") == ["new@example.com", "imported@example.com"]
+    assert app.audience.create_subscriber("created@example.com")
+    assert member_emails(app, "not_bought") == [
+        "new@example.com",
+        "imported@example.com",
+        "created@example.com",
+    ]
     driver.send("$purchase", "new@example.com")
-    assert member_emails(app, "not_bought") == ["imported@example.com"]
+    assert member_emails(app, "not_bought") == ["imported@example.com", "created@example.com"]
 
     # A `where` that reads the visitor is decided again when their fields change.
     driver.send("ping", "ada@example.com", details={"amount": 5}, fields={"threshold": 10})

@@ -148,9 +148,19 @@ class Audience:
         return row, [str(ids[t]) for t in row.tags if t in ids]
 
     def create_subscriber(self, email: str) -> bool:
-        """Create the visitor unless it exists (no event, no flows); True if created."""
+        """Create the visitor unless it exists (no event, no flows); True if created.
+        A new visitor enters the segments that hold for one with nothing yet (recorded,
+        starting no flow, as an import's)."""
+        now = self.app.clock.now()
         with self.app.db.write() as conn:
-            return imports.create_visitor(conn, email, self.app.clock.now())
+            created = imports.create_visitor(conn, email, now)
+            if created:
+                [visitor] = visitor_store.upsert(conn, [email], now).values()
+                visitor.new = True
+                upkeep.after_changes(
+                    conn, self.app.catalog, now, changed=[visitor], start_flows=False
+                )
+            return created
 
     # -- registries ---------------------------------------------------------------
 
