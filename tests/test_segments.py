@@ -437,3 +437,24 @@ def test_only_numbers_as_json_spells_them_are_compared(driver, app):
     for n, spent in enumerate(["150", "1e3", "inf", "1_000", "١٠٠٠", "NaN", 101.5]):
         driver.send("seen", f"v{n}@example.com", fields={"spent": spent})
     assert member_emails(app, "big") == ["v0@example.com", "v1@example.com", "v6@example.com"]
+
+
+def test_a_due_check_that_fails_is_retried_alone_and_holds_back_no_other(driver, app, clock):
+    from sluice.store import due as due_store
+
+    driver.apply(REPEAT_BUYERS)
+    for amount in (20, 30):
+        driver.send("$purchase", "ada@example.com", details={"amount": amount})
+    assert member_emails(app, "repeat_buyers") == ["ada@example.com"]
+    with app.db.write() as conn:  # a check whose handler fails, due with Ada's window
+        due_store.schedule(conn, [due_store.DueCheck("broken", "k", 1, clock.now())])
+
+    def broken(conn, key, visitor_ids, now):
+        raise RuntimeError("this handler fails")
+
+    worker = app.worker(due_handlers={**driver.worker.due_handlers, "broken": broken})
+    clock.set(clock.now() + timedelta(days=30, minutes=1))
+    worker.run_until_idle()
+    assert member_emails(app, "repeat_buyers") == []  # Ada's window was handled
+    with app.db.read() as conn:
+        assert due_store.next_due(conn) == clock.now() + due_store.RETRY

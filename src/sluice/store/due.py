@@ -14,7 +14,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -93,23 +93,21 @@ def settle(
         cancel(conn, kind, key, visitor_ids)
 
 
-def claim(conn: Connection, now: datetime, limit: int) -> list[DueCheck]:
+def claim(conn: Connection, now: datetime, limit: int) -> dict[tuple[str, str], list[int]]:
     """Take up to `limit` of the checks due at `now`, earliest first, deleting them:
-    the caller handles them in the same transaction (`run_due`)."""
+    the visitors' ids by kind and key. The caller handles them in the same transaction
+    (`run_due`)."""
     rows = conn.execute(
-        sa.select(due_checks)
+        sa.select(due_checks.c.kind, due_checks.c.key, due_checks.c.visitor_id)
         .where(due_checks.c.due_at <= now)
         .order_by(due_checks.c.due_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
-    if not rows:
-        return []
-    found = [DueCheck(r.kind, r.key, r.visitor_id, r.due_at) for r in rows]
-    by_key: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for check in found:
-        by_key[check.kind, check.key].append(check.visitor_id)
-    for (kind, key), ids in by_key.items():
+    grouped: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for kind, key, visitor_id in rows:
+        grouped[kind, key].append(visitor_id)
+    for (kind, key), ids in grouped.items():
         # Only those claimed, and only if no change moved them meanwhile (a later due).
         conn.execute(
             due_checks.delete().where(
@@ -119,21 +117,32 @@ def claim(conn: Connection, now: datetime, limit: int) -> list[DueCheck]:
                 due_checks.c.due_at <= now,
             )
         )
-    return found
+    return grouped
+
+
+RETRY = timedelta(minutes=5)
+"""When the checks of a key whose handler failed are tried again."""
 
 
 def run_due(conn: Connection, handlers: dict[str, Handler], now: datetime, limit: int) -> int:
     """Claim the checks due at `now` and hand them, grouped by kind and key, to their
-    kind's handler; returns how many were claimed."""
-    found = claim(conn, now, limit)
-    grouped: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for check in found:
-        grouped[check.kind, check.key].append(check.visitor_id)
+    kind's handler; returns how many were claimed. A handler that fails is logged and
+    undone (a savepoint), and its checks are tried again `RETRY` later: it holds back
+    no other key's."""
+    grouped = claim(conn, now, limit)
     for (kind, key), ids in grouped.items():
         handler = handlers.get(kind)
-        if handler is not None:
-            handler(conn, key, ids, now)
-    return len(found)
+        if handler is None:
+            continue
+        try:
+            with conn.begin_nested():
+                handler(conn, key, ids, now)
+        except sa.exc.OperationalError:
+            raise  # the database is unavailable: the caller waits for it
+        except Exception:
+            log.exception("due checks %s %s failed; tried again in %s", kind, key, RETRY)
+            schedule(conn, [DueCheck(kind, key, i, now + RETRY) for i in ids])
+    return sum(len(ids) for ids in grouped.values())
 
 
 def postpone(conn: Connection, now: datetime, until: datetime, limit: int) -> None:

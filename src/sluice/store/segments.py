@@ -12,7 +12,7 @@ written in one go. Nothing reads every visitor except saving a segment's rules.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -389,9 +389,8 @@ def _write(conn: Connection, entered: list[Move], left: list[Move], now: datetim
         )
 
 
-def rebuild(conn: Connection, segment: SegmentDefinition, now: datetime) -> Iterable[list[Move]]:
-    """Decide every visitor's membership anew (a segment's rules changed), a chunk of
-    `REBUILD_CHUNK` visitors at a time; yields each chunk's moves."""
+def _every_visitor(conn: Connection) -> Iterator[set[int]]:
+    """Every visitor's id, `REBUILD_CHUNK` at a time, by id."""
     after = 0
     while True:
         ids = list(
@@ -404,32 +403,28 @@ def rebuild(conn: Connection, segment: SegmentDefinition, now: datetime) -> Iter
         )
         if not ids:
             return
-        yield refresh(conn, {segment.key: set(ids)}, {segment.key: segment}, now)
+        yield set(ids)
         after = ids[-1]
+
+
+def rebuild(conn: Connection, segment: SegmentDefinition, now: datetime) -> Iterable[list[Move]]:
+    """Decide every visitor's membership anew (a segment's rules changed), a chunk of
+    `REBUILD_CHUNK` visitors at a time; yields each chunk's moves."""
+    for ids in _every_visitor(conn):
+        yield refresh(conn, {segment.key: ids}, {segment.key: segment}, now)
 
 
 def preview_count(conn: Connection, segment: SegmentDefinition, now: datetime) -> int:
     """How many visitors `segment` would hold now, writing nothing (the live count of
     the editor): every visitor is read, `REBUILD_CHUNK` at a time."""
-    total, after = 0, 0
-    while True:
-        ids = list(
-            conn.execute(
-                sa.select(visitors.c.id)
-                .where(visitors.c.id > after)
-                .order_by(visitors.c.id)
-                .limit(REBUILD_CHUNK)
-            ).scalars()
-        )
-        if not ids:
-            return total
-        views = _views(conn, set(ids))
-        counted = _counted_events(conn, [segment], set(ids), now)
+    total = 0
+    for ids in _every_visitor(conn):
+        counted = _counted_events(conn, [segment], ids, now)
         total += sum(
             evaluate(segment, view, counted.get(visitor_id, ()), now).member
-            for visitor_id, view in views.items()
+            for visitor_id, view in _views(conn, ids).items()
         )
-        after = ids[-1]
+    return total
 
 
 def forget_visitors(conn: Connection, visitor_ids: Iterable[int]) -> None:
